@@ -1,0 +1,370 @@
+//! The layout verbs: init, ls, inspect, cat, fsck, gc, tag, untag.
+
+use std::io::{self, Read, Write};
+use std::path::Path;
+
+use anyhow::Context as _;
+use ocikit_layout::fsck::{FsckOptions, Severity};
+use ocikit_layout::refs::{self, TagOutcome};
+use ocikit_layout::walk::{DocStatus, Walk};
+use ocikit_layout::{Digest, Layout, JSON_LIMIT};
+use serde_json::{json, Value};
+
+use crate::output::{byte_bar, entry_json, human_bytes, platform_json, print_json};
+use crate::{Cli, Code};
+
+fn open(cli: &Cli, dir: &Path) -> anyhow::Result<Layout> {
+    Ok(Layout::open(dir, cli.layout_options())?)
+}
+
+pub fn init(cli: &Cli, dir: &Path) -> anyhow::Result<Code> {
+    let (_, created) = Layout::init(dir, cli.layout_options())?;
+    if !cli.quiet {
+        if created {
+            eprintln!("created OCI image layout `{}`", dir.display());
+        } else {
+            eprintln!(
+                "`{}` is already an OCI image layout; left as it is",
+                dir.display()
+            );
+        }
+    }
+    Ok(0)
+}
+
+pub fn ls(cli: &Cli, dir: &Path, json: bool) -> anyhow::Result<Code> {
+    let layout = open(cli, dir)?;
+    let index = layout.read_index()?;
+    if json {
+        print_json(&Value::Array(
+            index.value.manifests.iter().map(entry_json).collect(),
+        ))?;
+        return Ok(0);
+    }
+    let rows: Vec<[String; 5]> = index
+        .value
+        .manifests
+        .iter()
+        .map(|d| {
+            [
+                d.ref_name().unwrap_or("-").to_string(),
+                d.digest.to_string(),
+                d.media_type.to_string(),
+                d.size.to_string(),
+                d.platform
+                    .as_ref()
+                    .map(|p| p.to_short())
+                    .unwrap_or_else(|| "-".into()),
+            ]
+        })
+        .collect();
+    let mut widths = [3usize, 6, 10, 4, 8];
+    for r in &rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.len());
+        }
+    }
+    let mut out = io::stdout().lock();
+    let header = ["REF", "DIGEST", "MEDIA TYPE", "SIZE", "PLATFORM"].map(String::from);
+    for r in std::iter::once(&header).chain(rows.iter()) {
+        let line = r
+            .iter()
+            .zip(widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect::<Vec<_>>()
+            .join("  ");
+        writeln!(out, "{}", line.trim_end())?;
+    }
+    Ok(0)
+}
+
+pub fn inspect(cli: &Cli, dir: &Path, target: &str, json: bool) -> anyhow::Result<Code> {
+    let layout = open(cli, dir)?;
+    let index = layout.read_index()?;
+    let desc = refs::resolve_anywhere(&layout, &index.value, target)?;
+    let walk = Walk::from_descriptor(&layout, &desc);
+    let root = walk.roots[0];
+    if json {
+        print_json(&node_json(&walk, root))?;
+    } else {
+        let mut out = io::stdout().lock();
+        print_tree(&mut out, &walk, root, "", "")?;
+    }
+    Ok(0)
+}
+
+fn node_json(walk: &Walk, i: usize) -> Value {
+    let n = &walk.nodes[i];
+    let mut v = json!({
+        "digest": n.digest().as_str(),
+        "mediaType": n.descriptor.media_type.as_str(),
+        "size": if n.size_known { json!(n.descriptor.size) } else { Value::Null },
+        "kind": n.kind.name(),
+        "role": n.role.name(),
+        "platform": platform_json(n.platform()),
+        "children": n.children.iter().map(|&c| node_json(walk, c)).collect::<Vec<_>>(),
+    });
+    if let Some(obj) = v.as_object_mut() {
+        if let Some(d) = &n.declared {
+            obj.insert("declaredMediaType".into(), json!(d.as_str()));
+        }
+        if let Some(a) = &n.descriptor.artifact_type {
+            obj.insert("artifactType".into(), json!(a));
+        }
+        if let Some(s) = status_text(&n.status) {
+            obj.insert("problem".into(), json!(s));
+        }
+    }
+    v
+}
+
+fn status_text(s: &DocStatus) -> Option<String> {
+    match s {
+        DocStatus::NotRead | DocStatus::Ok => None,
+        DocStatus::Missing => Some("missing".into()),
+        DocStatus::Corrupt(e) => Some(e.to_string()),
+        DocStatus::Unparseable(m) => Some(format!("unparseable: {m}")),
+        DocStatus::Unverifiable => Some("unverifiable digest".into()),
+        DocStatus::Cycle => Some("cycle".into()),
+        DocStatus::Truncated => Some("not expanded: too many nodes".into()),
+    }
+}
+
+fn print_tree(
+    out: &mut impl Write,
+    walk: &Walk,
+    i: usize,
+    first: &str,
+    rest: &str,
+) -> anyhow::Result<()> {
+    let n = &walk.nodes[i];
+    let mut line = first.to_string();
+    if !matches!(n.role, ocikit_layout::walk::Role::Root(_)) {
+        line.push_str(&format!("{} ", n.role));
+    }
+    line.push_str(&format!(
+        "{} {} [{}]",
+        n.digest(),
+        n.descriptor.media_type,
+        n.kind.name()
+    ));
+    if n.size_known {
+        line.push_str(&format!(" {} bytes", n.descriptor.size));
+    }
+    if let Some(p) = n.platform() {
+        line.push_str(&format!(" {}", p.to_short()));
+    }
+    if let Some(a) = &n.descriptor.artifact_type {
+        line.push_str(&format!(" artifactType={a}"));
+    }
+    if let Some(d) = &n.declared {
+        line.push_str(&format!(" (document says {d})"));
+    }
+    if let Some(s) = status_text(&n.status) {
+        line.push_str(&format!(" !! {s}"));
+    }
+    writeln!(out, "{line}")?;
+    let count = n.children.len();
+    for (k, &c) in n.children.iter().enumerate() {
+        let last = k + 1 == count;
+        let f = format!("{rest}{}", if last { "└── " } else { "├── " });
+        let r = format!("{rest}{}", if last { "    " } else { "│   " });
+        print_tree(out, walk, c, &f, &r)?;
+    }
+    Ok(())
+}
+
+pub fn cat(cli: &Cli, dir: &Path, target: &str) -> anyhow::Result<Code> {
+    let layout = open(cli, dir)?;
+    let (digest, size) = match Digest::parse(target) {
+        Ok(d) => (d, None),
+        Err(_) => {
+            let index = layout.read_index()?;
+            let d = refs::resolve(&index.value, target)?;
+            (d.digest, Some(d.size))
+        }
+    };
+    let path = layout.blob_path(&digest);
+    let mut reader = layout.open_blob(&digest, size)?;
+    let len = reader
+        .get_ref()
+        .metadata()
+        .with_context(|| format!("`{}`", path.display()))?
+        .len();
+    let mut out = io::stdout().lock();
+    if len <= JSON_LIMIT {
+        // Small blobs are verified before a byte is written.
+        let mut buf = Vec::with_capacity(len as usize);
+        reader
+            .read_to_end(&mut buf)
+            .map_err(|e| ocikit_layout::unwrap_io(e, &path))?;
+        out.write_all(&buf)?;
+    } else {
+        // Large ones stream; a mismatch is reported (exit 2) when the end is reached.
+        let mut buf = vec![0u8; 1 << 18];
+        loop {
+            let n = reader
+                .read(&mut buf)
+                .map_err(|e| ocikit_layout::unwrap_io(e, &path))?;
+            if n == 0 {
+                break;
+            }
+            out.write_all(&buf[..n])?;
+        }
+    }
+    out.flush()?;
+    Ok(0)
+}
+
+pub fn fsck(cli: &Cli, dir: &Path, deep: bool, json: bool) -> anyhow::Result<Code> {
+    let layout = open(cli, dir)?;
+    let bar = byte_bar(cli.quiet, 0, "checking");
+    bar.set_length(blob_bytes(&layout));
+    let progress = |n: u64| bar.inc(n);
+    let report = ocikit_layout::fsck::fsck(
+        &layout,
+        &FsckOptions {
+            deep,
+            progress: Some(&progress),
+        },
+    )?;
+    bar.finish_and_clear();
+    let errors = report
+        .findings
+        .iter()
+        .filter(|f| f.kind.severity() == Severity::Error)
+        .count();
+    if json {
+        let findings: Vec<Value> = report
+            .findings
+            .iter()
+            .map(|f| {
+                json!({
+                    "severity": if f.kind.severity() == Severity::Error { "error" } else { "info" },
+                    "kind": f.kind.name(),
+                    "digest": f.digest.as_ref().map(|d| d.as_str()),
+                    "path": f.path,
+                    "detail": f.detail,
+                })
+            })
+            .collect();
+        print_json(&json!({
+            "clean": report.is_clean(),
+            "errors": errors,
+            "blobsChecked": report.blobs_checked,
+            "findings": findings,
+        }))?;
+    } else {
+        let mut out = io::stdout().lock();
+        for f in &report.findings {
+            let sev = if f.kind.severity() == Severity::Error {
+                "error"
+            } else {
+                "info"
+            };
+            let digest = f
+                .digest
+                .as_ref()
+                .map(|d| d.to_string())
+                .unwrap_or_else(|| "-".into());
+            let path = if f.path.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", f.path.join(" > "))
+            };
+            writeln!(
+                out,
+                "{sev}: {}: {digest}{path}: {}",
+                f.kind.name(),
+                f.detail
+            )?;
+        }
+        if !cli.quiet {
+            eprintln!(
+                "checked {} blobs ({}): {} error(s), {} note(s)",
+                report.blobs_checked,
+                human_bytes(report.bytes_hashed),
+                errors,
+                report.findings.len() - errors
+            );
+        }
+    }
+    Ok(if report.is_clean() { 0 } else { 1 })
+}
+
+fn blob_bytes(layout: &Layout) -> u64 {
+    ocikit_layout::fsck::list_blobs(layout)
+        .map(|v| {
+            v.iter()
+                .filter_map(|(_, p)| std::fs::metadata(p).ok())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+pub fn gc(cli: &Cli, dir: &Path, dry_run: bool, json: bool) -> anyhow::Result<Code> {
+    let layout = open(cli, dir)?;
+    let report = ocikit_layout::gc::gc(&layout, dry_run)?;
+    if json {
+        print_json(&json!({
+            "dryRun": report.dry_run,
+            "removed": report.blobs.iter().map(|(d, s)| json!({"digest": d.as_str(), "size": s})).collect::<Vec<_>>(),
+            "tempFiles": report.temp_files.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
+            "bytes": report.bytes,
+        }))?;
+    } else {
+        let verb = if dry_run { "would remove" } else { "removed" };
+        let mut out = io::stdout().lock();
+        for (d, s) in &report.blobs {
+            writeln!(out, "{verb} {d} ({s} bytes)")?;
+        }
+        for p in &report.temp_files {
+            writeln!(out, "{verb} temp file {}", p.display())?;
+        }
+        if !cli.quiet {
+            eprintln!(
+                "{verb} {} blob(s) and {} temp file(s), {}",
+                report.blobs.len(),
+                report.temp_files.len(),
+                human_bytes(report.bytes)
+            );
+        }
+    }
+    Ok(0)
+}
+
+pub fn tag(cli: &Cli, dir: &Path, source: &str, new_ref: &str) -> anyhow::Result<Code> {
+    let layout = open(cli, dir)?;
+    refs::check_ref_name(new_ref)?;
+    let lock = layout.lock()?;
+    let mut index = layout.read_index()?.value;
+    let target = refs::resolve_anywhere(&layout, &index, source)?;
+    let outcome = refs::tag(&mut index, &target, new_ref)?;
+    if outcome != TagOutcome::Unchanged {
+        lock.commit_index(&index)?;
+    }
+    if let TagOutcome::Moved(from) = &outcome {
+        if !cli.quiet {
+            let from: Vec<String> = from.iter().map(|d| format!("`{d}`")).collect();
+            eprintln!(
+                "moved `{new_ref}` from {} to `{}`",
+                from.join(", "),
+                target.digest
+            );
+        }
+    }
+    Ok(0)
+}
+
+pub fn untag(cli: &Cli, dir: &Path, name: &str) -> anyhow::Result<Code> {
+    let layout = open(cli, dir)?;
+    let lock = layout.lock()?;
+    let mut index = layout.read_index()?.value;
+    let removed = refs::untag(&mut index, name)?;
+    lock.commit_index(&index)?;
+    if removed.len() > 1 && !cli.quiet {
+        eprintln!("removed {} entries named `{name}`", removed.len());
+    }
+    Ok(0)
+}

@@ -1,0 +1,168 @@
+//! The `ocikit` command line: clap arguments -> library options -> one library call -> render.
+//!
+//! Exit codes: 0 success, 1 a check found problems (fsck, gc refusing to delete), 2 bad usage
+//! or bad input. Errors go to stderr with the whole chain. A closed stdout pipe exits quietly.
+
+mod layout_cmds;
+mod output;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+/// Offline toolkit for OCI image layouts.
+#[derive(Debug, Parser)]
+#[command(name = "ocikit", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Silence progress bars and information on stderr (never errors).
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    /// Do not fsync blobs, index.json and directories (for throwaway caches only).
+    #[arg(long, global = true)]
+    pub no_fsync: bool,
+    /// Seconds a writer waits for another writer's lock on a layout.
+    #[arg(
+        long,
+        global = true,
+        value_name = "SECS",
+        default_value_t = 120,
+        env = "OCIKIT_LOCK_TIMEOUT"
+    )]
+    pub lock_timeout: u64,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create an empty OCI image layout (an existing layout is left as it is).
+    Init {
+        /// The layout directory.
+        dir: PathBuf,
+    },
+    /// List the entries of index.json.
+    Ls {
+        /// The layout directory.
+        dir: PathBuf,
+        /// JSON output: one object per entry, in order.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show the tree under a ref or digest.
+    Inspect {
+        /// The layout directory.
+        dir: PathBuf,
+        /// A ref, or a full digest of anything reachable.
+        target: String,
+        /// JSON output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write a blob's verified bytes to stdout.
+    Cat {
+        /// The layout directory.
+        dir: PathBuf,
+        /// A full digest, or a ref (its manifest or index).
+        target: String,
+    },
+    /// Check every blob reachable from index.json (exit 1 when something is wrong).
+    Fsck {
+        /// The layout directory.
+        dir: PathBuf,
+        /// Also decompress layers: check declared compression and diff_ids.
+        #[arg(long)]
+        deep: bool,
+        /// JSON output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete blobs that nothing in index.json reaches, and leftover temp files.
+    Gc {
+        /// The layout directory.
+        dir: PathBuf,
+        /// Report what would be deleted, delete nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// JSON output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Point a ref at what another ref or a digest names (an existing ref moves).
+    Tag {
+        /// The layout directory.
+        dir: PathBuf,
+        /// The existing ref, or a full digest.
+        source: String,
+        /// The new ref.
+        new_ref: String,
+    },
+    /// Remove a ref from index.json (blobs stay until gc).
+    Untag {
+        /// The layout directory.
+        dir: PathBuf,
+        /// The ref.
+        r#ref: String,
+    },
+}
+
+impl Cli {
+    /// Library options from the global flags.
+    pub fn layout_options(&self) -> ocikit_layout::Options {
+        ocikit_layout::Options {
+            durable: !self.no_fsync,
+            lock_timeout: Duration::from_secs(self.lock_timeout),
+        }
+    }
+}
+
+/// What a command asks the process to exit with.
+pub type Code = u8;
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+        }
+    };
+    match run(&cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            if is_broken_pipe(&e) {
+                return ExitCode::SUCCESS;
+            }
+            eprintln!("ocikit: error: {}", output::chain(&e));
+            ExitCode::from(output::exit_code_of(&e))
+        }
+    }
+}
+
+fn run(cli: &Cli) -> anyhow::Result<Code> {
+    use layout_cmds as l;
+    match &cli.command {
+        Command::Init { dir } => l::init(cli, dir),
+        Command::Ls { dir, json } => l::ls(cli, dir, *json),
+        Command::Inspect { dir, target, json } => l::inspect(cli, dir, target, *json),
+        Command::Cat { dir, target } => l::cat(cli, dir, target),
+        Command::Fsck { dir, deep, json } => l::fsck(cli, dir, *deep, *json),
+        Command::Gc { dir, dry_run, json } => l::gc(cli, dir, *dry_run, *json),
+        Command::Tag {
+            dir,
+            source,
+            new_ref,
+        } => l::tag(cli, dir, source, new_ref),
+        Command::Untag { dir, r#ref } => l::untag(cli, dir, r#ref),
+    }
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            || c.downcast_ref::<ocikit_layout::Error>().is_some_and(
+                |le| matches!(le, ocikit_layout::Error::Io { source, .. } if source.kind() == std::io::ErrorKind::BrokenPipe),
+            )
+    })
+}

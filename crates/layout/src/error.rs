@@ -1,0 +1,125 @@
+//! The library's error type.
+
+use std::path::PathBuf;
+
+use crate::Digest;
+
+/// Everything the layout library can fail with. Each variant names the path or digest.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// An I/O error on a path.
+    #[error("`{}`: {source}", path.display())]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The directory is not an OCI image layout.
+    #[error("`{}` is not an OCI image layout: {reason}", path.display())]
+    NotALayout {
+        /// The directory.
+        path: PathBuf,
+        /// Why not.
+        reason: String,
+    },
+    /// A JSON document that does not parse.
+    #[error("`{what}` does not parse: {source}")]
+    Json {
+        /// The path or digest of the document.
+        what: String,
+        /// The parser's error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A JSON document larger than the cap.
+    #[error("`{what}` is {size} bytes, larger than the {limit}-byte limit for JSON documents")]
+    TooLarge {
+        /// The path or digest of the document.
+        what: String,
+        /// Its size.
+        size: u64,
+        /// The limit.
+        limit: u64,
+    },
+    /// A blob whose content does not hash to its digest.
+    #[error("blob `{expected}` at `{}` has digest `{found}`", path.display())]
+    DigestMismatch {
+        /// The digest asked for.
+        expected: Digest,
+        /// The digest of the bytes found.
+        found: Digest,
+        /// The blob's path.
+        path: PathBuf,
+    },
+    /// A blob whose size differs from its descriptor.
+    #[error("blob `{digest}` at `{}` is {found} bytes, expected {expected}", path.display())]
+    SizeMismatch {
+        /// The blob.
+        digest: Digest,
+        /// The size the descriptor declares.
+        expected: u64,
+        /// The size found (a lower bound when the blob is larger).
+        found: u64,
+        /// The blob's path.
+        path: PathBuf,
+    },
+    /// A blob that is not in the layout.
+    #[error("blob `{digest}` is missing (`{}`)", path.display())]
+    MissingBlob {
+        /// The blob.
+        digest: Digest,
+        /// Where it should be.
+        path: PathBuf,
+    },
+    /// A digest whose algorithm ocikit cannot compute.
+    #[error("digest `{0}` uses an algorithm ocikit cannot verify")]
+    Unverifiable(Digest),
+    /// An invalid digest string.
+    #[error(transparent)]
+    Digest(#[from] crate::DigestError),
+    /// A ref that names nothing.
+    #[error("no ref or digest `{0}` in index.json")]
+    RefNotFound(String),
+    /// A ref that names several entries.
+    #[error("ref `{name}` names {} entries in index.json: {}", digests.len(), digests.iter().map(|d| format!("`{d}`")).collect::<Vec<_>>().join(", "))]
+    AmbiguousRef {
+        /// The ref.
+        name: String,
+        /// The digests it names.
+        digests: Vec<Digest>,
+    },
+    /// A ref name that does not fit the grammar.
+    #[error("invalid ref name `{0}`: refs are letters, digits and -._:@/+ separated components")]
+    InvalidRef(String),
+    /// Another process holds the writer lock.
+    #[error("`{}` is locked by another ocikit writer; gave up after {seconds} s", path.display())]
+    Locked {
+        /// The layout.
+        path: PathBuf,
+        /// How long we waited.
+        seconds: u64,
+    },
+    /// A document that is not what its position requires.
+    #[error("`{digest}`: {reason}")]
+    BadDocument {
+        /// The document.
+        digest: Digest,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+impl Error {
+    /// Wrap an I/O error with its path.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Error {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+/// The library's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,706 @@
+//! `fsck`: check every blob reachable from `index.json`.
+//!
+//! Documents (manifests, indexes) are verified and parsed by the [`Walk`]; every other
+//! reachable blob is hashed here, streaming, in parallel across cores, once per digest.
+//! `deep` also decompresses each layer in the same pass (compression sniffed from the bytes),
+//! checks the declared compression, and compares diff_ids with the config's `rootfs`.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fs;
+use std::io::{self, Read};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use base64::Engine as _;
+
+use crate::compress::{decompressor, sniff, Sniffed, SNIFF_LEN};
+use crate::layout::{peek, unwrap_io, TEMP_PREFIX};
+use crate::media_type::Class;
+use crate::validate::{self, DocType};
+use crate::walk::{DocStatus, Kind, Role, Walk};
+use crate::{Digest, Error, ImageConfig, Layout, MediaType, Result, JSON_LIMIT};
+
+/// How serious a finding is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Severity {
+    /// Something is wrong: fsck exits 1.
+    Error,
+    /// Worth knowing, not wrong.
+    Info,
+}
+
+/// What a finding is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum FindingKind {
+    /// A reachable blob is absent.
+    Missing,
+    /// A blob's size differs from its descriptor.
+    SizeMismatch,
+    /// A blob's content does not hash to its digest.
+    DigestMismatch,
+    /// A manifest, index or config does not parse as what it should be.
+    Unparseable,
+    /// A document breaks a rule of the image-spec schema.
+    Invalid,
+    /// A descriptor's media type differs from the one its document declares.
+    MediaTypeMismatch,
+    /// A layer does not decompress to the diff_id its config lists (`--deep`).
+    DiffIdMismatch,
+    /// A layer's bytes are not in the compression its media type declares (`--deep`).
+    CompressionMismatch,
+    /// A descriptor's `data` does not match its digest or size.
+    DataMismatch,
+    /// A document names one of its ancestors.
+    Cycle,
+    /// The digest's algorithm cannot be verified; only the size was checked.
+    Unverifiable,
+    /// A blob in `blobs/` that nothing reachable names.
+    Unreferenced,
+    /// An absent non-distributable layer that carries `urls` (fetched elsewhere).
+    External,
+    /// An absent `subject`: the referrer is kept, the manifest it refers to is elsewhere.
+    MissingSubject,
+    /// A leftover temp file from an interrupted write.
+    TempFile,
+}
+
+impl FindingKind {
+    /// The kebab-case name used in output.
+    pub fn name(self) -> &'static str {
+        use FindingKind::*;
+        match self {
+            Missing => "missing",
+            SizeMismatch => "size-mismatch",
+            DigestMismatch => "digest-mismatch",
+            Unparseable => "unparseable",
+            Invalid => "invalid",
+            MediaTypeMismatch => "media-type-mismatch",
+            DiffIdMismatch => "diff-id-mismatch",
+            CompressionMismatch => "compression-mismatch",
+            DataMismatch => "data-mismatch",
+            Cycle => "cycle",
+            Unverifiable => "unverifiable",
+            Unreferenced => "unreferenced",
+            External => "external",
+            MissingSubject => "missing-subject",
+            TempFile => "temp-file",
+        }
+    }
+
+    /// How serious this kind is.
+    pub fn severity(self) -> Severity {
+        use FindingKind::*;
+        match self {
+            Unverifiable | Unreferenced | External | MissingSubject | TempFile => Severity::Info,
+            _ => Severity::Error,
+        }
+    }
+}
+
+/// One thing fsck found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    /// What.
+    pub kind: FindingKind,
+    /// The blob it concerns (`None` for `index.json` itself and temp files).
+    pub digest: Option<Digest>,
+    /// The path from its root ref (empty for unreferenced blobs).
+    pub path: Vec<String>,
+    /// Details.
+    pub detail: String,
+}
+
+/// fsck's options.
+#[derive(Default)]
+pub struct FsckOptions<'a> {
+    /// Decompress layers, check compression and diff_ids.
+    pub deep: bool,
+    /// Called with the number of bytes just hashed (from several threads).
+    pub progress: Option<&'a (dyn Fn(u64) + Sync)>,
+}
+
+impl std::fmt::Debug for FsckOptions<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FsckOptions")
+            .field("deep", &self.deep)
+            .finish()
+    }
+}
+
+/// What fsck found, sorted: errors first, then by kind and digest.
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    /// Every finding.
+    pub findings: Vec<Finding>,
+    /// Distinct reachable blobs checked.
+    pub blobs_checked: usize,
+    /// Bytes hashed.
+    pub bytes_hashed: u64,
+}
+
+impl Report {
+    /// True when no finding is an error.
+    pub fn is_clean(&self) -> bool {
+        self.findings
+            .iter()
+            .all(|f| f.kind.severity() == Severity::Info)
+    }
+}
+
+enum Job {
+    /// Hash a blob (and for deep layer checks, decompress it as `Option<decl>`).
+    Blob {
+        node: usize,
+        layer: Option<Option<crate::Compression>>,
+        config: bool,
+    },
+}
+
+#[derive(Default)]
+struct JobOut {
+    findings: Vec<Finding>,
+    diff_id: Option<Digest>,
+    config: Option<ImageConfig>,
+    hashed: u64,
+}
+
+/// Check a layout.
+pub fn fsck(layout: &Layout, opts: &FsckOptions<'_>) -> Result<Report> {
+    let index = layout.read_index()?;
+    let mut findings = Vec::new();
+    for v in validate::check(DocType::Index, &index.bytes) {
+        findings.push(Finding {
+            kind: FindingKind::Invalid,
+            digest: None,
+            path: vec!["index.json".into()],
+            detail: v,
+        });
+    }
+    let walk = Walk::from_index(layout, &index.value);
+
+    // Findings from reading documents.
+    for (i, n) in walk.nodes.iter().enumerate() {
+        let digest = Some(n.digest().clone());
+        let mut push = |kind, detail: String| {
+            findings.push(Finding {
+                kind,
+                digest: digest.clone(),
+                path: walk.path_of(i),
+                detail,
+            })
+        };
+        if let Some(declared) = &n.declared {
+            push(
+                FindingKind::MediaTypeMismatch,
+                format!(
+                    "descriptor says `{}`, document says `{declared}`",
+                    n.descriptor.media_type
+                ),
+            );
+        }
+        match &n.status {
+            DocStatus::Unparseable(m) => push(FindingKind::Unparseable, m.clone()),
+            DocStatus::Cycle => push(
+                FindingKind::Cycle,
+                "a document names one of its ancestors".into(),
+            ),
+            DocStatus::Truncated => push(
+                FindingKind::Cycle,
+                format!("more than {} nodes: walk stopped", crate::walk::NODE_LIMIT),
+            ),
+            _ => {}
+        }
+        if let Some(data) = &n.descriptor.data {
+            match base64::engine::general_purpose::STANDARD.decode(data) {
+                Ok(bytes)
+                    if n.digest()
+                        .algorithm()
+                        .is_none_or(|a| Digest::of(a, &bytes) == *n.digest())
+                        && bytes.len() as u64 == n.descriptor.size => {}
+                Ok(_) => push(
+                    FindingKind::DataMismatch,
+                    "`data` does not match the digest or size".into(),
+                ),
+                Err(e) => push(
+                    FindingKind::DataMismatch,
+                    format!("`data` is not base64: {e}"),
+                ),
+            }
+        }
+    }
+
+    // Declared sizes per digest: the same digest may be named with different sizes.
+    let mut jobs = Vec::new();
+    let mut seen: HashSet<(Digest, u64)> = HashSet::new();
+    let mut deep_layers: HashMap<Digest, usize> = HashMap::new();
+    for (i, n) in walk.nodes.iter().enumerate() {
+        if !seen.insert((
+            n.digest().clone(),
+            if n.size_known {
+                n.descriptor.size
+            } else {
+                u64::MAX
+            },
+        )) {
+            continue;
+        }
+        match &n.status {
+            DocStatus::Ok => {
+                // Read, verified and parsed by the walk; check its schema.
+                if let Ok(bytes) = layout.read_blob(n.digest(), None, JSON_LIMIT) {
+                    let ty = if n.kind == Kind::Index {
+                        DocType::Index
+                    } else {
+                        DocType::Manifest
+                    };
+                    if n.class != Class::Schema1 {
+                        for v in validate::check(ty, &bytes) {
+                            findings.push(Finding {
+                                kind: FindingKind::Invalid,
+                                digest: Some(n.digest().clone()),
+                                path: walk.path_of(i),
+                                detail: v,
+                            });
+                        }
+                    }
+                }
+                continue;
+            }
+            DocStatus::Corrupt(e) => {
+                findings.push(error_finding(e, &walk, i));
+                continue;
+            }
+            DocStatus::Missing => {
+                let kind = if n.role == Role::Subject {
+                    FindingKind::MissingSubject
+                } else {
+                    FindingKind::Missing
+                };
+                findings.push(Finding {
+                    kind,
+                    digest: Some(n.digest().clone()),
+                    path: walk.path_of(i),
+                    detail: "blob is absent".into(),
+                });
+                continue;
+            }
+            _ => {}
+        }
+        let is_config = n.kind == Kind::Config
+            && matches!(
+                n.descriptor.media_type,
+                MediaType::OciConfig | MediaType::DockerConfig
+            );
+        let layer = if opts.deep && n.kind == Kind::Layer && !n.descriptor.media_type.is_encrypted()
+        {
+            if deep_layers.contains_key(n.digest()) {
+                None
+            } else {
+                deep_layers.insert(n.digest().clone(), jobs.len());
+                Some(n.descriptor.media_type.compression())
+            }
+        } else {
+            None
+        };
+        jobs.push(Job::Blob {
+            node: i,
+            layer,
+            config: is_config,
+        });
+    }
+
+    let outs = run_parallel(&jobs, |job| {
+        let Job::Blob {
+            node,
+            layer,
+            config,
+        } = job;
+        check_blob(layout, &walk, *node, *layer, *config, opts)
+    });
+    let mut bytes_hashed = 0;
+    for o in &outs {
+        findings.extend(o.findings.iter().cloned());
+        bytes_hashed += o.hashed;
+    }
+
+    if opts.deep {
+        deep_diff_ids(&walk, &jobs, &outs, &deep_layers, &mut findings);
+    }
+
+    // Unreferenced blobs and temp files.
+    let reachable: HashSet<&Digest> = walk.nodes.iter().map(|n| n.digest()).collect();
+    for (digest, path) in list_blobs(layout)? {
+        match digest {
+            Some(d) if !reachable.contains(&d) => findings.push(Finding {
+                kind: FindingKind::Unreferenced,
+                digest: Some(d),
+                path: vec![],
+                detail: "no reachable descriptor names this blob".into(),
+            }),
+            Some(_) => {}
+            None if path
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with(TEMP_PREFIX)) =>
+            {
+                findings.push(Finding {
+                    kind: FindingKind::TempFile,
+                    digest: None,
+                    path: vec![path.display().to_string()],
+                    detail: "leftover of an interrupted write; gc removes it".into(),
+                })
+            }
+            None => {}
+        }
+    }
+
+    findings.sort_by(|a, b| {
+        (a.kind.severity(), a.kind, &a.digest, &a.path).cmp(&(
+            b.kind.severity(),
+            b.kind,
+            &b.digest,
+            &b.path,
+        ))
+    });
+    findings.dedup();
+    Ok(Report {
+        findings,
+        blobs_checked: jobs.len()
+            + walk
+                .nodes
+                .iter()
+                .filter(|n| matches!(n.status, DocStatus::Ok))
+                .count(),
+        bytes_hashed,
+    })
+}
+
+fn error_finding(e: &Error, walk: &Walk, i: usize) -> Finding {
+    let digest = Some(walk.nodes[i].digest().clone());
+    let path = walk.path_of(i);
+    let kind = match e {
+        Error::MissingBlob { .. } => FindingKind::Missing,
+        Error::SizeMismatch { .. } => FindingKind::SizeMismatch,
+        Error::DigestMismatch { .. } => FindingKind::DigestMismatch,
+        Error::TooLarge { .. } | Error::Json { .. } => FindingKind::Unparseable,
+        _ => FindingKind::Missing,
+    };
+    Finding {
+        kind,
+        digest,
+        path,
+        detail: e.to_string(),
+    }
+}
+
+fn check_blob(
+    layout: &Layout,
+    walk: &Walk,
+    i: usize,
+    layer: Option<Option<crate::Compression>>,
+    is_config: bool,
+    opts: &FsckOptions<'_>,
+) -> JobOut {
+    let n = &walk.nodes[i];
+    let digest = n.digest();
+    let mut out = JobOut::default();
+    let size = n.size_known.then_some(n.descriptor.size);
+    let finding = |kind, detail: String| Finding {
+        kind,
+        digest: Some(digest.clone()),
+        path: walk.path_of(i),
+        detail,
+    };
+    let on_disk = match layout.blob_size(digest) {
+        Ok(s) => s,
+        Err(e) => {
+            out.findings
+                .push(finding(FindingKind::Missing, e.to_string()));
+            return out;
+        }
+    };
+    let Some(found) = on_disk else {
+        let kind = if n.descriptor.media_type.is_non_distributable()
+            && n.descriptor.urls.as_ref().is_some_and(|u| !u.is_empty())
+        {
+            FindingKind::External
+        } else if n.role == Role::Subject {
+            FindingKind::MissingSubject
+        } else {
+            FindingKind::Missing
+        };
+        out.findings.push(finding(kind, "blob is absent".into()));
+        return out;
+    };
+    if digest.algorithm().is_none() {
+        out.findings.push(finding(
+            FindingKind::Unverifiable,
+            format!("algorithm `{}` cannot be verified", digest.algorithm_str()),
+        ));
+        if let Some(s) = size.filter(|&s| s != found) {
+            out.findings.push(finding(
+                FindingKind::SizeMismatch,
+                format!("blob is {found} bytes, descriptor says {s}"),
+            ));
+        }
+        return out;
+    }
+    if let Some(s) = size.filter(|&s| s != found) {
+        out.findings.push(finding(
+            FindingKind::SizeMismatch,
+            format!("blob is {found} bytes, descriptor says {s}"),
+        ));
+        return out;
+    }
+    let path = layout.blob_path(digest);
+    let reader = match layout.open_blob(digest, None) {
+        Ok(r) => r,
+        Err(e) => {
+            out.findings.push(error_finding(&e, walk, i));
+            return out;
+        }
+    };
+    let mut reader = Progress {
+        inner: reader,
+        progress: opts.progress,
+    };
+    let result: Result<()> = (|| {
+        if is_config {
+            let mut buf = Vec::new();
+            (&mut reader)
+                .take(JSON_LIMIT + 1)
+                .read_to_end(&mut buf)
+                .map_err(|e| unwrap_io(e, &path))?;
+            io::copy(&mut reader, &mut io::sink()).map_err(|e| unwrap_io(e, &path))?;
+            out.hashed = found;
+            for v in validate::check(DocType::Config, &buf) {
+                out.findings.push(finding(FindingKind::Invalid, v));
+            }
+            match serde_json::from_slice::<ImageConfig>(&buf) {
+                Ok(c) => out.config = Some(c),
+                Err(e) => out.findings.push(finding(
+                    FindingKind::Unparseable,
+                    format!("config does not parse: {e}"),
+                )),
+            }
+            return Ok(());
+        }
+        let Some(declared) = layer else {
+            io::copy(&mut reader, &mut io::sink()).map_err(|e| unwrap_io(e, &path))?;
+            out.hashed = found;
+            return Ok(());
+        };
+        let (head, mut whole) = peek(&mut reader, SNIFF_LEN).map_err(|e| unwrap_io(e, &path))?;
+        let sniffed = sniff(&head);
+        let actual = match sniffed {
+            Sniffed::Known(c) => Some(c),
+            _ => None,
+        };
+        if let Some(d) = declared {
+            if actual != Some(d) {
+                out.findings.push(finding(
+                    FindingKind::CompressionMismatch,
+                    format!(
+                        "media type says {}, bytes are {}",
+                        d.as_str(),
+                        sniffed_name(sniffed)
+                    ),
+                ));
+            }
+        }
+        match actual {
+            Some(c) => {
+                let mut dec = decompressor(&mut whole, c).map_err(|e| Error::io(&path, e))?;
+                let mut h = crate::Algorithm::Sha256.hasher();
+                let mut buf = vec![0u8; 1 << 17];
+                loop {
+                    let k = dec.read(&mut buf).map_err(|e| unwrap_io(e, &path))?;
+                    if k == 0 {
+                        break;
+                    }
+                    h.update(&buf[..k]);
+                }
+                drop(dec);
+                // Drain what the decompressor did not need, so the blob digest is checked.
+                io::copy(&mut whole, &mut io::sink()).map_err(|e| unwrap_io(e, &path))?;
+                out.diff_id = Some(h.finish());
+            }
+            None => {
+                io::copy(&mut whole, &mut io::sink()).map_err(|e| unwrap_io(e, &path))?;
+            }
+        }
+        out.hashed = found;
+        Ok(())
+    })();
+    if let Err(e) = result {
+        let f = match &e {
+            Error::SizeMismatch { .. } | Error::DigestMismatch { .. } => error_finding(&e, walk, i),
+            Error::Io { .. } if layer.is_some() => finding(
+                FindingKind::DiffIdMismatch,
+                format!("layer does not decompress: {e}"),
+            ),
+            _ => error_finding(&e, walk, i),
+        };
+        // A decompression failure may hide a digest mismatch: re-check the blob alone.
+        if f.kind == FindingKind::DiffIdMismatch {
+            if let Err(e2) = layout.verify_blob(digest, size) {
+                out.findings.push(error_finding(&e2, walk, i));
+                return out;
+            }
+        }
+        out.findings.push(f);
+    }
+    out
+}
+
+fn sniffed_name(s: Sniffed) -> &'static str {
+    match s {
+        Sniffed::Known(c) => c.as_str(),
+        Sniffed::Bzip2 => "bzip2",
+        Sniffed::Xz => "xz",
+        Sniffed::Unknown => "neither a tar nor compressed",
+    }
+}
+
+fn deep_diff_ids(
+    walk: &Walk,
+    jobs: &[Job],
+    outs: &[JobOut],
+    deep_layers: &HashMap<Digest, usize>,
+    findings: &mut Vec<Finding>,
+) {
+    let configs: HashMap<&Digest, &ImageConfig> = jobs
+        .iter()
+        .zip(outs)
+        .filter_map(|(Job::Blob { node, .. }, o)| {
+            o.config.as_ref().map(|c| (walk.nodes[*node].digest(), c))
+        })
+        .collect();
+    for (i, n) in walk.nodes.iter().enumerate() {
+        if n.kind != Kind::Manifest
+            || n.class != Class::Manifest
+            || !matches!(n.status, DocStatus::Ok)
+        {
+            continue;
+        }
+        let Some(cfg_node) = n
+            .children
+            .iter()
+            .find(|&&c| walk.nodes[c].role == Role::Config)
+        else {
+            continue;
+        };
+        let Some(cfg) = configs.get(walk.nodes[*cfg_node].digest()) else {
+            continue;
+        };
+        let Some(rootfs) = &cfg.rootfs else { continue };
+        let layers: Vec<usize> = n
+            .children
+            .iter()
+            .copied()
+            .filter(|&c| matches!(walk.nodes[c].role, Role::Layers(_)))
+            .collect();
+        if layers.len() != rootfs.diff_ids.len() {
+            findings.push(Finding {
+                kind: FindingKind::DiffIdMismatch,
+                digest: Some(n.digest().clone()),
+                path: walk.path_of(i),
+                detail: format!(
+                    "{} layers, but the config lists {} diff_ids",
+                    layers.len(),
+                    rootfs.diff_ids.len()
+                ),
+            });
+            continue;
+        }
+        for (l, want) in layers.iter().zip(&rootfs.diff_ids) {
+            let ln = &walk.nodes[*l];
+            let Some(got) = deep_layers
+                .get(ln.digest())
+                .and_then(|&j| outs[j].diff_id.as_ref())
+            else {
+                continue;
+            };
+            if got != want {
+                findings.push(Finding {
+                    kind: FindingKind::DiffIdMismatch,
+                    digest: Some(ln.digest().clone()),
+                    path: walk.path_of(*l),
+                    detail: format!("decompresses to `{got}`, config says `{want}`"),
+                });
+            }
+        }
+    }
+}
+
+/// Every file under `blobs/<alg>/`: its digest, when the name is one.
+pub fn list_blobs(layout: &Layout) -> Result<Vec<(Option<Digest>, std::path::PathBuf)>> {
+    let blobs = layout.root().join("blobs");
+    let mut out = Vec::new();
+    let algs = match fs::read_dir(&blobs) {
+        Ok(r) => r,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(Error::io(blobs, e)),
+    };
+    let mut algs: Vec<_> = algs.flatten().collect();
+    algs.sort_by_key(|e| e.file_name());
+    for alg in algs {
+        if !alg.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
+        let alg_name = alg.file_name().to_string_lossy().into_owned();
+        let entries = fs::read_dir(alg.path()).map_err(|e| Error::io(alg.path(), e))?;
+        let mut files: Vec<_> = entries.flatten().collect();
+        files.sort_by_key(|e| e.file_name());
+        for f in files {
+            if !f.file_type().is_ok_and(|t| t.is_file()) {
+                continue;
+            }
+            let name = f.file_name().to_string_lossy().into_owned();
+            out.push((Digest::parse(&format!("{alg_name}:{name}")).ok(), f.path()));
+        }
+    }
+    Ok(out)
+}
+
+/// Run `f` over `items` on all cores, keeping order.
+pub fn run_parallel<T: Sync, O: Send + Default>(items: &[T], f: impl Fn(&T) -> O + Sync) -> Vec<O> {
+    let workers = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
+        .min(items.len().max(1));
+    let next = AtomicUsize::new(0);
+    let results: Mutex<BTreeMap<usize, O>> = Mutex::new(BTreeMap::new());
+    std::thread::scope(|s| {
+        for _ in 0..workers {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= items.len() {
+                    break;
+                }
+                let o = f(&items[i]);
+                if let Ok(mut r) = results.lock() {
+                    r.insert(i, o);
+                }
+            });
+        }
+    });
+    let mut map = results.into_inner().unwrap_or_default();
+    (0..items.len())
+        .map(|i| map.remove(&i).unwrap_or_default())
+        .collect()
+}
+
+struct Progress<'a, R> {
+    inner: R,
+    progress: Option<&'a (dyn Fn(u64) + Sync)>,
+}
+
+impl<R: Read> Read for Progress<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if let Some(p) = self.progress {
+            p(n as u64);
+        }
+        Ok(n)
+    }
+}

@@ -1,0 +1,668 @@
+//! [`Layout`]: an OCI image layout directory — `oci-layout`, `index.json`, `blobs/`.
+//!
+//! Reads are verified: every blob read through [`Layout::open_blob`] or
+//! [`Layout::read_blob`] is checked for size and digest at EOF. Writes go through a
+//! [`WriteLock`] (an advisory `flock` on the layout directory itself, so nothing extra is
+//! written into the layout): blobs are written to a temp file beside their final path, hashed
+//! while written, fsynced and renamed; `index.json` is the commit point, written last by temp
+//! file + rename + directory fsync. A crash leaves at most unreferenced blobs and `.tmp-*` files,
+//! which `gc` removes.
+
+use std::fs::{self, File};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::compress::read_full;
+use crate::{Algorithm, Digest, Error, Hasher, Index, Raw, Result, JSON_LIMIT};
+
+/// The content of `oci-layout` that ocikit writes.
+pub const OCI_LAYOUT_CONTENT: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
+
+/// Prefix of temp files inside `blobs/<alg>/` and the layout root.
+pub const TEMP_PREFIX: &str = ".tmp-";
+
+/// How a layout is opened.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// fsync blobs, `index.json` and directories (the default). Off only for throwaway caches.
+    pub durable: bool,
+    /// How long a writer waits for another writer's lock.
+    pub lock_timeout: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            durable: true,
+            lock_timeout: Duration::from_secs(120),
+        }
+    }
+}
+
+/// An OCI image layout on disk.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    root: PathBuf,
+    opts: Options,
+}
+
+impl Layout {
+    /// Open an existing layout: `oci-layout` must exist and name version 1.x.
+    pub fn open(root: impl AsRef<Path>, opts: Options) -> Result<Layout> {
+        let root = root.as_ref().to_path_buf();
+        let meta = fs::metadata(&root).map_err(|e| Error::io(&root, e))?;
+        if !meta.is_dir() {
+            return Err(Error::NotALayout {
+                path: root,
+                reason: "not a directory".into(),
+            });
+        }
+        let header_path = root.join("oci-layout");
+        let bytes = match fs::read(&header_path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(Error::NotALayout {
+                    path: root,
+                    reason: "no `oci-layout` file".into(),
+                })
+            }
+            Err(e) => return Err(Error::io(header_path, e)),
+        };
+        check_layout_header(&bytes).map_err(|reason| Error::NotALayout {
+            path: root.clone(),
+            reason,
+        })?;
+        Ok(Layout { root, opts })
+    }
+
+    /// Create a layout in `root` (created if missing, which must be empty or already a layout).
+    /// Returns the layout and whether it was created.
+    pub fn init(root: impl AsRef<Path>, opts: Options) -> Result<(Layout, bool)> {
+        let root = root.as_ref().to_path_buf();
+        if root.join("oci-layout").exists() {
+            return Ok((Layout::open(&root, opts)?, false));
+        }
+        match fs::read_dir(&root) {
+            Ok(mut entries) => {
+                if entries.next().is_some() {
+                    return Err(Error::NotALayout {
+                        path: root,
+                        reason: "the directory is not empty and has no `oci-layout`".into(),
+                    });
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                fs::create_dir_all(&root).map_err(|e| Error::io(&root, e))?;
+            }
+            Err(e) => return Err(Error::io(&root, e)),
+        }
+        let blobs = root.join("blobs").join("sha256");
+        fs::create_dir_all(&blobs).map_err(|e| Error::io(&blobs, e))?;
+        let layout = Layout { root, opts };
+        // index.json first, oci-layout last: a crash before the end leaves a directory that is
+        // not yet a layout, which `init` can complete.
+        let index = serde_json::to_vec(&Index::empty()).map_err(|e| Error::Json {
+            what: "index.json".into(),
+            source: e,
+        })?;
+        layout.write_file_atomic("index.json", &index)?;
+        layout.write_file_atomic("oci-layout", OCI_LAYOUT_CONTENT)?;
+        Ok((layout, true))
+    }
+
+    /// Open a layout, creating it first if `root` does not exist or is empty.
+    pub fn open_or_init(root: impl AsRef<Path>, opts: Options) -> Result<(Layout, bool)> {
+        Layout::init(root, opts)
+    }
+
+    /// The layout's directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The options it was opened with.
+    pub fn options(&self) -> &Options {
+        &self.opts
+    }
+
+    /// The path of a blob (which may not exist).
+    pub fn blob_path(&self, digest: &Digest) -> PathBuf {
+        self.root.join(digest.blob_rel_path())
+    }
+
+    /// The size of a blob on disk, or `None` when it is absent.
+    pub fn blob_size(&self, digest: &Digest) -> Result<Option<u64>> {
+        let path = self.blob_path(digest);
+        match fs::metadata(&path) {
+            Ok(m) if m.is_file() => Ok(Some(m.len())),
+            Ok(_) => Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::io(path, e)),
+        }
+    }
+
+    /// Open a blob for reading; the reader fails at EOF unless the bytes match `digest` (and
+    /// `size`, when given). A digest of an algorithm ocikit cannot compute is an error.
+    pub fn open_blob(&self, digest: &Digest, size: Option<u64>) -> Result<VerifyingReader<File>> {
+        let alg = digest
+            .algorithm()
+            .ok_or_else(|| Error::Unverifiable(digest.clone()))?;
+        let path = self.blob_path(digest);
+        let file = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(Error::MissingBlob {
+                    digest: digest.clone(),
+                    path,
+                })
+            }
+            Err(e) => return Err(Error::io(path, e)),
+        };
+        if let Some(expected) = size {
+            let found = file.metadata().map_err(|e| Error::io(&path, e))?.len();
+            if found != expected {
+                return Err(Error::SizeMismatch {
+                    digest: digest.clone(),
+                    expected,
+                    found,
+                    path,
+                });
+            }
+        }
+        Ok(VerifyingReader::new(
+            file,
+            alg.hasher(),
+            digest.clone(),
+            size,
+            path,
+        ))
+    }
+
+    /// Read a whole blob, verified, refusing more than `limit` bytes.
+    pub fn read_blob(&self, digest: &Digest, size: Option<u64>, limit: u64) -> Result<Vec<u8>> {
+        let path = self.blob_path(digest);
+        let mut reader = self.open_blob(digest, size)?;
+        let len = reader
+            .get_ref()
+            .metadata()
+            .map_err(|e| Error::io(&path, e))?
+            .len();
+        if len > limit {
+            return Err(Error::TooLarge {
+                what: digest.to_string(),
+                size: len,
+                limit,
+            });
+        }
+        let mut buf = Vec::with_capacity(len as usize);
+        reader
+            .read_to_end(&mut buf)
+            .map_err(|e| unwrap_io(e, &path))?;
+        Ok(buf)
+    }
+
+    /// Read and parse a JSON blob (at most [`JSON_LIMIT`] bytes), verified.
+    pub fn read_json<T: serde::de::DeserializeOwned>(
+        &self,
+        digest: &Digest,
+        size: Option<u64>,
+    ) -> Result<Raw<T>> {
+        let bytes = self.read_blob(digest, size, JSON_LIMIT)?;
+        Raw::parse_with_digest(bytes, digest.clone(), digest.as_str())
+    }
+
+    /// Hash a whole blob, streaming; returns its size. Errors on mismatch or absence.
+    pub fn verify_blob(&self, digest: &Digest, size: Option<u64>) -> Result<u64> {
+        let path = self.blob_path(digest);
+        let mut reader = self.open_blob(digest, size)?;
+        let n = io::copy(&mut reader, &mut io::sink()).map_err(|e| unwrap_io(e, &path))?;
+        Ok(n)
+    }
+
+    /// Read `index.json` (written atomically, so never seen half-written).
+    pub fn read_index(&self) -> Result<Raw<Index>> {
+        let path = self.root.join("index.json");
+        let bytes = match fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(Error::NotALayout {
+                    path: self.root.clone(),
+                    reason: "no `index.json` file".into(),
+                })
+            }
+            Err(e) => return Err(Error::io(path, e)),
+        };
+        Raw::parse(bytes, &path.display().to_string())
+    }
+
+    /// Take the writer lock, waiting up to the configured timeout for another writer.
+    pub fn lock(&self) -> Result<WriteLock<'_>> {
+        let dir = File::open(&self.root).map_err(|e| Error::io(&self.root, e))?;
+        let start = Instant::now();
+        loop {
+            match rustix::fs::flock(&dir, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+                Ok(()) => {
+                    return Ok(WriteLock {
+                        layout: self,
+                        _dir: dir,
+                    })
+                }
+                Err(e) if e == rustix::io::Errno::WOULDBLOCK || e == rustix::io::Errno::INTR => {
+                    if start.elapsed() >= self.opts.lock_timeout {
+                        return Err(Error::Locked {
+                            path: self.root.clone(),
+                            seconds: self.opts.lock_timeout.as_secs(),
+                        });
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err(e) => return Err(Error::io(&self.root, e.into())),
+            }
+        }
+    }
+
+    /// Write a file in the layout root by temp file + fsync + rename + directory fsync.
+    fn write_file_atomic(&self, name: &str, bytes: &[u8]) -> Result<()> {
+        let mut tmp = tempfile::Builder::new()
+            .prefix(TEMP_PREFIX)
+            .tempfile_in(&self.root)
+            .map_err(|e| Error::io(&self.root, e))?;
+        tmp.write_all(bytes).map_err(|e| Error::io(tmp.path(), e))?;
+        if self.opts.durable {
+            tmp.as_file()
+                .sync_all()
+                .map_err(|e| Error::io(tmp.path(), e))?;
+        }
+        let dest = self.root.join(name);
+        tmp.persist(&dest).map_err(|e| Error::io(&dest, e.error))?;
+        if self.opts.durable {
+            sync_dir(&self.root)?;
+        }
+        Ok(())
+    }
+}
+
+/// Check the bytes of `oci-layout`: a JSON object whose `imageLayoutVersion` is 1.x.
+/// Extra fields are allowed.
+pub fn check_layout_header(bytes: &[u8]) -> std::result::Result<(), String> {
+    let v: serde_json::Value =
+        serde_json::from_slice(bytes).map_err(|e| format!("`oci-layout` does not parse: {e}"))?;
+    match v.get("imageLayoutVersion").and_then(|v| v.as_str()) {
+        Some(ver) if ver == "1.0.0" || ver.starts_with("1.") => Ok(()),
+        Some(ver) => Err(format!(
+            "`oci-layout` names unsupported imageLayoutVersion `{ver}`"
+        )),
+        None => Err("`oci-layout` has no imageLayoutVersion string".into()),
+    }
+}
+
+/// fsync a directory, so renames in it are durable.
+pub fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io(dir, e))
+}
+
+/// Turn an I/O error from a [`VerifyingReader`] back into the library error it carries.
+pub fn unwrap_io(e: io::Error, path: &Path) -> Error {
+    if e.get_ref().is_some_and(|inner| inner.is::<Error>()) {
+        if let Some(inner) = e.into_inner() {
+            if let Ok(err) = inner.downcast::<Error>() {
+                return *err;
+            }
+        }
+        // Unreachable in practice: the check above saw an Error inside.
+        return Error::io(path, io::Error::other("verification failed"));
+    }
+    Error::io(path, e)
+}
+
+/// The writer lock on a layout. Blob and `index.json` writes go through it; it is released
+/// when dropped (and by the kernel if the process dies).
+#[derive(Debug)]
+pub struct WriteLock<'a> {
+    layout: &'a Layout,
+    _dir: File,
+}
+
+impl<'a> WriteLock<'a> {
+    /// The locked layout.
+    pub fn layout(&self) -> &'a Layout {
+        self.layout
+    }
+
+    /// A writer for a new sha256 blob.
+    pub fn blob_writer(&self) -> Result<BlobWriter> {
+        self.blob_writer_for(Algorithm::Sha256)
+    }
+
+    /// A writer for a new blob hashed with `alg`.
+    pub fn blob_writer_for(&self, alg: Algorithm) -> Result<BlobWriter> {
+        let dir = self.layout.root.join("blobs").join(alg.as_str());
+        fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        let file = tempfile::Builder::new()
+            .prefix(TEMP_PREFIX)
+            .tempfile_in(&dir)
+            .map_err(|e| Error::io(&dir, e))?;
+        Ok(BlobWriter {
+            file,
+            hasher: alg.hasher(),
+            size: 0,
+            dir,
+            durable: self.layout.opts.durable,
+        })
+    }
+
+    /// Write a small blob from memory; an existing blob is kept.
+    pub fn write_blob(&self, bytes: &[u8]) -> Result<(Digest, u64)> {
+        let mut w = self.blob_writer()?;
+        w.write_all(bytes).map_err(|e| Error::io(&w.dir, e))?;
+        w.finish()
+    }
+
+    /// Commit `index.json`: make the blob directories durable, then write the index by
+    /// temp file + rename + directory fsync. This is the commit point of every mutation.
+    pub fn commit_index(&self, index: &Index) -> Result<()> {
+        let bytes = serde_json::to_vec(index).map_err(|e| Error::Json {
+            what: "index.json".into(),
+            source: e,
+        })?;
+        self.commit_index_bytes(&bytes)
+    }
+
+    /// Commit `index.json` from exact bytes.
+    pub fn commit_index_bytes(&self, bytes: &[u8]) -> Result<()> {
+        if self.layout.opts.durable {
+            let blobs = self.layout.root.join("blobs");
+            if let Ok(entries) = fs::read_dir(&blobs) {
+                for entry in entries.flatten() {
+                    if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                        sync_dir(&entry.path())?;
+                    }
+                }
+            }
+        }
+        crate::fault::point("before-index-commit");
+        self.layout.write_file_atomic("index.json", bytes)
+    }
+}
+
+/// A new blob being written: a temp file in `blobs/<alg>/`, hashed and counted as written.
+#[derive(Debug)]
+pub struct BlobWriter {
+    file: tempfile::NamedTempFile,
+    hasher: Hasher,
+    size: u64,
+    dir: PathBuf,
+    durable: bool,
+}
+
+impl Write for BlobWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.size += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
+}
+
+impl BlobWriter {
+    /// Bytes written so far.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// fsync, then rename into place; an existing blob of the same digest is kept and the
+    /// temp file dropped. Returns the digest and size of what was written.
+    pub fn finish(self) -> Result<(Digest, u64)> {
+        let BlobWriter {
+            mut file,
+            hasher,
+            size,
+            dir,
+            durable,
+        } = self;
+        let digest = hasher.finish();
+        file.flush().map_err(|e| Error::io(file.path(), e))?;
+        let dest = dir.join(digest.encoded());
+        if fs::metadata(&dest).is_ok_and(|m| m.is_file() && m.len() == size) {
+            return Ok((digest, size));
+        }
+        if durable {
+            file.as_file()
+                .sync_all()
+                .map_err(|e| Error::io(file.path(), e))?;
+        }
+        file.persist(&dest).map_err(|e| Error::io(&dest, e.error))?;
+        Ok((digest, size))
+    }
+
+    /// Like [`BlobWriter::finish`], but the bytes must hash to `expected` (and be `size` long,
+    /// when given); otherwise nothing is renamed into place.
+    pub fn finish_expect(self, expected: &Digest, size: Option<u64>) -> Result<u64> {
+        let found_size = self.size;
+        let path = self.dir.join(expected.encoded());
+        if let Some(s) = size {
+            if s != found_size {
+                return Err(Error::SizeMismatch {
+                    digest: expected.clone(),
+                    expected: s,
+                    found: found_size,
+                    path,
+                });
+            }
+        }
+        let digest = self.hasher.clone().finish();
+        if &digest != expected {
+            return Err(Error::DigestMismatch {
+                expected: expected.clone(),
+                found: digest,
+                path,
+            });
+        }
+        self.finish().map(|(_, s)| s)
+    }
+}
+
+/// A reader that hashes and counts while reading and fails at EOF (or as soon as it reads past
+/// the expected size) unless the content matches.
+#[derive(Debug)]
+pub struct VerifyingReader<R> {
+    inner: R,
+    hasher: Option<Hasher>,
+    expected: Digest,
+    size: Option<u64>,
+    count: u64,
+    path: PathBuf,
+}
+
+impl<R: Read> VerifyingReader<R> {
+    /// Wrap `inner`, expecting `digest` and, when given, `size`.
+    pub fn new(
+        inner: R,
+        hasher: Hasher,
+        expected: Digest,
+        size: Option<u64>,
+        path: PathBuf,
+    ) -> Self {
+        VerifyingReader {
+            inner,
+            hasher: Some(hasher),
+            expected,
+            size,
+            count: 0,
+            path,
+        }
+    }
+
+    /// The wrapped reader.
+    pub fn get_ref(&self) -> &R {
+        &self.inner
+    }
+
+    /// Bytes read so far.
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
+    fn fail(&self, e: Error) -> io::Error {
+        io::Error::new(io::ErrorKind::InvalidData, e)
+    }
+}
+
+impl<R: Read> Read for VerifyingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count += n as u64;
+        if let Some(s) = self.size {
+            if self.count > s {
+                return Err(self.fail(Error::SizeMismatch {
+                    digest: self.expected.clone(),
+                    expected: s,
+                    found: self.count,
+                    path: self.path.clone(),
+                }));
+            }
+        }
+        match (&mut self.hasher, n) {
+            (Some(h), n) if n > 0 => h.update(&buf[..n]),
+            (Some(_), _) => {
+                if let Some(s) = self.size {
+                    if self.count != s {
+                        return Err(self.fail(Error::SizeMismatch {
+                            digest: self.expected.clone(),
+                            expected: s,
+                            found: self.count,
+                            path: self.path.clone(),
+                        }));
+                    }
+                }
+                let found = self.hasher.take().map(Hasher::finish);
+                if let Some(found) = found {
+                    if found != self.expected {
+                        return Err(self.fail(Error::DigestMismatch {
+                            expected: self.expected.clone(),
+                            found,
+                            path: self.path.clone(),
+                        }));
+                    }
+                }
+            }
+            (None, _) => {}
+        }
+        Ok(n)
+    }
+}
+
+/// A reader whose first bytes were read ahead by [`peek`].
+pub type Peeked<R> = io::Chain<io::Cursor<Vec<u8>>, R>;
+
+/// Read the first bytes of a reader for sniffing, returning them and a reader that yields the
+/// whole stream again.
+pub fn peek<R: Read>(mut r: R, len: usize) -> io::Result<(Vec<u8>, Peeked<R>)> {
+    let mut head = vec![0u8; len];
+    let n = read_full(&mut r, &mut head)?;
+    head.truncate(n);
+    Ok((head.clone(), io::Cursor::new(head).chain(r)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tmp_layout() -> (tempfile::TempDir, Layout) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (l, created) = Layout::init(dir.path().join("l"), Options::default()).expect("init");
+        assert!(created);
+        (dir, l)
+    }
+
+    #[test]
+    fn write_reopen_read_verified() {
+        let (_d, l) = tmp_layout();
+        let lock = l.lock().expect("lock");
+        let (digest, size) = lock.write_blob(b"hello").expect("write");
+        assert_eq!(
+            digest.as_str(),
+            "sha256:2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
+        );
+        assert_eq!(size, 5);
+        drop(lock);
+        let l2 = Layout::open(l.root(), Options::default()).expect("open");
+        assert_eq!(l2.read_blob(&digest, Some(5), 100).expect("read"), b"hello");
+        // wrong declared size
+        assert!(matches!(
+            l2.read_blob(&digest, Some(6), 100),
+            Err(Error::SizeMismatch { .. })
+        ));
+        // flip a byte
+        fs::write(l2.blob_path(&digest), b"hellO").expect("corrupt");
+        match l2.read_blob(&digest, Some(5), 100) {
+            Err(Error::DigestMismatch {
+                expected, found, ..
+            }) => {
+                assert_eq!(expected, digest);
+                assert_eq!(found, Digest::sha256(b"hellO"));
+            }
+            other => panic!("{other:?}"),
+        }
+        // missing
+        fs::remove_file(l2.blob_path(&digest)).expect("rm");
+        assert!(matches!(
+            l2.read_blob(&digest, None, 100),
+            Err(Error::MissingBlob { .. })
+        ));
+    }
+
+    #[test]
+    fn existing_blob_is_kept_and_no_temp_left() {
+        let (_d, l) = tmp_layout();
+        let lock = l.lock().expect("lock");
+        let (d1, _) = lock.write_blob(b"x").expect("write");
+        let (d2, _) = lock.write_blob(b"x").expect("write");
+        assert_eq!(d1, d2);
+        let names: Vec<_> = fs::read_dir(l.root().join("blobs/sha256"))
+            .expect("ls")
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        assert_eq!(names.len(), 1, "{names:?}");
+    }
+
+    #[test]
+    fn init_refuses_non_empty_dir_and_is_idempotent() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        fs::write(dir.path().join("junk"), b"x").expect("write");
+        assert!(matches!(
+            Layout::init(dir.path(), Options::default()),
+            Err(Error::NotALayout { .. })
+        ));
+        let (_l, created) = Layout::init(dir.path().join("new"), Options::default()).expect("init");
+        assert!(created);
+        let (_l, created) =
+            Layout::init(dir.path().join("new"), Options::default()).expect("init again");
+        assert!(!created);
+        assert_eq!(
+            fs::read(dir.path().join("new/oci-layout")).expect("read"),
+            OCI_LAYOUT_CONTENT
+        );
+        assert_eq!(
+            fs::read_to_string(dir.path().join("new/index.json")).expect("read"),
+            r#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}"#
+        );
+    }
+
+    #[test]
+    fn header_checks() {
+        assert!(check_layout_header(br#"{"imageLayoutVersion": "1.0.0"}"#).is_ok());
+        assert!(check_layout_header(br#"{"imageLayoutVersion":"1.0.0","x":1}"#).is_ok());
+        assert!(check_layout_header(br#"{"imageLayoutVersion":"lorem ipsum"}"#).is_err());
+        assert!(check_layout_header(br#"{"imageLayoutVersion":1}"#).is_err());
+        assert!(check_layout_header(b"nope").is_err());
+    }
+}

@@ -1,0 +1,42 @@
+//! ocikit-layout: OCI image layouts on disk.
+//!
+//! The pieces, bottom up:
+//! - [`Digest`] and [`MediaType`]: validated names for content and its type;
+//! - [`Descriptor`], [`Manifest`], [`Index`], [`Schema1`]: documents that keep unknown fields,
+//!   and [`Raw`], which keeps a document's exact bytes;
+//! - [`Layout`]: verified blob reads, crash-safe blob writes and `index.json` commits under a
+//!   writer lock ([`WriteLock`]);
+//! - [`walk::Walk`]: everything reachable, Docker and OCI, nested and unknown;
+//! - [`fsck`], [`gc`], [`refs`]: the checks and edits built on the walk.
+//!
+//! Invariants: bytes that are not edited are never re-serialized; every read is verified;
+//! `index.json` is written last; one writer at a time.
+
+#![warn(missing_docs)]
+
+pub mod compress;
+mod descriptor;
+mod digest;
+mod error;
+pub mod fault;
+pub mod fsck;
+pub mod gc;
+mod layout;
+mod media_type;
+mod raw;
+pub mod refs;
+pub mod validate;
+pub mod walk;
+
+pub use descriptor::{
+    Descriptor, FsLayer, ImageConfig, Index, Manifest, Platform, PlatformSpec, RootFs, Schema1,
+    Schema1History, REF_NAME,
+};
+pub use digest::{Algorithm, Digest, DigestError, Hasher};
+pub use error::{Error, Result};
+pub use layout::{
+    check_layout_header, peek, sync_dir, unwrap_io, BlobWriter, Layout, Options, Peeked,
+    VerifyingReader, WriteLock, OCI_LAYOUT_CONTENT, TEMP_PREFIX,
+};
+pub use media_type::{Class, Compression, MediaType};
+pub use raw::{Raw, JSON_LIMIT};

@@ -1,0 +1,443 @@
+//! [`Walk`]: everything reachable from `index.json` (or from one descriptor), as a tree.
+//!
+//! The walk reads manifests and indexes (verified, capped at [`JSON_LIMIT`]); configs and
+//! layers are leaves it does not read. A node's type comes from its descriptor; where the
+//! descriptor's media type is unknown and the node stands where a manifest may stand, from the
+//! document's own `mediaType`, then from its shape. An unknown media type is a leaf that is
+//! reported ([`Kind::Unknown`]), never an error; a document that disagrees with its descriptor
+//! is reported ([`Node::declared`]), not fatal. Each document is parsed once even when many
+//! parents name it; a digest that is its own ancestor is a cycle and is not expanded.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use crate::media_type::Class;
+use crate::{
+    Descriptor, Digest, Error, Index, Layout, Manifest, MediaType, Platform, Schema1, JSON_LIMIT,
+};
+
+/// Where a node stands in its parent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Entry `n` of `index.json`, or the descriptor a walk started from.
+    Root(usize),
+    /// Entry `n` of an index's `manifests`.
+    Manifests(usize),
+    /// A manifest's `config`.
+    Config,
+    /// Layer `n` of a manifest (schema1: of `fsLayers`).
+    Layers(usize),
+    /// A manifest's or index's `subject`.
+    Subject,
+}
+
+impl Role {
+    /// The role's name as used in JSON output: `manifests`, `config`, `layers`, `subject`, or
+    /// `root`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Root(_) => "root",
+            Role::Manifests(_) => "manifests",
+            Role::Config => "config",
+            Role::Layers(_) => "layers",
+            Role::Subject => "subject",
+        }
+    }
+
+    fn may_be_document(self) -> bool {
+        matches!(self, Role::Root(_) | Role::Manifests(_) | Role::Subject)
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Role::Root(n) => write!(f, "index.json[{n}]"),
+            Role::Manifests(n) => write!(f, "manifests[{n}]"),
+            Role::Config => f.write_str("config"),
+            Role::Layers(n) => write!(f, "layers[{n}]"),
+            Role::Subject => f.write_str("subject"),
+        }
+    }
+}
+
+/// What a node is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// An OCI index or Docker manifest list.
+    Index,
+    /// An OCI manifest, Docker schema2 or schema1 manifest.
+    Manifest,
+    /// An image config.
+    Config,
+    /// A layer.
+    Layer,
+    /// A media type ocikit does not know.
+    Unknown,
+}
+
+impl Kind {
+    /// Lower-case name as used in JSON output.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Index => "index",
+            Kind::Manifest => "manifest",
+            Kind::Config => "config",
+            Kind::Layer => "layer",
+            Kind::Unknown => "unknown",
+        }
+    }
+}
+
+/// What happened when the walk read a document.
+#[derive(Debug, Clone)]
+pub enum DocStatus {
+    /// Not a document (config, layer, unknown leaf): not read by the walk.
+    NotRead,
+    /// Read, verified and parsed.
+    Ok,
+    /// The blob is absent.
+    Missing,
+    /// The blob's size or digest does not match (the error says which).
+    Corrupt(Arc<Error>),
+    /// The bytes do not parse as the document they should be.
+    Unparseable(String),
+    /// The digest's algorithm cannot be verified, so the document was not trusted.
+    Unverifiable,
+    /// The digest is its own ancestor.
+    Cycle,
+    /// The walk stopped expanding: too many nodes.
+    Truncated,
+}
+
+/// One node of the walk.
+#[derive(Debug, Clone)]
+pub struct Node {
+    /// The descriptor as the parent wrote it (schema1 layers get a synthesized one, size 0
+    /// and [`Node::size_known`] false).
+    pub descriptor: Descriptor,
+    /// Whether the parent declared a size (schema1 does not).
+    pub size_known: bool,
+    /// What it is.
+    pub kind: Kind,
+    /// For documents: the class ocikit parsed it as.
+    pub class: Class,
+    /// Where it stands in its parent.
+    pub role: Role,
+    /// The parent node.
+    pub parent: Option<usize>,
+    /// The children, in document order.
+    pub children: Vec<usize>,
+    /// For documents: how reading went.
+    pub status: DocStatus,
+    /// For documents: the media type the document declares itself, when it differs from its
+    /// descriptor's.
+    pub declared: Option<MediaType>,
+}
+
+impl Node {
+    /// The digest.
+    pub fn digest(&self) -> &Digest {
+        &self.descriptor.digest
+    }
+
+    /// The platform the descriptor names.
+    pub fn platform(&self) -> Option<&Platform> {
+        self.descriptor.platform.as_ref()
+    }
+}
+
+/// A parsed document and the descriptors it names.
+#[derive(Debug)]
+#[allow(clippy::large_enum_variant)] // behind an Arc, built once per document
+enum Parsed {
+    Index(Index),
+    Manifest(Manifest),
+    Schema1(Schema1),
+}
+
+/// The result of a walk: nodes in depth-first order; roots are the nodes without a parent.
+#[derive(Debug, Default)]
+pub struct Walk {
+    /// All nodes.
+    pub nodes: Vec<Node>,
+    /// The root nodes, in order.
+    pub roots: Vec<usize>,
+}
+
+/// The most nodes a walk creates before it stops expanding (a guard against DAGs crafted to
+/// blow up when seen as a tree).
+pub const NODE_LIMIT: usize = 1_000_000;
+
+impl Walk {
+    /// Walk everything `index.json` names.
+    pub fn from_index(layout: &Layout, index: &Index) -> Walk {
+        let mut w = Walker {
+            layout,
+            memo: HashMap::new(),
+            walk: Walk::default(),
+        };
+        for (i, d) in index.manifests.iter().enumerate() {
+            let n = w.visit(d.clone(), true, Role::Root(i), None);
+            w.walk.roots.push(n);
+        }
+        w.walk
+    }
+
+    /// Walk from one descriptor.
+    pub fn from_descriptor(layout: &Layout, desc: &Descriptor) -> Walk {
+        let mut w = Walker {
+            layout,
+            memo: HashMap::new(),
+            walk: Walk::default(),
+        };
+        let n = w.visit(desc.clone(), true, Role::Root(0), None);
+        w.walk.roots.push(n);
+        w.walk
+    }
+
+    /// The chain of nodes from a root down to `n`, as text: `latest > manifests[0] sha256:… >
+    /// layers[1] sha256:…`. A root is named by its ref, else by its position in `index.json`.
+    pub fn path_of(&self, n: usize) -> Vec<String> {
+        let mut chain = Vec::new();
+        let mut cur = Some(n);
+        while let Some(i) = cur {
+            let node = &self.nodes[i];
+            chain.push(match node.role {
+                Role::Root(k) => match node.descriptor.ref_name() {
+                    Some(r) => r.to_string(),
+                    None => format!("index.json[{k}] {}", node.descriptor.digest),
+                },
+                role => format!("{role} {}", node.descriptor.digest),
+            });
+            cur = node.parent;
+        }
+        chain.reverse();
+        chain
+    }
+
+    /// The first node (in walk order) of each distinct digest.
+    pub fn unique(&self) -> Vec<usize> {
+        let mut seen = std::collections::HashSet::new();
+        (0..self.nodes.len())
+            .filter(|&i| seen.insert(self.nodes[i].descriptor.digest.clone()))
+            .collect()
+    }
+}
+
+/// How reading a document went: the class it was parsed as, the media type it declares, and
+/// the parsed document or why there is none.
+type ReadOutcome = (Class, Option<MediaType>, Result<Arc<Parsed>, DocStatus>);
+
+struct Walker<'a> {
+    layout: &'a Layout,
+    memo: HashMap<Digest, ReadOutcome>,
+    walk: Walk,
+}
+
+impl Walker<'_> {
+    fn visit(
+        &mut self,
+        descriptor: Descriptor,
+        size_known: bool,
+        role: Role,
+        parent: Option<usize>,
+    ) -> usize {
+        let idx = self.walk.nodes.len();
+        let class = descriptor.media_type.class();
+        let leaf_kind = match (class, role) {
+            (Class::Config, _) => Kind::Config,
+            (Class::Layer, _) => Kind::Layer,
+            (Class::Empty, Role::Config) => Kind::Config,
+            (Class::Empty, Role::Layers(_)) => Kind::Layer,
+            (Class::Index, _) => Kind::Index,
+            (Class::Manifest | Class::Schema1, _) => Kind::Manifest,
+            _ => Kind::Unknown,
+        };
+        self.walk.nodes.push(Node {
+            descriptor,
+            size_known,
+            kind: leaf_kind,
+            class,
+            role,
+            parent,
+            children: Vec::new(),
+            status: DocStatus::NotRead,
+            declared: None,
+        });
+        if let Some(p) = parent {
+            self.walk.nodes[p].children.push(idx);
+        }
+        let is_doc_class = matches!(class, Class::Index | Class::Manifest | Class::Schema1);
+        if !(is_doc_class || (class == Class::Unknown && role.may_be_document())) {
+            return idx;
+        }
+        if self.walk.nodes.len() >= NODE_LIMIT {
+            self.walk.nodes[idx].status = DocStatus::Truncated;
+            return idx;
+        }
+        // cycle: is this digest an ancestor?
+        let digest = self.walk.nodes[idx].descriptor.digest.clone();
+        let mut cur = parent;
+        while let Some(p) = cur {
+            if self.walk.nodes[p].descriptor.digest == digest {
+                self.walk.nodes[idx].status = DocStatus::Cycle;
+                return idx;
+            }
+            cur = self.walk.nodes[p].parent;
+        }
+        let entry = match self.memo.get(&digest) {
+            Some(e) => (e.0, e.1.clone(), e.2.clone()),
+            None => {
+                let size = self.walk.nodes[idx].descriptor.size;
+                let e = self.read(
+                    &digest,
+                    size,
+                    &self.walk.nodes[idx].descriptor.media_type.clone(),
+                );
+                self.memo
+                    .insert(digest.clone(), (e.0, e.1.clone(), e.2.clone()));
+                e
+            }
+        };
+        let (doc_class, declared, parsed) = entry;
+        let node = &mut self.walk.nodes[idx];
+        if declared
+            .as_ref()
+            .is_some_and(|d| d != &node.descriptor.media_type)
+        {
+            node.declared = declared;
+        }
+        let parsed = match parsed {
+            Ok(p) => {
+                node.status = DocStatus::Ok;
+                p
+            }
+            Err(status) => {
+                node.status = status;
+                return idx;
+            }
+        };
+        if class == Class::Unknown {
+            node.class = doc_class;
+            node.kind = match doc_class {
+                Class::Index => Kind::Index,
+                Class::Manifest | Class::Schema1 => Kind::Manifest,
+                _ => Kind::Unknown,
+            };
+        }
+        match &*parsed {
+            Parsed::Index(ix) => {
+                for (i, d) in ix.manifests.iter().enumerate() {
+                    self.visit(d.clone(), true, Role::Manifests(i), Some(idx));
+                }
+                if let Some(s) = &ix.subject {
+                    self.visit(s.clone(), true, Role::Subject, Some(idx));
+                }
+            }
+            Parsed::Manifest(m) => {
+                self.visit(m.config.clone(), true, Role::Config, Some(idx));
+                for (i, d) in m.layers.iter().enumerate() {
+                    self.visit(d.clone(), true, Role::Layers(i), Some(idx));
+                }
+                if let Some(s) = &m.subject {
+                    self.visit(s.clone(), true, Role::Subject, Some(idx));
+                }
+            }
+            Parsed::Schema1(s1) => {
+                for (i, l) in s1.fs_layers.iter().enumerate() {
+                    let d = Descriptor::new(MediaType::DockerLayerGzip, l.blob_sum.clone(), 0);
+                    self.visit(d, false, Role::Layers(i), Some(idx));
+                }
+            }
+        }
+        idx
+    }
+
+    /// Read a document: (class parsed as, mediaType it declares, parsed or failure).
+    fn read(&self, digest: &Digest, size: u64, mt: &MediaType) -> ReadOutcome {
+        let class = mt.class();
+        if digest.algorithm().is_none() {
+            return (class, None, Err(DocStatus::Unverifiable));
+        }
+        if class == Class::Unknown && size > JSON_LIMIT {
+            return (class, None, Err(DocStatus::NotRead));
+        }
+        let bytes = match self.layout.read_blob(digest, Some(size), JSON_LIMIT) {
+            Ok(b) => b,
+            Err(Error::MissingBlob { .. }) => {
+                // An unknown type that is absent is just an unknown leaf.
+                let st = if class == Class::Unknown {
+                    DocStatus::NotRead
+                } else {
+                    DocStatus::Missing
+                };
+                return (class, None, Err(st));
+            }
+            Err(e @ Error::TooLarge { .. }) if class != Class::Unknown => {
+                return (class, None, Err(DocStatus::Unparseable(e.to_string())))
+            }
+            Err(_) if class == Class::Unknown => return (class, None, Err(DocStatus::NotRead)),
+            Err(e) => return (class, None, Err(DocStatus::Corrupt(Arc::new(e)))),
+        };
+        let value: Value = match serde_json::from_slice(&bytes) {
+            Ok(v) => v,
+            Err(e) if class == Class::Unknown => {
+                let _ = e;
+                return (class, None, Err(DocStatus::NotRead));
+            }
+            Err(e) => {
+                return (
+                    class,
+                    None,
+                    Err(DocStatus::Unparseable(format!("not JSON: {e}"))),
+                )
+            }
+        };
+        let declared = value
+            .get("mediaType")
+            .and_then(Value::as_str)
+            .map(MediaType::parse);
+        let class = match class {
+            Class::Unknown => {
+                let by_type = declared
+                    .as_ref()
+                    .map(MediaType::class)
+                    .unwrap_or(Class::Unknown);
+                match by_type {
+                    Class::Index | Class::Manifest | Class::Schema1 => by_type,
+                    _ => shape_class(&value),
+                }
+            }
+            c => c,
+        };
+        let parsed = match class {
+            Class::Index => serde_json::from_value::<Index>(value).map(Parsed::Index),
+            Class::Manifest => serde_json::from_value::<Manifest>(value).map(Parsed::Manifest),
+            Class::Schema1 => serde_json::from_value::<Schema1>(value).map(Parsed::Schema1),
+            _ => return (class, declared, Err(DocStatus::NotRead)),
+        };
+        match parsed {
+            Ok(p) => (class, declared, Ok(Arc::new(p))),
+            Err(e) => (class, declared, Err(DocStatus::Unparseable(e.to_string()))),
+        }
+    }
+}
+
+/// Guess a document's class from its shape, for documents with no known media type.
+pub fn shape_class(v: &Value) -> Class {
+    if v.get("manifests")
+        .is_some_and(|m| m.is_array() || m.is_null())
+    {
+        Class::Index
+    } else if v.get("fsLayers").is_some_and(Value::is_array) {
+        Class::Schema1
+    } else if v.get("config").is_some_and(Value::is_object) {
+        Class::Manifest
+    } else {
+        Class::Unknown
+    }
+}
