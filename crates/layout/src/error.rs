@@ -101,6 +101,14 @@ pub enum Error {
         /// How long we waited.
         seconds: u64,
     },
+    /// Input that is not what it should be (a bundle, an inventory, a selection).
+    #[error("`{what}`: {reason}")]
+    Invalid {
+        /// The file, digest or ref concerned.
+        what: String,
+        /// What is wrong.
+        reason: String,
+    },
     /// A document that is not what its position requires.
     #[error("`{digest}`: {reason}")]
     BadDocument {

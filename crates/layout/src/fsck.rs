@@ -42,6 +42,9 @@ pub enum FindingKind {
     Unparseable,
     /// A document breaks a rule of the image-spec schema.
     Invalid,
+    /// A document ignores a SHOULD of the spec (e.g. a manifest without layers, which
+    /// artifacts commonly are).
+    Advisory,
     /// A descriptor's media type differs from the one its document declares.
     MediaTypeMismatch,
     /// A layer does not decompress to the diff_id its config lists (`--deep`).
@@ -74,6 +77,7 @@ impl FindingKind {
             DigestMismatch => "digest-mismatch",
             Unparseable => "unparseable",
             Invalid => "invalid",
+            Advisory => "advisory",
             MediaTypeMismatch => "media-type-mismatch",
             DiffIdMismatch => "diff-id-mismatch",
             CompressionMismatch => "compression-mismatch",
@@ -91,7 +95,9 @@ impl FindingKind {
     pub fn severity(self) -> Severity {
         use FindingKind::*;
         match self {
-            Unverifiable | Unreferenced | External | MissingSubject | TempFile => Severity::Info,
+            Unverifiable | Unreferenced | External | MissingSubject | TempFile | Advisory => {
+                Severity::Info
+            }
             _ => Severity::Error,
         }
     }
@@ -164,13 +170,22 @@ struct JobOut {
     hashed: u64,
 }
 
+/// The finding kind for a validator message: SHOULD-level messages are advisory.
+fn schema_kind(message: &str) -> FindingKind {
+    if message.contains("the spec says SHOULD") {
+        FindingKind::Advisory
+    } else {
+        FindingKind::Invalid
+    }
+}
+
 /// Check a layout.
 pub fn fsck(layout: &Layout, opts: &FsckOptions<'_>) -> Result<Report> {
     let index = layout.read_index()?;
     let mut findings = Vec::new();
     for v in validate::check(DocType::Index, &index.bytes) {
         findings.push(Finding {
-            kind: FindingKind::Invalid,
+            kind: schema_kind(&v),
             digest: None,
             path: vec!["index.json".into()],
             detail: v,
@@ -256,7 +271,7 @@ pub fn fsck(layout: &Layout, opts: &FsckOptions<'_>) -> Result<Report> {
                     if n.class != Class::Schema1 {
                         for v in validate::check(ty, &bytes) {
                             findings.push(Finding {
-                                kind: FindingKind::Invalid,
+                                kind: schema_kind(&v),
                                 digest: Some(n.digest().clone()),
                                 path: walk.path_of(i),
                                 detail: v,
@@ -473,7 +488,7 @@ fn check_blob(
             io::copy(&mut reader, &mut io::sink()).map_err(|e| unwrap_io(e, &path))?;
             out.hashed = found;
             for v in validate::check(DocType::Config, &buf) {
-                out.findings.push(finding(FindingKind::Invalid, v));
+                out.findings.push(finding(schema_kind(&v), v));
             }
             match serde_json::from_slice::<ImageConfig>(&buf) {
                 Ok(c) => out.config = Some(c),

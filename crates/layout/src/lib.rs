@@ -21,11 +21,13 @@ mod error;
 pub mod fault;
 pub mod fsck;
 pub mod gc;
-mod layout;
+pub mod inventory;
 pub mod layer;
+mod layout;
 mod media_type;
 mod raw;
 pub mod refs;
+pub mod select;
 pub mod validate;
 pub mod walk;
 

@@ -150,6 +150,24 @@ pub fn untag(index: &mut Index, name: &str) -> Result<Vec<Digest>> {
     Ok(removed)
 }
 
+/// Resolve a ref or digest like [`resolve`]; a digest that is not an `index.json` entry may
+/// also name any manifest or index reachable from one (a platform image inside an index).
+pub fn resolve_anywhere(layout: &crate::Layout, index: &Index, what: &str) -> Result<Descriptor> {
+    match resolve(index, what) {
+        Err(Error::RefNotFound(_)) => {}
+        other => return other,
+    }
+    if let Ok(d) = Digest::parse(what) {
+        let walk = crate::walk::Walk::from_index(layout, index);
+        if let Some(n) = walk.nodes.iter().find(|n| n.descriptor.digest == d) {
+            let mut desc = n.descriptor.clone();
+            desc.set_ref_name(None);
+            return Ok(desc);
+        }
+    }
+    Err(Error::RefNotFound(what.to_string()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -235,22 +253,4 @@ mod tests {
             other => panic!("{other:?}"),
         }
     }
-}
-
-/// Resolve a ref or digest like [`resolve`]; a digest that is not an `index.json` entry may
-/// also name any manifest or index reachable from one (a platform image inside an index).
-pub fn resolve_anywhere(layout: &crate::Layout, index: &Index, what: &str) -> Result<Descriptor> {
-    match resolve(index, what) {
-        Err(Error::RefNotFound(_)) => {}
-        other => return other,
-    }
-    if let Ok(d) = Digest::parse(what) {
-        let walk = crate::walk::Walk::from_index(layout, index);
-        if let Some(n) = walk.nodes.iter().find(|n| n.descriptor.digest == d) {
-            let mut desc = n.descriptor.clone();
-            desc.set_ref_name(None);
-            return Ok(desc);
-        }
-    }
-    Err(Error::RefNotFound(what.to_string()))
 }

@@ -1,0 +1,119 @@
+//! Inventories: what a layout holds, as a small versioned JSON file the far side of an air gap
+//! carries back, so the next bundle leaves out what it already has.
+//!
+//! Shape (version 1), sorted and byte-reproducible (no timestamps):
+//! `{"ocikitInventory": 1, "blobs": [{"digest", "size"}...], "refs": [{"name", "digest"}...]}`.
+//! `blobs` lists every blob file present, reachable or not; `refs` every named `index.json`
+//! entry.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::fsck::list_blobs;
+use crate::{Digest, Error, Layout, Result};
+
+/// The inventory format version ocikit writes and reads.
+pub const INVENTORY_VERSION: u32 = 1;
+
+/// What a layout holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Inventory {
+    /// Format version.
+    #[serde(rename = "ocikitInventory")]
+    pub version: u32,
+    /// Every blob present, sorted by digest.
+    pub blobs: Vec<InventoryBlob>,
+    /// Every ref, sorted by name then digest.
+    pub refs: Vec<InventoryRef>,
+}
+
+/// A blob in an inventory.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct InventoryBlob {
+    /// Its digest.
+    pub digest: Digest,
+    /// Its size on disk.
+    pub size: u64,
+}
+
+/// A ref in an inventory.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct InventoryRef {
+    /// The ref name.
+    pub name: String,
+    /// What it points at.
+    pub digest: Digest,
+}
+
+impl Inventory {
+    /// Take the inventory of a layout.
+    pub fn of(layout: &Layout) -> Result<Inventory> {
+        let mut blobs = Vec::new();
+        for (digest, path) in list_blobs(layout)? {
+            let Some(digest) = digest else { continue };
+            let size = std::fs::metadata(&path)
+                .map_err(|e| Error::io(&path, e))?
+                .len();
+            blobs.push(InventoryBlob { digest, size });
+        }
+        blobs.sort();
+        let index = layout.read_index()?.value;
+        let mut refs: Vec<InventoryRef> = index
+            .manifests
+            .iter()
+            .filter_map(|d| {
+                d.ref_name().map(|n| InventoryRef {
+                    name: n.to_string(),
+                    digest: d.digest.clone(),
+                })
+            })
+            .collect();
+        refs.sort();
+        Ok(Inventory {
+            version: INVENTORY_VERSION,
+            blobs,
+            refs,
+        })
+    }
+
+    /// The file's bytes: pretty JSON and a newline.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut v = serde_json::to_vec_pretty(self).unwrap_or_default();
+        v.push(b'\n');
+        v
+    }
+
+    /// Read an inventory file.
+    pub fn read(path: &Path) -> Result<Inventory> {
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        let what = path.display().to_string();
+        if bytes.len() as u64 > 256 << 20 {
+            return Err(Error::TooLarge {
+                what,
+                size: bytes.len() as u64,
+                limit: 256 << 20,
+            });
+        }
+        let inv: Inventory = serde_json::from_slice(&bytes).map_err(|e| Error::Json {
+            what: what.clone(),
+            source: e,
+        })?;
+        if inv.version != INVENTORY_VERSION {
+            return Err(Error::Invalid {
+                what,
+                reason: format!(
+                    "inventory version {} is not supported (expected {INVENTORY_VERSION})",
+                    inv.version
+                ),
+            });
+        }
+        Ok(inv)
+    }
+
+    /// The digest of this inventory's bytes (how a bundle names the inventories it was cut
+    /// against).
+    pub fn digest(&self) -> Digest {
+        Digest::sha256(&self.to_bytes())
+    }
+}
