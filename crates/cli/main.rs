@@ -4,6 +4,7 @@
 //! or bad input. Errors go to stderr with the whole chain. A closed stdout pipe exits quietly.
 
 mod layout_cmds;
+mod mirror_cmds;
 mod output;
 
 use std::path::PathBuf;
@@ -98,6 +99,36 @@ pub enum Command {
         /// The new ref.
         new_ref: String,
     },
+    /// Write what a layout holds (blobs and refs) as a small JSON file for `bundle --have`.
+    Inventory {
+        /// The layout directory.
+        dir: PathBuf,
+        /// Where to write it (default: stdout).
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
+    /// Write refs, and every blob they need that the far side lacks, as bundle parts.
+    Bundle {
+        /// The source layout.
+        src: PathBuf,
+        /// Refs or digests to carry (default: all).
+        refs: Vec<String>,
+        /// The bundle file (with --part-size: OUT.001, OUT.002, ...).
+        #[arg(short, long)]
+        output: PathBuf,
+        /// An inventory of the far side: blobs it lists are left out (repeatable).
+        #[arg(long, value_name = "INVENTORY")]
+        have: Vec<PathBuf>,
+        /// Keep only these platforms from indexes: os/arch[/variant] (repeatable).
+        #[arg(long, value_name = "PLATFORM")]
+        platform: Vec<ocikit_layout::PlatformSpec>,
+        /// Also carry manifests whose subject is carried (signatures, SBOMs), recursively.
+        #[arg(long)]
+        referrers: bool,
+        /// The largest part file (K, M, G, T are powers of 1024).
+        #[arg(long, value_name = "SIZE", value_parser = mirror_cmds::parse_size)]
+        part_size: Option<u64>,
+    },
     /// Remove a ref from index.json (blobs stay until gc).
     Untag {
         /// The layout directory.
@@ -155,6 +186,18 @@ fn run(cli: &Cli) -> anyhow::Result<Code> {
             new_ref,
         } => l::tag(cli, dir, source, new_ref),
         Command::Untag { dir, r#ref } => l::untag(cli, dir, r#ref),
+        Command::Inventory { dir, output } => mirror_cmds::inventory(cli, dir, output.as_deref()),
+        Command::Bundle {
+            src,
+            refs,
+            output,
+            have,
+            platform,
+            referrers,
+            part_size,
+        } => mirror_cmds::bundle(
+            cli, src, refs, output, have, platform, *referrers, *part_size,
+        ),
     }
 }
 

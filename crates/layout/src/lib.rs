@@ -14,6 +14,7 @@
 
 #![warn(missing_docs)]
 
+pub mod bundle;
 pub mod compress;
 mod descriptor;
 mod digest;

@@ -1,0 +1,233 @@
+//! The mirroring verbs: inventory, bundle (and bundle loading, reached through `import`).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use ocikit_layout::bundle::{self, BundleOptions, LoadReport};
+use ocikit_layout::inventory::Inventory;
+use ocikit_layout::select::{self, SelectOptions};
+use ocikit_layout::{Layout, PlatformSpec};
+
+use crate::output::{human_bytes, CheckFailed};
+use crate::{Cli, Code};
+
+/// `SOURCE_DATE_EPOCH`, or 0.
+pub fn source_date_epoch() -> anyhow::Result<u64> {
+    match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(v) if !v.is_empty() => v.trim().parse().map_err(|_| {
+            anyhow::anyhow!("SOURCE_DATE_EPOCH `{v}` is not a whole number of seconds")
+        }),
+        _ => Ok(0),
+    }
+}
+
+/// Parse `4G`, `512M`, `100K` or plain bytes (K, M, G, T are powers of 1024).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let (num, mult) = match s.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => {
+            let m: u64 = match c.to_ascii_uppercase() {
+                'K' => 1 << 10,
+                'M' => 1 << 20,
+                'G' => 1 << 30,
+                'T' => 1 << 40,
+                _ => {
+                    return Err(format!(
+                        "invalid size `{s}`: use a number with an optional K, M, G or T"
+                    ))
+                }
+            };
+            (&s[..i], m)
+        }
+        _ => (s, 1),
+    };
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("invalid size `{s}`: use a number with an optional K, M, G or T"))?;
+    n.checked_mul(mult)
+        .filter(|&v| v > 0)
+        .ok_or_else(|| format!("invalid size `{s}`"))
+}
+
+pub fn inventory(cli: &Cli, dir: &Path, out: Option<&Path>) -> anyhow::Result<Code> {
+    let layout = Layout::open(dir, cli.layout_options())?;
+    let inv = Inventory::of(&layout)?;
+    let bytes = inv.to_bytes();
+    match out {
+        None => {
+            let mut o = std::io::stdout().lock();
+            o.write_all(&bytes)?;
+            o.flush()?;
+        }
+        Some(path) if path == Path::new("-") => {
+            std::io::stdout().lock().write_all(&bytes)?;
+        }
+        Some(path) => {
+            let parent = path
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
+            let mut tmp = tempfile::Builder::new()
+                .prefix(".ocikit-inventory-")
+                .tempfile_in(parent)?;
+            tmp.write_all(&bytes)?;
+            tmp.as_file().sync_all()?;
+            tmp.persist(path)
+                .map_err(|e| anyhow::anyhow!("`{}`: {}", path.display(), e.error))?;
+            if !cli.quiet {
+                eprintln!(
+                    "wrote inventory of {} blob(s) and {} ref(s) to `{}`",
+                    inv.blobs.len(),
+                    inv.refs.len(),
+                    path.display()
+                );
+            }
+        }
+    }
+    Ok(0)
+}
+
+#[allow(clippy::too_many_arguments)]
+pub fn bundle(
+    cli: &Cli,
+    src: &Path,
+    refs: &[String],
+    out: &Path,
+    have: &[PathBuf],
+    platforms: &[PlatformSpec],
+    referrers: bool,
+    part_size: Option<u64>,
+) -> anyhow::Result<Code> {
+    let layout = Layout::open(src, cli.layout_options())?;
+    let sel = select::select(
+        &layout,
+        &SelectOptions {
+            refs: refs.to_vec(),
+            platforms: platforms.to_vec(),
+            referrers,
+        },
+    )?;
+    let mut invs = Vec::new();
+    for h in have {
+        invs.push(Inventory::read(h)?);
+    }
+    let report = bundle::write_bundle(
+        &layout,
+        &sel,
+        &invs,
+        &BundleOptions {
+            part_size,
+            mtime: source_date_epoch()?,
+        },
+        out,
+    )?;
+    if !cli.quiet {
+        let m = &report.manifest;
+        let bytes: u64 = m.blobs.iter().map(|b| b.size).sum();
+        eprintln!(
+            "bundled {} ref(s), {} blob(s) ({}), left out {} blob(s) the far side has, in {} part(s):",
+            m.refs.len(),
+            m.blobs.len(),
+            human_bytes(bytes),
+            m.assumed.len(),
+            report.parts.len()
+        );
+        for (p, len) in &report.parts {
+            eprintln!("  {} ({})", p.display(), human_bytes(*len));
+        }
+    }
+    Ok(0)
+}
+
+#[expect(dead_code, reason = "reached through `import` once it lands")]
+/// Load bundle parts into `dir` (created if missing); report; exit 1 when a part was rejected
+/// or the layout lacks blobs the bundle assumed.
+pub fn load_bundles(
+    cli: &Cli,
+    parts: &[PathBuf],
+    dir: &Path,
+    dry_run: bool,
+) -> anyhow::Result<Code> {
+    let existed = dir.exists();
+    let layout = if dry_run && !existed {
+        None
+    } else {
+        Some(Layout::init(dir, cli.layout_options())?.0)
+    };
+    let report = match &layout {
+        Some(l) => bundle::load(l, parts, dry_run)?,
+        None => {
+            // Dry run into a directory that does not exist: verify in a scratch layout.
+            let scratch = tempfile::tempdir()?;
+            let (l, _) = Layout::init(scratch.path().join("layout"), cli.layout_options())?;
+            bundle::load(&l, parts, true)?
+        }
+    };
+    print_load_report(cli, &report);
+    if report.ok() {
+        Ok(0)
+    } else {
+        let mut why = Vec::new();
+        for p in &report.parts {
+            for e in &p.errors {
+                why.push(format!("`{}`: {e}", p.path.display()));
+            }
+        }
+        if !report.missing_assumed.is_empty() {
+            let list: Vec<String> = report
+                .missing_assumed
+                .iter()
+                .map(|d| format!("`{d}`"))
+                .collect();
+            why.push(format!("the layout lacks {} blob(s) the bundle assumed present, so no ref was committed: {}", list.len(), list.join(", ")));
+        }
+        Err(CheckFailed(why.join("; ")).into())
+    }
+}
+
+#[expect(dead_code, reason = "reached through `import` once it lands")]
+fn print_load_report(cli: &Cli, r: &LoadReport) {
+    if cli.quiet {
+        return;
+    }
+    let verb = if r.dry_run { "would write" } else { "wrote" };
+    for p in &r.parts {
+        eprintln!(
+            "{}: {verb} {} blob(s), {} chunk(s), {} already present",
+            p.path.display(),
+            p.written.len(),
+            p.chunks,
+            p.skipped
+        );
+    }
+    for (name, digest, moved) in &r.committed {
+        let verb = if r.dry_run {
+            "would commit"
+        } else {
+            "committed"
+        };
+        match moved {
+            Some(from) => eprintln!(
+                "{verb} `{name}` -> `{digest}` (moved from {})",
+                from.iter()
+                    .map(|d| format!("`{d}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            None => eprintln!("{verb} `{name}` -> `{digest}`"),
+        }
+    }
+    for w in &r.waiting {
+        let parts: Vec<String> = w.parts.iter().map(|p| format!("{p:03}")).collect();
+        eprintln!(
+            "`{}` waits for {} blob(s){}",
+            w.name,
+            w.missing.len(),
+            if parts.is_empty() {
+                String::new()
+            } else {
+                format!(" in part(s) {}", parts.join(", "))
+            }
+        );
+    }
+}

@@ -1,0 +1,1110 @@
+//! Bundles: what a connected side carries to an air-gapped one.
+//!
+//! A bundle is an OCI image layout as a tar, plus `bundle.json`, cut into parts of bounded size.
+//! Every part is a valid tar that starts with the same `bundle.json`, `oci-layout` and
+//! `index.json`, so a complete single-part bundle is an oci-archive other tools read, and any
+//! part can be verified and loaded alone, in any order.
+//!
+//! `bundle.json` (version 1):
+//! ```json
+//! {"ocikitBundle": 1, "parts": 2, "partSize": 1048576,
+//!  "inventories": ["sha256:…"],
+//!  "refs": [{"name": "app:1", "descriptor": {…}, "blobs": ["sha256:…", …]}],
+//!  "blobs": [{"digest": "sha256:…", "size": 1234, "part": 1},
+//!            {"digest": "sha256:…", "size": 9999999, "chunks": [{"part": 1, "offset": 0, "size": 1048064}, …]}],
+//!  "assumed": [{"digest": "sha256:…", "size": 42}]}
+//! ```
+//! `refs[].blobs` is everything the ref needs; `blobs` what the bundle carries and in which
+//! part; `assumed` what it leaves out because an inventory (`--have`) said the far side has it.
+//! A blob larger than a part is split into chunks: `chunks/<alg>/<encoded>.<n>` holds the bytes,
+//! and the entry after it, `chunks/<alg>/<encoded>.<n>.digest`, the chunk's own digest (written
+//! after the data, so bundling stays one pass).
+//!
+//! Loading streams each part into the layout under its writer lock: blobs go through a
+//! [`crate::BlobWriter`] and are verified against `bundle.json` before they are renamed into
+//! place; chunks are written at their offset into `blobs/<alg>/.partial-<encoded>` (so extra disk
+//! is at most one blob), with finished chunks listed in `.partial-<encoded>.chunks`; when the
+//! last chunk arrives the whole blob is verified and renamed. A ref is committed once every blob
+//! it needs is present. An interrupted load resumes: finished blobs and chunks are kept.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::inventory::Inventory;
+use crate::layer::copy_large;
+use crate::layout::unwrap_io;
+use crate::refs::{self, TagOutcome};
+use crate::select::Selection;
+use crate::{Descriptor, Digest, Error, Index, Layout, Result, OCI_LAYOUT_CONTENT};
+
+/// The bundle format version.
+pub const BUNDLE_VERSION: u32 = 1;
+const BLOCK: u64 = 512;
+const META_LIMIT: u64 = 256 << 20;
+
+/// `bundle.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BundleManifest {
+    /// Format version.
+    #[serde(rename = "ocikitBundle")]
+    pub version: u32,
+    /// How many parts.
+    pub parts: u32,
+    /// The part size asked for, if any.
+    #[serde(rename = "partSize")]
+    pub part_size: Option<u64>,
+    /// Digests of the inventories the bundle was cut against.
+    pub inventories: Vec<Digest>,
+    /// The refs to create.
+    pub refs: Vec<BundleRef>,
+    /// The blobs carried.
+    pub blobs: Vec<BundleBlob>,
+    /// The blobs left out because the far side has them.
+    pub assumed: Vec<AssumedBlob>,
+}
+
+/// A ref to create on load.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BundleRef {
+    /// The ref name; `None` for an untagged entry (a referrer).
+    pub name: Option<String>,
+    /// The `index.json` entry.
+    pub descriptor: Descriptor,
+    /// Every blob the ref needs.
+    pub blobs: Vec<Digest>,
+}
+
+/// A blob carried by the bundle.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BundleBlob {
+    /// Its digest.
+    pub digest: Digest,
+    /// Its size.
+    pub size: u64,
+    /// The part holding it whole.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub part: Option<u32>,
+    /// Or the chunks it is split into, in offset order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub chunks: Vec<Chunk>,
+}
+
+/// A piece of a blob larger than a part.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Chunk {
+    /// The part holding it.
+    pub part: u32,
+    /// Where it starts in the blob.
+    pub offset: u64,
+    /// Its length.
+    pub size: u64,
+}
+
+/// A blob the bundle relies on the far side having.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AssumedBlob {
+    /// Its digest.
+    pub digest: Digest,
+    /// Its size, when known.
+    pub size: Option<u64>,
+}
+
+/// How to write a bundle.
+#[derive(Debug, Clone, Default)]
+pub struct BundleOptions {
+    /// The largest part file, in bytes; `None` writes one file.
+    pub part_size: Option<u64>,
+    /// The mtime of every tar entry (`SOURCE_DATE_EPOCH`, or 0).
+    pub mtime: u64,
+}
+
+/// What [`write_bundle`] wrote.
+#[derive(Debug, Clone)]
+pub struct BundleReport {
+    /// The part files, in order, with their sizes.
+    pub parts: Vec<(PathBuf, u64)>,
+    /// `bundle.json`.
+    pub manifest: BundleManifest,
+}
+
+/// The path of part `n` (1-based) of a bundle written to `out`.
+pub fn part_path(out: &Path, n: u32, parts_split: bool) -> PathBuf {
+    if !parts_split {
+        return out.to_path_buf();
+    }
+    let mut s = out.as_os_str().to_os_string();
+    s.push(format!(".{n:03}"));
+    PathBuf::from(s)
+}
+
+fn padded(size: u64) -> u64 {
+    size.div_ceil(BLOCK) * BLOCK
+}
+
+fn entry_cost(size: u64) -> u64 {
+    BLOCK + padded(size)
+}
+
+/// Where each carried blob goes.
+struct Plan {
+    parts: u32,
+    blobs: Vec<BundleBlob>,
+}
+
+/// Assign blobs to parts: whole blobs first-fit in digest order; a blob larger than a part is
+/// chunked across consecutive new parts, so chunks are written in offset order.
+fn plan(blobs: &[(Digest, u64)], capacity: Option<u64>) -> Result<Plan> {
+    let Some(cap) = capacity else {
+        return Ok(Plan {
+            parts: 1,
+            blobs: blobs
+                .iter()
+                .map(|(d, s)| BundleBlob {
+                    digest: d.clone(),
+                    size: *s,
+                    part: Some(1),
+                    chunks: vec![],
+                })
+                .collect(),
+        });
+    };
+    // A chunk costs its data entry plus its digest entry.
+    let digest_entry = entry_cost(128);
+    if cap < BLOCK * 4 + digest_entry {
+        return Err(Error::Invalid {
+            what: "--part-size".into(),
+            reason: "too small to hold the bundle's metadata and any data".into(),
+        });
+    }
+    let mut free: Vec<u64> = Vec::new();
+    let mut out = Vec::new();
+    for (d, s) in blobs {
+        let cost = entry_cost(*s);
+        if cost <= cap {
+            let part = match free.iter().position(|&f| f >= cost) {
+                Some(p) => p,
+                None => {
+                    free.push(cap);
+                    free.len() - 1
+                }
+            };
+            free[part] -= cost;
+            out.push(BundleBlob {
+                digest: d.clone(),
+                size: *s,
+                part: Some(part as u32 + 1),
+                chunks: vec![],
+            });
+        } else {
+            let max_chunk = (cap - BLOCK - digest_entry) / BLOCK * BLOCK;
+            let mut chunks = Vec::new();
+            let mut offset = 0;
+            while offset < *s {
+                let size = max_chunk.min(s - offset);
+                free.push(cap - entry_cost(size) - digest_entry);
+                chunks.push(Chunk {
+                    part: free.len() as u32,
+                    offset,
+                    size,
+                });
+                offset += size;
+            }
+            out.push(BundleBlob {
+                digest: d.clone(),
+                size: *s,
+                part: None,
+                chunks,
+            });
+        }
+    }
+    Ok(Plan {
+        parts: free.len().max(1) as u32,
+        blobs: out,
+    })
+}
+
+/// Write a bundle of `sel` from `layout` to `out` (or `out.001`, … with a part size), leaving
+/// out blobs that any of `have` lists. Nothing is left behind on failure.
+pub fn write_bundle(
+    layout: &Layout,
+    sel: &Selection,
+    have: &[Inventory],
+    opts: &BundleOptions,
+    out: &Path,
+) -> Result<BundleReport> {
+    let have_set: HashMap<&Digest, u64> = have
+        .iter()
+        .flat_map(|i| i.blobs.iter().map(|b| (&b.digest, b.size)))
+        .collect();
+    let mut carried: Vec<(Digest, u64)> = Vec::new();
+    let mut assumed = Vec::new();
+    for (d, b) in &sel.blobs {
+        if have_set.contains_key(d) {
+            assumed.push(AssumedBlob {
+                digest: d.clone(),
+                size: b.size.or(have_set.get(d).copied()),
+            });
+            continue;
+        }
+        let size = match sel.documents.get(d) {
+            Some(bytes) => bytes.len() as u64,
+            None => {
+                let found = layout.blob_size(d)?.ok_or_else(|| Error::MissingBlob {
+                    digest: d.clone(),
+                    path: layout.blob_path(d),
+                })?;
+                if let Some(s) = b.size.filter(|&s| s != found) {
+                    return Err(Error::SizeMismatch {
+                        digest: d.clone(),
+                        expected: s,
+                        found,
+                        path: layout.blob_path(d),
+                    });
+                }
+                found
+            }
+        };
+        carried.push((d.clone(), size));
+    }
+    let refs: Vec<BundleRef> = sel
+        .entries
+        .iter()
+        .zip(&sel.closures)
+        .map(|(e, c)| BundleRef {
+            name: e.ref_name().map(String::from),
+            descriptor: e.clone(),
+            blobs: c.iter().cloned().collect(),
+        })
+        .collect();
+    let mut index = Index::empty();
+    index.manifests = sel.entries.clone();
+    let index_bytes = serde_json::to_vec(&index).map_err(|e| Error::Json {
+        what: "index.json".into(),
+        source: e,
+    })?;
+    let mut inventories: Vec<Digest> = have.iter().map(Inventory::digest).collect();
+    inventories.sort();
+    inventories.dedup();
+    let uses_chunks = |p: &Plan| p.blobs.iter().any(|b| !b.chunks.is_empty());
+    let algs: BTreeSet<String> = carried
+        .iter()
+        .map(|(d, _)| d.algorithm_str().to_string())
+        .collect();
+
+    // bundle.json is in every part and its size depends on the plan: reserve room, plan,
+    // and grow the reservation until it holds.
+    let mut reserve = 4096u64;
+    let (plan, manifest_bytes) = loop {
+        let capacity = opts.part_size.map(|p| p.saturating_sub(reserve));
+        let plan = plan(&carried, capacity)?;
+        let manifest = BundleManifest {
+            version: BUNDLE_VERSION,
+            parts: plan.parts,
+            part_size: opts.part_size,
+            inventories: inventories.clone(),
+            refs: refs.clone(),
+            blobs: plan.blobs.clone(),
+            assumed: assumed.clone(),
+        };
+        let mut bytes = serde_json::to_vec_pretty(&manifest).map_err(|e| Error::Json {
+            what: "bundle.json".into(),
+            source: e,
+        })?;
+        bytes.push(b'\n');
+        let dirs = 1
+            + algs.len() as u64
+            + if uses_chunks(&plan) {
+                1 + algs.len() as u64
+            } else {
+                0
+            };
+        let overhead = entry_cost(bytes.len() as u64)
+            + entry_cost(OCI_LAYOUT_CONTENT.len() as u64)
+            + entry_cost(index_bytes.len() as u64)
+            + dirs * BLOCK
+            + 2 * BLOCK;
+        if opts.part_size.is_none() || overhead <= reserve {
+            break (plan, bytes);
+        }
+        reserve = overhead.div_ceil(4096) * 4096;
+    };
+    let chunks_used = uses_chunks(&plan);
+    let split = opts.part_size.is_some();
+
+    // Write every part to a temp file beside the output, then rename them all.
+    let parent = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let mut temps = Vec::new();
+    // Chunked blobs stay open across parts, hashed in offset order.
+    let mut open_chunked: HashMap<Digest, (File, crate::Hasher)> = HashMap::new();
+    for part in 1..=plan.parts {
+        let tmp = tempfile::Builder::new()
+            .prefix(".ocikit-bundle-")
+            .tempfile_in(&parent)
+            .map_err(|e| Error::io(&parent, e))?;
+        let file = tmp.reopen().map_err(|e| Error::io(tmp.path(), e))?;
+        let mut tar = tar::Builder::new(io::BufWriter::with_capacity(1 << 20, file));
+        let tw = TarW { mtime: opts.mtime };
+        tw.file(&mut tar, "bundle.json", &manifest_bytes)?;
+        tw.file(&mut tar, "oci-layout", OCI_LAYOUT_CONTENT)?;
+        tw.file(&mut tar, "index.json", &index_bytes)?;
+        tw.dir(&mut tar, "blobs/")?;
+        for a in &algs {
+            tw.dir(&mut tar, &format!("blobs/{a}/"))?;
+        }
+        for b in plan.blobs.iter().filter(|b| b.part == Some(part)) {
+            let name = format!("blobs/{}/{}", b.digest.algorithm_str(), b.digest.encoded());
+            match sel.documents.get(&b.digest) {
+                Some(bytes) => tw.file(&mut tar, &name, bytes)?,
+                None => {
+                    let path = layout.blob_path(&b.digest);
+                    let mut r = layout.open_blob(&b.digest, Some(b.size))?;
+                    tw.stream(&mut tar, &name, b.size, &mut r)
+                        .map_err(|e| unwrap_io(e, &path))?;
+                    // Reach EOF so the reader checks the digest.
+                    let mut probe = [0u8; 1];
+                    r.read(&mut probe).map_err(|e| unwrap_io(e, &path))?;
+                }
+            }
+        }
+        if chunks_used {
+            tw.dir(&mut tar, "chunks/")?;
+            for a in &algs {
+                tw.dir(&mut tar, &format!("chunks/{a}/"))?;
+            }
+        }
+        for b in &plan.blobs {
+            for (n, c) in b.chunks.iter().enumerate().filter(|(_, c)| c.part == part) {
+                let path = layout.blob_path(&b.digest);
+                if !open_chunked.contains_key(&b.digest) {
+                    let alg = b
+                        .digest
+                        .algorithm()
+                        .ok_or_else(|| Error::Unverifiable(b.digest.clone()))?;
+                    let f = File::open(&path).map_err(|e| Error::io(&path, e))?;
+                    open_chunked.insert(b.digest.clone(), (f, alg.hasher()));
+                }
+                let Some((f, whole)) = open_chunked.get_mut(&b.digest) else {
+                    continue;
+                };
+                f.seek(SeekFrom::Start(c.offset))
+                    .map_err(|e| Error::io(&path, e))?;
+                let mut chunk_hash = crate::Algorithm::Sha256.hasher();
+                let mut reader = HashTee {
+                    inner: (&mut *f).take(c.size),
+                    a: whole,
+                    b: &mut chunk_hash,
+                };
+                let name = format!(
+                    "chunks/{}/{}.{n}",
+                    b.digest.algorithm_str(),
+                    b.digest.encoded()
+                );
+                tw.stream(&mut tar, &name, c.size, &mut reader)
+                    .map_err(|e| Error::io(&path, e))?;
+                let chunk_digest = chunk_hash.finish();
+                tw.file(
+                    &mut tar,
+                    &format!("{name}.digest"),
+                    chunk_digest.as_str().as_bytes(),
+                )?;
+                if n + 1 == b.chunks.len() {
+                    if let Some((_, h)) = open_chunked.remove(&b.digest) {
+                        let found = h.finish();
+                        if found != b.digest {
+                            return Err(Error::DigestMismatch {
+                                expected: b.digest.clone(),
+                                found,
+                                path,
+                            });
+                        }
+                    }
+                }
+            }
+        }
+        let w = tar.into_inner().map_err(|e| Error::io(tmp.path(), e))?;
+        let file = w
+            .into_inner()
+            .map_err(|e| Error::io(tmp.path(), e.into_error()))?;
+        file.sync_all().map_err(|e| Error::io(tmp.path(), e))?;
+        let len = file.metadata().map_err(|e| Error::io(tmp.path(), e))?.len();
+        temps.push((tmp, part_path(out, part, split), len));
+    }
+    let mut parts = Vec::new();
+    for (tmp, dest, len) in temps {
+        tmp.persist(&dest).map_err(|e| Error::io(&dest, e.error))?;
+        parts.push((dest, len));
+    }
+    let manifest: BundleManifest =
+        serde_json::from_slice(&manifest_bytes).map_err(|e| Error::Json {
+            what: "bundle.json".into(),
+            source: e,
+        })?;
+    Ok(BundleReport { parts, manifest })
+}
+
+struct HashTee<'a, R> {
+    inner: R,
+    a: &'a mut crate::Hasher,
+    b: &'a mut crate::Hasher,
+}
+
+impl<R: Read> Read for HashTee<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.a.update(&buf[..n]);
+        self.b.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
+/// Deterministic tar entries: uid/gid 0, fixed modes, one mtime.
+struct TarW {
+    mtime: u64,
+}
+
+impl TarW {
+    fn header(&self, kind: tar::EntryType, mode: u32, size: u64) -> tar::Header {
+        let mut h = tar::Header::new_ustar();
+        h.set_entry_type(kind);
+        h.set_mode(mode);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(self.mtime);
+        h.set_size(size);
+        h
+    }
+
+    fn file<W: Write>(&self, tar: &mut tar::Builder<W>, name: &str, bytes: &[u8]) -> Result<()> {
+        let mut h = self.header(tar::EntryType::Regular, 0o644, bytes.len() as u64);
+        tar.append_data(&mut h, name, bytes)
+            .map_err(|e| Error::io(name, e))
+    }
+
+    fn dir<W: Write>(&self, tar: &mut tar::Builder<W>, name: &str) -> Result<()> {
+        let mut h = self.header(tar::EntryType::Directory, 0o755, 0);
+        tar.append_data(&mut h, name, io::empty())
+            .map_err(|e| Error::io(name, e))
+    }
+
+    fn stream<W: Write>(
+        &self,
+        tar: &mut tar::Builder<W>,
+        name: &str,
+        size: u64,
+        r: &mut dyn Read,
+    ) -> io::Result<()> {
+        let mut h = self.header(tar::EntryType::Regular, 0o644, size);
+        let mut limited = ExactReader {
+            inner: r,
+            left: size,
+        };
+        tar.append_data(&mut h, name, &mut limited)?;
+        if limited.left != 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("`{name}`: {} bytes short", limited.left),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Reads at most `left` bytes.
+struct ExactReader<'a> {
+    inner: &'a mut dyn Read,
+    left: u64,
+}
+
+impl Read for ExactReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.left == 0 {
+            return Ok(0);
+        }
+        let max = buf.len().min(self.left as usize);
+        let n = self.inner.read(&mut buf[..max])?;
+        self.left -= n as u64;
+        Ok(n)
+    }
+}
+
+/// What happened to one part during a load.
+#[derive(Debug, Clone, Default)]
+pub struct PartReport {
+    /// The part file.
+    pub path: PathBuf,
+    /// Blobs written (or, dry run, that would be).
+    pub written: Vec<Digest>,
+    /// Blobs already present.
+    pub skipped: usize,
+    /// Chunks written.
+    pub chunks: usize,
+    /// Why the part (or a blob in it) was rejected.
+    pub errors: Vec<String>,
+}
+
+/// A ref that could not be committed yet.
+#[derive(Debug, Clone)]
+pub struct Waiting {
+    /// The ref name, or the digest for an untagged entry.
+    pub name: String,
+    /// Blobs still missing.
+    pub missing: Vec<Digest>,
+    /// Parts holding them.
+    pub parts: BTreeSet<u32>,
+}
+
+/// What [`load`] did.
+#[derive(Debug, Clone, Default)]
+pub struct LoadReport {
+    /// One report per part, in the order given.
+    pub parts: Vec<PartReport>,
+    /// Refs committed (name or digest, digest, what the tag did).
+    pub committed: Vec<(String, Digest, Option<Vec<Digest>>)>,
+    /// Refs waiting for more parts.
+    pub waiting: Vec<Waiting>,
+    /// Blobs the bundle assumed present that the layout lacks.
+    pub missing_assumed: Vec<Digest>,
+    /// True for a dry run.
+    pub dry_run: bool,
+}
+
+impl LoadReport {
+    /// True when every part loaded and no assumed blob is missing.
+    pub fn ok(&self) -> bool {
+        self.parts.iter().all(|p| p.errors.is_empty()) && self.missing_assumed.is_empty()
+    }
+}
+
+/// Is `path` a bundle part (a tar whose first entry is `bundle.json`)?
+pub fn is_bundle_part(path: &Path) -> bool {
+    let Ok(f) = File::open(path) else {
+        return false;
+    };
+    let mut ar = tar::Archive::new(f);
+    let Ok(mut entries) = ar.entries() else {
+        return false;
+    };
+    matches!(entries.next(), Some(Ok(e)) if e.path().is_ok_and(|p| p == Path::new("bundle.json")))
+}
+
+/// Load bundle parts into `layout` (which must exist). With `dry_run`, every part is read and
+/// verified but nothing is written.
+pub fn load(layout: &Layout, parts: &[PathBuf], dry_run: bool) -> Result<LoadReport> {
+    let lock = layout.lock()?;
+    let mut report = LoadReport {
+        dry_run,
+        ..LoadReport::default()
+    };
+    let mut bundles: BTreeMap<Vec<u8>, BundleManifest> = BTreeMap::new();
+    // Blobs verified during a dry run count as present for the ref report.
+    let mut virtual_present: BTreeSet<Digest> = BTreeSet::new();
+    for path in parts {
+        let mut pr = PartReport {
+            path: path.clone(),
+            ..PartReport::default()
+        };
+        match load_part(layout, &lock, path, dry_run, &mut pr, &mut virtual_present) {
+            Ok((bytes, m)) => {
+                bundles.insert(bytes, m);
+            }
+            Err(e) => pr.errors.push(e.to_string()),
+        }
+        report.parts.push(pr);
+    }
+    let mut index = layout.read_index()?.value;
+    let mut changed = false;
+    for m in bundles.values() {
+        let present = |d: &Digest| -> bool {
+            virtual_present.contains(d) || layout.blob_size(d).ok().flatten().is_some()
+        };
+        let missing_assumed: Vec<Digest> = m
+            .assumed
+            .iter()
+            .filter(|a| !present(&a.digest))
+            .map(|a| a.digest.clone())
+            .collect();
+        if !missing_assumed.is_empty() {
+            report.missing_assumed.extend(missing_assumed);
+            continue;
+        }
+        let where_: HashMap<&Digest, BTreeSet<u32>> = m
+            .blobs
+            .iter()
+            .map(|b| {
+                (
+                    &b.digest,
+                    b.part
+                        .into_iter()
+                        .chain(b.chunks.iter().map(|c| c.part))
+                        .collect(),
+                )
+            })
+            .collect();
+        for r in &m.refs {
+            let missing: Vec<Digest> = r.blobs.iter().filter(|d| !present(d)).cloned().collect();
+            let label = r
+                .name
+                .clone()
+                .unwrap_or_else(|| r.descriptor.digest.to_string());
+            if !missing.is_empty() {
+                let parts = missing
+                    .iter()
+                    .filter_map(|d| where_.get(d))
+                    .flatten()
+                    .copied()
+                    .collect();
+                report.waiting.push(Waiting {
+                    name: label,
+                    missing,
+                    parts,
+                });
+                continue;
+            }
+            let mut entry = r.descriptor.clone();
+            entry.set_ref_name(None);
+            match &r.name {
+                Some(n) => {
+                    let outcome = refs::tag(&mut index, &entry, n)?;
+                    if outcome != TagOutcome::Unchanged {
+                        changed = true;
+                    }
+                    let moved = match outcome {
+                        TagOutcome::Moved(from) => Some(from),
+                        _ => None,
+                    };
+                    report.committed.push((label, entry.digest.clone(), moved));
+                }
+                None => {
+                    if !index.manifests.iter().any(|e| e.digest == entry.digest) {
+                        index.manifests.push(entry.clone());
+                        changed = true;
+                    }
+                    report.committed.push((label, entry.digest.clone(), None));
+                }
+            }
+        }
+    }
+    report.missing_assumed.sort();
+    report.missing_assumed.dedup();
+    if changed && !dry_run {
+        lock.commit_index(&index)?;
+    }
+    Ok(report)
+}
+
+fn parse_chunk_name(rest: &str) -> Option<(&str, usize, bool)> {
+    let (stem, is_digest) = match rest.strip_suffix(".digest") {
+        Some(s) => (s, true),
+        None => (rest, false),
+    };
+    let (enc, n) = stem.rsplit_once('.')?;
+    Some((enc, n.parse().ok()?, is_digest))
+}
+
+fn load_part(
+    layout: &Layout,
+    lock: &crate::WriteLock<'_>,
+    path: &Path,
+    dry_run: bool,
+    pr: &mut PartReport,
+    virtual_present: &mut BTreeSet<Digest>,
+) -> Result<(Vec<u8>, BundleManifest)> {
+    let file = File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut ar = tar::Archive::new(BufReader::with_capacity(1 << 20, file));
+    let mut entries = ar.entries().map_err(|e| Error::io(path, e))?;
+    let what = path.display().to_string();
+    let not_bundle = |reason: &str| Error::Invalid {
+        what: what.clone(),
+        reason: reason.to_string(),
+    };
+    let mut first = match entries.next() {
+        Some(Ok(e)) => e,
+        Some(Err(e)) => return Err(Error::io(path, e)),
+        None => return Err(not_bundle("empty archive")),
+    };
+    if first.path().map_err(|e| Error::io(path, e))?.as_ref() != Path::new("bundle.json") {
+        return Err(not_bundle(
+            "not a bundle part: the first entry is not `bundle.json`",
+        ));
+    }
+    if first.size() > META_LIMIT {
+        return Err(Error::TooLarge {
+            what: format!("{what}: bundle.json"),
+            size: first.size(),
+            limit: META_LIMIT,
+        });
+    }
+    let mut mbytes = Vec::new();
+    first
+        .read_to_end(&mut mbytes)
+        .map_err(|e| Error::io(path, e))?;
+    let manifest: BundleManifest = serde_json::from_slice(&mbytes).map_err(|e| Error::Json {
+        what: format!("{what}: bundle.json"),
+        source: e,
+    })?;
+    if manifest.version != BUNDLE_VERSION {
+        return Err(not_bundle(&format!(
+            "bundle version {} is not supported",
+            manifest.version
+        )));
+    }
+    let blobs: HashMap<&Digest, &BundleBlob> =
+        manifest.blobs.iter().map(|b| (&b.digest, b)).collect();
+    // The chunk just read, waiting for its `.digest` entry.
+    let mut pending: Option<(Digest, usize, Digest)> = None;
+    for entry in entries {
+        let mut entry = entry.map_err(|e| Error::io(path, e))?;
+        let name = entry
+            .path()
+            .map_err(|e| Error::io(path, e))?
+            .to_string_lossy()
+            .into_owned();
+        if entry.header().entry_type().is_dir()
+            || matches!(name.as_str(), "oci-layout" | "index.json")
+        {
+            continue;
+        }
+        if let Some(rest) = name.strip_prefix("blobs/") {
+            let Some((alg, enc)) = rest.split_once('/') else {
+                continue;
+            };
+            let digest = Digest::parse(&format!("{alg}:{enc}"))
+                .map_err(|_| not_bundle(&format!("`{name}` is not a blob name")))?;
+            let Some(b) = blobs.get(&digest) else {
+                return Err(not_bundle(&format!(
+                    "`{name}` is not listed in bundle.json"
+                )));
+            };
+            if entry.size() != b.size {
+                pr.errors.push(format!(
+                    "blob `{digest}` is {} bytes in the part, bundle.json says {}",
+                    entry.size(),
+                    b.size
+                ));
+                continue;
+            }
+            if layout.blob_size(&digest)? == Some(b.size) {
+                pr.skipped += 1;
+                continue;
+            }
+            let res = if dry_run {
+                verify_stream(&mut entry, &digest, b.size)
+            } else {
+                let mut w = lock.blob_writer_for(
+                    digest
+                        .algorithm()
+                        .ok_or_else(|| Error::Unverifiable(digest.clone()))?,
+                )?;
+                copy_large(&mut entry, &mut w).map_err(|e| Error::io(path, e))?;
+                w.finish_expect(&digest, Some(b.size)).map(|_| ())
+            };
+            match res {
+                Ok(()) => {
+                    virtual_present.insert(digest.clone());
+                    pr.written.push(digest);
+                }
+                Err(e) => pr.errors.push(format!("rejected blob `{digest}`: {e}")),
+            }
+            continue;
+        }
+        if let Some(rest) = name.strip_prefix("chunks/") {
+            let Some((alg, file)) = rest.split_once('/') else {
+                continue;
+            };
+            let Some((enc, n, is_digest)) = parse_chunk_name(file) else {
+                return Err(not_bundle(&format!("`{name}` is not a chunk name")));
+            };
+            let digest = Digest::parse(&format!("{alg}:{enc}"))
+                .map_err(|_| not_bundle(&format!("`{name}` is not a chunk name")))?;
+            let Some(b) = blobs.get(&digest).filter(|b| n < b.chunks.len()) else {
+                return Err(not_bundle(&format!(
+                    "`{name}` is not listed in bundle.json"
+                )));
+            };
+            if is_digest {
+                let mut text = String::new();
+                (&mut entry)
+                    .take(256)
+                    .read_to_string(&mut text)
+                    .map_err(|e| Error::io(path, e))?;
+                let Some((d, k, found)) =
+                    pending.take().filter(|(d, k, _)| d == &digest && *k == n)
+                else {
+                    continue;
+                };
+                let _ = (d, k);
+                if text.trim() != found.as_str() {
+                    pr.errors.push(format!("rejected chunk {n} of blob `{digest}`: its bytes hash to `{found}`, the part says `{}`", text.trim()));
+                    continue;
+                }
+                if !dry_run {
+                    mark_chunk_done(layout, &digest, n, b)?;
+                    if let Some(done) = finish_chunked(layout, lock, &digest, b)? {
+                        pr.written.push(done);
+                    }
+                } else if chunks_done(layout, &digest)?.len() + 1 >= b.chunks.len() {
+                    virtual_present.insert(digest.clone());
+                }
+                pr.chunks += 1;
+                continue;
+            }
+            let c = b.chunks[n];
+            if entry.size() != c.size {
+                pr.errors.push(format!(
+                    "chunk {n} of blob `{digest}` is {} bytes, bundle.json says {}",
+                    entry.size(),
+                    c.size
+                ));
+                continue;
+            }
+            if layout.blob_size(&digest)? == Some(b.size)
+                || chunks_done(layout, &digest)?.contains(&n)
+            {
+                continue;
+            }
+            let mut h = crate::Algorithm::Sha256.hasher();
+            if dry_run {
+                let mut buf = vec![0u8; 1 << 20];
+                loop {
+                    let k = entry.read(&mut buf).map_err(|e| Error::io(path, e))?;
+                    if k == 0 {
+                        break;
+                    }
+                    h.update(&buf[..k]);
+                }
+            } else {
+                let partial = partial_path(layout, &digest);
+                let mut f = OpenOptions::new()
+                    .create(true)
+                    .truncate(false)
+                    .write(true)
+                    .open(&partial)
+                    .map_err(|e| Error::io(&partial, e))?;
+                f.set_len(b.size).map_err(|e| Error::io(&partial, e))?;
+                f.seek(SeekFrom::Start(c.offset))
+                    .map_err(|e| Error::io(&partial, e))?;
+                let mut buf = vec![0u8; 1 << 20];
+                loop {
+                    let k = entry.read(&mut buf).map_err(|e| Error::io(path, e))?;
+                    if k == 0 {
+                        break;
+                    }
+                    h.update(&buf[..k]);
+                    f.write_all(&buf[..k]).map_err(|e| Error::io(&partial, e))?;
+                }
+                if layout.options().durable {
+                    f.sync_all().map_err(|e| Error::io(&partial, e))?;
+                }
+            }
+            pending = Some((digest, n, h.finish()));
+        }
+    }
+    Ok((mbytes, manifest))
+}
+
+fn verify_stream(r: &mut dyn Read, digest: &Digest, size: u64) -> Result<()> {
+    let alg = digest
+        .algorithm()
+        .ok_or_else(|| Error::Unverifiable(digest.clone()))?;
+    let mut v = crate::VerifyingReader::new(
+        r,
+        alg.hasher(),
+        digest.clone(),
+        Some(size),
+        PathBuf::from(digest.to_string()),
+    );
+    copy_large(&mut v, &mut io::sink()).map_err(|e| unwrap_io(e, Path::new(digest.as_str())))?;
+    Ok(())
+}
+
+fn partial_path(layout: &Layout, digest: &Digest) -> PathBuf {
+    layout
+        .root()
+        .join("blobs")
+        .join(digest.algorithm_str())
+        .join(format!(".partial-{}", digest.encoded()))
+}
+
+fn done_path(layout: &Layout, digest: &Digest) -> PathBuf {
+    layout
+        .root()
+        .join("blobs")
+        .join(digest.algorithm_str())
+        .join(format!(".partial-{}.chunks", digest.encoded()))
+}
+
+fn chunks_done(layout: &Layout, digest: &Digest) -> Result<BTreeSet<usize>> {
+    let p = done_path(layout, digest);
+    match fs::read_to_string(&p) {
+        Ok(s) => Ok(s.lines().filter_map(|l| l.trim().parse().ok()).collect()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(BTreeSet::new()),
+        Err(e) => Err(Error::io(p, e)),
+    }
+}
+
+fn mark_chunk_done(layout: &Layout, digest: &Digest, n: usize, _b: &BundleBlob) -> Result<()> {
+    let p = done_path(layout, digest);
+    let mut f = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&p)
+        .map_err(|e| Error::io(&p, e))?;
+    writeln!(f, "{n}").map_err(|e| Error::io(&p, e))?;
+    if layout.options().durable {
+        f.sync_all().map_err(|e| Error::io(&p, e))?;
+    }
+    Ok(())
+}
+
+/// When every chunk of a blob is in, verify the whole and rename it into place.
+fn finish_chunked(
+    layout: &Layout,
+    _lock: &crate::WriteLock<'_>,
+    digest: &Digest,
+    b: &BundleBlob,
+) -> Result<Option<Digest>> {
+    let done = chunks_done(layout, digest)?;
+    if done.len() < b.chunks.len() {
+        return Ok(None);
+    }
+    let partial = partial_path(layout, digest);
+    let f = File::open(&partial).map_err(|e| Error::io(&partial, e))?;
+    let alg = digest
+        .algorithm()
+        .ok_or_else(|| Error::Unverifiable(digest.clone()))?;
+    let mut v = crate::VerifyingReader::new(
+        f,
+        alg.hasher(),
+        digest.clone(),
+        Some(b.size),
+        partial.clone(),
+    );
+    if let Err(e) = copy_large(&mut v, &mut io::sink()) {
+        // A bad assembly: start this blob over.
+        let _ = fs::remove_file(&partial);
+        let _ = fs::remove_file(done_path(layout, digest));
+        return Err(unwrap_io(e, &partial));
+    }
+    let dest = layout.blob_path(digest);
+    fs::rename(&partial, &dest).map_err(|e| Error::io(&dest, e))?;
+    let _ = fs::remove_file(done_path(layout, digest));
+    Ok(Some(digest.clone()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(n: u8) -> Digest {
+        Digest::sha256(&[n])
+    }
+
+    #[test]
+    fn plan_first_fit_and_chunks_in_order() {
+        let blobs = vec![(d(1), 1000), (d(2), 5000), (d(3), 100)];
+        let p = plan(&blobs, Some(3072)).expect("plan");
+        // 1000 -> part 1 (cost 1536), 5000 -> chunks over new parts, 100 -> part 1 (cost 1024)
+        assert_eq!(p.blobs[0].part, Some(1));
+        assert_eq!(p.blobs[2].part, Some(1));
+        let chunks = &p.blobs[1].chunks;
+        assert!(chunks.len() >= 3, "{chunks:?}");
+        assert!(chunks
+            .windows(2)
+            .all(|w| w[0].part < w[1].part && w[0].offset + w[0].size == w[1].offset));
+        assert_eq!(chunks.iter().map(|c| c.size).sum::<u64>(), 5000);
+        assert_eq!(p.parts, chunks.last().map(|c| c.part).unwrap_or(0));
+        assert!(plan(&blobs, Some(1000)).is_err());
+    }
+
+    fn image(lock: &crate::WriteLock<'_>, layer: &[u8]) -> Descriptor {
+        use crate::MediaType;
+        let (cd, cs) = lock.write_blob(br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#).expect("config");
+        let (ld, ls) = lock.write_blob(layer).expect("layer");
+        let m = format!(
+            r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{cd}","size":{cs}}},"layers":[{{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"{ld}","size":{ls}}}]}}"#
+        );
+        let (md, ms) = lock.write_blob(m.as_bytes()).expect("manifest");
+        Descriptor::new(MediaType::OciManifest, md, ms)
+    }
+
+    #[test]
+    fn parts_load_in_reverse_and_resume() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let opts = crate::Options {
+            durable: false,
+            ..crate::Options::default()
+        };
+        let (src, _) = Layout::init(tmp.path().join("src"), opts.clone()).expect("init");
+        let big: Vec<u8> = (0..40_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        {
+            let lock = src.lock().expect("lock");
+            let mut idx = Index::empty();
+            let a = image(&lock, &big);
+            refs::tag(&mut idx, &a, "a").expect("tag");
+            let b = image(&lock, b"small layer");
+            refs::tag(&mut idx, &b, "b").expect("tag");
+            lock.commit_index(&idx).expect("commit");
+        }
+        let sel =
+            crate::select::select(&src, &crate::select::SelectOptions::default()).expect("select");
+        let out = tmp.path().join("bundle");
+        let rep = write_bundle(
+            &src,
+            &sel,
+            &[],
+            &BundleOptions {
+                part_size: Some(16 * 1024),
+                mtime: 0,
+            },
+            &out,
+        )
+        .expect("bundle");
+        assert!(rep.parts.len() >= 3, "{:?}", rep.parts);
+        assert!(rep.parts.iter().all(|(_, len)| *len <= 16 * 1024));
+        // Same input, same bytes.
+        let out2 = tmp.path().join("again");
+        let rep2 = write_bundle(
+            &src,
+            &sel,
+            &[],
+            &BundleOptions {
+                part_size: Some(16 * 1024),
+                mtime: 0,
+            },
+            &out2,
+        )
+        .expect("bundle");
+        for ((p1, _), (p2, _)) in rep.parts.iter().zip(&rep2.parts) {
+            assert_eq!(fs::read(p1).expect("read"), fs::read(p2).expect("read"));
+        }
+        let (dst, _) = Layout::init(tmp.path().join("dst"), opts).expect("init");
+        let paths: Vec<PathBuf> = rep.parts.iter().map(|(p, _)| p.clone()).collect();
+        // One part at a time, last first: refs appear only once complete.
+        for (k, p) in paths.iter().rev().enumerate() {
+            let r = load(&dst, std::slice::from_ref(p), false).expect("load");
+            assert!(r.ok(), "{r:?}");
+            if k + 1 < paths.len() {
+                assert!(!r.waiting.is_empty());
+            }
+        }
+        let idx = dst.read_index().expect("index").value;
+        let names: Vec<_> = idx
+            .manifests
+            .iter()
+            .map(|m| m.ref_name().unwrap_or(""))
+            .collect();
+        assert_eq!(names.len(), 2, "{names:?}");
+        let report = crate::fsck::fsck(&dst, &crate::fsck::FsckOptions::default()).expect("fsck");
+        assert!(report.is_clean(), "{:?}", report.findings);
+        // Loading again changes nothing.
+        let r = load(&dst, &paths, false).expect("reload");
+        assert!(r.parts.iter().all(|p| p.written.is_empty()));
+    }
+}
