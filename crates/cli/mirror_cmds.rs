@@ -185,7 +185,6 @@ pub fn load_bundles(
     }
 }
 
-#[expect(dead_code, reason = "reached through `import` once it lands")]
 fn print_load_report(cli: &Cli, r: &LoadReport) {
     if cli.quiet {
         return;
