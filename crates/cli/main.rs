@@ -99,6 +99,21 @@ pub enum Command {
         /// The new ref.
         new_ref: String,
     },
+    /// Copy refs (default: all) from one layout into another, with their blobs.
+    Copy {
+        /// The source layout.
+        src: PathBuf,
+        /// The destination layout (created if missing, merged into if it exists).
+        dst: PathBuf,
+        /// Refs or digests to copy (default: all entries).
+        refs: Vec<String>,
+        /// Keep only these platforms from indexes: os/arch[/variant] (repeatable).
+        #[arg(long, value_name = "PLATFORM")]
+        platform: Vec<ocikit_layout::PlatformSpec>,
+        /// Also copy manifests whose subject is copied (signatures, SBOMs), recursively.
+        #[arg(long)]
+        referrers: bool,
+    },
     /// Write what a layout holds (blobs and refs) as a small JSON file for `bundle --have`.
     Inventory {
         /// The layout directory.
@@ -186,6 +201,13 @@ fn run(cli: &Cli) -> anyhow::Result<Code> {
             new_ref,
         } => l::tag(cli, dir, source, new_ref),
         Command::Untag { dir, r#ref } => l::untag(cli, dir, r#ref),
+        Command::Copy {
+            src,
+            dst,
+            refs,
+            platform,
+            referrers,
+        } => mirror_cmds::copy(cli, src, dst, refs, platform, *referrers),
         Command::Inventory { dir, output } => mirror_cmds::inventory(cli, dir, output.as_deref()),
         Command::Bundle {
             src,

@@ -230,3 +230,58 @@ fn print_load_report(cli: &Cli, r: &LoadReport) {
         );
     }
 }
+
+pub fn copy(
+    cli: &Cli,
+    src: &Path,
+    dst: &Path,
+    refs: &[String],
+    platforms: &[PlatformSpec],
+    referrers: bool,
+) -> anyhow::Result<Code> {
+    let source = Layout::open(src, cli.layout_options())?;
+    let existed = dst.exists();
+    let result = (|| -> anyhow::Result<ocikit_layout::mirror::CopyReport> {
+        let (dest, _) = Layout::init(dst, cli.layout_options())?;
+        Ok(ocikit_layout::mirror::copy(
+            &source,
+            &dest,
+            &SelectOptions {
+                refs: refs.to_vec(),
+                platforms: platforms.to_vec(),
+                referrers,
+            },
+        )?)
+    })();
+    let report = match result {
+        Ok(r) => r,
+        Err(e) => {
+            // A destination this command created is removed again: nothing half-written.
+            if !existed {
+                let _ = std::fs::remove_dir_all(dst);
+            }
+            return Err(e);
+        }
+    };
+    if !cli.quiet {
+        for (name, digest, moved) in &report.entries {
+            if let Some(from) = moved {
+                let from: Vec<String> = from.iter().map(|d| format!("`{d}`")).collect();
+                eprintln!("moved `{name}` from {} to `{digest}`", from.join(", "));
+            }
+        }
+        eprintln!(
+            "copied {} entr{}: {} blob(s) linked, {} copied, {} already present",
+            report.entries.len(),
+            if report.entries.len() == 1 {
+                "y"
+            } else {
+                "ies"
+            },
+            report.linked,
+            report.copied,
+            report.present
+        );
+    }
+    Ok(0)
+}

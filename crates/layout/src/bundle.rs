@@ -252,6 +252,7 @@ pub fn write_bundle(
         }
         let size = match sel.documents.get(d) {
             Some(bytes) => bytes.len() as u64,
+            None if b.optional && layout.blob_size(d)?.is_none() => continue,
             None => {
                 let found = layout.blob_size(d)?.ok_or_else(|| Error::MissingBlob {
                     digest: d.clone(),

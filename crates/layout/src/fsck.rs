@@ -485,7 +485,8 @@ fn check_blob(
                 .take(JSON_LIMIT + 1)
                 .read_to_end(&mut buf)
                 .map_err(|e| unwrap_io(e, &path))?;
-            io::copy(&mut reader, &mut io::sink()).map_err(|e| unwrap_io(e, &path))?;
+            crate::layer::copy_large(&mut reader, &mut io::sink())
+                .map_err(|e| unwrap_io(e, &path))?;
             out.hashed = found;
             for v in validate::check(DocType::Config, &buf) {
                 out.findings.push(finding(schema_kind(&v), v));
@@ -500,7 +501,8 @@ fn check_blob(
             return Ok(());
         }
         let Some(declared) = layer else {
-            io::copy(&mut reader, &mut io::sink()).map_err(|e| unwrap_io(e, &path))?;
+            crate::layer::copy_large(&mut reader, &mut io::sink())
+                .map_err(|e| unwrap_io(e, &path))?;
             out.hashed = found;
             return Ok(());
         };
@@ -536,11 +538,13 @@ fn check_blob(
                 }
                 drop(dec);
                 // Drain what the decompressor did not need, so the blob digest is checked.
-                io::copy(&mut whole, &mut io::sink()).map_err(|e| unwrap_io(e, &path))?;
+                crate::layer::copy_large(&mut whole, &mut io::sink())
+                    .map_err(|e| unwrap_io(e, &path))?;
                 out.diff_id = Some(h.finish());
             }
             None => {
-                io::copy(&mut whole, &mut io::sink()).map_err(|e| unwrap_io(e, &path))?;
+                crate::layer::copy_large(&mut whole, &mut io::sink())
+                    .map_err(|e| unwrap_io(e, &path))?;
             }
         }
         out.hashed = found;

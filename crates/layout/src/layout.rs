@@ -216,7 +216,8 @@ impl Layout {
     pub fn verify_blob(&self, digest: &Digest, size: Option<u64>) -> Result<u64> {
         let path = self.blob_path(digest);
         let mut reader = self.open_blob(digest, size)?;
-        let n = io::copy(&mut reader, &mut io::sink()).map_err(|e| unwrap_io(e, &path))?;
+        let n = crate::layer::copy_large(&mut reader, &mut io::sink())
+            .map_err(|e| unwrap_io(e, &path))?;
         Ok(n)
     }
 

@@ -16,6 +16,7 @@
 
 pub mod bundle;
 pub mod compress;
+pub mod copy;
 mod descriptor;
 mod digest;
 mod error;
@@ -26,6 +27,7 @@ pub mod inventory;
 pub mod layer;
 mod layout;
 mod media_type;
+pub mod mirror;
 mod raw;
 pub mod refs;
 pub mod select;

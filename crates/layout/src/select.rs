@@ -37,6 +37,9 @@ pub struct BlobRef {
     pub size: Option<u64>,
     /// True for a document made by the selection (a filtered index), not present in the source.
     pub generated: bool,
+    /// True when the blob may be absent: a non-distributable layer with `urls`, or a
+    /// `subject` (a referrer may travel without the manifest it refers to).
+    pub optional: bool,
 }
 
 /// The result of [`select`].
@@ -132,11 +135,13 @@ pub fn select(layout: &Layout, opts: &SelectOptions) -> Result<Selection> {
 
     for e in &sel.entries {
         let c = closure_of(layout, &sel.documents, e)?;
-        for (d, size) in &c {
-            sel.blobs.entry(d.clone()).or_insert(BlobRef {
+        for (d, (size, optional)) in &c {
+            let b = sel.blobs.entry(d.clone()).or_insert(BlobRef {
                 size: *size,
                 generated: sel.documents.contains_key(d),
+                optional: *optional,
             });
+            b.optional &= *optional;
         }
         sel.closures.push(c.into_keys().collect());
     }
@@ -151,19 +156,20 @@ fn closure_digests(layout: &Layout, sel: &Selection) -> Result<BTreeSet<Digest>>
     Ok(all)
 }
 
-/// Every digest `desc` reaches (with declared sizes), looking into generated documents first.
+/// Every digest `desc` reaches, with its declared size and whether it may be absent, looking
+/// into generated documents first.
 fn closure_of(
     layout: &Layout,
     docs: &BTreeMap<Digest, Vec<u8>>,
     desc: &Descriptor,
-) -> Result<BTreeMap<Digest, Option<u64>>> {
+) -> Result<BTreeMap<Digest, (Option<u64>, bool)>> {
     let mut out = BTreeMap::new();
     let mut stack = vec![desc.clone()];
     while let Some(d) = stack.pop() {
         if out.contains_key(&d.digest) {
             continue;
         }
-        out.insert(d.digest.clone(), Some(d.size));
+        out.insert(d.digest.clone(), (Some(d.size), false));
         match docs.get(&d.digest) {
             Some(bytes) => {
                 // A generated (filtered) index: its entries are in the source or generated.
@@ -177,8 +183,13 @@ fn closure_of(
             None => {
                 let walk = Walk::from_descriptor(layout, &d);
                 for n in &walk.nodes[1..] {
-                    out.entry(n.digest().clone())
-                        .or_insert(n.size_known.then_some(n.descriptor.size));
+                    let external = n.descriptor.media_type.is_non_distributable()
+                        && n.descriptor.urls.as_ref().is_some_and(|u| !u.is_empty());
+                    let optional = external || n.role == Role::Subject;
+                    let e = out
+                        .entry(n.digest().clone())
+                        .or_insert((n.size_known.then_some(n.descriptor.size), optional));
+                    e.1 &= optional;
                 }
             }
         }
