@@ -11,6 +11,9 @@ use crate::refs::{self, TagOutcome};
 use crate::select::{select, SelectOptions};
 use crate::{Descriptor, Digest, Error, Layout, MediaType, Result};
 
+/// A blob to move: digest, declared size, and the bytes of a generated document.
+type Item<'a> = (&'a Digest, Option<u64>, Option<&'a Vec<u8>>);
+
 /// What [`copy`] did.
 #[derive(Debug, Clone, Default)]
 pub struct CopyReport {
@@ -30,7 +33,7 @@ pub fn copy(src: &Layout, dst: &Layout, opts: &SelectOptions) -> Result<CopyRepo
     let lock = dst.lock()?;
     let mut report = CopyReport::default();
     // Blobs that may be absent (external layers, subjects elsewhere) travel only if present.
-    let mut items: Vec<(&Digest, Option<u64>, Option<&Vec<u8>>)> = Vec::new();
+    let mut items: Vec<Item<'_>> = Vec::new();
     for (d, b) in &sel.blobs {
         if b.optional && !b.generated && src.blob_size(d)?.is_none() {
             continue;
