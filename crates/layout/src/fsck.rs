@@ -379,12 +379,7 @@ pub fn fsck(layout: &Layout, opts: &FsckOptions<'_>) -> Result<Report> {
     findings.dedup();
     Ok(Report {
         findings,
-        blobs_checked: jobs.len()
-            + walk
-                .nodes
-                .iter()
-                .filter(|n| matches!(n.status, DocStatus::Ok))
-                .count(),
+        blobs_checked: walk.unique().len(),
         bytes_hashed,
     })
 }
