@@ -176,13 +176,13 @@ fn print_tree(
 
 pub fn cat(cli: &Cli, dir: &Path, target: &str) -> anyhow::Result<Code> {
     let layout = open(cli, dir)?;
-    let (digest, size) = match Digest::parse(target) {
-        Ok(d) => (d, None),
-        Err(_) => {
-            let index = layout.read_index()?;
-            let d = refs::resolve(&index.value, target)?;
-            (d.digest, Some(d.size))
-        }
+    // A ref first (`app:1` also fits the digest grammar), then a digest.
+    let index = layout.read_index()?;
+    let (digest, size) = if refs::entries_named(&index.value, target).is_empty() {
+        (Digest::parse(target)?, None)
+    } else {
+        let d = refs::resolve(&index.value, target)?;
+        (d.digest, Some(d.size))
     };
     let path = layout.blob_path(&digest);
     let mut reader = layout.open_blob(&digest, size)?;

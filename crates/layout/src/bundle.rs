@@ -810,6 +810,7 @@ fn load_part(
                 Ok(()) => {
                     virtual_present.insert(digest.clone());
                     pr.written.push(digest);
+                    crate::fault::point("bundle-mid-load");
                 }
                 Err(e) => pr.errors.push(format!("rejected blob `{digest}`: {e}")),
             }

@@ -1,0 +1,634 @@
+//! End-to-end tests of the air-gap verbs: copy, inventory, bundle, and loading bundles with
+//! `import`.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use assert_cmd::Command;
+use ocikit_layout::{Descriptor, Digest, Layout, MediaType, Options};
+use serde_json::Value;
+
+const MULTIARCH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/generated/multiarch");
+const ONE_IMAGE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/fixtures/layouts/ggcr-test_index_one_image"
+);
+const APP1: &str = "sha256:636ede7d13de29b37a0f94dea96467e0734b65fec4274c89b2fcd54b28d75783";
+const APP1_AMD64_ONLY: &str =
+    "sha256:9198a1fd58f316664e89a09a037aee8dffb487462af1db787fdde6b8ff5962b0";
+const AMD64: &str = "sha256:c1b061ba85227057fe2213642b65a1a26adfb013ed736b0e72e0224b20e13bb9";
+const SBOM_REFERRER: &str =
+    "sha256:2453fbfa1e3597bd7691eef4497022491f26d8522b547bae7114549a7268dcce";
+
+fn ocikit(args: &[&dyn AsRef<std::ffi::OsStr>]) -> Output {
+    let mut c = Command::cargo_bin("ocikit").expect("binary");
+    c.env_remove("SOURCE_DATE_EPOCH").arg("--no-fsync");
+    for a in args {
+        c.arg(a.as_ref());
+    }
+    c.output().expect("runs")
+}
+
+fn ok(args: &[&dyn AsRef<std::ffi::OsStr>]) -> Output {
+    let out = ocikit(args);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn ls(dir: &Path) -> Vec<(Option<String>, String)> {
+    let out = ok(&[&"ls", &dir, &"--json"]);
+    let v: Value = serde_json::from_slice(&out.stdout).expect("json");
+    v.as_array()
+        .expect("array")
+        .iter()
+        .map(|e| {
+            (
+                e["ref"].as_str().map(String::from),
+                e["digest"].as_str().expect("digest").to_string(),
+            )
+        })
+        .collect()
+}
+
+fn blobs(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = fs::read_dir(dir.join("blobs/sha256"))
+        .expect("blobs")
+        .flatten()
+        .map(|e| format!("sha256:{}", e.file_name().to_string_lossy()))
+        .filter(|n| !n.contains(".partial-"))
+        .collect();
+    v.sort();
+    v
+}
+
+fn fsck_clean(dir: &Path) {
+    let out = ocikit(&[&"fsck", &"--deep", &dir]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "fsck: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        stderr(&out)
+    );
+}
+
+/// A source layout holding the multi-platform fixture and a second image.
+fn source(tmp: &Path) -> PathBuf {
+    let src = tmp.join("src");
+    ok(&[&"copy", &MULTIARCH, &src]);
+    ok(&[&"copy", &ONE_IMAGE, &src]);
+    ok(&[
+        &"tag",
+        &src,
+        &"sha256:98ceaf93e482fe91b9bfd6bba07137c098e49ee2d55e69f09fb6c951e75e0e46",
+        &"one:1",
+    ]);
+    src
+}
+
+#[test]
+fn copy_keeps_bytes_without_platform() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dst = tmp.path().join("dst");
+    let out = ok(&[&"copy", &MULTIARCH, &dst]);
+    assert_eq!(ls(&dst), ls(Path::new(MULTIARCH)));
+    assert_eq!(ls(&dst)[0], (Some("app:1".into()), APP1.into()));
+    assert_eq!(blobs(&dst), blobs(Path::new(MULTIARCH)));
+    assert!(
+        stderr(&out).contains("copied 2 entries"),
+        "{}",
+        stderr(&out)
+    );
+    fsck_clean(&dst);
+}
+
+#[test]
+fn copy_platform_filters_index_and_keeps_attestation() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dst = tmp.path().join("dst");
+    ok(&[
+        &"copy",
+        &MULTIARCH,
+        &dst,
+        &"app:1",
+        &"--platform",
+        &"linux/amd64",
+    ]);
+    assert_eq!(
+        ls(&dst),
+        vec![(Some("app:1".into()), APP1_AMD64_ONLY.into())]
+    );
+    let index: Value =
+        serde_json::from_slice(&ok(&[&"cat", &dst, &APP1_AMD64_ONLY]).stdout).expect("json");
+    let kept: Vec<&str> = index["manifests"]
+        .as_array()
+        .expect("manifests")
+        .iter()
+        .map(|m| m["digest"].as_str().expect("d"))
+        .collect();
+    // amd64 and the attestation that names it by `vnd.docker.reference.digest`.
+    assert_eq!(
+        kept,
+        vec![
+            AMD64,
+            "sha256:b243d4bc77746a1ab4890025bc0940cd5a03140cb4de1a23be6854f6e28a58f7"
+        ]
+    );
+    assert_eq!(
+        index["annotations"]["org.opencontainers.image.source"],
+        "https://example.invalid/app"
+    );
+    // The arm images are not copied.
+    assert!(!blobs(&dst).contains(
+        &"sha256:c8e296eabf5ff151fa8f9e834b30bd0526ed6c314e2639d510afc86597266d84".to_string()
+    ));
+    fsck_clean(&dst);
+    // Hard links on one filesystem.
+    use std::os::unix::fs::MetadataExt;
+    let layer = "blobs/sha256/7a1cec283fb0e6af7e39dd4f7b33d381baf1cd6335692d52a69a75030299e979";
+    let a = fs::metadata(Path::new(MULTIARCH).join(layer)).expect("src");
+    let b = fs::metadata(dst.join(layer)).expect("dst");
+    assert_eq!(a.ino(), b.ino());
+}
+
+#[test]
+fn copy_platform_without_variant_matches_any_variant() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dst = tmp.path().join("dst");
+    ok(&[
+        &"copy",
+        &MULTIARCH,
+        &dst,
+        &"app:1",
+        &"--platform",
+        &"linux/arm",
+    ]);
+    let index: Value = serde_json::from_slice(&ok(&[&"cat", &dst, &"app:1"]).stdout).expect("json");
+    assert_eq!(index["manifests"].as_array().expect("m").len(), 1);
+    assert_eq!(index["manifests"][0]["platform"]["variant"], "v7");
+    let none = ocikit(&[
+        &"copy",
+        &MULTIARCH,
+        &tmp.path().join("none"),
+        &"app:1",
+        &"--platform",
+        &"linux/arm/v6",
+    ]);
+    assert_eq!(none.status.code(), Some(2));
+    assert!(
+        stderr(&none).contains("no manifest for platform linux/arm/v6"),
+        "{}",
+        stderr(&none)
+    );
+    assert!(
+        !tmp.path().join("none").exists(),
+        "a failed copy leaves no new destination"
+    );
+}
+
+#[test]
+fn copy_referrers_carries_the_sbom() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dst = tmp.path().join("dst");
+    ok(&[
+        &"copy",
+        &MULTIARCH,
+        &dst,
+        &"app:1",
+        &"--platform",
+        &"linux/amd64",
+    ]);
+    assert_eq!(ls(&dst).len(), 1);
+    let dst2 = tmp.path().join("dst2");
+    ok(&[
+        &"copy",
+        &MULTIARCH,
+        &dst2,
+        &"app:1",
+        &"--platform",
+        &"linux/amd64",
+        &"--referrers",
+    ]);
+    assert_eq!(
+        ls(&dst2),
+        vec![
+            (Some("app:1".into()), APP1_AMD64_ONLY.into()),
+            (None, SBOM_REFERRER.into())
+        ]
+    );
+    fsck_clean(&dst2);
+    // Only arm64: the SBOM refers to amd64, so it stays behind.
+    let dst3 = tmp.path().join("dst3");
+    ok(&[
+        &"copy",
+        &MULTIARCH,
+        &dst3,
+        &"app:1",
+        &"--platform",
+        &"linux/arm64",
+        &"--referrers",
+    ]);
+    assert_eq!(ls(&dst3).len(), 1);
+}
+
+#[test]
+fn copy_corpus_multi_platform_layout() {
+    // containers/image delete_image_multiple_images: nested indexes for linux/amd64 + linux/386.
+    let src = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/fixtures/layouts/cimage-delete_image_multiple_images"
+    );
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dst = tmp.path().join("dst");
+    ok(&[&"copy", &src, &dst, &"latest", &"--platform", &"linux/386"]);
+    let entries = ls(&dst);
+    assert_eq!(
+        entries,
+        vec![(
+            Some("latest".into()),
+            "sha256:d35cf9c647c3befd2823db8eb7535653680841f1d0ddd478b3160af5ee5a0553".into()
+        )]
+    );
+    let tree: Value = serde_json::from_slice(&ok(&[&"inspect", &dst, &"latest", &"--json"]).stdout)
+        .expect("json");
+    assert_eq!(tree["children"].as_array().expect("c").len(), 1);
+    assert_eq!(tree["children"][0]["platform"]["architecture"], "386");
+    // Not --deep: the upstream fixture's layers are placeholders, not gzip.
+    assert_eq!(ocikit(&[&"fsck", &dst]).status.code(), Some(0));
+}
+
+#[test]
+fn copy_moves_an_existing_ref_and_says_so() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dst = tmp.path().join("dst");
+    ok(&[
+        &"copy",
+        &MULTIARCH,
+        &dst,
+        &"app:1",
+        &"--platform",
+        &"linux/amd64",
+    ]);
+    let out = ok(&[&"copy", &MULTIARCH, &dst, &"app:1"]);
+    assert!(
+        stderr(&out).contains(&format!(
+            "moved `app:1` from `{APP1_AMD64_ONLY}` to `{APP1}`"
+        )),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(ls(&dst), vec![(Some("app:1".into()), APP1.into())]);
+}
+
+#[test]
+fn inventory_is_sorted_and_reproducible() {
+    let out = ok(&[&"inventory", &MULTIARCH]);
+    let text = String::from_utf8(out.stdout).expect("utf8");
+    let v: Value = serde_json::from_str(&text).expect("json");
+    assert_eq!(v["ocikitInventory"], 1);
+    let listed: Vec<String> = v["blobs"]
+        .as_array()
+        .expect("blobs")
+        .iter()
+        .map(|b| b["digest"].as_str().expect("d").to_string())
+        .collect();
+    assert_eq!(listed, blobs(Path::new(MULTIARCH)));
+    assert_eq!(listed.len(), 15);
+    assert_eq!(
+        v["blobs"][0]["size"],
+        fs::metadata(
+            Path::new(MULTIARCH)
+                .join("blobs/sha256")
+                .join(&listed[0][7..])
+        )
+        .expect("blob")
+        .len()
+    );
+    assert_eq!(
+        v["refs"],
+        serde_json::json!([{"name": "app:1", "digest": APP1}])
+    );
+    let tmp = tempfile::tempdir().expect("tmp");
+    let file = tmp.path().join("inv.json");
+    ok(&[&"inventory", &MULTIARCH, &"-o", &file]);
+    assert_eq!(fs::read_to_string(&file).expect("read"), text);
+}
+
+fn part_files(out: &Path) -> Vec<PathBuf> {
+    let dir = out.parent().expect("parent");
+    let stem = out
+        .file_name()
+        .expect("name")
+        .to_string_lossy()
+        .into_owned();
+    let mut v: Vec<PathBuf> = fs::read_dir(dir)
+        .expect("ls")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with(&format!("{stem}.")))
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn bundle_round_trip_into_empty_layout() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let src = source(tmp.path());
+    let out = tmp.path().join("b.tar");
+    ok(&[&"bundle", &src, &"-o", &out, &"--referrers"]);
+    let far = tmp.path().join("far");
+    ok(&[&"import", &out, &far]);
+    assert_eq!(ls(&far), ls(&src));
+    assert_eq!(blobs(&far), blobs(&src));
+    fsck_clean(&far);
+    // Two bundles of the same input are byte-identical.
+    let again = tmp.path().join("again.tar");
+    ok(&[&"bundle", &src, &"-o", &again, &"--referrers"]);
+    assert_eq!(fs::read(&out).expect("a"), fs::read(&again).expect("b"));
+}
+
+#[test]
+fn bundle_delta_carries_exactly_the_new_blobs() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let src = source(tmp.path());
+    let first = tmp.path().join("first.tar");
+    ok(&[&"bundle", &src, &"-o", &first]);
+    let far = tmp.path().join("far");
+    ok(&[&"import", &first, &far]);
+    let inv = tmp.path().join("far.inventory.json");
+    ok(&[&"inventory", &far, &"-o", &inv]);
+
+    // Near side: a new image that shares the amd64 layer, with its own config.
+    let layout = Layout::open(&src, Options::default()).expect("open");
+    let layer = "sha256:7a1cec283fb0e6af7e39dd4f7b33d381baf1cd6335692d52a69a75030299e979";
+    let lock = layout.lock().expect("lock");
+    let config = br#"{"architecture":"amd64","os":"linux","config":{"Env":["APP=2"]},"rootfs":{"type":"layers","diff_ids":["sha256:6e2f7a4e0c57c14a22b7df6f9ad2ea3c1e5a75fcbf0c4a0b70ad2c8cc9d5d0d8"]}}"#;
+    let (cd, cs) = lock.write_blob(config).expect("config");
+    let manifest = format!(
+        r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{cd}","size":{cs}}},"layers":[{{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"{layer}","size":98}}]}}"#
+    );
+    let (md, ms) = lock.write_blob(manifest.as_bytes()).expect("manifest");
+    drop(lock);
+    ok(&[&"tag", &src, &md.as_str(), &"app:2"]);
+    let _ = Descriptor::new(MediaType::OciManifest, md.clone(), ms);
+
+    let delta = tmp.path().join("delta.tar");
+    ok(&[&"bundle", &src, &"app:2", &"-o", &delta, &"--have", &inv]);
+    let bundle_json = tar_member(&delta, "bundle.json");
+    let m: Value = serde_json::from_slice(&bundle_json).expect("bundle.json");
+    let mut carried: Vec<&str> = m["blobs"]
+        .as_array()
+        .expect("blobs")
+        .iter()
+        .map(|b| b["digest"].as_str().expect("d"))
+        .collect();
+    carried.sort();
+    let mut want = vec![cd.as_str(), md.as_str()];
+    want.sort();
+    assert_eq!(carried, want);
+    assert_eq!(m["assumed"].as_array().expect("assumed").len(), 1);
+    assert_eq!(m["assumed"][0]["digest"], layer);
+    assert_eq!(
+        m["inventories"][0],
+        Digest::sha256(&fs::read(&inv).expect("inv")).as_str()
+    );
+
+    ok(&[&"import", &delta, &far]);
+    assert!(ls(&far).contains(&(Some("app:2".into()), md.to_string())));
+    fsck_clean(&far);
+}
+
+fn tar_member(tar: &Path, name: &str) -> Vec<u8> {
+    let mut ar = tar::Archive::new(fs::File::open(tar).expect("open"));
+    for e in ar.entries().expect("entries") {
+        let mut e = e.expect("entry");
+        if e.path().expect("path").to_string_lossy() == name {
+            let mut v = Vec::new();
+            std::io::Read::read_to_end(&mut e, &mut v).expect("read");
+            return v;
+        }
+    }
+    panic!("no {name} in {}", tar.display());
+}
+
+/// A source with one image whose layer is larger than a part.
+fn big_source(tmp: &Path) -> PathBuf {
+    let src = tmp.join("bigsrc");
+    ok(&[&"copy", &MULTIARCH, &src]);
+    let layout = Layout::open(&src, Options::default()).expect("open");
+    let lock = layout.lock().expect("lock");
+    let mut data = Vec::new();
+    let mut x: u32 = 12345;
+    for _ in 0..300_000 {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        data.push((x >> 24) as u8);
+    }
+    let (ld, ls_) = lock.write_blob(&data).expect("layer");
+    let diff = ld.clone();
+    let config = format!(
+        r#"{{"architecture":"amd64","os":"linux","rootfs":{{"type":"layers","diff_ids":["{diff}"]}}}}"#
+    );
+    let (cd, cs) = lock.write_blob(config.as_bytes()).expect("config");
+    let manifest = format!(
+        r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{cd}","size":{cs}}},"layers":[{{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"{ld}","size":{ls_}}}]}}"#
+    );
+    let (md, _) = lock.write_blob(manifest.as_bytes()).expect("manifest");
+    drop(lock);
+    ok(&[&"tag", &src, &md.as_str(), &"big:1"]);
+    src
+}
+
+#[test]
+fn parts_load_alone_in_reverse_order() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let src = big_source(tmp.path());
+    let out = tmp.path().join("b");
+    ok(&[&"bundle", &src, &"-o", &out, &"--part-size", &"64K"]);
+    let parts = part_files(&out);
+    assert!(parts.len() >= 5, "{parts:?}");
+    for p in &parts {
+        assert!(
+            fs::metadata(p).expect("part").len() <= 64 * 1024,
+            "{}",
+            p.display()
+        );
+        // Each part verifies alone.
+        let dry = ocikit(&[&"import", &"--dry-run", &p, &tmp.path().join("nowhere")]);
+        assert_eq!(dry.status.code(), Some(0), "{}", stderr(&dry));
+    }
+    assert!(
+        !tmp.path().join("nowhere").exists(),
+        "--dry-run writes nothing"
+    );
+    let far = tmp.path().join("far");
+    for (k, p) in parts.iter().rev().enumerate() {
+        let o = ok(&[&"import", &p, &far]);
+        if k + 1 < parts.len() {
+            assert!(stderr(&o).contains("waits for"), "{}", stderr(&o));
+        }
+    }
+    assert_eq!(ls(&far), ls(&src));
+    fsck_clean(&far);
+    // Same input, same bytes.
+    let again = tmp.path().join("again");
+    ok(&[&"bundle", &src, &"-o", &again, &"--part-size", &"64K"]);
+    for (a, b) in parts.iter().zip(part_files(&again)) {
+        assert_eq!(fs::read(a).expect("a"), fs::read(b).expect("b"));
+    }
+}
+
+#[test]
+fn corrupt_part_is_rejected_and_others_load() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let src = big_source(tmp.path());
+    let out = tmp.path().join("b");
+    ok(&[&"bundle", &src, &"-o", &out, &"--part-size", &"64K"]);
+    let parts = part_files(&out);
+    // Corrupt a byte of the data of the last part's last member (past the metadata).
+    let victim = parts.last().expect("parts").clone();
+    let mut bytes = fs::read(&victim).expect("read");
+    let at = bytes.len() - 1024 - 600;
+    bytes[at] ^= 0xff;
+    fs::write(&victim, &bytes).expect("write");
+    let far = tmp.path().join("far");
+    let bad = ocikit(&[&"import", &victim, &far]);
+    assert_eq!(bad.status.code(), Some(1), "{}", stderr(&bad));
+    assert!(stderr(&bad).contains("rejected"), "{}", stderr(&bad));
+    for p in &parts[..parts.len() - 1] {
+        ok(&[&"import", &p, &far]);
+    }
+    // Everything but the corrupt piece is in; the ref waits for it.
+    assert!(!ls(&far).iter().any(|(r, _)| r.as_deref() == Some("big:1")));
+    // The intact part (rebuilt) completes it.
+    ok(&[
+        &"bundle",
+        &src,
+        &"-o",
+        &tmp.path().join("fresh"),
+        &"--part-size",
+        &"64K",
+    ]);
+    let fresh = part_files(&tmp.path().join("fresh"));
+    ok(&[&"import", &fresh.last().expect("last"), &far]);
+    assert_eq!(ls(&far), ls(&src));
+    fsck_clean(&far);
+}
+
+#[test]
+fn interrupted_load_resumes() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let src = big_source(tmp.path());
+    let out = tmp.path().join("b.tar");
+    ok(&[&"bundle", &src, &"-o", &out]);
+    let far = tmp.path().join("far");
+    ok(&[&"init", &far]);
+    let killed = Command::cargo_bin("ocikit")
+        .expect("bin")
+        .env("OCIKIT_FAULT_POINT", "bundle-mid-load")
+        .args([&"import".as_ref(), out.as_os_str(), far.as_os_str()])
+        .output()
+        .expect("runs");
+    assert_ne!(killed.status.code(), Some(0));
+    assert_eq!(ls(&far), vec![], "no ref before the load completes");
+    let kept = blobs(&far).len();
+    assert_eq!(kept, 1, "the first blob written is kept");
+    let o = ok(&[&"import", &out, &far]);
+    assert!(stderr(&o).contains("1 already present"), "{}", stderr(&o));
+    assert_eq!(ls(&far), ls(&src));
+    fsck_clean(&far);
+}
+
+#[test]
+fn missing_assumed_blobs_block_every_ref_until_restored() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let src = source(tmp.path());
+    let first = tmp.path().join("first.tar");
+    ok(&[&"bundle", &src, &"app:1", &"-o", &first]);
+    let far = tmp.path().join("far");
+    ok(&[&"import", &first, &far]);
+    let inv = tmp.path().join("inv.json");
+    ok(&[&"inventory", &far, &"-o", &inv]);
+    let delta = tmp.path().join("delta.tar");
+    ok(&[&"bundle", &src, &"-o", &delta, &"--have", &inv]);
+    // The far side loses a blob the delta assumed.
+    let lost = "blobs/sha256/7a1cec283fb0e6af7e39dd4f7b33d381baf1cd6335692d52a69a75030299e979";
+    let saved = fs::read(far.join(lost)).expect("read");
+    fs::remove_file(far.join(lost)).expect("rm");
+    let before = fs::read(far.join("index.json")).expect("index");
+    let bad = ocikit(&[&"import", &delta, &far]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(
+        stderr(&bad)
+            .contains("sha256:7a1cec283fb0e6af7e39dd4f7b33d381baf1cd6335692d52a69a75030299e979"),
+        "{}",
+        stderr(&bad)
+    );
+    assert_eq!(
+        fs::read(far.join("index.json")).expect("index"),
+        before,
+        "no ref committed"
+    );
+    fs::write(far.join(lost), saved).expect("restore");
+    ok(&[&"import", &delta, &far]);
+    assert_eq!(ls(&far).len(), ls(&src).len());
+    fsck_clean(&far);
+}
+
+#[test]
+fn skopeo_reads_a_single_part_bundle() {
+    if which("skopeo").is_none() {
+        eprintln!("skopeo not on PATH: skipping (CI installs it)");
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tmp");
+    let out = tmp.path().join("b.tar");
+    ok(&[&"bundle", &MULTIARCH, &"-o", &out]);
+    let o = std::process::Command::new("skopeo")
+        .args([
+            "inspect",
+            "--raw",
+            &format!("oci-archive:{}:app:1", out.display()),
+        ])
+        .output()
+        .expect("skopeo");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(Digest::sha256(&o.stdout).as_str(), APP1);
+    let dest = tmp.path().join("copied");
+    let o = std::process::Command::new("skopeo")
+        .args([
+            "copy",
+            "--override-os",
+            "linux",
+            "--override-arch",
+            "amd64",
+            &format!("oci-archive:{}:app:1", out.display()),
+            &format!("oci:{}:x", dest.display()),
+        ])
+        .output()
+        .expect("skopeo");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+fn which(tool: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|p| {
+        std::env::split_paths(&p)
+            .map(|d| d.join(tool))
+            .find(|p| p.is_file())
+    })
+}
