@@ -541,7 +541,7 @@ fn interrupted_load_resumes() {
     let killed = Command::cargo_bin("ocikit")
         .expect("bin")
         .env("OCIKIT_FAULT_POINT", "bundle-mid-load")
-        .args([&"import".as_ref(), out.as_os_str(), far.as_os_str()])
+        .args(["import".as_ref(), out.as_os_str(), far.as_os_str()])
         .output()
         .expect("runs");
     assert_ne!(killed.status.code(), Some(0));
