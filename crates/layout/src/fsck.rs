@@ -57,7 +57,8 @@ pub enum FindingKind {
     Cycle,
     /// The digest's algorithm cannot be verified; only the size was checked.
     Unverifiable,
-    /// A blob in `blobs/` that nothing reachable names.
+    /// A blob in `blobs/` that nothing reachable names (listed only when every reachable
+    /// manifest and index could be read).
     Unreferenced,
     /// An absent non-distributable layer that carries `urls` (fetched elsewhere).
     External,
@@ -342,11 +343,20 @@ pub fn fsck(layout: &Layout, opts: &FsckOptions<'_>) -> Result<Report> {
         deep_diff_ids(&walk, &jobs, &outs, &deep_layers, &mut findings);
     }
 
-    // Unreferenced blobs and temp files.
+    // Unreferenced blobs and temp files. When a reachable manifest or index cannot be read,
+    // nobody knows what it names, so no blob is called unreferenced (gc refuses to run then).
     let reachable: HashSet<&Digest> = walk.nodes.iter().map(|n| n.digest()).collect();
+    let walk_complete = walk.nodes.iter().all(|n| match &n.status {
+        DocStatus::Missing => n.role == Role::Subject,
+        DocStatus::Corrupt(_)
+        | DocStatus::Unparseable(_)
+        | DocStatus::Truncated
+        | DocStatus::Unverifiable => false,
+        _ => true,
+    });
     for (digest, path) in list_blobs(layout)? {
         match digest {
-            Some(d) if !reachable.contains(&d) => findings.push(Finding {
+            Some(d) if !reachable.contains(&d) && walk_complete => findings.push(Finding {
                 kind: FindingKind::Unreferenced,
                 digest: Some(d),
                 path: vec![],

@@ -51,7 +51,16 @@ impl Layout {
     /// Open an existing layout: `oci-layout` must exist and name version 1.x.
     pub fn open(root: impl AsRef<Path>, opts: Options) -> Result<Layout> {
         let root = root.as_ref().to_path_buf();
-        let meta = fs::metadata(&root).map_err(|e| Error::io(&root, e))?;
+        let meta = match fs::metadata(&root) {
+            Ok(m) => m,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(Error::NotALayout {
+                    path: root,
+                    reason: "no such directory".into(),
+                })
+            }
+            Err(e) => return Err(Error::io(&root, e)),
+        };
         if !meta.is_dir() {
             return Err(Error::NotALayout {
                 path: root,

@@ -159,7 +159,14 @@ pub fn resolve_anywhere(layout: &crate::Layout, index: &Index, what: &str) -> Re
     }
     if let Ok(d) = Digest::parse(what) {
         let walk = crate::walk::Walk::from_index(layout, index);
-        if let Some(n) = walk.nodes.iter().find(|n| n.descriptor.digest == d) {
+        // Only documents: a config or layer is not something a ref can name.
+        if let Some(n) = walk.nodes.iter().find(|n| {
+            n.descriptor.digest == d
+                && matches!(
+                    n.kind,
+                    crate::walk::Kind::Index | crate::walk::Kind::Manifest
+                )
+        }) {
             let mut desc = n.descriptor.clone();
             desc.set_ref_name(None);
             return Ok(desc);
