@@ -3,6 +3,7 @@
 //! Exit codes: 0 success, 1 a check found problems (fsck, gc refusing to delete), 2 bad usage
 //! or bad input. Errors go to stderr with the whole chain. A closed stdout pipe exits quietly.
 
+mod docker_cmds;
 mod layout_cmds;
 mod output;
 
@@ -98,6 +99,22 @@ pub enum Command {
         /// The new ref.
         new_ref: String,
     },
+    /// Import docker save archives (legacy and Docker 25+), OCI archives, skopeo dir: copies
+    /// and OCI layouts into a layout (created if missing). All or nothing.
+    Import {
+        /// The sources, then the destination layout directory.
+        #[arg(required = true, num_args = 2.., value_name = "SRC... DIR")]
+        paths: Vec<PathBuf>,
+        /// Compression of new layers; layers already compressed this way are kept as they are.
+        #[arg(long, value_enum, default_value = "gzip")]
+        compress: docker_cmds::CompressArg,
+        /// Compression level (gzip 0-9, default 6; zstd 1-22, default 3).
+        #[arg(long, value_name = "N")]
+        level: Option<i32>,
+        /// A ref for the one untagged image of the sources (e.g. a dir: copy).
+        #[arg(long = "ref", value_name = "NAME")]
+        ref_name: Option<String>,
+    },
     /// Remove a ref from index.json (blobs stay until gc).
     Untag {
         /// The layout directory.
@@ -155,6 +172,17 @@ fn run(cli: &Cli) -> anyhow::Result<Code> {
             new_ref,
         } => l::tag(cli, dir, source, new_ref),
         Command::Untag { dir, r#ref } => l::untag(cli, dir, r#ref),
+        Command::Import {
+            paths,
+            compress,
+            level,
+            ref_name,
+        } => {
+            let (dir, sources) = paths
+                .split_last()
+                .ok_or_else(|| anyhow::anyhow!("import needs SRC... DIR"))?;
+            docker_cmds::import(cli, sources, dir, *compress, *level, ref_name.as_deref())
+        }
     }
 }
 

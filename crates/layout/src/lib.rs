@@ -15,14 +15,15 @@
 #![warn(missing_docs)]
 
 pub mod compress;
+pub mod copy;
 mod descriptor;
 mod digest;
 mod error;
 pub mod fault;
 pub mod fsck;
 pub mod gc;
-mod layout;
 pub mod layer;
+mod layout;
 mod media_type;
 mod raw;
 pub mod refs;

@@ -323,7 +323,7 @@ impl Checker {
             let p = item(path, i);
             if let Some(s) = self.str(&p, e) {
                 // Upstream: ^[^=]+=.*$
-                if !s.find('=').is_some_and(|at| at > 0) {
+                if !matches!(s.find('='), Some(at) if at > 0) {
                     self.report(&p, "expected name=value with a non-empty name");
                 }
             }
