@@ -1,6 +1,9 @@
 //! The Docker-format verbs: import, export.
 
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
 
 use ocikit_docker::import::{import as run_import, ImportOptions};
 use ocikit_layout::layer::CompressOptions;
@@ -81,6 +84,86 @@ pub fn import(
                 e.kind.name()
             );
         }
+    }
+    Ok(0)
+}
+
+/// `--format` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum FormatArg {
+    /// Docker 25+ dual format: OCI layout + manifest.json + repositories, uncompressed layers.
+    DockerArchive,
+    /// A tarred OCI layout, reduced to what the refs reach.
+    OciArchive,
+}
+
+/// `SOURCE_DATE_EPOCH`, or 0.
+fn source_date_epoch() -> anyhow::Result<u64> {
+    match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(v) if !v.trim().is_empty() => v
+            .trim()
+            .parse::<u64>()
+            .map_err(|_| anyhow::anyhow!("SOURCE_DATE_EPOCH `{v}` is not a number of seconds")),
+        _ => Ok(0),
+    }
+}
+
+pub fn export(
+    cli: &Cli,
+    dir: &Path,
+    refs: &[String],
+    output: &Path,
+    format: FormatArg,
+    platform: Option<ocikit_layout::PlatformSpec>,
+) -> anyhow::Result<Code> {
+    use ocikit_docker::export::{export as run_export, ExportOptions, Format};
+    let layout = ocikit_layout::Layout::open(dir, cli.layout_options())?;
+    let opts = ExportOptions {
+        format: match format {
+            FormatArg::DockerArchive => Format::DockerArchive,
+            FormatArg::OciArchive => Format::OciArchive,
+        },
+        platform,
+        mtime: source_date_epoch()?,
+    };
+    let report = if output == Path::new("-") {
+        let stdout = std::io::stdout();
+        let mut out = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
+        run_export(&layout, refs, &opts, &mut out)?
+    } else {
+        // Written beside the target and renamed at the end: a failed export leaves no file.
+        let parent = match output.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let mut tmp = tempfile::Builder::new()
+            .prefix(".ocikit-export-")
+            .tempfile_in(&parent)
+            .with_context(|| format!("`{}`", parent.display()))?;
+        let report = {
+            let mut out = std::io::BufWriter::with_capacity(1 << 20, tmp.as_file_mut());
+            let r = run_export(&layout, refs, &opts, &mut out)?;
+            out.flush()
+                .with_context(|| format!("`{}`", output.display()))?;
+            r
+        };
+        tmp.as_file()
+            .sync_all()
+            .with_context(|| format!("`{}`", output.display()))?;
+        tmp.persist(output)
+            .map_err(|e| e.error)
+            .with_context(|| format!("`{}`", output.display()))?;
+        report
+    };
+    if !cli.quiet {
+        eprintln!(
+            "wrote {} ({} entries, {} blobs, {}) to `{}`",
+            opts.format.name(),
+            report.entries,
+            report.blobs,
+            crate::output::human_bytes(report.bytes),
+            output.display()
+        );
     }
     Ok(0)
 }

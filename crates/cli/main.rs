@@ -115,6 +115,23 @@ pub enum Command {
         #[arg(long = "ref", value_name = "NAME")]
         ref_name: Option<String>,
     },
+    /// Write refs of a layout as one archive: docker-archive (Docker 25+ dual format, read by
+    /// every docker load, containerd and skopeo) or oci-archive. Same input, same bytes.
+    Export {
+        /// The layout directory.
+        dir: PathBuf,
+        /// Refs (or digests of index.json entries) to export; all entries when none is given.
+        refs: Vec<String>,
+        /// The archive to write (`-` for stdout); written whole or not at all.
+        #[arg(short, long, value_name = "FILE")]
+        output: PathBuf,
+        /// The archive format.
+        #[arg(long, value_enum, default_value = "docker-archive")]
+        format: docker_cmds::FormatArg,
+        /// The platform to take from refs that name an index (os/arch[/variant]).
+        #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
+        platform: Option<ocikit_layout::PlatformSpec>,
+    },
     /// Remove a ref from index.json (blobs stay until gc).
     Untag {
         /// The layout directory.
@@ -172,6 +189,13 @@ fn run(cli: &Cli) -> anyhow::Result<Code> {
             new_ref,
         } => l::tag(cli, dir, source, new_ref),
         Command::Untag { dir, r#ref } => l::untag(cli, dir, r#ref),
+        Command::Export {
+            dir,
+            refs,
+            output,
+            format,
+            platform,
+        } => docker_cmds::export(cli, dir, refs, output, *format, platform.clone()),
         Command::Import {
             paths,
             compress,
