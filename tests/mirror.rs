@@ -376,7 +376,7 @@ fn bundle_delta_carries_exactly_the_new_blobs() {
     let layout = Layout::open(&src, Options::default()).expect("open");
     let layer = "sha256:7a1cec283fb0e6af7e39dd4f7b33d381baf1cd6335692d52a69a75030299e979";
     let lock = layout.lock().expect("lock");
-    let config = br#"{"architecture":"amd64","os":"linux","config":{"Env":["APP=2"]},"rootfs":{"type":"layers","diff_ids":["sha256:6e2f7a4e0c57c14a22b7df6f9ad2ea3c1e5a75fcbf0c4a0b70ad2c8cc9d5d0d8"]}}"#;
+    let config = br#"{"architecture":"amd64","os":"linux","config":{"Env":["APP=2"]},"rootfs":{"type":"layers","diff_ids":["sha256:1a8e2368eb71382a22cc8d682c111a101836532f2ac7d201362aecf9af04c969"]}}"#;
     let (cd, cs) = lock.write_blob(config).expect("config");
     let manifest = format!(
         r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{cd}","size":{cs}}},"layers":[{{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"{layer}","size":98}}]}}"#
@@ -431,14 +431,22 @@ fn big_source(tmp: &Path) -> PathBuf {
     ok(&[&"copy", &MULTIARCH, &src]);
     let layout = Layout::open(&src, Options::default()).expect("open");
     let lock = layout.lock().expect("lock");
-    let mut data = Vec::new();
+    let mut payload = Vec::new();
     let mut x: u32 = 12345;
     for _ in 0..300_000 {
         x ^= x << 13;
         x ^= x >> 17;
         x ^= x << 5;
-        data.push((x >> 24) as u8);
+        payload.push((x >> 24) as u8);
     }
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_ustar();
+    h.set_mode(0o644);
+    h.set_mtime(0);
+    h.set_size(payload.len() as u64);
+    b.append_data(&mut h, "random.bin", &payload[..])
+        .expect("tar");
+    let data = b.into_inner().expect("tar");
     let (ld, ls_) = lock.write_blob(&data).expect("layer");
     let diff = ld.clone();
     let config = format!(
@@ -500,11 +508,26 @@ fn corrupt_part_is_rejected_and_others_load() {
     let out = tmp.path().join("b");
     ok(&[&"bundle", &src, &"-o", &out, &"--part-size", &"64K"]);
     let parts = part_files(&out);
-    // Corrupt a byte of the data of the last part's last member (past the metadata).
+    // Corrupt the first data byte of the last part's first blob or chunk.
     let victim = parts.last().expect("parts").clone();
+    let offset = {
+        let mut ar = tar::Archive::new(fs::File::open(&victim).expect("open"));
+        let mut found = None;
+        for e in ar.entries().expect("entries") {
+            let e = e.expect("entry");
+            let name = e.path().expect("path").to_string_lossy().into_owned();
+            if (name.starts_with("blobs/") || name.starts_with("chunks/"))
+                && !name.ends_with(".digest")
+                && e.size() > 0
+            {
+                found = Some(e.raw_file_position());
+                break;
+            }
+        }
+        found.expect("a blob in the last part") as usize
+    };
     let mut bytes = fs::read(&victim).expect("read");
-    let at = bytes.len() - 1024 - 600;
-    bytes[at] ^= 0xff;
+    bytes[offset] ^= 0xff;
     fs::write(&victim, &bytes).expect("write");
     let far = tmp.path().join("far");
     let bad = ocikit(&[&"import", &victim, &far]);

@@ -3,6 +3,7 @@
 //! Exit codes: 0 success, 1 a check found problems (fsck, gc refusing to delete), 2 bad usage
 //! or bad input. Errors go to stderr with the whole chain. A closed stdout pipe exits quietly.
 
+mod docker_cmds;
 mod layout_cmds;
 mod mirror_cmds;
 mod output;
@@ -144,6 +145,42 @@ pub enum Command {
         #[arg(long, value_name = "SIZE", value_parser = mirror_cmds::parse_size)]
         part_size: Option<u64>,
     },
+    /// Import docker save archives (legacy and Docker 25+), OCI archives, skopeo dir: copies
+    /// and OCI layouts into a layout (created if missing). All or nothing.
+    Import {
+        /// The sources, then the destination layout directory.
+        #[arg(required = true, num_args = 2.., value_name = "SRC... DIR")]
+        paths: Vec<PathBuf>,
+        /// Compression of new layers; layers already compressed this way are kept as they are.
+        #[arg(long, value_enum, default_value = "gzip")]
+        compress: docker_cmds::CompressArg,
+        /// Compression level (gzip 0-9, default 6; zstd 1-22, default 3).
+        #[arg(long, value_name = "N")]
+        level: Option<i32>,
+        /// A ref for the one untagged image of the sources (e.g. a dir: copy).
+        #[arg(long = "ref", value_name = "NAME")]
+        ref_name: Option<String>,
+        /// Bundle parts only: verify them and report what would change, writing nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Write refs of a layout as one archive: docker-archive (Docker 25+ dual format, read by
+    /// every docker load, containerd and skopeo) or oci-archive. Same input, same bytes.
+    Export {
+        /// The layout directory.
+        dir: PathBuf,
+        /// Refs (or digests of index.json entries) to export; all entries when none is given.
+        refs: Vec<String>,
+        /// The archive to write (`-` for stdout); written whole or not at all.
+        #[arg(short, long, value_name = "FILE")]
+        output: PathBuf,
+        /// The archive format.
+        #[arg(long, value_enum, default_value = "docker-archive")]
+        format: docker_cmds::FormatArg,
+        /// The platform to take from refs that name an index (os/arch[/variant]).
+        #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
+        platform: Option<ocikit_layout::PlatformSpec>,
+    },
     /// Remove a ref from index.json (blobs stay until gc).
     Untag {
         /// The layout directory.
@@ -220,6 +257,40 @@ fn run(cli: &Cli) -> anyhow::Result<Code> {
         } => mirror_cmds::bundle(
             cli, src, refs, output, have, platform, *referrers, *part_size,
         ),
+        Command::Export {
+            dir,
+            refs,
+            output,
+            format,
+            platform,
+        } => docker_cmds::export(cli, dir, refs, output, *format, platform.clone()),
+        Command::Import {
+            paths,
+            compress,
+            level,
+            ref_name,
+            dry_run,
+        } => {
+            let (dir, sources) = paths
+                .split_last()
+                .ok_or_else(|| anyhow::anyhow!("import needs SRC... DIR"))?;
+            let parts = sources
+                .iter()
+                .filter(|s| ocikit_layout::bundle::is_bundle_part(s))
+                .count();
+            if parts > 0 {
+                if parts < sources.len() {
+                    anyhow::bail!(
+                        "bundle parts and other sources cannot be imported in one command"
+                    );
+                }
+                return mirror_cmds::load_bundles(cli, sources, dir, *dry_run);
+            }
+            if *dry_run {
+                anyhow::bail!("--dry-run is for bundle parts; the sources are not bundle parts");
+            }
+            docker_cmds::import(cli, sources, dir, *compress, *level, ref_name.as_deref())
+        }
     }
 }
 

@@ -139,7 +139,6 @@ pub fn bundle(
     Ok(0)
 }
 
-#[expect(dead_code, reason = "reached through `import` once it lands")]
 /// Load bundle parts into `dir` (created if missing); report; exit 1 when a part was rejected
 /// or the layout lacks blobs the bundle assumed.
 pub fn load_bundles(

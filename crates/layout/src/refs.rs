@@ -171,6 +171,39 @@ pub fn resolve_anywhere(layout: &crate::Layout, index: &Index, what: &str) -> Re
             desc.set_ref_name(None);
             return Ok(desc);
         }
+        // A manifest or index that is in blobs/ but not (yet) named by anything.
+        if let Ok(bytes) = layout.read_blob(&d, None, crate::JSON_LIMIT) {
+            if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&bytes) {
+                let declared = v
+                    .get("mediaType")
+                    .and_then(|m| m.as_str())
+                    .map(crate::MediaType::parse);
+                let class = match declared.as_ref().map(crate::MediaType::class) {
+                    Some(
+                        c @ (crate::Class::Index | crate::Class::Manifest | crate::Class::Schema1),
+                    ) => c,
+                    _ => crate::walk::shape_class(&v),
+                };
+                let media_type = match (declared, class) {
+                    (
+                        Some(m),
+                        crate::Class::Index | crate::Class::Manifest | crate::Class::Schema1,
+                    ) if m.class() == class => Some(m),
+                    (_, crate::Class::Index) => Some(crate::MediaType::OciIndex),
+                    (_, crate::Class::Manifest) => Some(crate::MediaType::OciManifest),
+                    (_, crate::Class::Schema1) => Some(crate::MediaType::DockerSchema1Signed),
+                    _ => None,
+                };
+                if let Some(mt) = media_type {
+                    let mut desc = Descriptor::new(mt, d, bytes.len() as u64);
+                    desc.artifact_type = v
+                        .get("artifactType")
+                        .and_then(|a| a.as_str())
+                        .map(String::from);
+                    return Ok(desc);
+                }
+            }
+        }
     }
     Err(Error::RefNotFound(what.to_string()))
 }

@@ -1,0 +1,169 @@
+//! The Docker-format verbs: import, export.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+
+use ocikit_docker::import::{import as run_import, ImportOptions};
+use ocikit_layout::layer::CompressOptions;
+use ocikit_layout::Compression;
+
+use crate::{Cli, Code};
+
+/// `--compress` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CompressArg {
+    /// gzip (read by every tool).
+    Gzip,
+    /// Zstandard (smaller and faster; needs containerd 1.5+, Docker 23+, Podman).
+    Zstd,
+    /// Plain tar.
+    None,
+}
+
+impl CompressArg {
+    pub fn compression(self) -> Compression {
+        match self {
+            CompressArg::Gzip => Compression::Gzip,
+            CompressArg::Zstd => Compression::Zstd,
+            CompressArg::None => Compression::None,
+        }
+    }
+}
+
+pub fn import(
+    cli: &Cli,
+    sources: &[PathBuf],
+    dir: &Path,
+    compress: CompressArg,
+    level: Option<i32>,
+    ref_name: Option<&str>,
+) -> anyhow::Result<Code> {
+    if level.is_some() && compress == CompressArg::None {
+        anyhow::bail!("--level needs --compress gzip or zstd");
+    }
+    let opts = ImportOptions {
+        compress: CompressOptions {
+            compression: compress.compression(),
+            level,
+        },
+        ref_name: ref_name.map(String::from),
+    };
+    let report = run_import(sources, dir, cli.layout_options(), &opts)?;
+    for m in &report.moved {
+        // Always said, even with -q: the user's ref now names other content.
+        let from: Vec<String> = m.from.iter().map(|d| format!("`{d}`")).collect();
+        eprintln!(
+            "ref `{}` moved from {} to `{}`",
+            m.name,
+            from.join(", "),
+            m.to
+        );
+    }
+    if !cli.quiet {
+        if report.created {
+            eprintln!("created OCI image layout `{}`", dir.display());
+        }
+        for e in &report.entries {
+            let platform = e
+                .descriptor
+                .platform
+                .as_ref()
+                .map(|p| format!(" ({})", p.to_short()))
+                .unwrap_or_default();
+            eprintln!(
+                "imported {} {}{} from `{}` ({})",
+                e.descriptor
+                    .ref_name()
+                    .map(|r| format!("`{r}`"))
+                    .unwrap_or_else(|| "untagged".into()),
+                e.descriptor.digest,
+                platform,
+                e.source.display(),
+                e.kind.name()
+            );
+        }
+    }
+    Ok(0)
+}
+
+/// `--format` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum FormatArg {
+    /// Docker 25+ dual format: OCI layout + manifest.json + repositories, uncompressed layers.
+    DockerArchive,
+    /// A tarred OCI layout, reduced to what the refs reach.
+    OciArchive,
+}
+
+/// `SOURCE_DATE_EPOCH`, or 0.
+fn source_date_epoch() -> anyhow::Result<u64> {
+    match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(v) if !v.trim().is_empty() => v
+            .trim()
+            .parse::<u64>()
+            .map_err(|_| anyhow::anyhow!("SOURCE_DATE_EPOCH `{v}` is not a number of seconds")),
+        _ => Ok(0),
+    }
+}
+
+pub fn export(
+    cli: &Cli,
+    dir: &Path,
+    refs: &[String],
+    output: &Path,
+    format: FormatArg,
+    platform: Option<ocikit_layout::PlatformSpec>,
+) -> anyhow::Result<Code> {
+    use ocikit_docker::export::{export as run_export, ExportOptions, Format};
+    let layout = ocikit_layout::Layout::open(dir, cli.layout_options())?;
+    let opts = ExportOptions {
+        format: match format {
+            FormatArg::DockerArchive => Format::DockerArchive,
+            FormatArg::OciArchive => Format::OciArchive,
+        },
+        platform,
+        mtime: source_date_epoch()?,
+    };
+    let report = if output == Path::new("-") {
+        let stdout = std::io::stdout();
+        let mut out = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
+        run_export(&layout, refs, &opts, &mut out)?
+    } else {
+        // Written beside the target and renamed at the end: a failed export leaves no file.
+        let parent = match output.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let mut tmp = tempfile::Builder::new()
+            .prefix(".ocikit-export-")
+            .tempfile_in(&parent)
+            .with_context(|| format!("`{}`", parent.display()))?;
+        let report = {
+            let mut out = std::io::BufWriter::with_capacity(1 << 20, tmp.as_file_mut());
+            let r = run_export(&layout, refs, &opts, &mut out)?;
+            out.flush()
+                .with_context(|| format!("`{}`", output.display()))?;
+            r
+        };
+        tmp.as_file()
+            .sync_all()
+            .with_context(|| format!("`{}`", output.display()))?;
+        tmp.persist(output)
+            .map_err(|e| e.error)
+            .with_context(|| format!("`{}`", output.display()))?;
+        report
+    };
+    if !cli.quiet {
+        eprintln!(
+            "wrote {} ({} entries, {} blobs, {}) to `{}`",
+            opts.format.name(),
+            report.entries,
+            report.blobs,
+            crate::output::human_bytes(report.bytes),
+            output.display()
+        );
+    }
+    Ok(0)
+}

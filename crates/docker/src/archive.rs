@@ -1,0 +1,386 @@
+//! Safe, streaming access to tar archives: [`Archive`] indexes the members of a tar once
+//! (headers only; data is skipped by seeking) and then reads any member by its byte range,
+//! without holding it in memory.
+//!
+//! Untrusted input rules, all enforced while indexing, before anything is imported:
+//! - member names are normalized (`./` prefixes and `.` components dropped, trailing `/`
+//!   removed); an absolute name or a `..` component refuses the whole archive;
+//! - symlinks and hard links are resolved to other members ([`Archive::resolve`]); a link that
+//!   leaves the archive, loops, or ends nowhere is an error naming it;
+//! - at most [`MEMBER_LIMIT`] members and [`NAME_LIMIT`] bytes per name;
+//! - a member whose data runs past the end of the file means the archive is truncated.
+//!
+//! `.tar.gz` and `.tar.zst` archives are recognised by their first bytes and decompressed once
+//! into an anonymous temp file (removed by the kernel when closed), which is then read like any
+//! tar. Spooling costs disk space the size of the tar, but keeps one code path with random
+//! access (Docker archives put `manifest.json` last, so the layers are only known at the end)
+//! and keeps memory constant.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use ocikit_layout::compress::{decompressor, sniff, Sniffed, SNIFF_LEN};
+use ocikit_layout::layer::copy_large;
+use ocikit_layout::Compression;
+
+use crate::{Error, Result};
+
+/// The most members an archive may have.
+pub const MEMBER_LIMIT: usize = 1_000_000;
+/// The longest member name, in bytes.
+pub const NAME_LIMIT: usize = 4096;
+/// How many links [`Archive::resolve`] follows before calling it a loop.
+const LINK_HOPS: usize = 32;
+
+/// What a member is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MemberKind {
+    /// A regular file.
+    File,
+    /// A directory.
+    Dir,
+    /// A symbolic link, with its target as written.
+    Symlink(String),
+    /// A hard link, with the (normalized) member it names.
+    HardLink(String),
+    /// Anything else (devices, fifos, ...).
+    Other,
+}
+
+/// One member of the archive.
+#[derive(Debug, Clone)]
+pub struct Member {
+    /// Offset of its data in the (decompressed) tar.
+    pub offset: u64,
+    /// Size of its data.
+    pub size: u64,
+    /// What it is.
+    pub kind: MemberKind,
+}
+
+/// A tar archive, indexed.
+#[derive(Debug)]
+pub struct Archive {
+    path: PathBuf,
+    file: File,
+    members: BTreeMap<String, Member>,
+    compression: Compression,
+}
+
+/// Normalize a member name: drop `./`, `.` and empty components; refuse absolute names and
+/// `..` components.
+pub fn normalize(name: &str) -> std::result::Result<String, String> {
+    if name.starts_with('/') {
+        return Err("absolute path".into());
+    }
+    let mut parts = Vec::new();
+    for c in name.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => return Err("`..` in path".into()),
+            c => parts.push(c),
+        }
+    }
+    Ok(parts.join("/"))
+}
+
+/// Join a symlink's target to the directory of the link, resolving `..` inside the archive.
+fn join_link(link: &str, target: &str) -> Option<String> {
+    if target.starts_with('/') {
+        return None;
+    }
+    let mut parts: Vec<&str> = link.split('/').collect();
+    parts.pop();
+    for c in target.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                parts.pop()?;
+            }
+            c => parts.push(c),
+        }
+    }
+    Some(parts.join("/"))
+}
+
+impl Archive {
+    /// Open and index a tar (plain, gzip or zstd) on disk.
+    pub fn open(path: &Path) -> Result<Archive> {
+        let mut file = File::open(path).map_err(|e| Error::io(path, e))?;
+        let mut head = vec![0u8; SNIFF_LEN];
+        let n = ocikit_layout::compress::read_full(&mut file, &mut head)
+            .map_err(|e| Error::io(path, e))?;
+        head.truncate(n);
+        file.seek(SeekFrom::Start(0))
+            .map_err(|e| Error::io(path, e))?;
+        let bad = |reason: &str| Error::BadSource {
+            path: path.to_path_buf(),
+            reason: reason.to_string(),
+        };
+        let compression = match sniff(&head) {
+            Sniffed::Known(c) => c,
+            Sniffed::Bzip2 => {
+                return Err(bad(
+                    "bzip2-compressed; only plain, gzip and zstd tars are read",
+                ))
+            }
+            Sniffed::Xz => {
+                return Err(bad(
+                    "xz-compressed; only plain, gzip and zstd tars are read",
+                ))
+            }
+            // Old-style (v7) tars have no magic: let the tar reader decide.
+            Sniffed::Unknown => Compression::None,
+        };
+        if n == 0 {
+            return Err(bad("not a tar archive: the file is empty"));
+        }
+        let file = match compression {
+            Compression::None => file,
+            c => {
+                let mut spool =
+                    tempfile::tempfile().map_err(|e| Error::io(std::env::temp_dir(), e))?;
+                let mut dec =
+                    decompressor(io::BufReader::new(file), c).map_err(|e| Error::io(path, e))?;
+                copy_large(&mut dec, &mut spool)
+                    .map_err(|e| bad(&format!("not a readable {} stream: {e}", c.as_str())))?;
+                spool
+            }
+        };
+        let members = index(&file, path)?;
+        Ok(Archive {
+            path: path.to_path_buf(),
+            file,
+            members,
+            compression,
+        })
+    }
+
+    /// The archive's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The compression the archive was read through.
+    pub fn compression(&self) -> Compression {
+        self.compression
+    }
+
+    /// All members, by normalized name.
+    pub fn members(&self) -> &BTreeMap<String, Member> {
+        &self.members
+    }
+
+    /// Is there a member of this (normalized) name?
+    pub fn contains(&self, name: &str) -> bool {
+        normalize(name).is_ok_and(|n| self.members.contains_key(&n))
+    }
+
+    /// Follow links from `name` to a regular file member; returns its normalized name.
+    pub fn resolve(&self, name: &str) -> Result<String> {
+        let orig = name;
+        let mut cur = normalize(name).map_err(|r| Error::member(&self.path, orig, r))?;
+        for _ in 0..LINK_HOPS {
+            let m = self
+                .members
+                .get(&cur)
+                .ok_or_else(|| Error::member(&self.path, &cur, "missing from the archive"))?;
+            match &m.kind {
+                MemberKind::File => return Ok(cur),
+                MemberKind::Symlink(t) => {
+                    cur = join_link(&cur, t).ok_or_else(|| {
+                        Error::member(
+                            &self.path,
+                            &cur,
+                            format!("symlink to `{t}` leaves the archive"),
+                        )
+                    })?;
+                }
+                MemberKind::HardLink(t) => cur = t.clone(),
+                MemberKind::Dir => {
+                    return Err(Error::member(
+                        &self.path,
+                        &cur,
+                        "is a directory, not a file",
+                    ))
+                }
+                MemberKind::Other => {
+                    return Err(Error::member(&self.path, &cur, "is not a regular file"))
+                }
+            }
+        }
+        Err(Error::member(
+            &self.path,
+            orig,
+            "too many levels of links (a loop?)",
+        ))
+    }
+
+    /// The size of a member (links followed).
+    pub fn size(&self, name: &str) -> Result<u64> {
+        let n = self.resolve(name)?;
+        Ok(self.members.get(&n).map(|m| m.size).unwrap_or(0))
+    }
+
+    /// A reader over a member's data (links followed).
+    pub fn open_member(&self, name: &str) -> Result<Section<'_>> {
+        let n = self.resolve(name)?;
+        let m = self
+            .members
+            .get(&n)
+            .ok_or_else(|| Error::member(&self.path, &n, "missing from the archive"))?;
+        Ok(Section {
+            file: &self.file,
+            pos: m.offset,
+            end: m.offset + m.size,
+        })
+    }
+
+    /// Read a whole member of at most `limit` bytes.
+    pub fn read_small(&self, name: &str, limit: u64) -> Result<Vec<u8>> {
+        let size = self.size(name)?;
+        if size > limit {
+            return Err(Error::member(
+                &self.path,
+                name,
+                format!(
+                    "is {size} bytes, larger than the {limit}-byte limit for this kind of member"
+                ),
+            ));
+        }
+        let mut buf = Vec::with_capacity(size as usize);
+        self.open_member(name)?
+            .read_to_end(&mut buf)
+            .map_err(|e| Error::io(&self.path, e))?;
+        Ok(buf)
+    }
+}
+
+/// Index the members of a plain tar.
+fn index(file: &File, path: &Path) -> Result<BTreeMap<String, Member>> {
+    let file_len = file.metadata().map_err(|e| Error::io(path, e))?.len();
+    let bad = |reason: String| Error::BadSource {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let mut ar = tar::Archive::new(file);
+    let entries = ar
+        .entries_with_seek()
+        .map_err(|e| bad(format!("not a tar archive: {e}")))?;
+    let mut members = BTreeMap::new();
+    let mut count = 0usize;
+    for entry in entries {
+        let entry = entry.map_err(|e| {
+            if count == 0 {
+                bad(format!("not a tar archive: {e}"))
+            } else {
+                bad(format!(
+                    "damaged or truncated tar after {count} members: {e}"
+                ))
+            }
+        })?;
+        count += 1;
+        if count > MEMBER_LIMIT {
+            return Err(bad(format!("more than {MEMBER_LIMIT} members")));
+        }
+        let raw = entry.path_bytes();
+        if raw.len() > NAME_LIMIT {
+            return Err(bad(format!(
+                "a member name is longer than {NAME_LIMIT} bytes"
+            )));
+        }
+        let raw_name = String::from_utf8_lossy(&raw).into_owned();
+        let name = normalize(&raw_name).map_err(|r| Error::member(path, &raw_name, r))?;
+        let kind = match entry.header().entry_type() {
+            tar::EntryType::Regular | tar::EntryType::Continuous => MemberKind::File,
+            tar::EntryType::Directory => MemberKind::Dir,
+            tar::EntryType::Symlink | tar::EntryType::Link => {
+                let target = entry
+                    .link_name_bytes()
+                    .map(|b| String::from_utf8_lossy(&b).into_owned())
+                    .ok_or_else(|| Error::member(path, &raw_name, "link without a target"))?;
+                if entry.header().entry_type() == tar::EntryType::Symlink {
+                    MemberKind::Symlink(target)
+                } else {
+                    let t = normalize(&target).map_err(|r| {
+                        Error::member(
+                            path,
+                            &raw_name,
+                            format!("hard link to `{target}` leaves the archive ({r})"),
+                        )
+                    })?;
+                    MemberKind::HardLink(t)
+                }
+            }
+            tar::EntryType::XGlobalHeader => continue,
+            _ => MemberKind::Other,
+        };
+        let offset = entry.raw_file_position();
+        let size = if kind == MemberKind::File {
+            entry.size()
+        } else {
+            0
+        };
+        if offset.saturating_add(size) > file_len {
+            return Err(Error::member(
+                path,
+                &raw_name,
+                format!("truncated archive: the member needs {size} bytes at offset {offset}, the tar ends at {file_len}"),
+            ));
+        }
+        if name.is_empty() {
+            continue;
+        }
+        members.insert(name, Member { offset, size, kind });
+    }
+    Ok(members)
+}
+
+/// A member's bytes, read by position (several may be open at once).
+#[derive(Debug)]
+pub struct Section<'a> {
+    file: &'a File,
+    pos: u64,
+    end: u64,
+}
+
+impl Read for Section<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let left = self.end - self.pos;
+        if left == 0 {
+            return Ok(0);
+        }
+        let want = buf.len().min(left.min(usize::MAX as u64) as usize);
+        let n = self.file.read_at(&mut buf[..want], self.pos)?;
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "archive ends inside a member",
+            ));
+        }
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        assert_eq!(normalize("./a/./b/").as_deref(), Ok("a/b"));
+        assert_eq!(normalize("manifest.json").as_deref(), Ok("manifest.json"));
+        assert!(normalize("/etc/passwd").is_err());
+        assert!(normalize("a/../../b").is_err());
+        assert_eq!(
+            join_link("x/layer.tar", "../y/layer.tar").as_deref(),
+            Some("y/layer.tar")
+        );
+        assert_eq!(join_link("x/layer.tar", "../../y"), None);
+        assert_eq!(join_link("x/layer.tar", "/etc/passwd"), None);
+    }
+}

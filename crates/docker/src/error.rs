@@ -1,0 +1,81 @@
+//! The docker crate's error type. Every variant names the source, member, ref or path at fault.
+
+use std::path::PathBuf;
+
+/// Everything import and export can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A layout error (blob reads and writes, index commits, refs).
+    #[error(transparent)]
+    Layout(#[from] ocikit_layout::Error),
+    /// An I/O error on a path.
+    #[error("`{}`: {source}", path.display())]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The source as a whole is unusable (not a tar, unknown kind, ...).
+    #[error("`{}`: {reason}", path.display())]
+    BadSource {
+        /// The source.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// One member (file) of a source is unusable.
+    #[error("`{}`: member `{member}`: {reason}", path.display())]
+    BadMember {
+        /// The source.
+        path: PathBuf,
+        /// The member, as named in the source.
+        member: String,
+        /// Why.
+        reason: String,
+    },
+    /// A ref names an index, and no platform was chosen.
+    #[error("ref `{name}` names an index; choose one of its platforms with --platform: {}", platforms.join(", "))]
+    NeedPlatform {
+        /// The ref.
+        name: String,
+        /// The platforms the index offers.
+        platforms: Vec<String>,
+    },
+    /// A ref that cannot be written in the asked format.
+    #[error("ref `{name}` cannot be exported as {format}: {reason}")]
+    NotExportable {
+        /// The ref.
+        name: String,
+        /// The format.
+        format: &'static str,
+        /// Why.
+        reason: String,
+    },
+    /// Options that do not fit together.
+    #[error("{0}")]
+    Usage(String),
+}
+
+impl Error {
+    /// Wrap an I/O error with its path.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Error {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// A bad member of a source.
+    pub fn member(path: impl Into<PathBuf>, member: &str, reason: impl Into<String>) -> Error {
+        Error::BadMember {
+            path: path.into(),
+            member: member.to_string(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// The crate's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

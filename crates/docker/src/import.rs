@@ -1,0 +1,1105 @@
+//! `import`: Docker archives, OCI archives, skopeo `dir:` copies and OCI layouts into a layout.
+//!
+//! How each source kind becomes index entries:
+//! - docker-save archives (legacy, skopeo's, Docker 25+) and `dir:` copies are *images*: each
+//!   layer is streamed once from its member into a new blob, compressed as asked (a layer already
+//!   in that compression is stored as it is), its diff_id computed in the same pass and checked
+//!   against the config's `rootfs.diff_ids`. The config bytes are stored exactly; a new OCI
+//!   manifest (compact JSON, `mediaType` set) names them as `application/vnd.oci.image.config.v1+json`.
+//! - OCI archives and Docker 25+ index entries that are not plain images (indexes, unknown types)
+//!   are *copied*: every blob reachable from the entry is streamed over, verified against its
+//!   descriptor, and the entry is kept as it is (annotations included).
+//! - OCI layout directories are merged through [`ocikit_layout::copy::copy_blob`] (hard links on
+//!   the same filesystem).
+//! - The oldest archives (`repositories` and `<id>/json` only) are rebuilt as moby's legacy
+//!   loader rebuilds them: the parent chain gives the layers, the top `<id>/json` minus the v1
+//!   fields becomes the config, with `rootfs` and `history` added. A zero-byte `layer.tar` is an
+//!   empty layer (a history entry with `empty_layer`), not a layer.
+//!
+//! Names: every RepoTag becomes a ref (`org.opencontainers.image.ref.name`, as written) and the
+//! entry also carries `io.containerd.image.name` (the normalized full name). An existing ref is
+//! moved; the report lists it. All or nothing: `index.json` is committed once, at the end, under
+//! the layout lock; a destination that did not exist before is removed when the import fails.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use ocikit_layout::compress::{decompressor, sniff, Sniffed, SNIFF_LEN};
+use ocikit_layout::layer::{copy_layer, write_layer, CompressOptions, LayerInfo};
+use ocikit_layout::refs::{self, TagOutcome};
+use ocikit_layout::walk::{shape_class, Walk};
+use ocikit_layout::Class;
+use ocikit_layout::{
+    peek, Descriptor, Digest, ImageConfig, Index, Layout, Manifest, MediaType, Options,
+    VerifyingReader, WriteLock, JSON_LIMIT,
+};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use crate::archive::Archive;
+use crate::names::containerd_name;
+use crate::source::{detect, DirMembers, Kind, Members, Source};
+use crate::{Error, Result};
+
+/// The annotation containerd uses for an image's full name.
+pub const CONTAINERD_NAME: &str = "io.containerd.image.name";
+
+/// How to import.
+#[derive(Debug, Clone, Default)]
+pub struct ImportOptions {
+    /// Compression of new layers (default gzip).
+    pub compress: CompressOptions,
+    /// A ref for the one untagged image of the sources.
+    pub ref_name: Option<String>,
+}
+
+/// One index entry the import wrote.
+#[derive(Debug, Clone)]
+pub struct Imported {
+    /// The source it came from.
+    pub source: PathBuf,
+    /// The source's kind.
+    pub kind: Kind,
+    /// The entry (ref annotation included when it has one).
+    pub descriptor: Descriptor,
+}
+
+/// A ref that named something else before the import.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MovedRef {
+    /// The ref.
+    pub name: String,
+    /// What it named.
+    pub from: Vec<Digest>,
+    /// What it names now.
+    pub to: Digest,
+}
+
+/// What an import did.
+#[derive(Debug, Clone, Default)]
+pub struct ImportReport {
+    /// Whether the destination layout was created.
+    pub created: bool,
+    /// The entries written, in order.
+    pub entries: Vec<Imported>,
+    /// Refs that moved.
+    pub moved: Vec<MovedRef>,
+}
+
+/// An entry to add: its descriptor (without ref) and its ref name.
+struct Entry {
+    source: usize,
+    descriptor: Descriptor,
+    name: Option<String>,
+    /// Whether the untagged image may take `--ref` (images only, not copied entries).
+    image: bool,
+}
+
+/// Import `sources` into the layout `dest` (created if missing).
+pub fn import(
+    sources: &[PathBuf],
+    dest: &Path,
+    layout_opts: Options,
+    opts: &ImportOptions,
+) -> Result<ImportReport> {
+    if let Some(r) = &opts.ref_name {
+        refs::check_ref_name(r)?;
+    }
+    let detected = sources
+        .iter()
+        .map(|p| detect(p))
+        .collect::<Result<Vec<_>>>()?;
+    let existed = dest.exists();
+    let result = import_into(sources, &detected, dest, layout_opts, opts);
+    if result.is_err() && !existed {
+        // Nothing of a failed import may remain where nothing was.
+        let _ = std::fs::remove_dir_all(dest);
+    }
+    result
+}
+
+fn import_into(
+    paths: &[PathBuf],
+    sources: &[Source],
+    dest: &Path,
+    layout_opts: Options,
+    opts: &ImportOptions,
+) -> Result<ImportReport> {
+    let (layout, created) = Layout::init(dest, layout_opts)?;
+    let lock = layout.lock()?;
+    let mut ctx = Ctx {
+        lock: &lock,
+        opts,
+        layers: HashMap::new(),
+        written: 0,
+        copied: HashSet::new(),
+    };
+    let mut entries = Vec::new();
+    for (i, src) in sources.iter().enumerate() {
+        let before = entries.len();
+        match src {
+            Source::Archive(ar, Kind::DockerSave) => docker_save(&mut ctx, ar, &mut entries)?,
+            Source::Archive(ar, Kind::Docker25) => docker25(&mut ctx, ar, &mut entries)?,
+            Source::Archive(ar, Kind::LegacyRepositories) => legacy(&mut ctx, ar, &mut entries)?,
+            Source::Archive(ar, _) => oci_archive(&mut ctx, ar, &mut entries)?,
+            Source::SkopeoDir(d) => skopeo_dir(&mut ctx, d, &mut entries)?,
+            Source::LayoutDir(l) => layout_dir(&mut ctx, l, &mut entries)?,
+        }
+        for e in &mut entries[before..] {
+            e.source = i;
+        }
+    }
+    if let Some(r) = &opts.ref_name {
+        let untagged: Vec<usize> = (0..entries.len())
+            .filter(|&i| entries[i].image && entries[i].name.is_none())
+            .collect();
+        match untagged.len() {
+            1 => entries[untagged[0]].name = Some(r.clone()),
+            0 => {
+                return Err(Error::Usage(format!(
+                    "--ref `{r}` names an untagged image, but every image in the sources has a name"
+                )))
+            }
+            n => {
+                return Err(Error::Usage(format!(
+                    "--ref `{r}` names one image, but the sources hold {n} untagged images"
+                )))
+            }
+        }
+    }
+    let mut index = layout.read_index()?.value;
+    let mut report = ImportReport {
+        created,
+        ..ImportReport::default()
+    };
+    for e in entries {
+        let mut d = e.descriptor;
+        match &e.name {
+            Some(n) => {
+                if d.annotations
+                    .as_ref()
+                    .is_none_or(|a| !a.contains_key(CONTAINERD_NAME))
+                {
+                    if let Some(full) = containerd_name(n) {
+                        d.annotations
+                            .get_or_insert_with(BTreeMap::new)
+                            .insert(CONTAINERD_NAME.into(), full);
+                    }
+                }
+                if let TagOutcome::Moved(from) = refs::tag(&mut index, &d, n)? {
+                    // A ref moved by an earlier source of this same import is not news.
+                    report.moved.retain(|m| &m.name != n);
+                    if from.iter().any(|f| f != &d.digest) {
+                        report.moved.push(MovedRef {
+                            name: n.clone(),
+                            from,
+                            to: d.digest.clone(),
+                        });
+                    }
+                }
+                d.set_ref_name(Some(n));
+            }
+            None => {
+                if !index.manifests.iter().any(|m| m.digest == d.digest) {
+                    index.manifests.push(d.clone());
+                }
+            }
+        }
+        report.entries.push(Imported {
+            source: paths[e.source].clone(),
+            kind: sources[e.source].kind(),
+            descriptor: d,
+        });
+    }
+    lock.commit_index(&index)?;
+    Ok(report)
+}
+
+struct Ctx<'a> {
+    lock: &'a WriteLock<'a>,
+    opts: &'a ImportOptions,
+    /// Layers already written, by source path and (resolved) member.
+    layers: HashMap<(PathBuf, String), LayerInfo>,
+    /// Layers written so far (for the crash-test fault point).
+    written: usize,
+    /// Blobs already copied by [`copy_tree`].
+    copied: HashSet<Digest>,
+}
+
+/// One layer of an image to build.
+struct LayerPlan {
+    /// The member holding it.
+    member: String,
+    /// The descriptor the source gives it (OCI-shaped sources, LayerSources): its digest and
+    /// size are verified while reading; its media type family, urls and annotations are kept.
+    source: Option<Descriptor>,
+}
+
+/// An image to build from members.
+struct ImagePlan {
+    config: String,
+    config_digest: Option<Digest>,
+    layers: Vec<LayerPlan>,
+    annotations: Option<BTreeMap<String, String>>,
+}
+
+/// The member name of a blob in an OCI layout.
+fn blob_member(d: &Digest) -> String {
+    format!("blobs/{}/{}", d.algorithm_str(), d.encoded())
+}
+
+fn parse_config(m: &dyn Members, name: &str, bytes: &[u8]) -> Result<ImageConfig> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        Error::member(
+            m.path(),
+            name,
+            format!("the image config is not valid JSON: {e}"),
+        )
+    })
+}
+
+/// Build an image: store the config as it is, stream every layer, write a new OCI manifest.
+fn write_image(ctx: &mut Ctx<'_>, m: &dyn Members, plan: &ImagePlan) -> Result<Descriptor> {
+    let cfg_bytes = m.read_small(&plan.config, JSON_LIMIT)?;
+    if let Some(d) = &plan.config_digest {
+        let found = Digest::sha256(&cfg_bytes);
+        if d.algorithm_str() == "sha256" && &found != d {
+            return Err(Error::member(
+                m.path(),
+                &plan.config,
+                format!("the config has digest `{found}`, its descriptor says `{d}`"),
+            ));
+        }
+    }
+    let cfg = parse_config(m, &plan.config, &cfg_bytes)?;
+    let diff_ids = cfg
+        .rootfs
+        .as_ref()
+        .map(|r| r.diff_ids.clone())
+        .unwrap_or_default();
+    if diff_ids.len() != plan.layers.len() {
+        return Err(Error::member(
+            m.path(),
+            &plan.config,
+            format!(
+                "the config's rootfs.diff_ids lists {} layers, the image has {}",
+                diff_ids.len(),
+                plan.layers.len()
+            ),
+        ));
+    }
+    let mut layers = Vec::new();
+    for (i, lp) in plan.layers.iter().enumerate() {
+        layers.push(write_layer_member(ctx, m, lp, Some((i, &diff_ids[i])))?.0);
+    }
+    let (cd, cs) = ctx.lock.write_blob(&cfg_bytes)?;
+    let manifest = new_manifest(
+        Descriptor::new(MediaType::OciConfig, cd, cs),
+        layers,
+        plan.annotations.clone(),
+    );
+    let mut d = write_manifest(ctx, &manifest)?;
+    d.platform = cfg.platform();
+    Ok(d)
+}
+
+fn new_manifest(
+    config: Descriptor,
+    layers: Vec<Descriptor>,
+    annotations: Option<BTreeMap<String, String>>,
+) -> Manifest {
+    Manifest {
+        schema_version: 2,
+        media_type: Some(MediaType::OciManifest),
+        artifact_type: None,
+        config,
+        layers,
+        subject: None,
+        annotations,
+        extra: Map::new(),
+    }
+}
+
+fn write_manifest(ctx: &Ctx<'_>, manifest: &Manifest) -> Result<Descriptor> {
+    let bytes = serde_json::to_vec(manifest).map_err(|e| ocikit_layout::Error::Json {
+        what: "new manifest".into(),
+        source: e,
+    })?;
+    let (md, ms) = ctx.lock.write_blob(&bytes)?;
+    Ok(Descriptor::new(MediaType::OciManifest, md, ms))
+}
+
+/// Stream one layer member into the layout. `check` is (position, expected diff_id).
+fn write_layer_member(
+    ctx: &mut Ctx<'_>,
+    m: &dyn Members,
+    lp: &LayerPlan,
+    check: Option<(usize, &Digest)>,
+) -> Result<(Descriptor, LayerInfo)> {
+    let foreign = lp
+        .source
+        .as_ref()
+        .filter(|s| s.media_type.is_non_distributable() && s.urls.is_some());
+    if let (Some(f), false) = (foreign, m.has(&lp.member)) {
+        // A foreign layer that is not shipped: keep its descriptor, pointing at its urls.
+        let mut d = f.clone();
+        d.media_type = d.media_type.to_oci();
+        let diff_id = check
+            .map(|c| c.1.clone())
+            .unwrap_or_else(|| d.digest.clone());
+        let info = LayerInfo {
+            digest: d.digest.clone(),
+            size: d.size,
+            diff_id,
+            compression: d
+                .media_type
+                .compression()
+                .unwrap_or(ocikit_layout::Compression::Gzip),
+        };
+        return Ok((d, info));
+    }
+    let key = (m.path().to_path_buf(), canonical(m, &lp.member)?);
+    let info = match ctx.layers.get(&key) {
+        Some(i) => i.clone(),
+        None => {
+            let info = stream_layer(ctx, m, lp)?;
+            ctx.written += 1;
+            if ctx.written == 1 {
+                ocikit_layout::fault::point("import-mid-layers");
+            }
+            ctx.layers.insert(key, info.clone());
+            info
+        }
+    };
+    if let Some((i, expected)) = check {
+        if &info.diff_id != expected {
+            return Err(Error::member(
+                m.path(),
+                &lp.member,
+                format!(
+                    "diff_id mismatch: the layer's uncompressed content has digest `{}`, the config's rootfs.diff_ids[{i}] is `{expected}`",
+                    info.diff_id
+                ),
+            ));
+        }
+    }
+    let family = lp
+        .source
+        .as_ref()
+        .map(|s| s.media_type.to_oci())
+        .filter(|t| t.class() == Class::Layer)
+        .unwrap_or(MediaType::OciLayer);
+    let media_type = family
+        .with_compression(info.compression)
+        .or_else(|| MediaType::OciLayer.with_compression(info.compression))
+        .unwrap_or(MediaType::OciLayer);
+    let mut d = Descriptor::new(media_type, info.digest.clone(), info.size);
+    if let Some(s) = &lp.source {
+        d.urls = s.urls.clone();
+        d.annotations = s.annotations.clone();
+    }
+    Ok((d, info))
+}
+
+fn canonical(m: &dyn Members, name: &str) -> Result<String> {
+    m.canonical(name)
+}
+
+fn stream_layer(ctx: &Ctx<'_>, m: &dyn Members, lp: &LayerPlan) -> Result<LayerInfo> {
+    let member_err = |e: &dyn std::fmt::Display| Error::member(m.path(), &lp.member, e.to_string());
+    let raw = m.open(&lp.member)?;
+    let reader: Box<dyn Read + '_> = match &lp.source {
+        Some(s) => {
+            let alg = s
+                .digest
+                .algorithm()
+                .ok_or_else(|| ocikit_layout::Error::Unverifiable(s.digest.clone()))?;
+            Box::new(VerifyingReader::new(
+                raw,
+                alg.hasher(),
+                s.digest.clone(),
+                Some(s.size),
+                m.path().join(&lp.member),
+            ))
+        }
+        None => raw,
+    };
+    let (head, mut r) = peek(reader, SNIFF_LEN).map_err(|e| member_err(&e))?;
+    let comp = match sniff(&head) {
+        Sniffed::Known(c) => c,
+        Sniffed::Bzip2 => return Err(member_err(&"bzip2-compressed layers are not supported")),
+        Sniffed::Xz => return Err(member_err(&"xz-compressed layers are not supported")),
+        Sniffed::Unknown => return Err(member_err(&"not a tar layer (nor gzip or zstd)")),
+    };
+    let res = if comp == ctx.opts.compress.compression {
+        copy_layer(ctx.lock, &mut r, comp)
+    } else {
+        let mut dec = decompressor(r, comp).map_err(|e| member_err(&e))?;
+        write_layer(ctx.lock, &mut dec, ctx.opts.compress)
+    };
+    res.map_err(|e| match e {
+        ocikit_layout::Error::Io { source, .. } => {
+            let inner = ocikit_layout::unwrap_io(source, Path::new(&lp.member));
+            member_err(&inner)
+        }
+        other => member_err(&other),
+    })
+}
+
+// ---------------------------------------------------------------- docker save (manifest.json)
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct SaveEntry {
+    config: String,
+    #[serde(default)]
+    repo_tags: Option<Vec<String>>,
+    #[serde(default)]
+    layers: Option<Vec<String>>,
+    #[serde(default)]
+    layer_sources: Option<BTreeMap<Digest, Descriptor>>,
+}
+
+fn read_save_manifest(ar: &Archive) -> Result<Vec<SaveEntry>> {
+    let bytes = ar.read_small("manifest.json", JSON_LIMIT)?;
+    let list: Option<Vec<SaveEntry>> = serde_json::from_slice(&bytes).map_err(|e| {
+        Error::member(
+            ar.path(),
+            "manifest.json",
+            format!("not a docker save manifest: {e}"),
+        )
+    })?;
+    let list = list.ok_or_else(|| {
+        Error::member(
+            ar.path(),
+            "manifest.json",
+            "is `null`, not a list of images",
+        )
+    })?;
+    if list.is_empty() {
+        return Err(Error::member(ar.path(), "manifest.json", "lists no images"));
+    }
+    Ok(list)
+}
+
+fn save_entry_image(ctx: &mut Ctx<'_>, ar: &Archive, e: &SaveEntry) -> Result<Descriptor> {
+    // LayerSources are keyed by diff_id: read the config first to pair them with layers.
+    let cfg_bytes = ar.read_small(&e.config, JSON_LIMIT)?;
+    let cfg = parse_config(ar, &e.config, &cfg_bytes)?;
+    let diff_ids = cfg.rootfs.map(|r| r.diff_ids).unwrap_or_default();
+    let layers = e
+        .layers
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .enumerate()
+        .map(|(i, member)| LayerPlan {
+            source: diff_ids
+                .get(i)
+                .and_then(|d| e.layer_sources.as_ref()?.get(d))
+                .filter(|s| s.media_type.is_non_distributable())
+                .cloned(),
+            member,
+        })
+        .collect();
+    let plan = ImagePlan {
+        config: e.config.clone(),
+        config_digest: None,
+        layers,
+        annotations: None,
+    };
+    write_image(ctx, ar, &plan)
+}
+
+fn push_named(entries: &mut Vec<Entry>, d: Descriptor, names: &[String]) {
+    if names.is_empty() {
+        entries.push(Entry {
+            source: 0,
+            descriptor: d.clone(),
+            name: None,
+            image: true,
+        });
+    }
+    for n in names {
+        entries.push(Entry {
+            source: 0,
+            descriptor: d.clone(),
+            name: Some(n.clone()),
+            image: true,
+        });
+    }
+}
+
+fn docker_save(ctx: &mut Ctx<'_>, ar: &Archive, entries: &mut Vec<Entry>) -> Result<()> {
+    for e in read_save_manifest(ar)? {
+        let d = save_entry_image(ctx, ar, &e)?;
+        let names = e.repo_tags.clone().unwrap_or_default();
+        for n in &names {
+            refs::check_ref_name(n).map_err(|_| {
+                Error::member(
+                    ar.path(),
+                    "manifest.json",
+                    format!("RepoTag `{n}` is not a valid ref name"),
+                )
+            })?;
+        }
+        push_named(entries, d, &names);
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------- Docker 25+
+
+fn docker25(ctx: &mut Ctx<'_>, ar: &Archive, entries: &mut Vec<Entry>) -> Result<()> {
+    let index = read_index_member(ar)?;
+    if index.manifests.is_empty() {
+        // An index.json without entries (as some tools strip it): manifest.json alone says it.
+        return docker_save(ctx, ar, entries);
+    }
+    // manifest.json may be `null` or absent-ish here; it only contributes names.
+    let save: Vec<SaveEntry> = ar
+        .read_small("manifest.json", JSON_LIMIT)
+        .ok()
+        .and_then(|b| {
+            serde_json::from_slice::<Option<Vec<SaveEntry>>>(&b)
+                .ok()
+                .flatten()
+        })
+        .unwrap_or_default();
+    for entry in &index.manifests {
+        let mut bare = entry.clone();
+        bare.set_ref_name(None);
+        let image = match entry.media_type.class() {
+            Class::Manifest => {
+                let member = blob_member(&entry.digest);
+                let bytes = read_verified(ar, entry)?;
+                let man: Manifest = serde_json::from_slice(&bytes).map_err(|e| {
+                    Error::member(ar.path(), &member, format!("not a manifest: {e}"))
+                })?;
+                if man.config.media_type.class() == Class::Config {
+                    let plan = ImagePlan {
+                        config: blob_member(&man.config.digest),
+                        config_digest: Some(man.config.digest.clone()),
+                        layers: man
+                            .layers
+                            .iter()
+                            .map(|l| LayerPlan {
+                                member: blob_member(&l.digest),
+                                source: Some(l.clone()),
+                            })
+                            .collect(),
+                        annotations: man.annotations.clone(),
+                    };
+                    let mut d = write_image(ctx, ar, &plan)?;
+                    let config_member = blob_member(&man.config.digest);
+                    let mut names: Vec<String> = save
+                        .iter()
+                        .filter(|s| {
+                            crate::archive::normalize(&s.config).is_ok_and(|c| c == config_member)
+                        })
+                        .flat_map(|s| s.repo_tags.clone().unwrap_or_default())
+                        .collect();
+                    if names.is_empty() {
+                        let ann = entry.annotations.as_ref();
+                        if let Some(n) = ann.and_then(|a| a.get(CONTAINERD_NAME)) {
+                            names.push(n.clone());
+                        } else if let Some(n) = entry.ref_name() {
+                            names.push(n.to_string());
+                        }
+                    }
+                    if let Some(a) = &entry.annotations {
+                        let mut kept = a.clone();
+                        kept.remove(ocikit_layout::REF_NAME);
+                        if !kept.is_empty() {
+                            d.annotations = Some(kept);
+                        }
+                    }
+                    if d.platform.is_none() {
+                        d.platform = entry.platform.clone();
+                    }
+                    push_named(entries, d, &names);
+                    true
+                } else {
+                    false
+                }
+            }
+            _ => false,
+        };
+        if !image {
+            copy_tree(ctx, ar, &bare)?;
+            entries.push(Entry {
+                source: 0,
+                descriptor: bare,
+                name: entry.ref_name().map(String::from),
+                image: false,
+            });
+        }
+    }
+    Ok(())
+}
+
+fn read_index_member(m: &dyn Members) -> Result<Index> {
+    let bytes = m.read_small("index.json", JSON_LIMIT)?;
+    serde_json::from_slice(&bytes)
+        .map_err(|e| Error::member(m.path(), "index.json", format!("not an OCI index: {e}")))
+}
+
+/// Read a document blob of an OCI-shaped source, verified against its descriptor.
+fn read_verified(m: &dyn Members, d: &Descriptor) -> Result<Vec<u8>> {
+    let member = blob_member(&d.digest);
+    if d.size > JSON_LIMIT {
+        return Err(Error::member(
+            m.path(),
+            &member,
+            format!(
+                "is {} bytes, larger than the {JSON_LIMIT}-byte limit for JSON documents",
+                d.size
+            ),
+        ));
+    }
+    let bytes = m.read_small(&member, JSON_LIMIT)?;
+    let alg = d
+        .digest
+        .algorithm()
+        .ok_or_else(|| ocikit_layout::Error::Unverifiable(d.digest.clone()))?;
+    let found = Digest::of(alg, &bytes);
+    if found != d.digest || bytes.len() as u64 != d.size {
+        return Err(Error::member(
+            m.path(),
+            &member,
+            format!(
+                "content has digest `{found}` and size {}, its descriptor says `{}` and {}",
+                bytes.len(),
+                d.digest,
+                d.size
+            ),
+        ));
+    }
+    Ok(bytes)
+}
+
+// ---------------------------------------------------------------- OCI archives
+
+fn oci_archive(ctx: &mut Ctx<'_>, ar: &Archive, entries: &mut Vec<Entry>) -> Result<()> {
+    let header = ar.read_small("oci-layout", JSON_LIMIT)?;
+    ocikit_layout::check_layout_header(&header)
+        .map_err(|r| Error::member(ar.path(), "oci-layout", r))?;
+    let index = read_index_member(ar)?;
+    for entry in &index.manifests {
+        let mut bare = entry.clone();
+        bare.set_ref_name(None);
+        copy_tree(ctx, ar, &bare)?;
+        entries.push(Entry {
+            source: 0,
+            descriptor: bare,
+            name: entry.ref_name().map(String::from),
+            image: false,
+        });
+    }
+    Ok(())
+}
+
+/// Copy everything `d` reaches from an OCI-shaped source, verified, bytes unchanged.
+fn copy_tree(ctx: &mut Ctx<'_>, m: &dyn Members, d: &Descriptor) -> Result<()> {
+    if !ctx.copied.insert(d.digest.clone()) {
+        return Ok(());
+    }
+    let member = blob_member(&d.digest);
+    let mut class = d.media_type.class();
+    if class == Class::Unknown && d.size <= JSON_LIMIT && m.has(&member) {
+        let bytes = read_verified(m, d)?;
+        if let Ok(v) = serde_json::from_slice::<Value>(&bytes) {
+            let declared = v
+                .get("mediaType")
+                .and_then(Value::as_str)
+                .map(MediaType::parse);
+            class = match declared.map(|t| t.class()) {
+                Some(c @ (Class::Index | Class::Manifest | Class::Schema1)) => c,
+                _ => shape_class(&v),
+            };
+        }
+    }
+    match class {
+        Class::Index | Class::Manifest | Class::Schema1 => {
+            let bytes = read_verified(m, d)?;
+            ctx.lock.write_blob(&bytes)?;
+            let bad = |e: serde_json::Error| {
+                Error::member(m.path(), &member, format!("does not parse: {e}"))
+            };
+            let children: Vec<Descriptor> = match class {
+                Class::Index => {
+                    let ix: Index = serde_json::from_slice(&bytes).map_err(bad)?;
+                    ix.manifests.into_iter().chain(ix.subject).collect()
+                }
+                Class::Manifest => {
+                    let man: Manifest = serde_json::from_slice(&bytes).map_err(bad)?;
+                    std::iter::once(man.config)
+                        .chain(man.layers)
+                        .chain(man.subject)
+                        .collect()
+                }
+                _ => {
+                    let s1: ocikit_layout::Schema1 = serde_json::from_slice(&bytes).map_err(bad)?;
+                    // schema1 declares no sizes: copy those blobs unverified by size, by digest.
+                    for l in s1.fs_layers {
+                        if ctx.copied.insert(l.blob_sum.clone()) {
+                            let size = m.size(&blob_member(&l.blob_sum))?;
+                            copy_leaf(
+                                ctx,
+                                m,
+                                &Descriptor::new(MediaType::DockerLayerGzip, l.blob_sum, size),
+                            )?;
+                        }
+                    }
+                    Vec::new()
+                }
+            };
+            for c in &children {
+                copy_tree(ctx, m, c)?;
+            }
+            Ok(())
+        }
+        _ => copy_leaf(ctx, m, d),
+    }
+}
+
+fn copy_leaf(ctx: &Ctx<'_>, m: &dyn Members, d: &Descriptor) -> Result<()> {
+    let member = blob_member(&d.digest);
+    if !m.has(&member) && d.media_type.is_non_distributable() && d.urls.is_some() {
+        return Ok(()); // a foreign layer that was not shipped
+    }
+    if ctx.lock.layout().blob_size(&d.digest)? == Some(d.size) {
+        return Ok(());
+    }
+    let alg = d
+        .digest
+        .algorithm()
+        .ok_or_else(|| ocikit_layout::Error::Unverifiable(d.digest.clone()))?;
+    let mut r = m.open(&member)?;
+    let mut w = ctx.lock.blob_writer_for(alg)?;
+    ocikit_layout::layer::copy_large(&mut r, &mut w).map_err(|e| Error::io(m.path(), e))?;
+    w.finish_expect(&d.digest, Some(d.size))
+        .map_err(|e| Error::member(m.path(), &member, e.to_string()))?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------- OCI layout directories
+
+fn layout_dir(ctx: &mut Ctx<'_>, src: &Layout, entries: &mut Vec<Entry>) -> Result<()> {
+    let index = src.read_index()?.value;
+    for entry in &index.manifests {
+        let mut bare = entry.clone();
+        bare.set_ref_name(None);
+        let walk = Walk::from_descriptor(src, &bare);
+        for i in walk.unique() {
+            let n = &walk.nodes[i];
+            if let ocikit_layout::walk::DocStatus::Corrupt(e) = &n.status {
+                return Err(Error::BadSource {
+                    path: src.root().to_path_buf(),
+                    reason: e.to_string(),
+                });
+            }
+            let d = &n.descriptor;
+            if !n.size_known {
+                continue; // schema1 layers: sizes unknown, copied below by digest
+            }
+            if d.media_type.is_non_distributable()
+                && d.urls.is_some()
+                && src.blob_size(&d.digest)?.is_none()
+            {
+                continue;
+            }
+            ocikit_layout::copy::copy_blob(src, ctx.lock, d)?;
+        }
+        for i in walk.unique() {
+            let n = &walk.nodes[i];
+            if !n.size_known {
+                if let Some(size) = src.blob_size(&n.descriptor.digest)? {
+                    let mut d = n.descriptor.clone();
+                    d.size = size;
+                    ocikit_layout::copy::copy_blob(src, ctx.lock, &d)?;
+                }
+            }
+        }
+        entries.push(Entry {
+            source: 0,
+            descriptor: bare,
+            name: entry.ref_name().map(String::from),
+            image: false,
+        });
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------- skopeo dir:
+
+fn skopeo_dir(ctx: &mut Ctx<'_>, dir: &DirMembers, entries: &mut Vec<Entry>) -> Result<()> {
+    let bytes = dir.read_small("manifest.json", JSON_LIMIT)?;
+    let v: Value = serde_json::from_slice(&bytes)
+        .map_err(|e| Error::member(dir.path(), "manifest.json", format!("not JSON: {e}")))?;
+    let declared = v
+        .get("mediaType")
+        .and_then(Value::as_str)
+        .map(MediaType::parse);
+    let class = match declared.as_ref().map(MediaType::class) {
+        Some(c @ (Class::Index | Class::Manifest | Class::Schema1)) => c,
+        _ => shape_class(&v),
+    };
+    match class {
+        Class::Schema1 => Err(Error::member(
+            dir.path(),
+            "manifest.json",
+            "schema1 dir: copies are not supported yet",
+        )),
+        Class::Manifest => {
+            let d = dir_image(ctx, dir, &bytes, "manifest.json")?;
+            push_named(entries, d, &[]);
+            Ok(())
+        }
+        Class::Index => {
+            // `skopeo copy --all`: the list in manifest.json, each instance in <hex>.manifest.json.
+            let list: Index = serde_json::from_slice(&bytes).map_err(|e| {
+                Error::member(dir.path(), "manifest.json", format!("not an index: {e}"))
+            })?;
+            let mut children = Vec::new();
+            for c in &list.manifests {
+                let member = format!("{}.manifest.json", c.digest.encoded());
+                if !dir.has(&member) {
+                    continue; // an instance skopeo did not copy
+                }
+                let mbytes = dir.read_small(&member, JSON_LIMIT)?;
+                let mut d = dir_image(ctx, dir, &mbytes, &member)?;
+                d.platform = c.platform.clone().or(d.platform);
+                d.annotations = c.annotations.clone();
+                children.push(d);
+            }
+            if children.is_empty() {
+                return Err(Error::member(
+                    dir.path(),
+                    "manifest.json",
+                    "the list names no instance present in the directory",
+                ));
+            }
+            let index = Index {
+                schema_version: 2,
+                media_type: Some(MediaType::OciIndex),
+                artifact_type: None,
+                manifests: children,
+                subject: None,
+                annotations: list.annotations.clone(),
+                extra: Map::new(),
+            };
+            let ibytes = serde_json::to_vec(&index).map_err(|e| ocikit_layout::Error::Json {
+                what: "new index".into(),
+                source: e,
+            })?;
+            let (d, s) = ctx.lock.write_blob(&ibytes)?;
+            push_named(entries, Descriptor::new(MediaType::OciIndex, d, s), &[]);
+            Ok(())
+        }
+        _ => Err(Error::member(
+            dir.path(),
+            "manifest.json",
+            "neither an image manifest nor a manifest list",
+        )),
+    }
+}
+
+fn dir_image(
+    ctx: &mut Ctx<'_>,
+    dir: &DirMembers,
+    bytes: &[u8],
+    member: &str,
+) -> Result<Descriptor> {
+    let man: Manifest = serde_json::from_slice(bytes)
+        .map_err(|e| Error::member(dir.path(), member, format!("not a manifest: {e}")))?;
+    if man.config.media_type.class() != Class::Config {
+        return Err(Error::member(
+            dir.path(),
+            member,
+            format!(
+                "config type `{}` is not an image config",
+                man.config.media_type
+            ),
+        ));
+    }
+    let plan = ImagePlan {
+        config: man.config.digest.encoded().to_string(),
+        config_digest: Some(man.config.digest.clone()),
+        layers: man
+            .layers
+            .iter()
+            .map(|l| LayerPlan {
+                member: l.digest.encoded().to_string(),
+                source: Some(l.clone()),
+            })
+            .collect(),
+        annotations: man.annotations.clone(),
+    };
+    write_image(ctx, dir, &plan)
+}
+
+// ---------------------------------------------------------------- repositories + <id>/json
+
+/// How deep a v1 parent chain may go.
+const CHAIN_LIMIT: usize = 1000;
+
+fn legacy(ctx: &mut Ctx<'_>, ar: &Archive, entries: &mut Vec<Entry>) -> Result<()> {
+    let bytes = ar.read_small("repositories", JSON_LIMIT)?;
+    let repos: BTreeMap<String, BTreeMap<String, String>> = serde_json::from_slice(&bytes)
+        .map_err(|e| {
+            Error::member(
+                ar.path(),
+                "repositories",
+                format!("not a repositories file: {e}"),
+            )
+        })?;
+    let mut by_id: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (repo, tags) in &repos {
+        for (tag, id) in tags {
+            by_id
+                .entry(id.clone())
+                .or_default()
+                .push(format!("{repo}:{tag}"));
+        }
+    }
+    if by_id.is_empty() {
+        return Err(Error::member(ar.path(), "repositories", "names no images"));
+    }
+    for (id, names) in by_id {
+        let d = legacy_image(ctx, ar, &id)?;
+        for n in &names {
+            refs::check_ref_name(n).map_err(|_| {
+                Error::member(
+                    ar.path(),
+                    "repositories",
+                    format!("`{n}` is not a valid ref name"),
+                )
+            })?;
+        }
+        push_named(entries, d, &names);
+    }
+    Ok(())
+}
+
+fn v1_id_ok(id: &str) -> bool {
+    id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+fn legacy_image(ctx: &mut Ctx<'_>, ar: &Archive, top: &str) -> Result<Descriptor> {
+    // The chain, top first.
+    let mut chain: Vec<(String, Map<String, Value>)> = Vec::new();
+    let mut cur = Some(top.to_string());
+    while let Some(id) = cur {
+        let member = format!("{id}/json");
+        if !v1_id_ok(&id) || chain.iter().any(|(c, _)| c == &id) || chain.len() >= CHAIN_LIMIT {
+            return Err(Error::member(
+                ar.path(),
+                &member,
+                "not a valid v1 image id, or its parent chain loops",
+            ));
+        }
+        let bytes = ar.read_small(&member, JSON_LIMIT)?;
+        let v: Map<String, Value> = serde_json::from_slice(&bytes).map_err(|e| {
+            Error::member(
+                ar.path(),
+                &member,
+                format!("not a v1 image JSON object: {e}"),
+            )
+        })?;
+        cur = v
+            .get("parent")
+            .and_then(Value::as_str)
+            .filter(|p| !p.is_empty())
+            .map(String::from);
+        chain.push((id, v));
+    }
+    chain.reverse();
+    let mut layers = Vec::new();
+    let mut diff_ids = Vec::new();
+    let mut history = Vec::new();
+    for (id, v) in &chain {
+        let member = format!("{id}/layer.tar");
+        let empty = ar.size(&member)? == 0;
+        if !empty {
+            let (d, info) = write_layer_member(
+                ctx,
+                ar,
+                &LayerPlan {
+                    member,
+                    source: None,
+                },
+                None,
+            )?;
+            layers.push(d);
+            diff_ids.push(Value::String(info.diff_id.to_string()));
+        }
+        history.push(v1_history(v, empty));
+    }
+    let mut config: BTreeMap<String, Value> = chain
+        .last()
+        .map(|(_, v)| v.clone().into_iter().collect())
+        .unwrap_or_default();
+    for k in ["id", "parent", "Size", "parent_id", "layer_id", "throwaway"] {
+        config.remove(k);
+    }
+    let mut rootfs = Map::new();
+    rootfs.insert("type".into(), Value::String("layers".into()));
+    rootfs.insert("diff_ids".into(), Value::Array(diff_ids));
+    config.insert("rootfs".into(), Value::Object(rootfs));
+    config.insert("history".into(), Value::Array(history));
+    let bytes = go_json(&config)?;
+    let cfg: ImageConfig = parse_config(ar, &format!("{top}/json"), &bytes)?;
+    let (cd, cs) = ctx.lock.write_blob(&bytes)?;
+    let manifest = new_manifest(Descriptor::new(MediaType::OciConfig, cd, cs), layers, None);
+    let mut d = write_manifest(ctx, &manifest)?;
+    d.platform = cfg.platform();
+    Ok(d)
+}
+
+/// A history entry from a v1 image JSON, as moby's `HistoryFromConfig` makes it.
+fn v1_history(v: &Map<String, Value>, empty: bool) -> Value {
+    let mut h = Map::new();
+    for k in ["created", "author"] {
+        if let Some(s) = v.get(k).and_then(Value::as_str).filter(|s| !s.is_empty()) {
+            h.insert(k.into(), Value::String(s.into()));
+        }
+    }
+    let cmd: Vec<&str> = v
+        .get("container_config")
+        .and_then(|c| c.get("Cmd"))
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    if !cmd.is_empty() {
+        h.insert("created_by".into(), Value::String(cmd.join(" ")));
+    }
+    if let Some(s) = v
+        .get("comment")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+    {
+        h.insert("comment".into(), Value::String(s.into()));
+    }
+    if empty {
+        h.insert("empty_layer".into(), Value::Bool(true));
+    }
+    Value::Object(h)
+}
+
+/// Compact JSON with Go's escaping of `<`, `>`, `&`, U+2028 and U+2029 (those characters only
+/// occur inside strings, so replacing them in the output is exact).
+fn go_json<T: serde::Serialize>(v: &T) -> Result<Vec<u8>> {
+    let s = serde_json::to_string(v).map_err(|e| ocikit_layout::Error::Json {
+        what: "config".into(),
+        source: e,
+    })?;
+    let s = s
+        .replace('<', "\\u003c")
+        .replace('>', "\\u003e")
+        .replace('&', "\\u0026")
+        .replace('\u{2028}', "\\u2028")
+        .replace('\u{2029}', "\\u2029");
+    Ok(s.into_bytes())
+}

@@ -1,0 +1,22 @@
+//! ocikit-docker: Docker formats in and out of OCI image layouts.
+//!
+//! - [`archive`]: safe, streaming, random access to tar archives (plain, gzip, zstd);
+//! - [`source`]: what an import source is (docker-save legacy or Docker 25+, oci-archive,
+//!   the oldest `repositories`-only archives, skopeo `dir:`, OCI layout directories);
+//! - [`import`]: sources into a layout, all or nothing;
+//! - [`export`]: refs of a layout out as a docker-archive (Docker 25+ dual format) or an
+//!   oci-archive, deterministic and streamed;
+//! - [`names`]: Docker's name normalization.
+//!
+//! The crate reads and writes blobs only through the layout API (`ocikit_layout`).
+
+#![warn(missing_docs)]
+
+pub mod archive;
+mod error;
+pub mod export;
+pub mod import;
+pub mod names;
+pub mod source;
+
+pub use error::{Error, Result};

@@ -1,0 +1,216 @@
+//! What an import source is, decided from its content (never from its name), and uniform
+//! access to the files ("members") of archive and directory sources.
+//!
+//! | kind | recognised by |
+//! |---|---|
+//! | [`Kind::DockerSave`] | a tar with `manifest.json` (and no OCI layout beside it) |
+//! | [`Kind::Docker25`] | a tar with `manifest.json`, `index.json` and `oci-layout` |
+//! | [`Kind::OciArchive`] | a tar with `index.json` and `oci-layout` (oci-archive, containerd export) |
+//! | [`Kind::LegacyRepositories`] | a tar with only `repositories` and `<id>/json` (before Docker 1.10) |
+//! | [`Kind::SkopeoDir`] | a directory with `manifest.json` and `version` (skopeo `dir:`) |
+//! | [`Kind::LayoutDir`] | a directory with `oci-layout` |
+
+use std::fs::File;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use crate::archive::Archive;
+use crate::{Error, Result};
+
+/// The kinds of import sources.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// `docker save` before Docker 25 (and skopeo's docker-archive).
+    DockerSave,
+    /// `docker save` of Docker 25 and later: an OCI layout with `manifest.json` beside it.
+    Docker25,
+    /// A tarred OCI layout.
+    OciArchive,
+    /// The oldest `docker save` archives: `repositories` and `<id>/json`, no `manifest.json`.
+    LegacyRepositories,
+    /// A skopeo `dir:` copy.
+    SkopeoDir,
+    /// An OCI image layout directory.
+    LayoutDir,
+}
+
+impl Kind {
+    /// A short name for messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::DockerSave => "docker-archive",
+            Kind::Docker25 => "docker-archive (Docker 25+)",
+            Kind::OciArchive => "oci-archive",
+            Kind::LegacyRepositories => "docker-archive (legacy, repositories only)",
+            Kind::SkopeoDir => "skopeo dir:",
+            Kind::LayoutDir => "OCI layout",
+        }
+    }
+}
+
+/// Read access to the members of a source: the files of an archive or of a directory.
+pub trait Members {
+    /// The source, for messages.
+    fn path(&self) -> &Path;
+    /// Is there a member of this name?
+    fn has(&self, name: &str) -> bool;
+    /// Its size in bytes.
+    fn size(&self, name: &str) -> Result<u64>;
+    /// Stream its bytes.
+    fn open(&self, name: &str) -> Result<Box<dyn Read + '_>>;
+    /// The name a member is stored under (archives follow links), so that two names of one
+    /// member are read once.
+    fn canonical(&self, name: &str) -> Result<String> {
+        Ok(name.to_string())
+    }
+    /// Read it whole, refusing more than `limit` bytes.
+    fn read_small(&self, name: &str, limit: u64) -> Result<Vec<u8>> {
+        let size = self.size(name)?;
+        if size > limit {
+            return Err(Error::member(
+                self.path(),
+                name,
+                format!(
+                    "is {size} bytes, larger than the {limit}-byte limit for this kind of member"
+                ),
+            ));
+        }
+        let mut buf = Vec::with_capacity(size as usize);
+        self.open(name)?
+            .read_to_end(&mut buf)
+            .map_err(|e| Error::io(self.path(), e))?;
+        Ok(buf)
+    }
+}
+
+impl Members for Archive {
+    fn path(&self) -> &Path {
+        Archive::path(self)
+    }
+    fn has(&self, name: &str) -> bool {
+        self.contains(name)
+    }
+    fn size(&self, name: &str) -> Result<u64> {
+        Archive::size(self, name)
+    }
+    fn open(&self, name: &str) -> Result<Box<dyn Read + '_>> {
+        Ok(Box::new(self.open_member(name)?))
+    }
+    fn canonical(&self, name: &str) -> Result<String> {
+        self.resolve(name)
+    }
+}
+
+/// The files of a directory, by relative name (checked like archive member names).
+#[derive(Debug)]
+pub struct DirMembers {
+    root: PathBuf,
+}
+
+impl DirMembers {
+    /// Members of `root`.
+    pub fn new(root: &Path) -> DirMembers {
+        DirMembers {
+            root: root.to_path_buf(),
+        }
+    }
+
+    fn file(&self, name: &str) -> Result<PathBuf> {
+        let n = crate::archive::normalize(name).map_err(|r| Error::member(&self.root, name, r))?;
+        Ok(self.root.join(n))
+    }
+}
+
+impl Members for DirMembers {
+    fn path(&self) -> &Path {
+        &self.root
+    }
+    fn has(&self, name: &str) -> bool {
+        self.file(name).is_ok_and(|p| p.is_file())
+    }
+    fn size(&self, name: &str) -> Result<u64> {
+        let p = self.file(name)?;
+        match std::fs::metadata(&p) {
+            Ok(m) if m.is_file() => Ok(m.len()),
+            Ok(_) => Err(Error::member(&self.root, name, "is not a regular file")),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Error::member(
+                &self.root,
+                name,
+                "missing from the directory",
+            )),
+            Err(e) => Err(Error::io(p, e)),
+        }
+    }
+    fn open(&self, name: &str) -> Result<Box<dyn Read + '_>> {
+        let p = self.file(name)?;
+        match File::open(&p) {
+            Ok(f) => Ok(Box::new(f)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Error::member(
+                &self.root,
+                name,
+                "missing from the directory",
+            )),
+            Err(e) => Err(Error::io(p, e)),
+        }
+    }
+}
+
+/// An opened, classified source.
+#[derive(Debug)]
+pub enum Source {
+    /// A tar archive of the given kind.
+    Archive(Archive, Kind),
+    /// A skopeo `dir:` copy.
+    SkopeoDir(DirMembers),
+    /// An OCI layout directory.
+    LayoutDir(ocikit_layout::Layout),
+}
+
+impl Source {
+    /// The kind of source.
+    pub fn kind(&self) -> Kind {
+        match self {
+            Source::Archive(_, k) => *k,
+            Source::SkopeoDir(_) => Kind::SkopeoDir,
+            Source::LayoutDir(_) => Kind::LayoutDir,
+        }
+    }
+}
+
+/// Open `path` and decide what it is.
+pub fn detect(path: &Path) -> Result<Source> {
+    let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
+    if meta.is_dir() {
+        if path.join("oci-layout").exists() {
+            let l = ocikit_layout::Layout::open(path, ocikit_layout::Options::default())?;
+            return Ok(Source::LayoutDir(l));
+        }
+        if path.join("manifest.json").is_file() && path.join("version").is_file() {
+            return Ok(Source::SkopeoDir(DirMembers::new(path)));
+        }
+        return Err(Error::BadSource {
+            path: path.to_path_buf(),
+            reason: "a directory that is neither an OCI layout (no `oci-layout`) nor a skopeo dir: copy (no `manifest.json` and `version`)".into(),
+        });
+    }
+    let ar = Archive::open(path)?;
+    let layout = ar.contains("index.json") && ar.contains("oci-layout");
+    let kind = if ar.contains("manifest.json") {
+        if layout {
+            Kind::Docker25
+        } else {
+            Kind::DockerSave
+        }
+    } else if layout {
+        Kind::OciArchive
+    } else if ar.contains("repositories") {
+        Kind::LegacyRepositories
+    } else {
+        return Err(Error::member(
+            path,
+            "manifest.json",
+            "missing: not a docker save archive (no `manifest.json` or `repositories`) nor an OCI archive (no `index.json` and `oci-layout`)",
+        ));
+    };
+    Ok(Source::Archive(ar, kind))
+}
