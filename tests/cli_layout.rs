@@ -428,7 +428,7 @@ fn cat_of_a_corrupt_blob_fails_with_nothing_on_stdout() {
     assert_eq!((r.code, r.stdout_bytes.len()), (2, 0));
     assert_eq!(
         r.stderr,
-        "ocikit: error: no ref or digest `sha256:../../etc/passwd` in index.json\n"
+        "ocikit: error: invalid digest `sha256:../../etc/passwd`: not of the form algorithm:encoded\n"
     );
 }
 

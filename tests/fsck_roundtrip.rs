@@ -146,7 +146,7 @@ fn flipped_byte_in_the_manifest_and_config() {
             1,
             report(
                 1,
-                0,
+                1,
                 vec![
                     finding(
                         "digest-mismatch",

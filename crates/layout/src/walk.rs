@@ -435,7 +435,9 @@ pub fn shape_class(v: &Value) -> Class {
         Class::Index
     } else if v.get("fsLayers").is_some_and(Value::is_array) {
         Class::Schema1
-    } else if v.get("config").is_some_and(Value::is_object) {
+    } else if v.get("config").is_some_and(Value::is_object)
+        && v.get("layers").is_some_and(|l| l.is_array() || l.is_null())
+    {
         Class::Manifest
     } else {
         Class::Unknown
