@@ -3,6 +3,7 @@
 //! Exit codes: 0 success, 1 a check found problems (fsck, gc refusing to delete), 2 bad usage
 //! or bad input. Errors go to stderr with the whole chain. A closed stdout pipe exits quietly.
 
+mod convert_cmd;
 mod layout_cmds;
 mod output;
 
@@ -105,6 +106,22 @@ pub enum Command {
         /// The ref.
         r#ref: String,
     },
+    /// Rewrite media types Docker <-> OCI for what the refs reach (default: every entry).
+    Convert {
+        /// The layout directory.
+        dir: PathBuf,
+        /// Refs (or digests of index.json entries) to convert; none: all.
+        refs: Vec<String>,
+        /// The format to convert to.
+        #[arg(long, value_enum)]
+        to: convert_cmd::ToFormat,
+        /// Recompress layers in the same pass (diff_ids are checked and kept).
+        #[arg(long, value_enum)]
+        compress: Option<convert_cmd::CompressArg>,
+        /// Compression level (gzip 0-9, zstd 1-22); needs --compress.
+        #[arg(long, requires = "compress", allow_hyphen_values = true)]
+        level: Option<i32>,
+    },
 }
 
 impl Cli {
@@ -155,6 +172,13 @@ fn run(cli: &Cli) -> anyhow::Result<Code> {
             new_ref,
         } => l::tag(cli, dir, source, new_ref),
         Command::Untag { dir, r#ref } => l::untag(cli, dir, r#ref),
+        Command::Convert {
+            dir,
+            refs,
+            to,
+            compress,
+            level,
+        } => convert_cmd::convert(cli, dir, refs, *to, *compress, *level),
     }
 }
 

@@ -21,11 +21,12 @@ mod error;
 pub mod fault;
 pub mod fsck;
 pub mod gc;
-mod layout;
 pub mod layer;
+mod layout;
 mod media_type;
 mod raw;
 pub mod refs;
+pub mod rewrite;
 pub mod validate;
 pub mod walk;
 
