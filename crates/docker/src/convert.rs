@@ -716,3 +716,119 @@ impl Transform for Converter<'_> {
         Ok(Some(new))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ocikit_layout::Options;
+
+    fn fixture_json(name: &str) -> Map<String, Value> {
+        let p = format!(
+            "{}/../../fixtures/convert/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let bytes = std::fs::read(&p).unwrap_or_else(|e| panic!("{p}: {e}"));
+        serde_json::from_slice(&bytes).expect("fixture parses")
+    }
+
+    fn index_hook(
+        name: &str,
+        from: MediaType,
+        target: Target,
+    ) -> (Map<String, Value>, DocEdit, Vec<Dropped>) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (layout, _) = Layout::init(
+            dir.path().join("l"),
+            Options {
+                durable: false,
+                ..Options::default()
+            },
+        )
+        .expect("init");
+        let lock = layout.lock().expect("lock");
+        let opts = ConvertOptions {
+            target,
+            refs: Vec::new(),
+            compress: None,
+        };
+        let mut conv = Converter {
+            opts: &opts,
+            dropped: Vec::new(),
+            recompressed: Vec::new(),
+            layer_memo: HashMap::new(),
+        };
+        let mut doc = fixture_json(name);
+        let desc = Descriptor::new(from, Digest::sha256(b"x"), 1);
+        let edit = conv.index(&lock, &desc, &mut doc, false).expect("hook");
+        (doc, edit, conv.dropped)
+    }
+
+    /// containers/image has no expected-output fixture for list <-> index; its list fixtures
+    /// are converted at the document level here (entries whose children are not converted keep
+    /// their descriptors; children are converted in `tests/convert.rs`): only the document's own
+    /// `mediaType` changes, entries and platforms stay as written, non-canonical variants
+    /// (`armv7`) included.
+    #[test]
+    fn cimage_list_to_index_and_back() {
+        for name in ["schema2list.json", "v2list.manifest.json"] {
+            let (doc, edit, dropped) = index_hook(name, MediaType::DockerManifestList, Target::Oci);
+            let mut expected = fixture_json(name);
+            expected.insert(
+                "mediaType".into(),
+                Value::String(MediaType::OciIndex.to_string()),
+            );
+            assert_eq!(doc, expected, "{name}");
+            assert_eq!(
+                edit,
+                DocEdit {
+                    edited: true,
+                    media_type: Some(MediaType::OciIndex)
+                }
+            );
+            assert!(dropped.is_empty());
+        }
+        let (doc, _, _) = index_hook(
+            "v2list.manifest.json",
+            MediaType::DockerManifestList,
+            Target::Oci,
+        );
+        assert_eq!(doc["manifests"][3]["platform"]["variant"], "armv7");
+        assert_eq!(doc["manifests"][1]["platform"]["features"][0], "sse");
+
+        // An OCI index to a Docker list: the index annotations have no Docker field, so they go
+        // and are reported; entry annotations and platforms stay.
+        let (doc, edit, dropped) =
+            index_hook("oci1index.json", MediaType::OciIndex, Target::Docker);
+        let mut expected = fixture_json("oci1index.json");
+        expected.insert(
+            "mediaType".into(),
+            Value::String(MediaType::DockerManifestList.to_string()),
+        );
+        expected.shift_remove("annotations");
+        assert_eq!(doc, expected);
+        assert_eq!(edit.media_type, Some(MediaType::DockerManifestList));
+        assert_eq!(
+            dropped,
+            vec![Dropped {
+                digest: Digest::sha256(b"x"),
+                keys: vec!["com.example.key1".into(), "com.example.key2".into()],
+            }]
+        );
+
+        // Already in the target format: nothing to do.
+        let (_, edit, _) = index_hook("oci1index.json", MediaType::OciIndex, Target::Oci);
+        assert_eq!(edit, DocEdit::unchanged());
+    }
+
+    #[test]
+    fn set_media_type_goes_after_schema_version() {
+        let mut doc: Map<String, Value> =
+            serde_json::from_str(r#"{"schemaVersion":2,"manifests":[]}"#).expect("json");
+        assert!(set_media_type(&mut doc, &MediaType::DockerManifestList));
+        assert_eq!(
+            Value::Object(doc.clone()).to_string(),
+            r#"{"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.list.v2+json","manifests":[]}"#
+        );
+        assert!(!set_media_type(&mut doc, &MediaType::DockerManifestList));
+    }
+}

@@ -568,4 +568,154 @@ mod tests {
             "history[0].v1Compatibility: `created` is not an RFC 3339 time: `now`"
         );
     }
+
+    fn fixture(name: &str) -> Vec<u8> {
+        let p = format!(
+            "{}/../../fixtures/convert/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        std::fs::read(&p).unwrap_or_else(|e| panic!("{p}: {e}"))
+    }
+
+    fn fixture_json(name: &str) -> Value {
+        serde_json::from_slice(&fixture(name)).expect("fixture parses")
+    }
+
+    /// The side inputs containers/image's test feeds its converter (base first), as facts per
+    /// fsLayer (top first).
+    fn side_facts(block: &str, family: MediaType) -> Vec<Option<LayerFacts>> {
+        let side = fixture_json("schema1-conversion-side-inputs.json");
+        let infos = side[block]["layerInfos"].as_array().expect("infos").clone();
+        let diff_ids = side[block]["diffIDs"].as_array().expect("diffIDs").clone();
+        let mut facts: Vec<Option<LayerFacts>> = infos
+            .iter()
+            .zip(&diff_ids)
+            .map(|(i, d)| {
+                Some(LayerFacts {
+                    media_type: family.clone(),
+                    digest: Digest::parse(i["digest"].as_str().expect("digest")).expect("digest"),
+                    size: i["size"].as_u64().expect("size"),
+                    diff_id: Digest::parse(d.as_str().expect("diff")).expect("diff"),
+                })
+            })
+            .collect();
+        facts.reverse();
+        facts
+    }
+
+    fn without(mut v: Value, key: &str) -> Value {
+        if let Value::Object(m) = &mut v {
+            m.shift_remove(key);
+        }
+        v
+    }
+
+    /// Every field of `small` is in `big` with the same value (objects compared recursively).
+    fn assert_subset(small: &Value, big: &Value, at: &str) {
+        match (small, big) {
+            (Value::Object(s), Value::Object(b)) => {
+                for (k, v) in s {
+                    let bv = b.get(k).unwrap_or_else(|| panic!("{at}.{k} missing"));
+                    assert_subset(v, bv, &format!("{at}.{k}"));
+                }
+            }
+            _ => assert_eq!(small, big, "{at}"),
+        }
+    }
+
+    /// containers/image `TestManifestSchema1ConvertToManifestOCI1` and
+    /// `TestManifestSchema1ConvertToSchema2`: manifest equal ignoring `config` (the fixture's
+    /// config descriptor is a placeholder), config equal to `schema1-to-schema2-config.json`.
+    #[test]
+    fn cimage_schema1_to_oci_and_schema2() {
+        let bytes = fixture("schema1.json");
+        let expected_config = fixture_json("schema1-to-schema2-config.json");
+
+        let oci = build(
+            &bytes,
+            &side_facts("schema1.json", MediaType::OciLayerGzip),
+            Target::Oci,
+        )
+        .expect("to oci");
+        let m: Value = serde_json::from_slice(&oci.manifest).expect("json");
+        assert_eq!(
+            without(m.clone(), "config"),
+            without(fixture_json("schema1-to-oci1.json"), "config")
+        );
+        assert_eq!(
+            m["config"],
+            json!({"mediaType": "application/vnd.oci.image.config.v1+json", "size": oci.config.len(), "digest": Digest::sha256(&oci.config).as_str()})
+        );
+        let cfg: Value = serde_json::from_slice(&oci.config).expect("json");
+        assert_eq!(cfg, expected_config);
+        // Deliberate difference: for OCI, containers/image passes the config through its OCI
+        // struct (`schema1-to-oci1-config.json`), which drops Docker-only fields (`container`,
+        // `container_config`, `docker_version`, `config.Hostname`, ...); ocikit keeps the
+        // Docker config (a valid OCI config) and only labels it. Everything it keeps, we have.
+        let cimage_oci_config = fixture_json("schema1-to-oci1-config.json");
+        assert_ne!(cimage_oci_config, cfg);
+        assert_subset(&cimage_oci_config, &cfg, "config");
+
+        let docker = build(
+            &bytes,
+            &side_facts("schema1.json", MediaType::DockerLayerGzip),
+            Target::Docker,
+        )
+        .expect("to docker");
+        let m: Value = serde_json::from_slice(&docker.manifest).expect("json");
+        assert_eq!(
+            without(m.clone(), "config"),
+            without(fixture_json("schema1-to-schema2.json"), "config")
+        );
+        assert_eq!(
+            m["config"]["mediaType"],
+            "application/vnd.docker.container.image.v1+json"
+        );
+        assert_eq!(
+            docker.config, oci.config,
+            "same config bytes for both targets"
+        );
+        assert_eq!(
+            Digest::sha256(&oci.config).as_str(),
+            "sha256:dd141b66ab1456238e13189d0f886d74aefce51e41219577f8b6fea7a11b61ec"
+        );
+    }
+
+    /// The throwaway case of the same containers/image tests: 15 fsLayers, 10 throwaways ->
+    /// the 5 layers of `schema2-to-oci1.json`; history keeps all 15, 10 with `empty_layer`.
+    #[test]
+    fn cimage_schema1_throwaways() {
+        let bytes = fixture("schema2-to-schema1-by-docker.json");
+        let built = build(
+            &bytes,
+            &side_facts("schema2-to-schema1-by-docker.json", MediaType::OciLayerGzip),
+            Target::Oci,
+        )
+        .expect("to oci");
+        let m: Value = serde_json::from_slice(&built.manifest).expect("json");
+        assert_eq!(m["layers"], fixture_json("schema2-to-oci1.json")["layers"]);
+        let cfg: Value = serde_json::from_slice(&built.config).expect("json");
+        let history = cfg["history"].as_array().expect("history");
+        assert_eq!(history.len(), 15);
+        assert_eq!(
+            history
+                .iter()
+                .filter(|h| h["empty_layer"] == Value::Bool(true))
+                .count(),
+            10
+        );
+        assert_eq!(
+            cfg["rootfs"],
+            json!({"type": "layers", "diff_ids": [
+                "sha256:142a601d97936307e75220c35dde0348971a9584c21e7cb42e1f7004005432ab",
+                "sha256:90fcc66ad3be9f1757f954b750deb37032f208428aa12599fcb02182b9065a9c",
+                "sha256:5a8624bb7e76d1e6829f9c64c43185e02bc07f97a2189eb048609a8914e72c56",
+                "sha256:d349ff6b3afc6a2800054768c82bfbf4289c9aa5da55c1290f802943dcd4d1e9",
+                "sha256:8c064bb1f60e84fa8cc6079b6d2e76e0423389fd6aeb7e497dfdae5e05b2b25b"
+            ]})
+        );
+        // Base first: the base layer is the last fsLayer, not a throwaway, and the top one is.
+        assert_eq!(history[0].get("empty_layer"), None);
+        assert_eq!(history[14]["empty_layer"], Value::Bool(true));
+    }
 }
