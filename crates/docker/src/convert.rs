@@ -429,6 +429,9 @@ impl Checker<'_> {
                 if let Some(s) = descriptor_field(doc, "subject") {
                     self.refuse(here, format!("manifest has a subject `{}`", s.digest));
                 }
+                if !image {
+                    return; // an artifact: its layers are not image layers
+                }
                 let recompress = self.opts.compress.map(|c| c.compression);
                 for (i, l) in descriptors(doc, "layers").into_iter().enumerate() {
                     let Some(l) = l else {
