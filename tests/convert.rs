@@ -403,3 +403,136 @@ fn to_oci_then_refused_then_back_to_docker() {
     );
     fsck_deep_clean(&dir);
 }
+
+fn docker_only(root: &Path) -> PathBuf {
+    let dir = root.join("l");
+    let layout = new_layout(&dir);
+    let lock = layout.lock().expect("lock");
+    let d1 = docker_image(&lock);
+    let index =
+        json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [named(d1, "img")]});
+    lock.commit_index_bytes(&serde_json::to_vec(&index).expect("json"))
+        .expect("commit");
+    dir
+}
+
+#[test]
+fn compress_changes_layers_not_diff_ids() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = docker_only(tmp.path());
+    assert_eq!(digest_of(&dir, "img"), D1);
+    let before = blob(&dir, D1);
+
+    // zstd cannot go into a Docker manifest.
+    let ij = fs::read(dir.join("index.json")).expect("read");
+    let r = run(&["convert", s(&dir), "--to", "docker", "--compress", "zstd"]);
+    assert_eq!(r.code, 2);
+    assert_eq!(
+        r.stderr,
+        "ocikit: error: docker manifests cannot hold zstd layers: use `--compress gzip` or `--compress none` with `--to docker`\n"
+    );
+    // --level needs --compress.
+    let r = run(&["convert", s(&dir), "--to", "oci", "--level", "3"]);
+    assert_eq!(r.code, 2);
+    assert_eq!(fs::read(dir.join("index.json")).expect("read"), ij);
+
+    let r = run(&["convert", s(&dir), "--to", "oci", "--compress", "zstd"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let zst = digest_of(&dir, "img");
+    assert_eq!(
+        zst,
+        "sha256:4c228607161361f8bfc18d4b4578907da34481ade6382366fb43844c8cc928ad"
+    );
+    assert!(
+        r.stderr.ends_with("recompressed 2 layer(s) to zstd\n"),
+        "{}",
+        r.stderr
+    );
+    let m = blob(&dir, &zst);
+    assert_eq!(
+        m["config"],
+        json!({"mediaType": OCI_CONFIG, "digest": before["config"]["digest"], "size": before["config"]["size"]})
+    );
+    for (new, old) in m["layers"]
+        .as_array()
+        .expect("layers")
+        .iter()
+        .zip(before["layers"].as_array().expect("layers"))
+    {
+        assert_eq!(new["mediaType"], OCI_ZSTD);
+        assert_ne!(new["digest"], old["digest"]);
+    }
+    fsck_deep_clean(&dir); // checks the zstd content against the config's diff_ids
+
+    // Twice: the same digests, nothing rewritten.
+    let r = run(&["convert", s(&dir), "--to", "oci", "--compress", "zstd"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.stderr, format!("img: {zst} unchanged\n"));
+
+    // zstd layers to Docker need --compress gzip|none.
+    let r = run(&["convert", s(&dir), "--to", "docker"]);
+    assert_eq!(r.code, 2);
+    let l0 = m["layers"][0]["digest"].as_str().expect("digest");
+    let l1 = m["layers"][1]["digest"].as_str().expect("digest");
+    assert_eq!(
+        r.stderr,
+        format!(
+            "ocikit: error: cannot convert to docker, nothing was written:\n  \
+             img ({zst}): layers[0] `{l0}` is zstd-compressed (`{OCI_ZSTD}`); add `--compress gzip` or `--compress none`\n  \
+             img ({zst}): layers[1] `{l1}` is zstd-compressed (`{OCI_ZSTD}`); add `--compress gzip` or `--compress none`\n"
+        )
+    );
+    // Back to gzip and Docker: the original bytes again (gzip output is deterministic).
+    let r = run(&[
+        "convert",
+        s(&dir),
+        "--to",
+        "docker",
+        "--compress",
+        "gzip",
+        "-q",
+    ]);
+    assert_eq!((r.code, r.stderr.as_str()), (0, ""));
+    assert_eq!(digest_of(&dir, "img"), D1);
+    fsck_deep_clean(&dir);
+}
+
+#[test]
+fn diff_id_mismatch_is_refused_naming_the_layer() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("l");
+    let layout = new_layout(&dir);
+    let lock = layout.lock().expect("lock");
+    let a = layer(&lock, "a.txt", b"layer a\n", Compression::Gzip);
+    let cfg = put(
+        &lock,
+        &json!({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": [Digest::sha256(b"not it").as_str()]}}),
+    );
+    let m = desc(
+        DOCKER_MANIFEST,
+        &put(
+            &lock,
+            &json!({"schemaVersion": 2, "mediaType": DOCKER_MANIFEST, "config": desc(DOCKER_CONFIG, &cfg), "layers": [layer_desc(DOCKER_GZIP, &a)]}),
+        ),
+    );
+    lock.commit_index_bytes(
+        &serde_json::to_vec(&json!({"schemaVersion": 2, "manifests": [named(m.clone(), "bad")]}))
+            .expect("json"),
+    )
+    .expect("commit");
+    drop(lock);
+    let ij = fs::read(dir.join("index.json")).expect("read");
+    let r = run(&["convert", s(&dir), "--to", "oci", "--compress", "none"]);
+    assert_eq!(r.code, 2);
+    assert_eq!(
+        r.stderr,
+        format!(
+            "ocikit: error: layer `{}` of manifest `{}`: its content has diff_id `{}`, the config says `{}`\n",
+            a.digest,
+            m["digest"].as_str().expect("digest"),
+            a.diff_id,
+            Digest::sha256(b"not it")
+        )
+    );
+    assert_eq!(fs::read(dir.join("index.json")).expect("read"), ij);
+}

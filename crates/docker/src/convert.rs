@@ -643,43 +643,52 @@ impl Transform for Converter<'_> {
                 new_layers.push(None);
                 continue;
             };
-            let mapped = if convert {
-                target
-                    .layer_type(&l.media_type)
-                    .unwrap_or_else(|| l.media_type.clone())
-            } else {
-                l.media_type.clone()
+            let map = |mt: &MediaType| {
+                if convert {
+                    target.layer_type(mt).unwrap_or_else(|| mt.clone())
+                } else {
+                    mt.clone()
+                }
             };
             let mut new = l.clone();
-            new.media_type = mapped.clone();
-            if let (Some(opts), Some(from)) = (self.opts.compress, l.media_type.compression()) {
-                let recompressible =
-                    from != opts.compression && !l.media_type.is_non_distributable();
-                if let (true, Some(to_type)) =
-                    (recompressible, mapped.with_compression(opts.compression))
+            new.media_type = map(&l.media_type);
+            // Recompress when asked, when the layer can be read, and when it is not already
+            // in the asked compression. The new type keeps the layer's family (OCI or Docker,
+            // distributable or not) and is mapped to the target's.
+            let recompress = match (self.opts.compress, l.media_type.compression()) {
+                (Some(opts), Some(from))
+                    if from != opts.compression && !l.media_type.is_non_distributable() =>
                 {
-                    if diff_ids.is_none() {
-                        let cfg = lock
-                            .layout()
-                            .read_json::<ImageConfig>(&config.digest, Some(config.size))?;
-                        let ids = cfg.value.rootfs.map(|r| r.diff_ids).unwrap_or_default();
-                        if ids.len() != layers.len() {
-                            return Err(ConvertError::DiffIdCount {
-                                manifest: desc.digest.clone(),
-                                config: config.digest.clone(),
-                                layers: layers.len(),
-                                diff_ids: ids.len(),
-                            });
-                        }
-                        diff_ids = Some(ids);
+                    let c = opts.compression;
+                    let to_type = match target {
+                        Target::Oci => map(&l.media_type).with_compression(c),
+                        Target::Docker => l.media_type.with_compression(c).map(|t| map(&t)),
+                    };
+                    to_type.map(|t| (opts, from, t))
+                }
+                _ => None,
+            };
+            if let Some((opts, from, to_type)) = recompress {
+                if diff_ids.is_none() {
+                    let cfg = lock
+                        .layout()
+                        .read_json::<ImageConfig>(&config.digest, Some(config.size))?;
+                    let ids = cfg.value.rootfs.map(|r| r.diff_ids).unwrap_or_default();
+                    if ids.len() != layers.len() {
+                        return Err(ConvertError::DiffIdCount {
+                            manifest: desc.digest.clone(),
+                            config: config.digest.clone(),
+                            layers: layers.len(),
+                            diff_ids: ids.len(),
+                        });
                     }
-                    let expected = diff_ids.as_ref().map(|ids| ids[i].clone());
-                    if let Some(expected) = expected {
-                        let info = self.recompress(lock, &desc.digest, l, from, &expected, opts)?;
-                        new.digest = info.digest;
-                        new.size = info.size;
-                        new.media_type = to_type;
-                    }
+                    diff_ids = Some(ids);
+                }
+                if let Some(expected) = diff_ids.as_ref().map(|ids| ids[i].clone()) {
+                    let info = self.recompress(lock, &desc.digest, l, from, &expected, opts)?;
+                    new.digest = info.digest;
+                    new.size = info.size;
+                    new.media_type = to_type;
                 }
             }
             new_layers.push((new != *l).then_some(new));
