@@ -536,3 +536,414 @@ fn diff_id_mismatch_is_refused_naming_the_layer() {
     );
     assert_eq!(fs::read(dir.join("index.json")).expect("read"), ij);
 }
+
+const SCHEMA1_SIGNED: &str = "application/vnd.docker.distribution.manifest.v1+prettyjws";
+const SCHEMA1: &str = "application/vnd.docker.distribution.manifest.v1+json";
+
+/// The same two-layer image (plus one throwaway) as schema1 (signed and unsigned) and as
+/// schema2; returns (dir, diff_ids of the schema2 image).
+fn schema1_layout(root: &Path) -> (PathBuf, Vec<String>) {
+    let dir = root.join("l");
+    let layout = new_layout(&dir);
+    let lock = layout.lock().expect("lock");
+    let a = layer(&lock, "a.txt", b"layer a\n", Compression::Gzip);
+    let b = layer(&lock, "b.txt", b"layer b\n", Compression::Gzip);
+    // A gzipped empty tar, as Docker wrote for throwaway layers.
+    let empty_tar = write_layer(
+        &lock,
+        &mut &[0u8; 1024][..],
+        CompressOptions {
+            compression: Compression::Gzip,
+            level: None,
+        },
+    )
+    .expect("layer");
+    let v1 = |v: Value| json!({"v1Compatibility": v.to_string()});
+    let s1 = json!({
+        "schemaVersion": 1,
+        "name": "example/app",
+        "tag": "1",
+        "architecture": "amd64",
+        "fsLayers": [
+            {"blobSum": b.digest.as_str()},
+            {"blobSum": empty_tar.digest.as_str()},
+            {"blobSum": a.digest.as_str()},
+        ],
+        "history": [
+            v1(json!({"id": "c", "parent": "b", "architecture": "amd64", "os": "linux", "created": "2020-01-03T00:00:00.500Z",
+                "config": {"Env": ["PATH=/bin"], "Cmd": ["sh"]}, "container_config": {"Cmd": ["/bin/sh", "-c", "echo b > /b.txt"]}, "Size": 8})),
+            v1(json!({"id": "b", "parent": "a", "created": "2020-01-02T00:00:00Z", "throwaway": true, "author": "me <me@example.com>",
+                "container_config": {"Cmd": ["/bin/sh", "-c", "#(nop) ENV X=1"]}})),
+            v1(json!({"id": "a", "created": "2020-01-01T00:00:00Z", "comment": "base"})),
+        ],
+    });
+    let unsigned = desc(SCHEMA1, &put(&lock, &s1));
+    let signed = desc(
+        SCHEMA1_SIGNED,
+        &put(
+            &lock,
+            &with(
+                s1,
+                "signatures",
+                json!([{"header": {"alg": "ES256"}, "signature": "c2ln", "protected": "cHJvdA"}]),
+            ),
+        ),
+    );
+    let index = json!({"schemaVersion": 2, "manifests": [named(unsigned, "unsigned"), named(signed, "signed")]});
+    lock.commit_index_bytes(&serde_json::to_vec(&index).expect("json"))
+        .expect("commit");
+    (dir, vec![a.diff_id.to_string(), b.diff_id.to_string()])
+}
+
+#[test]
+fn schema1_to_oci_and_docker() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (dir, diff_ids) = schema1_layout(tmp.path());
+    let r = run(&["convert", s(&dir), "--to", "oci", "-q"]);
+    assert_eq!((r.code, r.stderr.as_str()), (0, ""));
+    let unsigned = entry(&dir, "unsigned");
+    let signed = entry(&dir, "signed");
+    assert_eq!(unsigned["mediaType"], OCI_MANIFEST);
+    // Signatures do not matter: both give the same manifest.
+    assert_eq!(unsigned["digest"], signed["digest"]);
+    assert_eq!(
+        unsigned["digest"],
+        "sha256:6229485fc4d23ff527958b161de6011d3b1f15a2523660e92bc4d890b1f8d0cb"
+    );
+    let m = blob(&dir, unsigned["digest"].as_str().expect("digest"));
+    assert_eq!(m["mediaType"], OCI_MANIFEST);
+    assert_eq!(m["config"]["mediaType"], OCI_CONFIG);
+    let layers: Vec<&str> = m["layers"]
+        .as_array()
+        .expect("layers")
+        .iter()
+        .map(|l| l["mediaType"].as_str().expect("type"))
+        .collect();
+    assert_eq!(
+        layers,
+        [OCI_GZIP, OCI_GZIP],
+        "throwaway dropped, base first"
+    );
+    let cfg = blob(&dir, m["config"]["digest"].as_str().expect("digest"));
+    assert_eq!(
+        cfg,
+        json!({
+            "architecture": "amd64",
+            "config": {"Env": ["PATH=/bin"], "Cmd": ["sh"]},
+            "container_config": {"Cmd": ["/bin/sh", "-c", "echo b > /b.txt"]},
+            "created": "2020-01-03T00:00:00.500Z",
+            "history": [
+                {"created": "2020-01-01T00:00:00Z", "comment": "base"},
+                {"created": "2020-01-02T00:00:00Z", "author": "me <me@example.com>", "created_by": "/bin/sh -c #(nop) ENV X=1", "empty_layer": true},
+                {"created": "2020-01-03T00:00:00.5Z", "created_by": "/bin/sh -c echo b > /b.txt"},
+            ],
+            "os": "linux",
+            "rootfs": {"type": "layers", "diff_ids": diff_ids},
+        })
+    );
+    // Keys sorted and `<`, `>`, `&` escaped, as containers/image writes it.
+    let cfg_bytes = fs::read(
+        dir.join(
+            Digest::parse(m["config"]["digest"].as_str().expect("digest"))
+                .expect("digest")
+                .blob_rel_path(),
+        ),
+    )
+    .expect("read");
+    let text = String::from_utf8(cfg_bytes).expect("utf-8");
+    assert!(
+        text.starts_with(r#"{"architecture":"amd64","config":"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#""author":"me \u003cme@example.com\u003e""#),
+        "{text}"
+    );
+    fsck_deep_clean(&dir);
+
+    // To Docker schema2 from the same schema1 manifests, in a fresh layout.
+    let tmp2 = tempfile::tempdir().expect("tempdir");
+    let (dir2, _) = schema1_layout(tmp2.path());
+    let r = run(&["convert", s(&dir2), "signed", "--to", "docker"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let e = entry(&dir2, "signed");
+    assert_eq!(e["mediaType"], DOCKER_MANIFEST);
+    let m2 = blob(&dir2, e["digest"].as_str().expect("digest"));
+    assert_eq!(m2["config"]["mediaType"], DOCKER_CONFIG);
+    assert_eq!(
+        m2["config"]["digest"], m["config"]["digest"],
+        "same config bytes"
+    );
+    assert_eq!(m2["layers"][0]["mediaType"], DOCKER_GZIP);
+    assert_eq!(
+        entry(&dir2, "unsigned")["mediaType"],
+        SCHEMA1,
+        "not selected"
+    );
+    fsck_deep_clean(&dir2);
+}
+
+fn fixture(name: &str) -> Vec<u8> {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures/convert")
+        .join(name);
+    fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+fn fixture_json(name: &str) -> Value {
+    serde_json::from_slice(&fixture(name)).expect("fixture parses")
+}
+
+/// A layout holding one containers/image fixture manifest (and its config, when given) as
+/// ref `img`. Layer blobs are absent: converting without `--compress` does not read them.
+fn fixture_layout(root: &Path, manifest: &str, config: Option<&str>, mt: &str) -> PathBuf {
+    let dir = root.join(manifest);
+    let layout = new_layout(&dir);
+    let lock = layout.lock().expect("lock");
+    if let Some(c) = config {
+        lock.write_blob(&fixture(c)).expect("config");
+    }
+    let (d, n) = lock.write_blob(&fixture(manifest)).expect("manifest");
+    let index = json!({"schemaVersion": 2, "manifests": [named(json!({"mediaType": mt, "digest": d.as_str(), "size": n}), "img")]});
+    lock.commit_index_bytes(&serde_json::to_vec(&index).expect("json"))
+        .expect("commit");
+    dir
+}
+
+fn converted(dir: &Path) -> Value {
+    blob(dir, &digest_of(dir, "img"))
+}
+
+fn without(mut v: Value, key: &str) -> Value {
+    v.as_object_mut().expect("object").shift_remove(key);
+    v
+}
+
+/// Every field of `small` is in `big` with the same value (objects compared recursively).
+fn assert_subset(small: &Value, big: &Value, at: &str) {
+    match (small, big) {
+        (Value::Object(s), Value::Object(b)) => {
+            for (k, v) in s {
+                let bv = b.get(k).unwrap_or_else(|| panic!("{at}.{k} missing"));
+                assert_subset(v, bv, &format!("{at}.{k}"));
+            }
+        }
+        _ => assert_eq!(small, big, "{at}"),
+    }
+}
+
+/// containers/image `TestConvertToManifestOCI` and `TestConvertToManifestOCIAllMediaTypes`.
+#[test]
+fn cimage_schema2_to_oci() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = fixture_layout(
+        tmp.path(),
+        "schema2.json",
+        Some("schema2-config.json"),
+        DOCKER_MANIFEST,
+    );
+    let r = run(&["convert", s(&dir), "--to", "oci", "-q"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let m = converted(&dir);
+    assert_eq!(
+        without(m.clone(), "config"),
+        without(fixture_json("schema2-to-oci1.json"), "config")
+    );
+    // Deliberate difference: containers/image rewrites the config through its OCI struct
+    // (`schema2-to-oci1-config.json`, new digest `sha256:f15ba60e…`, 4670 bytes); ocikit keeps
+    // the config bytes and only relabels them. Every field containers/image keeps is in ours.
+    assert_eq!(
+        m["config"],
+        json!({"mediaType": OCI_CONFIG, "size": 5940, "digest": "sha256:9ca4bda0a6b3727a6ffcc43e981cad0f24e2ec79d338f6ba325b4dfd0756fb8f"})
+    );
+    assert_subset(
+        &fixture_json("schema2-to-oci1-config.json"),
+        &fixture_json("schema2-config.json"),
+        "config",
+    );
+
+    // Foreign layers become non-distributable ones. The fixture's config descriptor (size 4651)
+    // does not match the config blob it names, which is not in this layout: only the layers
+    // are compared, as containers/image's expected output also keeps its config.
+    let dir = fixture_layout(
+        tmp.path(),
+        "schema2-all-media-types.json",
+        None,
+        DOCKER_MANIFEST,
+    );
+    let r = run(&["convert", s(&dir), "--to", "oci", "-q"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let m = converted(&dir);
+    let expected = fixture_json("schema2-all-media-types-to-oci1.json");
+    assert_eq!(m["layers"], expected["layers"]);
+    assert_eq!(m["mediaType"], OCI_MANIFEST);
+    assert_eq!(m["config"]["mediaType"], OCI_CONFIG);
+
+    // `TestConvertToOCIWithInvalidMIMEType`: a Docker zstd layer type does not exist.
+    let dir = fixture_layout(
+        tmp.path(),
+        "schema2-invalid-media-type.json",
+        None,
+        DOCKER_MANIFEST,
+    );
+    let ij = fs::read(dir.join("index.json")).expect("read");
+    let r = run(&["convert", s(&dir), "--to", "oci"]);
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stderr.ends_with("layers[0] `sha256:6a5a5368e0c2d3e5909184fa28ddfd56072e7ff3ee9a945876f7eee5896ef5bb` has media type `application/vnd.docker.image.rootfs.diff.tar.zstd`, which has no OCI equivalent\n"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(fs::read(dir.join("index.json")).expect("read"), ij);
+}
+
+/// containers/image `oci_test.go:TestConvertToManifestSchema2` and its refusals.
+#[test]
+fn cimage_oci_to_schema2() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = fixture_layout(
+        tmp.path(),
+        "oci1.json",
+        Some("oci1-config.json"),
+        OCI_MANIFEST,
+    );
+    let r = run(&["convert", s(&dir), "--to", "docker"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    // Equal as parsed JSON, config included (both keep the config bytes), with one
+    // deliberate difference: containers/image drops descriptor annotations (Docker's schema
+    // has no such field); ocikit keeps them, as Docker readers ignore unknown fields and the
+    // issue asks annotations to be preserved. Only manifest/index annotations are dropped.
+    let mut m = converted(&dir);
+    assert_eq!(
+        m["config"]["annotations"],
+        json!({"test-annotation-1": "one"})
+    );
+    assert_eq!(
+        m["layers"][3]["annotations"],
+        json!({"test-annotation-2": "two"})
+    );
+    m["config"] = without(m["config"].clone(), "annotations");
+    m["layers"][3] = without(m["layers"][3].clone(), "annotations");
+    assert_eq!(m, fixture_json("oci1-to-schema2.json"));
+    assert_eq!(
+        fixture("oci1-config.json"),
+        fixture("oci1-to-schema2-config.json")
+    );
+    fsck_after_fixture(&dir);
+
+    // Artifact, encrypted layers, zstd layers: refused, each case listed.
+    let cases: &[(&str, &[&str])] = &[
+        (
+            "oci1-artifact.json",
+            &["config has media type `application/vnd.oci.custom.artifact.config.v1+json`, not an image config"],
+        ),
+        (
+            "oci1.encrypted.json",
+            &[
+                "layers[0] `sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa` is encrypted (`application/vnd.oci.image.layer.v1.tar+gzip+encrypted`)",
+                "layers[4] `sha256:eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee` is encrypted (`application/vnd.oci.image.layer.v1.tar+gzip+encrypted`)",
+            ],
+        ),
+        (
+            "oci1-all-media-types.json",
+            &[
+                "layers[1] `sha256:1bbf5d58d24c47512e234a5623474acf65ae00d4d1414272a893204f44cc680c` is zstd-compressed (`application/vnd.oci.image.layer.v1.tar+zstd`); add `--compress gzip` or `--compress none`",
+                "layers[4] `sha256:bbd6b22eb11afce63cc76f6bc41042d99f10d6024c96b655dafba930b8d25909` is a non-distributable zstd layer (`application/vnd.oci.image.layer.nondistributable.v1.tar+zstd`), which ocikit does not recompress",
+            ],
+        ),
+    ];
+    for (name, reasons) in cases {
+        let dir = fixture_layout(tmp.path(), name, None, OCI_MANIFEST);
+        let ij = fs::read(dir.join("index.json")).expect("read");
+        let r = run(&["convert", s(&dir), "--to", "docker"]);
+        assert_eq!(r.code, 2, "{name}");
+        assert!(
+            r.stderr
+                .starts_with("ocikit: error: cannot convert to docker, nothing was written:\n"),
+            "{}",
+            r.stderr
+        );
+        for reason in *reasons {
+            assert!(r.stderr.contains(reason), "{name}: {reason}\n{}", r.stderr);
+        }
+        assert_eq!(
+            fs::read(dir.join("index.json")).expect("read"),
+            ij,
+            "{name}"
+        );
+        // And to OCI, they pass through untouched.
+        let r = run(&["convert", s(&dir), "--to", "oci"]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        assert_eq!(
+            fs::read(dir.join("index.json")).expect("read"),
+            ij,
+            "{name}"
+        );
+    }
+}
+
+/// The fixture's layers are not in the layout: check only what fsck can (the documents).
+fn fsck_after_fixture(dir: &Path) {
+    let r = run(&["fsck", "--json", s(dir)]);
+    let v: Value = serde_json::from_str(&r.stdout).expect("json");
+    let problems: Vec<&Value> = v["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .filter(|p| p["severity"] == "error")
+        .collect();
+    // Exactly the five absent layer blobs, nothing about the documents.
+    assert_eq!(problems.len(), 5, "{problems:?}");
+    for p in problems {
+        assert_eq!(p["kind"], "missing");
+        assert!(
+            p["path"][1].as_str().expect("path").starts_with("layers["),
+            "{p}"
+        );
+    }
+}
+
+/// Interop: oci-image-tool accepts the converted OCI images. (Version 1.0.0-rc1 does not
+/// know image indexes: it reports them as manifests of an unknown type, and refuses `--ref` in
+/// a layout whose nested indexes name the same manifest again; so images are checked in
+/// layouts of their own.)
+#[test]
+fn oci_image_tool_validates_converted_output() {
+    let tool = "oci-image-tool";
+    if std::process::Command::new(tool)
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("notice: `{tool}` is not installed; skipping the interop check");
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = docker_only(&tmp.path().join("d"));
+    let r = run(&["convert", s(&dir), "--to", "oci", "-q"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let (sdir, _) = schema1_layout(&tmp.path().join("s1"));
+    let r = run(&[
+        "convert",
+        s(&sdir),
+        "--to",
+        "oci",
+        "--compress",
+        "none",
+        "-q",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    for (d, name) in [(&dir, "img"), (&sdir, "signed"), (&sdir, "unsigned")] {
+        let out = std::process::Command::new(tool)
+            .args(["validate", "--type", "image", s(d), "--ref"])
+            .arg(format!("name={name}"))
+            .output()
+            .expect("run oci-image-tool");
+        assert!(
+            out.status.success(),
+            "{name}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
