@@ -947,3 +947,35 @@ fn oci_image_tool_validates_converted_output() {
         );
     }
 }
+
+#[test]
+fn schema1_with_missing_layer_is_refused_before_writing() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("l");
+    let layout = new_layout(&dir);
+    let lock = layout.lock().expect("lock");
+    let absent = Digest::sha256(b"absent");
+    let s1 = json!({"schemaVersion": 1, "fsLayers": [{"blobSum": absent.as_str()}],
+        "history": [{"v1Compatibility": "{\"id\":\"a\",\"created\":\"2020-01-01T00:00:00Z\"}"}]});
+    let m = desc(SCHEMA1, &put(&lock, &s1));
+    lock.commit_index_bytes(
+        &serde_json::to_vec(&json!({"schemaVersion": 2, "manifests": [named(m.clone(), "old")]}))
+            .expect("json"),
+    )
+    .expect("commit");
+    drop(lock);
+    let ij = fs::read(dir.join("index.json")).expect("read");
+    let blobs = blob_names(&dir);
+    let r = run(&["convert", s(&dir), "--to", "oci"]);
+    assert_eq!(r.code, 2);
+    assert_eq!(
+        r.stderr,
+        format!(
+            "ocikit: error: cannot convert to oci, nothing was written:\n  \
+             old ({}): fsLayers[0] `{absent}` is not in the layout; its diff_id cannot be computed\n",
+            m["digest"].as_str().expect("digest")
+        )
+    );
+    assert_eq!(fs::read(dir.join("index.json")).expect("read"), ij);
+    assert_eq!(blob_names(&dir), blobs);
+}

@@ -368,11 +368,22 @@ impl Checker<'_> {
             }
             Class::Schema1 => {
                 let raw = self.layout.read_json::<Schema1>(&d.digest, Some(d.size))?;
-                if let Err(e) = schema1::check(&raw.value) {
-                    self.refuse(
-                        &format!("{path} ({})", d.digest),
-                        format!("schema1 manifest cannot be converted: {e}"),
-                    );
+                let here = format!("{path} ({})", d.digest);
+                match schema1::throwaways(&raw.value) {
+                    Err(e) => {
+                        self.refuse(&here, format!("schema1 manifest cannot be converted: {e}"))
+                    }
+                    Ok(throw) => {
+                        // Its diff_ids come from the layer blobs: they must all be here.
+                        for (i, l) in raw.value.fs_layers.iter().enumerate() {
+                            if !throw[i] && self.layout.blob_size(&l.blob_sum)?.is_none() {
+                                self.refuse(
+                                    &here,
+                                    format!("fsLayers[{i}] `{}` is not in the layout; its diff_id cannot be computed", l.blob_sum),
+                                );
+                            }
+                        }
+                    }
                 }
             }
             _ => {}

@@ -426,4 +426,68 @@ mod tests {
         let changes = rw.rewrite_index_json(|_, _| true).expect("rewrite");
         assert!(changes.iter().all(|c| c.new.is_none()));
     }
+
+    /// Keeps only the index entries of one architecture (what `copy --platform` needs).
+    struct OnlyArch(&'static str);
+
+    impl Transform for OnlyArch {
+        type Error = Error;
+        fn keep_entry(&mut self, _: &Descriptor, entry: &Descriptor) -> bool {
+            entry
+                .platform
+                .as_ref()
+                .is_none_or(|p| p.architecture == self.0)
+        }
+        fn index(
+            &mut self,
+            _: &WriteLock<'_>,
+            _: &Descriptor,
+            _: &mut Map<String, Value>,
+            changed: bool,
+        ) -> Result<DocEdit, Error> {
+            Ok(DocEdit {
+                edited: changed,
+                media_type: None,
+            })
+        }
+        fn manifest(
+            &mut self,
+            _: &WriteLock<'_>,
+            _: &Descriptor,
+            _: &mut Map<String, Value>,
+        ) -> Result<DocEdit, Error> {
+            Ok(DocEdit::unchanged())
+        }
+    }
+
+    #[test]
+    fn entries_can_be_filtered() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (l, _) = Layout::init(
+            dir.path().join("l"),
+            Options {
+                durable: false,
+                ..Options::default()
+            },
+        )
+        .expect("init");
+        let lock = l.lock().expect("lock");
+        let (m, ms) = lock
+            .write_blob(br#"{"schemaVersion":2,"config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":2},"layers":[]}"#)
+            .expect("w");
+        lock.write_blob(b"{}").expect("w");
+        let mt = "application/vnd.oci.image.manifest.v1+json";
+        let idx = format!(
+            r#"{{"schemaVersion":2,"manifests":[{{"mediaType":"{mt}","digest":"{m}","size":{ms},"platform":{{"architecture":"amd64","os":"linux"}}}},{{"mediaType":"{mt}","digest":"{m}","size":{ms},"platform":{{"architecture":"arm64","os":"linux"}}}}]}}"#
+        );
+        let (di, si) = lock.write_blob(idx.as_bytes()).expect("w");
+        let root = Descriptor::new(MediaType::OciIndex, di, si);
+        let mut rw = Rewriter::new(&lock, OnlyArch("arm64"));
+        let new = rw.visit(&root).expect("visit").expect("changed");
+        let expect = format!(
+            r#"{{"schemaVersion":2,"manifests":[{{"mediaType":"{mt}","digest":"{m}","size":{ms},"platform":{{"architecture":"arm64","os":"linux"}}}}]}}"#
+        );
+        assert_eq!(new.digest, Digest::sha256(expect.as_bytes()));
+        assert_eq!(new.media_type, MediaType::OciIndex);
+    }
 }
