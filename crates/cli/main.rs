@@ -3,6 +3,7 @@
 //! Exit codes: 0 success, 1 a check found problems (fsck, gc refusing to delete), 2 bad usage
 //! or bad input. Errors go to stderr with the whole chain. A closed stdout pipe exits quietly.
 
+mod convert_cmd;
 mod docker_cmds;
 mod layout_cmds;
 mod mirror_cmds;
@@ -188,6 +189,22 @@ pub enum Command {
         /// The ref.
         r#ref: String,
     },
+    /// Rewrite media types Docker <-> OCI for what the refs reach (default: every entry).
+    Convert {
+        /// The layout directory.
+        dir: PathBuf,
+        /// Refs (or digests of index.json entries) to convert; none: all.
+        refs: Vec<String>,
+        /// The format to convert to.
+        #[arg(long, value_enum)]
+        to: convert_cmd::ToFormat,
+        /// Recompress layers in the same pass (diff_ids are checked and kept).
+        #[arg(long, value_enum)]
+        compress: Option<convert_cmd::CompressArg>,
+        /// Compression level (gzip 0-9, zstd 1-22); needs --compress.
+        #[arg(long, requires = "compress", allow_hyphen_values = true)]
+        level: Option<i32>,
+    },
 }
 
 impl Cli {
@@ -291,6 +308,13 @@ fn run(cli: &Cli) -> anyhow::Result<Code> {
             }
             docker_cmds::import(cli, sources, dir, *compress, *level, ref_name.as_deref())
         }
+        Command::Convert {
+            dir,
+            refs,
+            to,
+            compress,
+            level,
+        } => convert_cmd::convert(cli, dir, refs, *to, *compress, *level),
     }
 }
 

@@ -7,7 +7,9 @@
 //! - [`Layout`]: verified blob reads, crash-safe blob writes and `index.json` commits under a
 //!   writer lock ([`WriteLock`]);
 //! - [`walk::Walk`]: everything reachable, Docker and OCI, nested and unknown;
-//! - [`fsck`], [`gc`], [`refs`]: the checks and edits built on the walk.
+//! - [`fsck`], [`gc`], [`refs`]: the checks and edits built on the walk;
+//! - [`rewrite`]: bottom-up rewriting (a changed child gives its parents new bytes), for
+//!   `convert` and the verbs that edit documents.
 //!
 //! Invariants: bytes that are not edited are never re-serialized; every read is verified;
 //! `index.json` is written last; one writer at a time.
@@ -30,6 +32,7 @@ mod media_type;
 pub mod mirror;
 mod raw;
 pub mod refs;
+pub mod rewrite;
 pub mod select;
 pub mod validate;
 pub mod walk;

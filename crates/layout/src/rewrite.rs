@@ -1,0 +1,493 @@
+//! Rewriting documents bottom-up: when a child changes, every parent that names it gets new
+//! bytes and a new digest, up to `index.json`.
+//!
+//! A [`Transform`] decides what happens to each node; the [`Rewriter`] does the rest:
+//!
+//! - it reads each index and manifest (verified) as a `serde_json` map, so an edit keeps
+//!   unknown fields and field order; a document that neither the transform nor a changed child
+//!   touches is never re-serialized, and keeps its digest;
+//! - indexes are visited children first: a changed child's descriptor is patched in place
+//!   (`mediaType`, `digest`, `size`; its `platform`, `annotations`, `urls` stay; an embedded
+//!   `data` that no longer matches is removed), then [`Transform::index`] sees the document;
+//! - manifests go to [`Transform::manifest`], which edits its config and layer descriptors itself
+//!   (only it knows what a layer rewrite means: recompression needs the config's diff_ids);
+//! - anything else in a document position (schema1, unknown types) goes to
+//!   [`Transform::other`], which may return a replacement;
+//! - new documents are written through the [`WriteLock`]; results are memoized per digest, so a
+//!   manifest that several parents name is converted once; a digest that is its own ancestor is
+//!   left alone;
+//! - [`Rewriter::rewrite_index_json`] repoints `index.json` entries and commits `index.json`
+//!   once, at the end. Old blobs stay until `gc`.
+//!
+//! `subject` descriptors are not followed: a referrer keeps naming the original, which stays
+//! reachable through it.
+//!
+//! Users: `convert` (media types, recompression); planned: `copy --platform` (filtering index
+//! entries with [`Transform::keep_entry`]) and `append` (a manifest edit).
+
+use std::collections::{HashMap, HashSet};
+
+use serde_json::{Map, Value};
+
+use crate::media_type::Class;
+use crate::{Descriptor, Digest, Error, MediaType, WriteLock, JSON_LIMIT};
+
+/// What a transform did to a document.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DocEdit {
+    /// The document was changed and must be written as new bytes.
+    pub edited: bool,
+    /// The media type its descriptors should carry from now on (`None`: unchanged).
+    pub media_type: Option<MediaType>,
+}
+
+impl DocEdit {
+    /// Nothing changed.
+    pub fn unchanged() -> DocEdit {
+        DocEdit::default()
+    }
+}
+
+/// A per-node transformation, called bottom-up by the [`Rewriter`].
+pub trait Transform {
+    /// The error type; layout errors convert into it.
+    type Error: From<Error>;
+
+    /// Whether an index keeps entry `entry` (default: all). Called before the entry is visited.
+    fn keep_entry(&mut self, _index: &Descriptor, _entry: &Descriptor) -> bool {
+        true
+    }
+
+    /// An index (or manifest list), after its entries were rewritten. `children_changed` says
+    /// whether any entry's descriptor was patched (or an entry removed).
+    fn index(
+        &mut self,
+        lock: &WriteLock<'_>,
+        desc: &Descriptor,
+        doc: &mut Map<String, Value>,
+        children_changed: bool,
+    ) -> Result<DocEdit, Self::Error>;
+
+    /// An image manifest (OCI or Docker schema2, artifacts included).
+    fn manifest(
+        &mut self,
+        lock: &WriteLock<'_>,
+        desc: &Descriptor,
+        doc: &mut Map<String, Value>,
+    ) -> Result<DocEdit, Self::Error>;
+
+    /// Anything else standing where a manifest may stand (schema1, unknown media types): return
+    /// the descriptor of a replacement already written through `lock`, or `None` to keep it.
+    fn other(
+        &mut self,
+        _lock: &WriteLock<'_>,
+        _desc: &Descriptor,
+    ) -> Result<Option<Descriptor>, Self::Error> {
+        Ok(None)
+    }
+}
+
+/// One `index.json` entry after a rewrite.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RootChange {
+    /// Its position in `index.json`.
+    pub position: usize,
+    /// The entry before.
+    pub old: Descriptor,
+    /// The entry after, when it changed.
+    pub new: Option<Descriptor>,
+}
+
+/// Applies a [`Transform`] bottom-up. See the module docs.
+#[derive(Debug)]
+pub struct Rewriter<'w, 'l, T> {
+    lock: &'w WriteLock<'l>,
+    transform: T,
+    memo: HashMap<Digest, Option<Descriptor>>,
+    stack: HashSet<Digest>,
+}
+
+impl<'w, 'l, T: Transform> Rewriter<'w, 'l, T> {
+    /// A rewriter writing through `lock`.
+    pub fn new(lock: &'w WriteLock<'l>, transform: T) -> Self {
+        Rewriter {
+            lock,
+            transform,
+            memo: HashMap::new(),
+            stack: HashSet::new(),
+        }
+    }
+
+    /// The transform (to read what it collected).
+    pub fn transform(&self) -> &T {
+        &self.transform
+    }
+
+    /// Give the transform back.
+    pub fn into_transform(self) -> T {
+        self.transform
+    }
+
+    /// Rewrite what `desc` names. Returns the replacement descriptor (the caller's `platform`,
+    /// `annotations`, `urls` and unknown fields kept), or `None` when nothing changed.
+    pub fn visit(&mut self, desc: &Descriptor) -> Result<Option<Descriptor>, T::Error> {
+        let core = match self.memo.get(&desc.digest) {
+            Some(m) => m.clone(),
+            None => {
+                if !self.stack.insert(desc.digest.clone()) {
+                    return Ok(None); // a cycle: leave it
+                }
+                let r = self.visit_uncached(desc);
+                self.stack.remove(&desc.digest);
+                let r = r?;
+                self.memo.insert(desc.digest.clone(), r.clone());
+                r
+            }
+        };
+        Ok(core.map(|new| {
+            let mut d = desc.clone();
+            if d.digest != new.digest {
+                d.data = None;
+            }
+            d.media_type = new.media_type;
+            d.digest = new.digest;
+            d.size = new.size;
+            d
+        }))
+    }
+
+    fn visit_uncached(&mut self, desc: &Descriptor) -> Result<Option<Descriptor>, T::Error> {
+        let class = desc.media_type.class();
+        if !matches!(class, Class::Index | Class::Manifest) {
+            return self.transform.other(self.lock, desc);
+        }
+        let layout = self.lock.layout();
+        let bytes = layout.read_blob(&desc.digest, Some(desc.size), JSON_LIMIT)?;
+        let mut doc = match serde_json::from_slice::<Value>(&bytes) {
+            Ok(Value::Object(m)) => m,
+            Ok(_) => {
+                return Err(Error::BadDocument {
+                    digest: desc.digest.clone(),
+                    reason: "not a JSON object".into(),
+                }
+                .into())
+            }
+            Err(source) => {
+                return Err(Error::Json {
+                    what: desc.digest.to_string(),
+                    source,
+                }
+                .into())
+            }
+        };
+        let edit = if class == Class::Index {
+            let changed = self.rewrite_entries(desc, &mut doc)?;
+            self.transform.index(self.lock, desc, &mut doc, changed)?
+        } else {
+            self.transform.manifest(self.lock, desc, &mut doc)?
+        };
+        let media_type = edit.media_type.unwrap_or_else(|| desc.media_type.clone());
+        if edit.edited {
+            let new_bytes =
+                serde_json::to_vec(&Value::Object(doc)).map_err(|source| Error::Json {
+                    what: desc.digest.to_string(),
+                    source,
+                })?;
+            if new_bytes == bytes && media_type == desc.media_type {
+                return Ok(None);
+            }
+            let (digest, size) = self.lock.write_blob(&new_bytes)?;
+            Ok(Some(Descriptor::new(media_type, digest, size)))
+        } else if media_type != desc.media_type {
+            Ok(Some(Descriptor::new(
+                media_type,
+                desc.digest.clone(),
+                desc.size,
+            )))
+        } else {
+            Ok(None)
+        }
+    }
+
+    /// Visit and patch the `manifests` of an index; true when anything changed.
+    fn rewrite_entries(
+        &mut self,
+        desc: &Descriptor,
+        doc: &mut Map<String, Value>,
+    ) -> Result<bool, T::Error> {
+        let Some(Value::Array(entries)) = doc.get_mut("manifests") else {
+            return Ok(false);
+        };
+        let mut changed = false;
+        let mut kept = Vec::with_capacity(entries.len());
+        for mut entry in std::mem::take(entries) {
+            let child: Descriptor = match serde_json::from_value(entry.clone()) {
+                Ok(d) => d,
+                Err(e) => {
+                    return Err(Error::BadDocument {
+                        digest: desc.digest.clone(),
+                        reason: format!("an entry of `manifests` is not a descriptor: {e}"),
+                    }
+                    .into())
+                }
+            };
+            if !self.transform.keep_entry(desc, &child) {
+                changed = true;
+                continue;
+            }
+            if let Some(new) = self.visit(&child)? {
+                if let Value::Object(obj) = &mut entry {
+                    patch_descriptor(obj, &new);
+                }
+                changed = true;
+            }
+            kept.push(entry);
+        }
+        if let Some(Value::Array(entries)) = doc.get_mut("manifests") {
+            *entries = kept;
+        }
+        Ok(changed)
+    }
+
+    /// Rewrite the `index.json` entries for which `select` is true, repoint them, and commit
+    /// `index.json` once (only when something changed). Returns one [`RootChange`] per selected
+    /// entry, in order.
+    pub fn rewrite_index_json(
+        &mut self,
+        select: impl Fn(usize, &Descriptor) -> bool,
+    ) -> Result<Vec<RootChange>, T::Error> {
+        let layout = self.lock.layout();
+        let raw = layout.read_index()?;
+        let mut doc: Map<String, Value> =
+            serde_json::from_slice(&raw.bytes).map_err(|source| Error::Json {
+                what: "index.json".into(),
+                source,
+            })?;
+        let mut changes = Vec::new();
+        for (i, old) in raw.value.manifests.iter().enumerate() {
+            if !select(i, old) {
+                continue;
+            }
+            let new = self.visit(old)?;
+            if let Some(n) = &new {
+                if let Some(Value::Object(obj)) = doc
+                    .get_mut("manifests")
+                    .and_then(Value::as_array_mut)
+                    .and_then(|a| a.get_mut(i))
+                {
+                    patch_descriptor(obj, n);
+                }
+            }
+            changes.push(RootChange {
+                position: i,
+                old: old.clone(),
+                new,
+            });
+        }
+        if changes.iter().any(|c| c.new.is_some()) {
+            let bytes = serde_json::to_vec(&Value::Object(doc)).map_err(|source| Error::Json {
+                what: "index.json".into(),
+                source,
+            })?;
+            self.lock.commit_index_bytes(&bytes)?;
+        }
+        Ok(changes)
+    }
+}
+
+/// Set a descriptor object's `mediaType`, `digest` and `size` from `new`, in place (fields
+/// missing are added at the end); `data` is removed when the digest changes. Other fields stay.
+pub fn patch_descriptor(obj: &mut Map<String, Value>, new: &Descriptor) {
+    let digest_changed = obj.get("digest").and_then(Value::as_str) != Some(new.digest.as_str());
+    obj.insert(
+        "mediaType".into(),
+        Value::String(new.media_type.to_string()),
+    );
+    obj.insert("digest".into(), Value::String(new.digest.to_string()));
+    obj.insert("size".into(), Value::from(new.size));
+    if digest_changed {
+        obj.shift_remove("data");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Layout, Options};
+
+    /// Renames one media type everywhere it stands as a document's own type.
+    struct Relabel {
+        calls: usize,
+    }
+
+    impl Transform for Relabel {
+        type Error = Error;
+        fn index(
+            &mut self,
+            _: &WriteLock<'_>,
+            _: &Descriptor,
+            _: &mut Map<String, Value>,
+            changed: bool,
+        ) -> Result<DocEdit, Error> {
+            Ok(DocEdit {
+                edited: changed,
+                media_type: None,
+            })
+        }
+        fn manifest(
+            &mut self,
+            _: &WriteLock<'_>,
+            _: &Descriptor,
+            doc: &mut Map<String, Value>,
+        ) -> Result<DocEdit, Error> {
+            self.calls += 1;
+            if doc.get("x-convert").is_none() || doc.contains_key("x-converted") {
+                return Ok(DocEdit::unchanged());
+            }
+            doc.insert("x-converted".into(), Value::Bool(true));
+            Ok(DocEdit {
+                edited: true,
+                media_type: None,
+            })
+        }
+    }
+
+    #[test]
+    fn parents_are_rewritten_and_shared_children_converted_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (l, _) = Layout::init(
+            dir.path().join("l"),
+            Options {
+                durable: false,
+                ..Options::default()
+            },
+        )
+        .expect("init");
+        let lock = l.lock().expect("lock");
+        let (cfg, cfg_size) = lock.write_blob(b"{}").expect("w");
+        let m1 = format!(
+            r#"{{"schemaVersion":2,"x-convert":1,"config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{cfg}","size":{cfg_size}}},"layers":[]}}"#
+        );
+        let m2 = format!(
+            r#"{{"schemaVersion":2,"config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{cfg}","size":{cfg_size}}},"layers":[]}}"#
+        );
+        let (d1, s1) = lock.write_blob(m1.as_bytes()).expect("w");
+        let (d2, s2) = lock.write_blob(m2.as_bytes()).expect("w");
+        let mt = "application/vnd.oci.image.manifest.v1+json";
+        // The index names m1 twice (with different platforms) and m2 once; `data` on m1 is stale
+        // after the rewrite and must go; the unknown field stays, in place.
+        let idx = format!(
+            r#"{{"schemaVersion":2,"x-first":0,"manifests":[{{"mediaType":"{mt}","digest":"{d1}","size":{s1},"data":"e30=","platform":{{"architecture":"amd64","os":"linux"}}}},{{"mediaType":"{mt}","digest":"{d1}","size":{s1},"platform":{{"architecture":"arm64","os":"linux"}}}},{{"mediaType":"{mt}","digest":"{d2}","size":{s2}}}]}}"#
+        );
+        let (di, si) = lock.write_blob(idx.as_bytes()).expect("w");
+        let index_json = format!(
+            r#"{{"schemaVersion":2,"manifests":[{{"mediaType":"application/vnd.oci.image.index.v1+json","digest":"{di}","size":{si},"annotations":{{"org.opencontainers.image.ref.name":"x"}}}},{{"mediaType":"{mt}","digest":"{d2}","size":{s2}}}]}}"#
+        );
+        lock.commit_index_bytes(index_json.as_bytes())
+            .expect("commit");
+
+        let mut rw = Rewriter::new(&lock, Relabel { calls: 0 });
+        let changes = rw.rewrite_index_json(|_, _| true).expect("rewrite");
+        assert_eq!(rw.transform().calls, 2, "m1 and m2 each seen once");
+        assert_eq!(changes.len(), 2);
+        assert!(changes[1].new.is_none(), "m2 untouched");
+        let new_root = changes[0].new.clone().expect("index changed");
+        assert_eq!(new_root.ref_name(), Some("x"));
+
+        let new_m1 = format!(
+            r#"{{"schemaVersion":2,"x-convert":1,"config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{cfg}","size":{cfg_size}}},"layers":[],"x-converted":true}}"#
+        );
+        let nd1 = Digest::sha256(new_m1.as_bytes());
+        let expect_idx = format!(
+            r#"{{"schemaVersion":2,"x-first":0,"manifests":[{{"mediaType":"{mt}","digest":"{nd1}","size":{},"platform":{{"architecture":"amd64","os":"linux"}}}},{{"mediaType":"{mt}","digest":"{nd1}","size":{},"platform":{{"architecture":"arm64","os":"linux"}}}},{{"mediaType":"{mt}","digest":"{d2}","size":{s2}}}]}}"#,
+            new_m1.len(),
+            new_m1.len()
+        );
+        assert_eq!(new_root.digest, Digest::sha256(expect_idx.as_bytes()));
+        assert_eq!(
+            l.read_blob(&new_root.digest, None, 1 << 20).expect("read"),
+            expect_idx.as_bytes()
+        );
+        let ij = std::fs::read_to_string(l.root().join("index.json")).expect("read");
+        assert_eq!(
+            ij,
+            format!(
+                r#"{{"schemaVersion":2,"manifests":[{{"mediaType":"application/vnd.oci.image.index.v1+json","digest":"{}","size":{},"annotations":{{"org.opencontainers.image.ref.name":"x"}}}},{{"mediaType":"{mt}","digest":"{d2}","size":{s2}}}]}}"#,
+                new_root.digest,
+                expect_idx.len()
+            )
+        );
+        // The old blobs are still there for gc.
+        assert!(l.blob_size(&d1).expect("stat").is_some());
+        assert!(l.blob_size(&di).expect("stat").is_some());
+
+        // A second pass changes nothing and does not commit.
+        let mut rw = Rewriter::new(&lock, Relabel { calls: 0 });
+        let changes = rw.rewrite_index_json(|_, _| true).expect("rewrite");
+        assert!(changes.iter().all(|c| c.new.is_none()));
+    }
+
+    /// Keeps only the index entries of one architecture (what `copy --platform` needs).
+    struct OnlyArch(&'static str);
+
+    impl Transform for OnlyArch {
+        type Error = Error;
+        fn keep_entry(&mut self, _: &Descriptor, entry: &Descriptor) -> bool {
+            entry
+                .platform
+                .as_ref()
+                .is_none_or(|p| p.architecture == self.0)
+        }
+        fn index(
+            &mut self,
+            _: &WriteLock<'_>,
+            _: &Descriptor,
+            _: &mut Map<String, Value>,
+            changed: bool,
+        ) -> Result<DocEdit, Error> {
+            Ok(DocEdit {
+                edited: changed,
+                media_type: None,
+            })
+        }
+        fn manifest(
+            &mut self,
+            _: &WriteLock<'_>,
+            _: &Descriptor,
+            _: &mut Map<String, Value>,
+        ) -> Result<DocEdit, Error> {
+            Ok(DocEdit::unchanged())
+        }
+    }
+
+    #[test]
+    fn entries_can_be_filtered() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (l, _) = Layout::init(
+            dir.path().join("l"),
+            Options {
+                durable: false,
+                ..Options::default()
+            },
+        )
+        .expect("init");
+        let lock = l.lock().expect("lock");
+        let (m, ms) = lock
+            .write_blob(br#"{"schemaVersion":2,"config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":2},"layers":[]}"#)
+            .expect("w");
+        lock.write_blob(b"{}").expect("w");
+        let mt = "application/vnd.oci.image.manifest.v1+json";
+        let idx = format!(
+            r#"{{"schemaVersion":2,"manifests":[{{"mediaType":"{mt}","digest":"{m}","size":{ms},"platform":{{"architecture":"amd64","os":"linux"}}}},{{"mediaType":"{mt}","digest":"{m}","size":{ms},"platform":{{"architecture":"arm64","os":"linux"}}}}]}}"#
+        );
+        let (di, si) = lock.write_blob(idx.as_bytes()).expect("w");
+        let root = Descriptor::new(MediaType::OciIndex, di, si);
+        let mut rw = Rewriter::new(&lock, OnlyArch("arm64"));
+        let new = rw.visit(&root).expect("visit").expect("changed");
+        let expect = format!(
+            r#"{{"schemaVersion":2,"manifests":[{{"mediaType":"{mt}","digest":"{m}","size":{ms},"platform":{{"architecture":"arm64","os":"linux"}}}}]}}"#
+        );
+        assert_eq!(new.digest, Digest::sha256(expect.as_bytes()));
+        assert_eq!(new.media_type, MediaType::OciIndex);
+    }
+}
