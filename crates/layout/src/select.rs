@@ -278,16 +278,24 @@ impl Filter<'_> {
         } else if kept.iter().all(Option::is_none) {
             None
         } else {
-            let entries: Vec<Value> = kept
-                .iter()
-                .flatten()
-                .map(|d| {
-                    serde_json::to_value(d).map_err(|e| Error::Json {
-                        what: desc.digest.to_string(),
-                        source: e,
-                    })
+            // Keep the kept entries as written (unknown fields and order included); a filtered
+            // nested index gets its new digest and size patched in.
+            let originals = value
+                .get("manifests")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            let entries: Vec<Value> = originals
+                .into_iter()
+                .zip(&kept)
+                .filter_map(|(mut v, k)| {
+                    let k = k.as_ref()?;
+                    if let Some(obj) = v.as_object_mut() {
+                        crate::rewrite::patch_descriptor(obj, k);
+                    }
+                    Some(v)
                 })
-                .collect::<Result<_>>()?;
+                .collect();
             if let Some(obj) = value.as_object_mut() {
                 obj.insert("manifests".into(), Value::Array(entries));
             }
