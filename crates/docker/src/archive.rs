@@ -148,6 +148,9 @@ impl Archive {
                 copy_large(&mut dec, &mut spool)
                     .map_err(|e| bad(&format!("not a readable {} stream: {e}", c.as_str())))?;
                 spool
+                    .seek(SeekFrom::Start(0))
+                    .map_err(|e| Error::io(path, e))?;
+                spool
             }
         };
         let members = index(&file, path)?;
