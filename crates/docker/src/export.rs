@@ -236,6 +236,9 @@ fn write_tar(
             Content::Bytes(bytes) => {
                 let mut h = header(mtime, bytes.len() as u64, false);
                 b.append_data(&mut h, name, &bytes[..]).map_err(io_err)?;
+                if name.starts_with("blobs/") {
+                    blobs += 1;
+                }
             }
             Content::Blob(d) => {
                 let path = layout.blob_path(&d.digest);
