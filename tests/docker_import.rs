@@ -840,3 +840,172 @@ fn ref_flag_needs_exactly_one_untagged_image() {
     );
     assert!(!dir.exists());
 }
+
+// ---------------------------------------------------------------- skopeo dir:, containerd, crashes
+
+/// A skopeo `dir:` copy of test_image_1 as Docker schema2: blobs named by hex, a gzip layer.
+fn make_dir_copy(root: &Path) -> (PathBuf, String, String) {
+    let dir = root.join("dircopy");
+    fs::create_dir_all(&dir).expect("mkdir");
+    let config = tar_member(
+        &fixture("ggcr-test_image_1.tar"),
+        "6e0b05049ed9c17d02e1a55e80d6599dbfcce7f4f4b022e3c673e685789c470e.json",
+    );
+    let layer = tar_member(
+        &fixture("ggcr-test_image_1.tar"),
+        "555b1001d54ed229f56990845856f080b0707348b26b3aa85aaf58d5570cdee0/layer.tar",
+    );
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(9));
+    std::io::Write::write_all(&mut e, &layer).expect("gz");
+    let gz = e.finish().expect("gz");
+    let (cd, ld) = (sha256(&config), sha256(&gz));
+    fs::write(dir.join(&cd[7..]), &config).expect("write");
+    fs::write(dir.join(&ld[7..]), &gz).expect("write");
+    fs::write(dir.join("version"), "Directory Transport Version: 1.1\n").expect("write");
+    let manifest = format!(
+        r#"{{"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.v2+json","config":{{"mediaType":"application/vnd.docker.container.image.v1+json","size":{},"digest":"{cd}"}},"layers":[{{"mediaType":"application/vnd.docker.image.rootfs.diff.tar.gzip","size":{},"digest":"{ld}"}}]}}"#,
+        config.len(),
+        gz.len()
+    );
+    fs::write(dir.join("manifest.json"), manifest).expect("write");
+    (dir, cd, ld)
+}
+
+#[test]
+fn skopeo_dir_copy_imports_with_its_gzip_layer_kept() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (src, config, layer) = make_dir_copy(tmp.path());
+    let dir = tmp.path().join("l");
+    ocikit()
+        .args(["import", "--ref", "dircopy:1"])
+        .arg(&src)
+        .arg(&dir)
+        .assert()
+        .code(0);
+    let e = &index(&dir)["manifests"][0];
+    assert_eq!(
+        e["annotations"]["org.opencontainers.image.ref.name"],
+        "dircopy:1"
+    );
+    assert_eq!(e["platform"]["architecture"], "amd64");
+    let m = json_blob(&dir, e["digest"].as_str().expect("d"));
+    assert_eq!(
+        m["config"]["mediaType"],
+        "application/vnd.oci.image.config.v1+json"
+    );
+    assert_eq!(m["config"]["digest"], config);
+    assert_eq!(
+        m["layers"][0]["mediaType"],
+        "application/vnd.oci.image.layer.v1.tar+gzip"
+    );
+    assert_eq!(
+        m["layers"][0]["digest"], layer,
+        "already gzip: stored as it is"
+    );
+    fsck_deep_clean(&dir);
+    // Without --ref the image is imported untagged.
+    let untagged = tmp.path().join("u");
+    ocikit()
+        .arg("import")
+        .arg(&src)
+        .arg(&untagged)
+        .assert()
+        .code(0);
+    assert!(index(&untagged)["manifests"][0]
+        .get("annotations")
+        .is_none());
+
+    // A blob that does not match its descriptor is refused, naming it.
+    fs::write(src.join(&layer[7..]), b"garbage").expect("write");
+    bad_source(&src, &format!("member `{}`", &layer[7..]));
+}
+
+#[test]
+fn skopeo_dir_copy_of_schema1_is_not_supported_yet() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let src = tmp.path().join("s1");
+    fs::create_dir_all(&src).expect("mkdir");
+    fs::write(src.join("version"), "Directory Transport Version: 1.1\n").expect("write");
+    fs::write(
+        src.join("manifest.json"),
+        r#"{"schemaVersion":1,"name":"x","tag":"1","architecture":"amd64","fsLayers":[],"history":[]}"#,
+    )
+    .expect("write");
+    bad_source(
+        &src,
+        "member `manifest.json`: schema1 dir: copies are not supported yet",
+    );
+}
+
+#[test]
+fn oci_archive_with_dot_slash_prefixes_imports() {
+    // containerd's `ctr export` writes `./`-prefixed names; they are the same members.
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let first = tmp.path().join("first");
+    ocikit()
+        .arg("import")
+        .arg(fixture("ggcr-test_link.tar"))
+        .arg(&first)
+        .assert()
+        .code(0);
+    let plain = ocikit()
+        .args(["export", "--format", "oci-archive", "-o", "-"])
+        .arg(&first)
+        .output()
+        .expect("run");
+    assert_eq!(plain.status.code(), Some(0));
+    let mut b = tar::Builder::new(Vec::new());
+    let mut ar = tar::Archive::new(&plain.stdout[..]);
+    for e in ar.entries().expect("entries") {
+        let mut e = e.expect("entry");
+        let mut h = e.header().clone();
+        let name = format!("./{}", e.path().expect("path").display());
+        let mut data = Vec::new();
+        std::io::Read::read_to_end(&mut e, &mut data).expect("read");
+        b.append_data(&mut h, name, &data[..]).expect("append");
+    }
+    let dotted = tmp.path().join("dotted.tar");
+    fs::write(&dotted, b.into_inner().expect("tar")).expect("write");
+    let second = tmp.path().join("second");
+    ocikit()
+        .arg("import")
+        .arg(&dotted)
+        .arg(&second)
+        .assert()
+        .code(0);
+    assert_eq!(
+        fs::read(first.join("index.json")).expect("read"),
+        fs::read(second.join("index.json")).expect("read")
+    );
+    fsck_deep_clean(&second);
+}
+
+#[test]
+fn an_interrupted_import_leaves_the_layout_as_it_was() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("l");
+    ocikit()
+        .arg("import")
+        .arg(fixture("ggcr-test_image_1.tar"))
+        .arg(&dir)
+        .assert()
+        .code(0);
+    let before = fs::read(dir.join("index.json")).expect("read");
+    // The process aborts (as a SIGKILL would stop it) after the first layer is written.
+    let out = ocikit()
+        .env("OCIKIT_FAULT_POINT", "import-mid-layers")
+        .arg("import")
+        .arg(fixture("ggcr-whiteout_dir.tar"))
+        .arg(&dir)
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    assert_eq!(fs::read(dir.join("index.json")).expect("read"), before);
+    fsck_deep_clean(&dir);
+    // What was written is unreferenced, and gc removes it.
+    ocikit().arg("gc").arg(&dir).assert().code(0);
+    assert_eq!(
+        fs::read_dir(dir.join("blobs/sha256")).expect("ls").count(),
+        3
+    );
+}

@@ -346,3 +346,38 @@ fn oci_image_tool_validates_imported_layouts() {
         .args(["validate", "--type", "image"])
         .arg(&dir));
 }
+
+#[test]
+fn skopeo_dir_copies_import() {
+    if !have("skopeo") {
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let src = tmp.path().join("src");
+    import(&[&fixture("ggcr-whiteout_dir.tar")], &src);
+    for (format, flag) in [("oci", None), ("docker v2s2", Some("v2s2"))] {
+        let d = tmp.path().join(format!("dir-{}", flag.unwrap_or("oci")));
+        let mut c = Std::new("skopeo");
+        c.arg("copy");
+        if let Some(f) = flag {
+            c.args(["--format", f]);
+        }
+        c.arg(format!(
+            "oci:{}:localhost:5000/whiteout:latest",
+            src.display()
+        ))
+        .arg(format!("dir:{}", d.display()));
+        run(&mut c);
+        let dst = tmp.path().join(format!("dst-{}", flag.unwrap_or("oci")));
+        ocikit()
+            .args(["import", "-q", "--ref", "wd"])
+            .arg(&d)
+            .arg(&dst)
+            .assert()
+            .code(0);
+        fsck(&dst);
+        // dir: keeps the config bytes, so the config digest survives the trip ({format}).
+        assert_eq!(images(&src)[0].1, images(&dst)[0].1, "{format}");
+        assert_eq!(images(&src)[0].2, images(&dst)[0].2, "{format}");
+    }
+}
