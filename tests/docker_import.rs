@@ -1009,3 +1009,91 @@ fn an_interrupted_import_leaves_the_layout_as_it_was() {
         3
     );
 }
+
+#[test]
+fn docker25_index_entry_keeps_the_platforms_present() {
+    // Docker 25+ with the containerd image store saves a multi-platform index in index.json
+    // but only the blobs of the platforms it has. Build such an archive: an index of
+    // test_image_1 (linux/amd64) and hello-world (linux/arm64), with hello-world's blobs left out.
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("l");
+    ocikit()
+        .arg("import")
+        .arg(fixture("ggcr-test_image_1.tar"))
+        .arg(fixture("ggcr-hello-world-v25.tar"))
+        .arg(&dir)
+        .assert()
+        .code(0);
+    let mut ix = index(&dir);
+    let children: Vec<Value> = ix["manifests"]
+        .as_array()
+        .expect("m")
+        .iter()
+        .map(|e| serde_json::json!({"mediaType": e["mediaType"], "digest": e["digest"], "size": e["size"], "platform": e["platform"]}))
+        .collect();
+    let list = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": children.clone()
+    }))
+    .expect("json");
+    let list_digest = sha256(&list);
+    fs::write(dir.join("blobs/sha256").join(&list_digest[7..]), &list).expect("write");
+    ix["manifests"] = serde_json::json!([{
+        "mediaType": "application/vnd.oci.image.index.v1+json", "digest": list_digest, "size": list.len(),
+        "annotations": {"io.containerd.image.name": "docker.io/library/multi:1", "org.opencontainers.image.ref.name": "1"}
+    }]);
+    fs::write(
+        dir.join("index.json"),
+        serde_json::to_vec(&ix).expect("json"),
+    )
+    .expect("write");
+    let oci = ocikit()
+        .args(["export", "--format", "oci-archive", "-o", "-"])
+        .arg(&dir)
+        .output()
+        .expect("run");
+    assert_eq!(oci.status.code(), Some(0));
+    let dropped = [HELLO_V25.manifest, HELLO_V25.config, HELLO_V25.layers[0]];
+    let mut b = tar::Builder::new(Vec::new());
+    let mut ar = tar::Archive::new(&oci.stdout[..]);
+    for e in ar.entries().expect("entries") {
+        let mut e = e.expect("entry");
+        let name = e.path().expect("path").display().to_string();
+        if dropped.iter().any(|d| name.ends_with(&d[7..])) {
+            continue;
+        }
+        let mut h = e.header().clone();
+        let mut data = Vec::new();
+        std::io::Read::read_to_end(&mut e, &mut data).expect("read");
+        b.append_data(&mut h, name, &data[..]).expect("append");
+    }
+    let save = format!(
+        r#"[{{"Config":"blobs/sha256/{}","RepoTags":["multi:1"],"Layers":[]}}]"#,
+        &IMAGE_1.config[7..]
+    );
+    let mut h = tar::Header::new_ustar();
+    h.set_size(save.len() as u64);
+    h.set_mode(0o644);
+    b.append_data(&mut h, "manifest.json", save.as_bytes())
+        .expect("append");
+    let src = tmp.path().join("docker25.tar");
+    fs::write(&src, b.into_inner().expect("tar")).expect("write");
+
+    let dst = tmp.path().join("dst");
+    ocikit().arg("import").arg(&src).arg(&dst).assert().code(0);
+    let expected = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": [children[0].clone()]
+    }))
+    .expect("json");
+    let e = &index(&dst)["manifests"][0];
+    assert_eq!(e["digest"].as_str(), Some(sha256(&expected).as_str()));
+    assert_eq!(blob(&dst, e["digest"].as_str().expect("d")), expected);
+    assert_eq!(
+        e["annotations"]["org.opencontainers.image.ref.name"],
+        "multi:1"
+    );
+    assert_eq!(
+        e["annotations"]["io.containerd.image.name"],
+        "docker.io/library/multi:1"
+    );
+    fsck_deep_clean(&dst);
+}

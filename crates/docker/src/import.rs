@@ -570,73 +570,154 @@ fn docker25(ctx: &mut Ctx<'_>, ar: &Archive, entries: &mut Vec<Entry>) -> Result
     for entry in &index.manifests {
         let mut bare = entry.clone();
         bare.set_ref_name(None);
-        let image = match entry.media_type.class() {
+        if let Some(a) = bare.annotations.as_mut() {
+            // Recomputed for each name the entry gets.
+            a.remove(CONTAINERD_NAME);
+            if a.is_empty() {
+                bare.annotations = None;
+            }
+        }
+        match entry.media_type.class() {
             Class::Manifest => {
-                let member = blob_member(&entry.digest);
-                let bytes = read_verified(ar, entry)?;
-                let man: Manifest = serde_json::from_slice(&bytes).map_err(|e| {
-                    Error::member(ar.path(), &member, format!("not a manifest: {e}"))
-                })?;
+                let man = read_manifest(ar, entry)?;
                 if man.config.media_type.class() == Class::Config {
-                    let plan = ImagePlan {
-                        config: blob_member(&man.config.digest),
-                        config_digest: Some(man.config.digest.clone()),
-                        layers: man
-                            .layers
-                            .iter()
-                            .map(|l| LayerPlan {
-                                member: blob_member(&l.digest),
-                                source: Some(l.clone()),
-                            })
-                            .collect(),
-                        annotations: man.annotations.clone(),
-                    };
-                    let mut d = write_image(ctx, ar, &plan)?;
-                    let config_member = blob_member(&man.config.digest);
-                    let mut names: Vec<String> = save
-                        .iter()
-                        .filter(|s| {
-                            crate::archive::normalize(&s.config).is_ok_and(|c| c == config_member)
-                        })
-                        .flat_map(|s| s.repo_tags.clone().unwrap_or_default())
-                        .collect();
-                    if names.is_empty() {
-                        let ann = entry.annotations.as_ref();
-                        if let Some(n) = ann.and_then(|a| a.get(CONTAINERD_NAME)) {
-                            names.push(n.clone());
-                        } else if let Some(n) = entry.ref_name() {
-                            names.push(n.to_string());
-                        }
-                    }
-                    if let Some(a) = &entry.annotations {
-                        let mut kept = a.clone();
-                        kept.remove(ocikit_layout::REF_NAME);
-                        if !kept.is_empty() {
-                            d.annotations = Some(kept);
-                        }
-                    }
+                    let mut d = write_image(ctx, ar, &image_plan(&man))?;
+                    d.annotations = bare.annotations.clone();
                     if d.platform.is_none() {
                         d.platform = entry.platform.clone();
                     }
+                    let names = docker25_names(&save, &[blob_member(&man.config.digest)], entry);
                     push_named(entries, d, &names);
-                    true
-                } else {
-                    false
+                    continue;
                 }
             }
-            _ => false,
-        };
-        if !image {
-            copy_tree(ctx, ar, &bare)?;
-            entries.push(Entry {
-                source: 0,
-                descriptor: bare,
-                name: entry.ref_name().map(String::from),
-                image: false,
-            });
+            Class::Index => {
+                // The containerd image store saves the whole index but only the blobs of the
+                // platforms it has: keep the platforms present, in a new index.
+                let ix: Index =
+                    serde_json::from_slice(&read_verified(ar, entry)?).map_err(|e| {
+                        Error::member(
+                            ar.path(),
+                            &blob_member(&entry.digest),
+                            format!("not an index: {e}"),
+                        )
+                    })?;
+                let present: Vec<&Descriptor> = ix
+                    .manifests
+                    .iter()
+                    .filter(|c| ar.has(&blob_member(&c.digest)))
+                    .collect();
+                let mut configs = Vec::new();
+                for c in &present {
+                    if c.media_type.class() == Class::Manifest {
+                        configs.push(blob_member(&read_manifest(ar, c)?.config.digest));
+                    }
+                }
+                let names = docker25_names(&save, &configs, entry);
+                if present.is_empty() {
+                    return Err(Error::member(
+                        ar.path(),
+                        &blob_member(&entry.digest),
+                        "none of the index's manifests is in the archive",
+                    ));
+                }
+                let d = if present.len() == ix.manifests.len() {
+                    copy_tree(ctx, ar, &bare)?;
+                    bare.clone()
+                } else {
+                    for c in &present {
+                        copy_tree(ctx, ar, c)?;
+                    }
+                    let partial = Index {
+                        manifests: present.into_iter().cloned().collect(),
+                        ..ix
+                    };
+                    let bytes =
+                        serde_json::to_vec(&partial).map_err(|e| ocikit_layout::Error::Json {
+                            what: "new index".into(),
+                            source: e,
+                        })?;
+                    let (digest, size) = ctx.lock.write_blob(&bytes)?;
+                    let mut d = Descriptor::new(entry.media_type.clone(), digest, size);
+                    d.annotations = bare.annotations.clone();
+                    d
+                };
+                push_named(entries, d, &names);
+                continue;
+            }
+            _ => {}
         }
+        copy_tree(ctx, ar, &bare)?;
+        entries.push(Entry {
+            source: 0,
+            descriptor: bare,
+            name: entry.ref_name().map(String::from),
+            image: false,
+        });
     }
     Ok(())
+}
+
+fn read_manifest(m: &dyn Members, d: &Descriptor) -> Result<Manifest> {
+    serde_json::from_slice(&read_verified(m, d)?).map_err(|e| {
+        Error::member(
+            m.path(),
+            &blob_member(&d.digest),
+            format!("not a manifest: {e}"),
+        )
+    })
+}
+
+fn image_plan(man: &Manifest) -> ImagePlan {
+    ImagePlan {
+        config: blob_member(&man.config.digest),
+        config_digest: Some(man.config.digest.clone()),
+        layers: man
+            .layers
+            .iter()
+            .map(|l| LayerPlan {
+                member: blob_member(&l.digest),
+                source: Some(l.clone()),
+            })
+            .collect(),
+        annotations: man.annotations.clone(),
+    }
+}
+
+/// The names of a Docker 25+ index entry: the RepoTags of the manifest.json entries for its
+/// config(s) (only the one matching the entry's `io.containerd.image.name` when there is one,
+/// since Docker writes one index entry per name), else its `io.containerd.image.name`, else
+/// its ref.
+fn docker25_names(save: &[SaveEntry], configs: &[String], entry: &Descriptor) -> Vec<String> {
+    let tags: Vec<String> = save
+        .iter()
+        .filter(|s| crate::archive::normalize(&s.config).is_ok_and(|c| configs.contains(&c)))
+        .flat_map(|s| s.repo_tags.clone().unwrap_or_default())
+        .collect();
+    let full = entry
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(CONTAINERD_NAME));
+    if !tags.is_empty() {
+        if let Some(full) = full {
+            let same: Vec<String> = tags
+                .iter()
+                .filter(|t| containerd_name(t).as_ref() == Some(full))
+                .cloned()
+                .collect();
+            if !same.is_empty() {
+                return same;
+            }
+        }
+        return tags;
+    }
+    if let Some(full) = full {
+        return vec![full.clone()];
+    }
+    entry
+        .ref_name()
+        .map(|r| vec![r.to_string()])
+        .unwrap_or_default()
 }
 
 fn read_index_member(m: &dyn Members) -> Result<Index> {
