@@ -46,12 +46,40 @@ use crate::{Error, Result};
 pub const CONTAINERD_NAME: &str = "io.containerd.image.name";
 
 /// How to import.
-#[derive(Debug, Clone, Default)]
-pub struct ImportOptions {
+#[derive(Clone, Default)]
+pub struct ImportOptions<'a> {
     /// Compression of new layers (default gzip).
     pub compress: CompressOptions,
     /// A ref for the one untagged image of the sources.
     pub ref_name: Option<String>,
+    /// Called with the number of source bytes read, as layers and blobs are streamed.
+    pub progress: Option<&'a (dyn Fn(u64) + Sync)>,
+}
+
+impl std::fmt::Debug for ImportOptions<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ImportOptions")
+            .field("compress", &self.compress)
+            .field("ref_name", &self.ref_name)
+            .field("progress", &self.progress.is_some())
+            .finish()
+    }
+}
+
+/// A reader that reports how much it read.
+struct Progress<'p, R> {
+    inner: R,
+    report: Option<&'p (dyn Fn(u64) + Sync)>,
+}
+
+impl<R: Read> Read for Progress<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if let Some(p) = self.report {
+            p(n as u64);
+        }
+        Ok(n)
+    }
 }
 
 /// One index entry the import wrote.
@@ -101,7 +129,7 @@ pub fn import(
     sources: &[PathBuf],
     dest: &Path,
     layout_opts: Options,
-    opts: &ImportOptions,
+    opts: &ImportOptions<'_>,
 ) -> Result<ImportReport> {
     if let Some(r) = &opts.ref_name {
         refs::check_ref_name(r)?;
@@ -124,7 +152,7 @@ fn import_into(
     sources: &[Source],
     dest: &Path,
     layout_opts: Options,
-    opts: &ImportOptions,
+    opts: &ImportOptions<'_>,
 ) -> Result<ImportReport> {
     let (layout, created) = Layout::init(dest, layout_opts)?;
     let lock = layout.lock()?;
@@ -218,7 +246,7 @@ fn import_into(
 
 struct Ctx<'a> {
     lock: &'a WriteLock<'a>,
-    opts: &'a ImportOptions,
+    opts: &'a ImportOptions<'a>,
     /// Layers already written, by source path and (resolved) member.
     layers: HashMap<(PathBuf, String), LayerInfo>,
     /// Layers written so far (for the crash-test fault point).
@@ -408,7 +436,10 @@ fn canonical(m: &dyn Members, name: &str) -> Result<String> {
 
 fn stream_layer(ctx: &Ctx<'_>, m: &dyn Members, lp: &LayerPlan) -> Result<LayerInfo> {
     let member_err = |e: &dyn std::fmt::Display| Error::member(m.path(), &lp.member, e.to_string());
-    let raw = m.open(&lp.member)?;
+    let raw = Progress {
+        inner: m.open(&lp.member)?,
+        report: ctx.opts.progress,
+    };
     let reader: Box<dyn Read + '_> = match &lp.source {
         Some(s) => {
             let alg = s
@@ -423,7 +454,7 @@ fn stream_layer(ctx: &Ctx<'_>, m: &dyn Members, lp: &LayerPlan) -> Result<LayerI
                 m.path().join(&lp.member),
             ))
         }
-        None => raw,
+        None => Box::new(raw),
     };
     let (head, mut r) = peek(reader, SNIFF_LEN).map_err(|e| member_err(&e))?;
     let comp = match sniff(&head) {
@@ -857,7 +888,10 @@ fn copy_leaf(ctx: &Ctx<'_>, m: &dyn Members, d: &Descriptor) -> Result<()> {
         .digest
         .algorithm()
         .ok_or_else(|| ocikit_layout::Error::Unverifiable(d.digest.clone()))?;
-    let mut r = m.open(&member)?;
+    let mut r = Progress {
+        inner: m.open(&member)?,
+        report: ctx.opts.progress,
+    };
     let mut w = ctx.lock.blob_writer_for(alg)?;
     ocikit_layout::layer::copy_large(&mut r, &mut w).map_err(|e| Error::io(m.path(), e))?;
     w.finish_expect(&d.digest, Some(d.size))
