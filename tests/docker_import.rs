@@ -1097,3 +1097,45 @@ fn docker25_index_entry_keeps_the_platforms_present() {
     );
     fsck_deep_clean(&dst);
 }
+
+#[test]
+fn foreign_layers_named_by_layer_sources_are_kept_as_descriptors() {
+    // Windows base layers are "foreign": `docker save` lists them in LayerSources with their
+    // URLs and may leave their bytes out. The descriptor is kept (as OCI non-distributable).
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (l, diff) = layer();
+    let foreign_diff = sha256(b"foreign layer tar");
+    let foreign_digest = sha256(b"foreign layer gzip");
+    let cfg = format!(
+        r#"{{"architecture":"amd64","os":"windows","rootfs":{{"type":"layers","diff_ids":["{foreign_diff}","{diff}"]}}}}"#
+    );
+    let manifest = format!(
+        r#"[{{"Config":"c.json","RepoTags":["win:1"],"Layers":["f/layer.tar","l/layer.tar"],"LayerSources":{{"{foreign_diff}":{{"mediaType":"application/vnd.docker.image.rootfs.foreign.diff.tar.gzip","size":1234,"digest":"{foreign_digest}","urls":["https://example.invalid/base"]}}}}}}]"#
+    );
+    let p = write_src(
+        tmp.path(),
+        &raw_tar(&[
+            M::File("c.json", cfg.as_bytes()),
+            M::File("l/layer.tar", &l),
+            M::File("manifest.json", manifest.as_bytes()),
+        ]),
+    );
+    let dir = tmp.path().join("w");
+    ocikit().arg("import").arg(&p).arg(&dir).assert().code(0);
+    let e = &index(&dir)["manifests"][0];
+    assert_eq!(e["platform"]["os"], "windows");
+    let m = json_blob(&dir, e["digest"].as_str().expect("d"));
+    assert_eq!(
+        m["layers"][0],
+        serde_json::json!({
+            "mediaType": "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
+            "digest": foreign_digest,
+            "size": 1234,
+            "urls": ["https://example.invalid/base"]
+        })
+    );
+    assert_eq!(
+        m["layers"][1]["mediaType"],
+        "application/vnd.oci.image.layer.v1.tar+gzip"
+    );
+}

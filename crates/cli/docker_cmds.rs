@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 
 use ocikit_docker::import::{import as run_import, ImportOptions};
+use ocikit_docker::source::Kind;
 use ocikit_layout::layer::CompressOptions;
 use ocikit_layout::Compression;
 
@@ -36,10 +37,11 @@ pub fn import(
     cli: &Cli,
     sources: &[PathBuf],
     dir: &Path,
-    compress: CompressArg,
+    asked: Option<CompressArg>,
     level: Option<i32>,
     ref_name: Option<&str>,
 ) -> anyhow::Result<Code> {
+    let compress = asked.unwrap_or(CompressArg::Gzip);
     if level.is_some() && compress == CompressArg::None {
         anyhow::bail!("--level needs --compress gzip or zstd");
     }
@@ -73,6 +75,20 @@ pub fn import(
         );
     }
     if !cli.quiet {
+        let copied: std::collections::BTreeSet<&Path> = report
+            .entries
+            .iter()
+            .filter(|e| matches!(e.kind, Kind::OciArchive | Kind::LayoutDir))
+            .map(|e| e.source.as_path())
+            .collect();
+        if asked.is_some() || level.is_some() {
+            for s in copied {
+                eprintln!(
+                    "note: `{}` is an OCI archive or layout: its blobs are copied as they are; --compress and --level apply to docker archives and dir: copies",
+                    s.display()
+                );
+            }
+        }
         if report.created {
             eprintln!("created OCI image layout `{}`", dir.display());
         }
