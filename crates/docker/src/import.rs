@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 
 use ocikit_layout::compress::{decompressor, sniff, Sniffed, SNIFF_LEN};
 use ocikit_layout::layer::{copy_layer, write_layer, CompressOptions, LayerInfo};
-use ocikit_layout::refs::{self, TagOutcome};
+use ocikit_layout::refs;
 use ocikit_layout::walk::{shape_class, Walk};
 use ocikit_layout::Class;
 use ocikit_layout::{
@@ -197,6 +197,16 @@ fn import_into(
         }
     }
     let mut index = layout.read_index()?.value;
+    // What each ref named before: a move is news only against this, not against an earlier
+    // source of the same import.
+    let before: HashMap<String, Vec<Digest>> = index
+        .manifests
+        .iter()
+        .filter_map(|m| Some((m.ref_name()?.to_string(), m.digest.clone())))
+        .fold(HashMap::new(), |mut acc, (n, d)| {
+            acc.entry(n).or_default().push(d);
+            acc
+        });
     let mut report = ImportReport {
         created,
         ..ImportReport::default()
@@ -215,17 +225,7 @@ fn import_into(
                             .insert(CONTAINERD_NAME.into(), full);
                     }
                 }
-                if let TagOutcome::Moved(from) = refs::tag(&mut index, &d, n)? {
-                    // A ref moved by an earlier source of this same import is not news.
-                    report.moved.retain(|m| &m.name != n);
-                    if from.iter().any(|f| f != &d.digest) {
-                        report.moved.push(MovedRef {
-                            name: n.clone(),
-                            from,
-                            to: d.digest.clone(),
-                        });
-                    }
-                }
+                refs::tag(&mut index, &d, n)?;
                 d.set_ref_name(Some(n));
             }
             None => {
@@ -239,6 +239,26 @@ fn import_into(
             kind: sources[e.source].kind(),
             descriptor: d,
         });
+    }
+    let mut moved: Vec<&String> = before.keys().collect();
+    moved.sort();
+    for name in moved {
+        let now: Vec<&Digest> = index
+            .manifests
+            .iter()
+            .filter(|m| m.ref_name() == Some(name.as_str()))
+            .map(|m| &m.digest)
+            .collect();
+        if let [to] = now[..] {
+            let from = &before[name];
+            if from.iter().any(|f| f != to) {
+                report.moved.push(MovedRef {
+                    name: name.clone(),
+                    from: from.clone(),
+                    to: to.clone(),
+                });
+            }
+        }
     }
     lock.commit_index(&index)?;
     Ok(report)
