@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 
 use ocikit_docker::import::{import as run_import, ImportOptions};
+use ocikit_docker::source::Kind;
 use ocikit_layout::layer::CompressOptions;
 use ocikit_layout::Compression;
 
@@ -36,21 +37,33 @@ pub fn import(
     cli: &Cli,
     sources: &[PathBuf],
     dir: &Path,
-    compress: CompressArg,
+    asked: Option<CompressArg>,
     level: Option<i32>,
     ref_name: Option<&str>,
 ) -> anyhow::Result<Code> {
+    let compress = asked.unwrap_or(CompressArg::Gzip);
     if level.is_some() && compress == CompressArg::None {
         anyhow::bail!("--level needs --compress gzip or zstd");
     }
+    let total: u64 = sources
+        .iter()
+        .filter_map(|s| std::fs::metadata(s).ok())
+        .filter(|m| m.is_file())
+        .map(|m| m.len())
+        .sum();
+    let bar = crate::output::byte_bar(cli.quiet, total, "importing");
+    let progress = |n: u64| bar.inc(n);
     let opts = ImportOptions {
         compress: CompressOptions {
             compression: compress.compression(),
             level,
         },
         ref_name: ref_name.map(String::from),
+        progress: Some(&progress),
     };
-    let report = run_import(sources, dir, cli.layout_options(), &opts)?;
+    let result = run_import(sources, dir, cli.layout_options(), &opts);
+    bar.finish_and_clear();
+    let report = result?;
     for m in &report.moved {
         // Always said, even with -q: the user's ref now names other content.
         let from: Vec<String> = m.from.iter().map(|d| format!("`{d}`")).collect();
@@ -62,6 +75,20 @@ pub fn import(
         );
     }
     if !cli.quiet {
+        let copied: std::collections::BTreeSet<&Path> = report
+            .entries
+            .iter()
+            .filter(|e| matches!(e.kind, Kind::OciArchive | Kind::LayoutDir))
+            .map(|e| e.source.as_path())
+            .collect();
+        if asked.is_some() || level.is_some() {
+            for s in copied {
+                eprintln!(
+                    "note: `{}` is an OCI archive or layout: its blobs are copied as they are; --compress and --level apply to docker archives and dir: copies",
+                    s.display()
+                );
+            }
+        }
         if report.created {
             eprintln!("created OCI image layout `{}`", dir.display());
         }
@@ -118,6 +145,8 @@ pub fn export(
 ) -> anyhow::Result<Code> {
     use ocikit_docker::export::{export as run_export, ExportOptions, Format};
     let layout = ocikit_layout::Layout::open(dir, cli.layout_options())?;
+    let bar = spinner(cli.quiet, "exporting");
+    let progress = |n: u64| bar.inc(n);
     let opts = ExportOptions {
         format: match format {
             FormatArg::DockerArchive => Format::DockerArchive,
@@ -125,6 +154,7 @@ pub fn export(
         },
         platform,
         mtime: source_date_epoch()?,
+        progress: Some(&progress),
     };
     let report = if output == Path::new("-") {
         let stdout = std::io::stdout();
@@ -155,6 +185,7 @@ pub fn export(
             .with_context(|| format!("`{}`", output.display()))?;
         report
     };
+    bar.finish_and_clear();
     if !cli.quiet {
         eprintln!(
             "wrote {} ({} entries, {} blobs, {}) to `{}`",
@@ -166,4 +197,20 @@ pub fn export(
         );
     }
     Ok(0)
+}
+
+/// A byte counter on stderr for work of unknown size, hidden unless stderr is a terminal and
+/// not quiet.
+fn spinner(quiet: bool, msg: &'static str) -> indicatif::ProgressBar {
+    if quiet || !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new_spinner();
+    if let Ok(style) =
+        indicatif::ProgressStyle::with_template("{spinner} {msg} {bytes} {bytes_per_sec}")
+    {
+        bar.set_style(style);
+    }
+    bar.set_message(msg);
+    bar
 }

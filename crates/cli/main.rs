@@ -152,9 +152,10 @@ pub enum Command {
         /// The sources, then the destination layout directory.
         #[arg(required = true, num_args = 2.., value_name = "SRC... DIR")]
         paths: Vec<PathBuf>,
-        /// Compression of new layers; layers already compressed this way are kept as they are.
-        #[arg(long, value_enum, default_value = "gzip")]
-        compress: docker_cmds::CompressArg,
+        /// Compression of new layers (default gzip); layers already compressed this way are
+        /// kept as they are. OCI archives and layouts are always copied as they are.
+        #[arg(long, value_enum)]
+        compress: Option<docker_cmds::CompressArg>,
         /// Compression level (gzip 0-9, default 6; zstd 1-22, default 3).
         #[arg(long, value_name = "N")]
         level: Option<i32>,

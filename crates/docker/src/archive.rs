@@ -148,6 +148,9 @@ impl Archive {
                 copy_large(&mut dec, &mut spool)
                     .map_err(|e| bad(&format!("not a readable {} stream: {e}", c.as_str())))?;
                 spool
+                    .seek(SeekFrom::Start(0))
+                    .map_err(|e| Error::io(path, e))?;
+                spool
             }
         };
         let members = index(&file, path)?;
@@ -382,5 +385,102 @@ mod tests {
         );
         assert_eq!(join_link("x/layer.tar", "../../y"), None);
         assert_eq!(join_link("x/layer.tar", "/etc/passwd"), None);
+    }
+
+    /// A tar from (name, type, link target, data), names written raw.
+    fn tar_of(members: &[(&str, tar::EntryType, &str, &[u8])]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for (name, kind, link, data) in members {
+            let mut h = tar::Header::new_ustar();
+            h.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
+            h.as_old_mut().linkname[..link.len()].copy_from_slice(link.as_bytes());
+            h.set_entry_type(*kind);
+            h.set_size(data.len() as u64);
+            h.set_mode(0o644);
+            h.set_cksum();
+            out.extend_from_slice(h.as_bytes());
+            out.extend_from_slice(data);
+            out.resize(out.len().div_ceil(512) * 512, 0);
+        }
+        out.resize(out.len() + 1024, 0);
+        out
+    }
+
+    fn open(bytes: &[u8]) -> (tempfile::TempDir, Result<Archive>) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("a.tar");
+        std::fs::write(&p, bytes).expect("write");
+        let a = Archive::open(&p);
+        (dir, a)
+    }
+
+    fn read(a: &Archive, name: &str) -> Vec<u8> {
+        a.read_small(name, 1 << 20).expect("read")
+    }
+
+    #[test]
+    fn links_resolve_inside_the_archive() {
+        use tar::EntryType as T;
+        let (_d, a) = open(&tar_of(&[
+            ("./x/data", T::Regular, "", b"payload"),
+            ("y/hard", T::Link, "./x/data", b""),
+            ("y/sym", T::Symlink, "../x/data", b""),
+            ("z/chain", T::Symlink, "../y/sym", b""),
+            ("loop/a", T::Symlink, "b", b""),
+            ("loop/b", T::Symlink, "a", b""),
+            ("out", T::Symlink, "../../etc/passwd", b""),
+            ("abs", T::Symlink, "/etc/passwd", b""),
+            ("dir", T::Directory, "", b""),
+        ]));
+        let a = a.expect("open");
+        for n in ["x/data", "./x/data", "y/hard", "y/sym", "z/chain"] {
+            assert_eq!(read(&a, n), b"payload", "{n}");
+            assert_eq!(a.resolve(n).expect("resolve"), "x/data");
+        }
+        let err = |n: &str| a.resolve(n).expect_err(n).to_string();
+        assert!(
+            err("loop/a").contains("too many levels of links"),
+            "{}",
+            err("loop/a")
+        );
+        assert!(
+            err("out").ends_with("member `out`: symlink to `../../etc/passwd` leaves the archive")
+        );
+        assert!(err("abs").ends_with("member `abs`: symlink to `/etc/passwd` leaves the archive"));
+        assert!(err("dir").ends_with("member `dir`: is a directory, not a file"));
+        assert!(err("nope").ends_with("member `nope`: missing from the archive"));
+    }
+
+    #[test]
+    fn hard_links_out_of_the_archive_refuse_it() {
+        let (_d, a) = open(&tar_of(&[(
+            "h",
+            tar::EntryType::Link,
+            "../etc/passwd",
+            b"",
+        )]));
+        let e = a.expect_err("refused").to_string();
+        assert!(
+            e.ends_with(
+                "member `h`: hard link to `../etc/passwd` leaves the archive (`..` in path)"
+            ),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn not_a_tar_empty_and_bzip2() {
+        let (_d, a) = open(b"");
+        assert!(a
+            .expect_err("empty")
+            .to_string()
+            .ends_with("not a tar archive: the file is empty"));
+        let (_d, a) = open(b"BZh91AY&SY");
+        assert!(a.expect_err("bz2").to_string().contains("bzip2-compressed"));
+        let (_d, a) = open(&[b'x'; 1024]);
+        assert!(a
+            .expect_err("junk")
+            .to_string()
+            .contains("not a tar archive"));
     }
 }

@@ -58,14 +58,27 @@ impl Format {
 }
 
 /// How to export.
-#[derive(Debug, Clone, Default)]
-pub struct ExportOptions {
+#[derive(Clone, Default)]
+pub struct ExportOptions<'a> {
     /// The format.
     pub format: Format,
     /// The platform to take from refs that name an index.
     pub platform: Option<PlatformSpec>,
     /// The mtime of every entry (seconds since the epoch).
     pub mtime: u64,
+    /// Called with the number of archive bytes written.
+    pub progress: Option<&'a (dyn Fn(u64) + Sync)>,
+}
+
+impl std::fmt::Debug for ExportOptions<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExportOptions")
+            .field("format", &self.format)
+            .field("platform", &self.platform)
+            .field("mtime", &self.mtime)
+            .field("progress", &self.progress.is_some())
+            .finish()
+    }
 }
 
 /// What an export wrote.
@@ -83,7 +96,7 @@ pub struct ExportReport {
 pub fn export(
     layout: &Layout,
     what: &[String],
-    opts: &ExportOptions,
+    opts: &ExportOptions<'_>,
     out: &mut dyn Write,
 ) -> Result<ExportReport> {
     let index = layout.read_index()?.value;
@@ -110,6 +123,7 @@ pub fn export(
     let mut counter = CountingWriter {
         inner: out,
         count: 0,
+        progress: opts.progress,
     };
     let mut report = match opts.format {
         Format::DockerArchive => docker_archive(layout, &selected, opts, &mut counter)?,
@@ -179,12 +193,16 @@ fn pick_image(
 struct CountingWriter<'a> {
     inner: &'a mut dyn Write,
     count: u64,
+    progress: Option<&'a (dyn Fn(u64) + Sync)>,
 }
 
 impl Write for CountingWriter<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let n = self.inner.write(buf)?;
         self.count += n as u64;
+        if let Some(p) = self.progress {
+            p(n as u64);
+        }
         Ok(n)
     }
     fn flush(&mut self) -> io::Result<()> {
@@ -236,6 +254,9 @@ fn write_tar(
             Content::Bytes(bytes) => {
                 let mut h = header(mtime, bytes.len() as u64, false);
                 b.append_data(&mut h, name, &bytes[..]).map_err(io_err)?;
+                if name.starts_with("blobs/") {
+                    blobs += 1;
+                }
             }
             Content::Blob(d) => {
                 let path = layout.blob_path(&d.digest);
@@ -393,7 +414,7 @@ struct ArchiveImage {
 fn docker_archive(
     layout: &Layout,
     selected: &[(Option<String>, Descriptor)],
-    opts: &ExportOptions,
+    opts: &ExportOptions<'_>,
     out: &mut dyn Write,
 ) -> Result<ExportReport> {
     let mut entries: BTreeMap<String, Content> = BTreeMap::new();
@@ -643,7 +664,7 @@ fn oci_archive(
     layout: &Layout,
     source: &Index,
     selected: &[(Option<String>, Descriptor)],
-    opts: &ExportOptions,
+    opts: &ExportOptions<'_>,
     out: &mut dyn Write,
 ) -> Result<ExportReport> {
     let mut index = Index {

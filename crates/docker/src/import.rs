@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 
 use ocikit_layout::compress::{decompressor, sniff, Sniffed, SNIFF_LEN};
 use ocikit_layout::layer::{copy_layer, write_layer, CompressOptions, LayerInfo};
-use ocikit_layout::refs::{self, TagOutcome};
+use ocikit_layout::refs;
 use ocikit_layout::walk::{shape_class, Walk};
 use ocikit_layout::Class;
 use ocikit_layout::{
@@ -46,12 +46,40 @@ use crate::{Error, Result};
 pub const CONTAINERD_NAME: &str = "io.containerd.image.name";
 
 /// How to import.
-#[derive(Debug, Clone, Default)]
-pub struct ImportOptions {
+#[derive(Clone, Default)]
+pub struct ImportOptions<'a> {
     /// Compression of new layers (default gzip).
     pub compress: CompressOptions,
     /// A ref for the one untagged image of the sources.
     pub ref_name: Option<String>,
+    /// Called with the number of source bytes read, as layers and blobs are streamed.
+    pub progress: Option<&'a (dyn Fn(u64) + Sync)>,
+}
+
+impl std::fmt::Debug for ImportOptions<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ImportOptions")
+            .field("compress", &self.compress)
+            .field("ref_name", &self.ref_name)
+            .field("progress", &self.progress.is_some())
+            .finish()
+    }
+}
+
+/// A reader that reports how much it read.
+struct Progress<'p, R> {
+    inner: R,
+    report: Option<&'p (dyn Fn(u64) + Sync)>,
+}
+
+impl<R: Read> Read for Progress<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if let Some(p) = self.report {
+            p(n as u64);
+        }
+        Ok(n)
+    }
 }
 
 /// One index entry the import wrote.
@@ -101,7 +129,7 @@ pub fn import(
     sources: &[PathBuf],
     dest: &Path,
     layout_opts: Options,
-    opts: &ImportOptions,
+    opts: &ImportOptions<'_>,
 ) -> Result<ImportReport> {
     if let Some(r) = &opts.ref_name {
         refs::check_ref_name(r)?;
@@ -124,7 +152,7 @@ fn import_into(
     sources: &[Source],
     dest: &Path,
     layout_opts: Options,
-    opts: &ImportOptions,
+    opts: &ImportOptions<'_>,
 ) -> Result<ImportReport> {
     let (layout, created) = Layout::init(dest, layout_opts)?;
     let lock = layout.lock()?;
@@ -169,6 +197,16 @@ fn import_into(
         }
     }
     let mut index = layout.read_index()?.value;
+    // What each ref named before: a move is news only against this, not against an earlier
+    // source of the same import.
+    let before: HashMap<String, Vec<Digest>> = index
+        .manifests
+        .iter()
+        .filter_map(|m| Some((m.ref_name()?.to_string(), m.digest.clone())))
+        .fold(HashMap::new(), |mut acc, (n, d)| {
+            acc.entry(n).or_default().push(d);
+            acc
+        });
     let mut report = ImportReport {
         created,
         ..ImportReport::default()
@@ -187,17 +225,7 @@ fn import_into(
                             .insert(CONTAINERD_NAME.into(), full);
                     }
                 }
-                if let TagOutcome::Moved(from) = refs::tag(&mut index, &d, n)? {
-                    // A ref moved by an earlier source of this same import is not news.
-                    report.moved.retain(|m| &m.name != n);
-                    if from.iter().any(|f| f != &d.digest) {
-                        report.moved.push(MovedRef {
-                            name: n.clone(),
-                            from,
-                            to: d.digest.clone(),
-                        });
-                    }
-                }
+                refs::tag(&mut index, &d, n)?;
                 d.set_ref_name(Some(n));
             }
             None => {
@@ -212,13 +240,33 @@ fn import_into(
             descriptor: d,
         });
     }
+    let mut moved: Vec<&String> = before.keys().collect();
+    moved.sort();
+    for name in moved {
+        let now: Vec<&Digest> = index
+            .manifests
+            .iter()
+            .filter(|m| m.ref_name() == Some(name.as_str()))
+            .map(|m| &m.digest)
+            .collect();
+        if let [to] = now[..] {
+            let from = &before[name];
+            if from.iter().any(|f| f != to) {
+                report.moved.push(MovedRef {
+                    name: name.clone(),
+                    from: from.clone(),
+                    to: to.clone(),
+                });
+            }
+        }
+    }
     lock.commit_index(&index)?;
     Ok(report)
 }
 
 struct Ctx<'a> {
     lock: &'a WriteLock<'a>,
-    opts: &'a ImportOptions,
+    opts: &'a ImportOptions<'a>,
     /// Layers already written, by source path and (resolved) member.
     layers: HashMap<(PathBuf, String), LayerInfo>,
     /// Layers written so far (for the crash-test fault point).
@@ -408,7 +456,10 @@ fn canonical(m: &dyn Members, name: &str) -> Result<String> {
 
 fn stream_layer(ctx: &Ctx<'_>, m: &dyn Members, lp: &LayerPlan) -> Result<LayerInfo> {
     let member_err = |e: &dyn std::fmt::Display| Error::member(m.path(), &lp.member, e.to_string());
-    let raw = m.open(&lp.member)?;
+    let raw = Progress {
+        inner: m.open(&lp.member)?,
+        report: ctx.opts.progress,
+    };
     let reader: Box<dyn Read + '_> = match &lp.source {
         Some(s) => {
             let alg = s
@@ -423,7 +474,7 @@ fn stream_layer(ctx: &Ctx<'_>, m: &dyn Members, lp: &LayerPlan) -> Result<LayerI
                 m.path().join(&lp.member),
             ))
         }
-        None => raw,
+        None => Box::new(raw),
     };
     let (head, mut r) = peek(reader, SNIFF_LEN).map_err(|e| member_err(&e))?;
     let comp = match sniff(&head) {
@@ -570,73 +621,154 @@ fn docker25(ctx: &mut Ctx<'_>, ar: &Archive, entries: &mut Vec<Entry>) -> Result
     for entry in &index.manifests {
         let mut bare = entry.clone();
         bare.set_ref_name(None);
-        let image = match entry.media_type.class() {
+        if let Some(a) = bare.annotations.as_mut() {
+            // Recomputed for each name the entry gets.
+            a.remove(CONTAINERD_NAME);
+            if a.is_empty() {
+                bare.annotations = None;
+            }
+        }
+        match entry.media_type.class() {
             Class::Manifest => {
-                let member = blob_member(&entry.digest);
-                let bytes = read_verified(ar, entry)?;
-                let man: Manifest = serde_json::from_slice(&bytes).map_err(|e| {
-                    Error::member(ar.path(), &member, format!("not a manifest: {e}"))
-                })?;
+                let man = read_manifest(ar, entry)?;
                 if man.config.media_type.class() == Class::Config {
-                    let plan = ImagePlan {
-                        config: blob_member(&man.config.digest),
-                        config_digest: Some(man.config.digest.clone()),
-                        layers: man
-                            .layers
-                            .iter()
-                            .map(|l| LayerPlan {
-                                member: blob_member(&l.digest),
-                                source: Some(l.clone()),
-                            })
-                            .collect(),
-                        annotations: man.annotations.clone(),
-                    };
-                    let mut d = write_image(ctx, ar, &plan)?;
-                    let config_member = blob_member(&man.config.digest);
-                    let mut names: Vec<String> = save
-                        .iter()
-                        .filter(|s| {
-                            crate::archive::normalize(&s.config).is_ok_and(|c| c == config_member)
-                        })
-                        .flat_map(|s| s.repo_tags.clone().unwrap_or_default())
-                        .collect();
-                    if names.is_empty() {
-                        let ann = entry.annotations.as_ref();
-                        if let Some(n) = ann.and_then(|a| a.get(CONTAINERD_NAME)) {
-                            names.push(n.clone());
-                        } else if let Some(n) = entry.ref_name() {
-                            names.push(n.to_string());
-                        }
-                    }
-                    if let Some(a) = &entry.annotations {
-                        let mut kept = a.clone();
-                        kept.remove(ocikit_layout::REF_NAME);
-                        if !kept.is_empty() {
-                            d.annotations = Some(kept);
-                        }
-                    }
+                    let mut d = write_image(ctx, ar, &image_plan(&man))?;
+                    d.annotations = bare.annotations.clone();
                     if d.platform.is_none() {
                         d.platform = entry.platform.clone();
                     }
+                    let names = docker25_names(&save, &[blob_member(&man.config.digest)], entry);
                     push_named(entries, d, &names);
-                    true
-                } else {
-                    false
+                    continue;
                 }
             }
-            _ => false,
-        };
-        if !image {
-            copy_tree(ctx, ar, &bare)?;
-            entries.push(Entry {
-                source: 0,
-                descriptor: bare,
-                name: entry.ref_name().map(String::from),
-                image: false,
-            });
+            Class::Index => {
+                // The containerd image store saves the whole index but only the blobs of the
+                // platforms it has: keep the platforms present, in a new index.
+                let ix: Index =
+                    serde_json::from_slice(&read_verified(ar, entry)?).map_err(|e| {
+                        Error::member(
+                            ar.path(),
+                            &blob_member(&entry.digest),
+                            format!("not an index: {e}"),
+                        )
+                    })?;
+                let present: Vec<&Descriptor> = ix
+                    .manifests
+                    .iter()
+                    .filter(|c| ar.has(&blob_member(&c.digest)))
+                    .collect();
+                let mut configs = Vec::new();
+                for c in &present {
+                    if c.media_type.class() == Class::Manifest {
+                        configs.push(blob_member(&read_manifest(ar, c)?.config.digest));
+                    }
+                }
+                let names = docker25_names(&save, &configs, entry);
+                if present.is_empty() {
+                    return Err(Error::member(
+                        ar.path(),
+                        &blob_member(&entry.digest),
+                        "none of the index's manifests is in the archive",
+                    ));
+                }
+                let d = if present.len() == ix.manifests.len() {
+                    copy_tree(ctx, ar, &bare)?;
+                    bare.clone()
+                } else {
+                    for c in &present {
+                        copy_tree(ctx, ar, c)?;
+                    }
+                    let partial = Index {
+                        manifests: present.into_iter().cloned().collect(),
+                        ..ix
+                    };
+                    let bytes =
+                        serde_json::to_vec(&partial).map_err(|e| ocikit_layout::Error::Json {
+                            what: "new index".into(),
+                            source: e,
+                        })?;
+                    let (digest, size) = ctx.lock.write_blob(&bytes)?;
+                    let mut d = Descriptor::new(entry.media_type.clone(), digest, size);
+                    d.annotations = bare.annotations.clone();
+                    d
+                };
+                push_named(entries, d, &names);
+                continue;
+            }
+            _ => {}
         }
+        copy_tree(ctx, ar, &bare)?;
+        entries.push(Entry {
+            source: 0,
+            descriptor: bare,
+            name: entry.ref_name().map(String::from),
+            image: false,
+        });
     }
     Ok(())
+}
+
+fn read_manifest(m: &dyn Members, d: &Descriptor) -> Result<Manifest> {
+    serde_json::from_slice(&read_verified(m, d)?).map_err(|e| {
+        Error::member(
+            m.path(),
+            &blob_member(&d.digest),
+            format!("not a manifest: {e}"),
+        )
+    })
+}
+
+fn image_plan(man: &Manifest) -> ImagePlan {
+    ImagePlan {
+        config: blob_member(&man.config.digest),
+        config_digest: Some(man.config.digest.clone()),
+        layers: man
+            .layers
+            .iter()
+            .map(|l| LayerPlan {
+                member: blob_member(&l.digest),
+                source: Some(l.clone()),
+            })
+            .collect(),
+        annotations: man.annotations.clone(),
+    }
+}
+
+/// The names of a Docker 25+ index entry: the RepoTags of the manifest.json entries for its
+/// config(s) (only the one matching the entry's `io.containerd.image.name` when there is one,
+/// since Docker writes one index entry per name), else its `io.containerd.image.name`, else
+/// its ref.
+fn docker25_names(save: &[SaveEntry], configs: &[String], entry: &Descriptor) -> Vec<String> {
+    let tags: Vec<String> = save
+        .iter()
+        .filter(|s| crate::archive::normalize(&s.config).is_ok_and(|c| configs.contains(&c)))
+        .flat_map(|s| s.repo_tags.clone().unwrap_or_default())
+        .collect();
+    let full = entry
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(CONTAINERD_NAME));
+    if !tags.is_empty() {
+        if let Some(full) = full {
+            let same: Vec<String> = tags
+                .iter()
+                .filter(|t| containerd_name(t).as_ref() == Some(full))
+                .cloned()
+                .collect();
+            if !same.is_empty() {
+                return same;
+            }
+        }
+        return tags;
+    }
+    if let Some(full) = full {
+        return vec![full.clone()];
+    }
+    entry
+        .ref_name()
+        .map(|r| vec![r.to_string()])
+        .unwrap_or_default()
 }
 
 fn read_index_member(m: &dyn Members) -> Result<Index> {
@@ -776,7 +908,10 @@ fn copy_leaf(ctx: &Ctx<'_>, m: &dyn Members, d: &Descriptor) -> Result<()> {
         .digest
         .algorithm()
         .ok_or_else(|| ocikit_layout::Error::Unverifiable(d.digest.clone()))?;
-    let mut r = m.open(&member)?;
+    let mut r = Progress {
+        inner: m.open(&member)?,
+        report: ctx.opts.progress,
+    };
     let mut w = ctx.lock.blob_writer_for(alg)?;
     ocikit_layout::layer::copy_large(&mut r, &mut w).map_err(|e| Error::io(m.path(), e))?;
     w.finish_expect(&d.digest, Some(d.size))
@@ -847,11 +982,54 @@ fn skopeo_dir(ctx: &mut Ctx<'_>, dir: &DirMembers, entries: &mut Vec<Entry>) -> 
         _ => shape_class(&v),
     };
     match class {
-        Class::Schema1 => Err(Error::member(
-            dir.path(),
-            "manifest.json",
-            "schema1 dir: copies are not supported yet",
-        )),
+        Class::Schema1 => {
+            // The layer blobs first (schema1 declares no sizes: the files say), then the
+            // conversion, which reads them back verified to compute the diff_ids.
+            let s1: ocikit_layout::Schema1 = serde_json::from_slice(&bytes).map_err(|e| {
+                Error::member(
+                    dir.path(),
+                    "manifest.json",
+                    format!("not a schema1 manifest: {e}"),
+                )
+            })?;
+            for l in &s1.fs_layers {
+                let member = l.blob_sum.encoded().to_string();
+                if !ctx.copied.insert(l.blob_sum.clone())
+                    || ctx.lock.layout().blob_size(&l.blob_sum)?.is_some()
+                {
+                    continue;
+                }
+                let alg = l
+                    .blob_sum
+                    .algorithm()
+                    .ok_or_else(|| ocikit_layout::Error::Unverifiable(l.blob_sum.clone()))?;
+                let mut r = dir.open(&member)?;
+                let mut w = ctx.lock.blob_writer_for(alg)?;
+                ocikit_layout::layer::copy_large(&mut r, &mut w)
+                    .map_err(|e| Error::io(dir.path(), e))?;
+                w.finish_expect(&l.blob_sum, None)
+                    .map_err(|e| Error::member(dir.path(), &member, e.to_string()))?;
+            }
+            // schema1 layers are gzip: kept as they are unless another compression is asked.
+            let recompress = (ctx.opts.compress.compression != ocikit_layout::Compression::Gzip)
+                .then_some(ctx.opts.compress);
+            let mut d =
+                crate::schema1::convert(ctx.lock, &bytes, crate::convert::Target::Oci, recompress)
+                    .map_err(|e| Error::member(dir.path(), "manifest.json", e.to_string()))?;
+            let config = ctx
+                .lock
+                .layout()
+                .read_json::<Manifest>(&d.digest, Some(d.size))
+                .and_then(|m| {
+                    ctx.lock.layout().read_json::<ocikit_layout::ImageConfig>(
+                        &m.value.config.digest,
+                        Some(m.value.config.size),
+                    )
+                })?;
+            d.platform = config.value.platform();
+            push_named(entries, d, &[]);
+            Ok(())
+        }
         Class::Manifest => {
             let d = dir_image(ctx, dir, &bytes, "manifest.json")?;
             push_named(entries, d, &[]);
