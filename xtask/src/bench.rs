@@ -455,7 +455,7 @@ impl Side {
     }
 
     fn rss_cell(&self) -> String {
-        if self.skipped.is_some() {
+        if self.skipped.is_some() || self.failure().is_some() {
             return "—".into();
         }
         self.peak_rss().map_or("—".into(), fmt::rss)
@@ -668,7 +668,7 @@ fn measure_row(
             };
             let cmd = (job.cmd)(&out);
             measure::sync();
-            let stem = logs.join(format!("{}.{tool}.{run}", row.id));
+            let stem = logs.join(format!("{}_{tool}_run{run}", row.id));
             fs::write(stem.with_extension("cmd"), cmd.display() + "\n")?;
             let sample = measure::timed_run(&cmd, &stem)?;
             if let Some(f) = &sample.failure {
@@ -790,6 +790,9 @@ fn judge(row: &Row, m: &Measured) -> (String, Option<Result<(), Vec<String>>>) {
     }
     text.push(format!("RSS ≤{RSS_TARGET_MIB} MiB"));
     let text = text.join(", ");
+    if m.ocikit.failure().is_some() {
+        return (text, Some(Err(vec!["ocikit failed (see below)".into()])));
+    }
     let Some(o) = m.ocikit.median() else {
         return (text, None);
     };
@@ -865,26 +868,14 @@ fn render(
     );
     let _ = writeln!(s, "{}\n", machine_line());
     let _ = writeln!(s, "{}\n", versions_line(ocikit));
-    let members = inputs::archive_members(&inp.a_tar)?;
-    let layers: Vec<u64> = members
-        .iter()
-        .filter(|(n, _)| n.ends_with(".tar"))
-        .map(|(_, s)| *s)
-        .collect();
     let _ = writeln!(
         s,
-        "Image A: docker-archive of {}, {} layers ({}); its gzip layout (skopeo) holds {} of blobs.\n",
-        fmt::bytes(fs::metadata(&inp.a_tar).map(|m| m.len()).unwrap_or(0)),
-        layers.len(),
-        layers.iter().map(|b| fmt::bytes(*b)).collect::<Vec<_>>().join(", "),
+        "Image A: {}; its gzip layout (skopeo) holds {} of blobs.\n",
+        describe_archive(&inp.a_tar)?,
         fmt::bytes(measure::total_bytes(&inp.a_gzip.join("blobs"))?),
     );
     if let Some(b) = &inp.b_tar {
-        let _ = writeln!(
-            s,
-            "Image B: docker-archive of {}.\n",
-            fmt::bytes(fs::metadata(b).map(|m| m.len()).unwrap_or(0))
-        );
+        let _ = writeln!(s, "Image B: {}.\n", describe_archive(b)?);
     }
 
     let _ = writeln!(s, "| operation | ocikit median | peer median | ratio | ocikit peak RSS | peer peak RSS | limit | target | met? |");
@@ -949,6 +940,33 @@ fn render(
         }
     }
 
+    let mut failures = String::new();
+    for (row, m) in rows.iter().zip(results) {
+        for (tool, side) in [("ocikit", &m.ocikit), (row.peer_name, &m.peer)] {
+            if let Some((i, f)) = side
+                .samples
+                .iter()
+                .enumerate()
+                .find_map(|(i, s)| s.failure.as_deref().map(|f| (i, f)))
+            {
+                let _ = writeln!(
+                    failures,
+                    "- {} / {tool}: {f} (`logs/{}_{tool}_run{}.err`)",
+                    row.id,
+                    row.id,
+                    i + 1
+                );
+            }
+        }
+    }
+    if !failures.is_empty() {
+        let _ = writeln!(
+            s,
+            "\nFailures (a failed tool is not run again for that row):\n"
+        );
+        s.push_str(&failures);
+    }
+
     let by_id: HashMap<&str, &Measured> = rows.iter().map(|r| r.id.as_str()).zip(results).collect();
     let mut growth = String::new();
     for op in ["ls", "gc"] {
@@ -999,6 +1017,25 @@ fn render(
          `samples.tsv`; logs: `logs/`."
     );
     Ok(s)
+}
+
+/// `docker-archive of 15.1 MB, 3 layers (6.0 MB, 5.0 MB, 4.1 MB)`.
+fn describe_archive(tar: &Path) -> anyhow::Result<String> {
+    let layers: Vec<u64> = inputs::archive_members(tar)?
+        .iter()
+        .filter(|(n, _)| n.ends_with(".tar"))
+        .map(|(_, s)| *s)
+        .collect();
+    Ok(format!(
+        "docker-archive of {}, {} layers ({})",
+        fmt::bytes(fs::metadata(tar).map(|m| m.len()).unwrap_or(0)),
+        layers.len(),
+        layers
+            .iter()
+            .map(|b| fmt::bytes(*b))
+            .collect::<Vec<_>>()
+            .join(", ")
+    ))
 }
 
 fn read(path: &str) -> String {
