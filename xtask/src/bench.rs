@@ -1081,3 +1081,113 @@ fn versions_line(ocikit: &Path) -> String {
         version(Command::new("openssl").arg("version")),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(target: Target) -> Row {
+        let job = || Job {
+            prep: Prep::Fresh,
+            cmd: Box::new(|out: &Path| Cmd::new("true", &[]).arg(out)),
+        };
+        Row {
+            id: "r".into(),
+            title: "r".into(),
+            ocikit: job(),
+            peer_name: "peer",
+            peer: job(),
+            warm: Vec::new(),
+            limit: None,
+            target,
+            out_size: true,
+        }
+    }
+
+    fn side(secs: &[f64], rss_kib: u64, out: Option<u64>) -> Side {
+        Side {
+            samples: secs
+                .iter()
+                .map(|&seconds| Sample {
+                    seconds,
+                    maxrss_kib: Some(rss_kib),
+                    failure: None,
+                })
+                .collect(),
+            out_bytes: out,
+            skipped: None,
+        }
+    }
+
+    #[test]
+    fn judge_met_and_missed() {
+        let gzip = row(Target {
+            min_ratio: Some(1.2),
+            max_size_ratio: Some(1.02),
+            ..Target::default()
+        });
+        let m = Measured {
+            ocikit: side(&[1.0, 2.0, 1.5], 30_000, Some(1000)),
+            peer: side(&[3.0, 3.2, 2.9], 50_000, Some(990)),
+            limit: Some(0.5),
+        };
+        let (text, met) = judge(&gzip, &m);
+        assert_eq!(text, "≥1.2x peer, size ≤1.02x peer, RSS ≤64 MiB");
+        assert_eq!(met, Some(Ok(())));
+
+        let fsck = row(Target {
+            min_ratio: Some(3.0),
+            max_vs_limit: Some(1.3),
+            ..Target::default()
+        });
+        let m = Measured {
+            ocikit: side(&[1.0], 70_000, None),
+            peer: side(&[2.0], 9_000, None),
+            limit: Some(0.5),
+        };
+        assert_eq!(
+            judge(&fsck, &m).1,
+            Some(Err(vec![
+                "ratio 2.00x".to_string(),
+                "2.00x limit".to_string(),
+                "RSS 68.4 MiB".to_string()
+            ]))
+        );
+    }
+
+    #[test]
+    fn judge_missing_and_failed() {
+        let r = row(Target {
+            max_seconds: Some(1.0),
+            ..Target::default()
+        });
+        let mut missing = Measured {
+            ocikit: Side {
+                skipped: Some("verb missing".into()),
+                ..Side::default()
+            },
+            peer: side(&[1.0], 1, None),
+            limit: None,
+        };
+        assert_eq!(judge(&r, &missing), ("<1 s, RSS ≤64 MiB".to_string(), None));
+        assert_eq!(missing.ocikit.time_cell(), "n/a (verb missing)");
+        assert_eq!(missing.ocikit.rss_cell(), "—");
+
+        missing.ocikit = side(&[0.5, 0.7], 2048, None);
+        missing.ocikit.samples[1].failure = Some("exit 2: error: bad".into());
+        assert_eq!(missing.ocikit.time_cell(), "failed (exit 2)");
+        assert_eq!(
+            judge(&r, &missing).1,
+            Some(Err(vec!["ocikit failed (see below)".to_string()]))
+        );
+
+        let slow = Measured {
+            ocikit: side(&[1.5, 1.2, 1.4], 2048, None),
+            peer: side(&[1.0], 1, None),
+            limit: None,
+        };
+        assert_eq!(slow.ocikit.time_cell(), "1.400 s");
+        assert_eq!(slow.ocikit.rss_cell(), "2.0 MiB");
+        assert_eq!(judge(&r, &slow).1, Some(Err(vec!["1.400 s".to_string()])));
+    }
+}
