@@ -493,9 +493,25 @@ pub fn main(args: &[String]) -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| target_dir.join("bench"));
 
+    let scale_refs: &[u64] = if args.no_scale { &[] } else { &SCALE_REFS };
     if args.list {
-        for (id, what) in ROW_IDS {
-            println!("{id:<20} {what}");
+        let inp = Inputs::at(&work, args.size_scale, args.large, scale_refs);
+        let ocikit = args
+            .ocikit
+            .clone()
+            .unwrap_or_else(|| target_dir.join("release").join("ocikit"));
+        let shown = |job: &Job| {
+            let out = match &job.prep {
+                Prep::ReadOnly(p) => p.clone(),
+                Prep::Fresh => PathBuf::from("OUT"),
+                Prep::CopyOf(p) => PathBuf::from(format!("OUT(copy of {})", p.display())),
+            };
+            (job.cmd)(&out).display()
+        };
+        for row in rows(&inp, &ocikit) {
+            println!("{:<18} {}", row.id, row.title);
+            println!("{:<18}   ocikit: {}", "", shown(&row.ocikit));
+            println!("{:<18}   {}: {}", "", row.peer_name, shown(&row.peer));
         }
         return Ok(());
     }
@@ -538,8 +554,8 @@ pub fn main(args: &[String]) -> anyhow::Result<()> {
 
     fs::create_dir_all(&work).with_context(|| format!("cannot create `{}`", work.display()))?;
     let work = fs::canonicalize(&work)?;
-    let scale_refs: &[u64] = if args.no_scale { &[] } else { &SCALE_REFS };
-    let inp = inputs::prepare(&work, args.size_scale, args.large, scale_refs)?;
+    let inp = Inputs::at(&work, args.size_scale, args.large, scale_refs);
+    inp.make()?;
 
     let all = rows(&inp, &ocikit);
     let selected: Vec<&Row> = all
@@ -592,45 +608,6 @@ pub fn main(args: &[String]) -> anyhow::Result<()> {
     eprintln!("bench: wrote `{}`", results_md.display());
     Ok(())
 }
-
-/// Ids of the rows, for `--list` (kept in the order of [`rows`]).
-const ROW_IDS: &[(&str, &str)] = &[
-    (
-        "import-none",
-        "docker-archive -> layout, uncompressed; skopeo --dest-oci-accept-uncompressed-layers",
-    ),
-    (
-        "import-gzip",
-        "docker-archive -> layout, gzip; skopeo default",
-    ),
-    (
-        "import-zstd",
-        "docker-archive -> layout, zstd; skopeo --dest-compress-format zstd",
-    ),
-    (
-        "import-*-large",
-        "the three imports for image B (with --large)",
-    ),
-    (
-        "fsck",
-        "fsck of the gzip layout; oci-image-tool validate --type image",
-    ),
-    (
-        "gc",
-        "gc of the gzip layout with unreferenced blobs; umoci gc",
-    ),
-    ("copy", "layout -> layout; skopeo copy oci: oci:"),
-    (
-        "export",
-        "layout -> docker-archive; skopeo copy oci: docker-archive:",
-    ),
-    (
-        "recompress",
-        "layout gzip -> zstd; skopeo copy --dest-compress-format zstd oci: oci:",
-    ),
-    ("ls-1000, ls-10000", "ls of the scale layouts; umoci ls"),
-    ("gc-1000, gc-10000", "gc of the scale layouts; umoci gc"),
-];
 
 fn measure_row(
     row: &Row,

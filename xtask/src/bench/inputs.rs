@@ -88,9 +88,12 @@ fn image_b(scale: f64) -> ImageSpec {
     }
 }
 
-/// What the benchmark reads, all under [`Inputs::dir`].
+/// What the benchmark reads, all under `dir`.
 #[derive(Debug)]
 pub struct Inputs {
+    /// `<work>/inputs/v<version>-x<scale>`: the cache key is the inputs version and the scale.
+    dir: PathBuf,
+    size_scale: f64,
     /// Image A as a docker-archive (skopeo).
     pub a_tar: PathBuf,
     /// Image A as an OCI layout with gzip layers, ref [`REF`] (skopeo).
@@ -103,75 +106,74 @@ pub struct Inputs {
     pub scale: Vec<(u64, PathBuf)>,
 }
 
-/// Make (or reuse) every input the run needs.
-pub fn prepare(
-    work: &Path,
-    size_scale: f64,
-    large: bool,
-    scale_refs: &[u64],
-) -> anyhow::Result<Inputs> {
-    let dir = work
-        .join("inputs")
-        .join(format!("v{INPUTS_VERSION}-x{size_scale}"));
-    fs::create_dir_all(&dir).with_context(|| format!("cannot create `{}`", dir.display()))?;
-    let a_tar = dir.join("a.tar");
-    let a_gzip = dir.join("a-gzip");
-    let a_gc = dir.join("a-gc");
-    cached(&dir, "a", &[&a_tar, &a_gzip, &a_gc], || {
-        build_image(&dir, &image_a(size_scale), A_NAME, &a_tar)?;
-        eprintln!("bench: making the gzip layout and the gc layout from image A");
-        run_ok(
-            Command::new("skopeo")
-                .args(["copy", "-q"])
-                .arg(format!("docker-archive:{}", a_tar.display()))
-                .arg(format!("oci:{}:{REF}", a_gzip.display())),
-        )?;
-        let zstd = dir.join("a-zstd.tmp");
-        measure::remove(&zstd)?;
-        run_ok(
-            Command::new("skopeo")
-                .args(["copy", "-q", "--dest-compress-format", "zstd"])
-                .arg(format!("docker-archive:{}", a_tar.display()))
-                .arg(format!("oci:{}:{REF}", zstd.display())),
-        )?;
-        measure::copy_layout(&a_gzip, &a_gc)?;
-        for (blob, _) in measure::files_under(&zstd.join("blobs"))? {
-            let rel = blob
-                .strip_prefix(&zstd)
-                .context("blob outside its layout")?;
-            let to = a_gc.join(rel);
-            if !to.exists() {
-                fs::copy(&blob, &to)
-                    .with_context(|| format!("cannot copy `{}`", blob.display()))?;
-            }
+impl Inputs {
+    /// Where the inputs for these options live (nothing is made).
+    pub fn at(work: &Path, size_scale: f64, large: bool, scale_refs: &[u64]) -> Self {
+        let dir = work
+            .join("inputs")
+            .join(format!("v{INPUTS_VERSION}-x{size_scale}"));
+        Self {
+            a_tar: dir.join("a.tar"),
+            a_gzip: dir.join("a-gzip"),
+            a_gc: dir.join("a-gc"),
+            b_tar: large.then(|| dir.join("b.tar")),
+            scale: scale_refs
+                .iter()
+                .map(|&n| (n, dir.join(format!("scale-{n}"))))
+                .collect(),
+            dir,
+            size_scale,
         }
-        measure::remove(&zstd)
-    })?;
-    let b_tar = if large {
-        let b = dir.join("b.tar");
-        cached(&dir, "b", &[&b], || {
-            build_image(&dir, &image_b(size_scale), B_NAME, &b)
-        })?;
-        Some(b)
-    } else {
-        None
-    };
-    let mut scale = Vec::new();
-    for &n in scale_refs {
-        let p = dir.join(format!("scale-{n}"));
-        cached(&dir, &format!("scale-{n}"), &[&p], || {
-            eprintln!("bench: writing a layout with {} refs", fmt::count(n));
-            write_scale_layout(&p, n)
-        })?;
-        scale.push((n, p));
     }
-    Ok(Inputs {
-        a_tar,
-        a_gzip,
-        a_gc,
-        b_tar,
-        scale,
-    })
+
+    /// Make every input that is not cached yet.
+    pub fn make(&self) -> anyhow::Result<()> {
+        let dir = &self.dir;
+        fs::create_dir_all(dir).with_context(|| format!("cannot create `{}`", dir.display()))?;
+        let (a_tar, a_gzip, a_gc) = (&self.a_tar, &self.a_gzip, &self.a_gc);
+        cached(dir, "a", &[a_tar, a_gzip, a_gc], || {
+            build_image(dir, &image_a(self.size_scale), A_NAME, a_tar)?;
+            eprintln!("bench: making the gzip layout and the gc layout from image A");
+            run_ok(
+                Command::new("skopeo")
+                    .args(["copy", "-q"])
+                    .arg(format!("docker-archive:{}", a_tar.display()))
+                    .arg(format!("oci:{}:{REF}", a_gzip.display())),
+            )?;
+            let zstd = dir.join("a-zstd.tmp");
+            measure::remove(&zstd)?;
+            run_ok(
+                Command::new("skopeo")
+                    .args(["copy", "-q", "--dest-compress-format", "zstd"])
+                    .arg(format!("docker-archive:{}", a_tar.display()))
+                    .arg(format!("oci:{}:{REF}", zstd.display())),
+            )?;
+            measure::copy_layout(a_gzip, a_gc)?;
+            for (blob, _) in measure::files_under(&zstd.join("blobs"))? {
+                let rel = blob
+                    .strip_prefix(&zstd)
+                    .context("blob outside its layout")?;
+                let to = a_gc.join(rel);
+                if !to.exists() {
+                    fs::copy(&blob, &to)
+                        .with_context(|| format!("cannot copy `{}`", blob.display()))?;
+                }
+            }
+            measure::remove(&zstd)
+        })?;
+        if let Some(b) = &self.b_tar {
+            cached(dir, "b", &[b], || {
+                build_image(dir, &image_b(self.size_scale), B_NAME, b)
+            })?;
+        }
+        for (n, p) in &self.scale {
+            cached(dir, &format!("scale-{n}"), &[p], || {
+                eprintln!("bench: writing a layout with {} refs", fmt::count(*n));
+                write_scale_layout(p, *n)
+            })?;
+        }
+        Ok(())
+    }
 }
 
 /// Reuse `paths` when the stamp `<name>.done` says they are complete, else remove them, run
