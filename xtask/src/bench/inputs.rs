@@ -10,8 +10,8 @@
 //! - Scale layouts: N refs, each a manifest with a config and three small layers (5 N blobs),
 //!   plus N/10 unreferenced blobs, written directly.
 //!
-//! Every byte is deterministic (seeded generator, sorted file walk) except the real file tree,
-//! which depends on what this machine has installed. Each artifact is marked complete by a
+//! The inputs are reproducible (seeded generator, sorted file walk, fixed mtimes and creation
+//! time) except for the real file tree, which depends on what this machine has installed. Each artifact is marked complete by a
 //! `.done` stamp holding [`INPUTS_VERSION`]; anything without a stamp is regenerated. Bump the
 //! version when generation changes.
 
@@ -27,7 +27,7 @@ use super::fmt;
 use super::measure::{self, run_ok};
 
 /// Version of the generated inputs; part of the cache key.
-pub const INPUTS_VERSION: &str = "1";
+pub const INPUTS_VERSION: &str = "2";
 
 const MB: f64 = 1_000_000.0;
 
@@ -206,6 +206,14 @@ fn build_image(dir: &Path, spec: &ImageSpec, name: &str, out: &Path) -> anyhow::
     eprintln!("bench: building image {} with umoci", spec.name);
     run_ok(Command::new("umoci").args(["init", "--layout"]).arg(&oci))?;
     run_ok(Command::new("umoci").args(["new", "--image", &image]))?;
+    run_ok(Command::new("umoci").args([
+        "config",
+        "--no-history",
+        "--image",
+        &image,
+        "--created",
+        CREATED,
+    ]))?;
     run_ok(
         Command::new("umoci")
             .args(["unpack", "--rootless", "--image", &image])
@@ -225,6 +233,7 @@ fn build_image(dir: &Path, spec: &ImageSpec, name: &str, out: &Path) -> anyhow::
                 Part::Tree(n) => copy_real_tree(&part_dir, n)?,
             }
         }
+        set_mtimes(&rootfs)?;
         eprintln!(
             "bench: umoci repack, layer {} of image {}",
             i + 1,
@@ -233,6 +242,7 @@ fn build_image(dir: &Path, spec: &ImageSpec, name: &str, out: &Path) -> anyhow::
         run_ok(
             Command::new("umoci")
                 .args(["repack", "--refresh-bundle", "--image", &image])
+                .args(["--history.created", CREATED])
                 .arg(&bundle),
         )?;
     }
@@ -245,6 +255,31 @@ fn build_image(dir: &Path, spec: &ImageSpec, name: &str, out: &Path) -> anyhow::
     )?;
     measure::remove(&bundle)?;
     measure::remove(&oci)
+}
+
+/// The creation time written into the images, and the mtime of every file in them.
+const CREATED: &str = "2020-01-01T00:00:00Z";
+const CREATED_UNIX: u64 = 1_577_836_800;
+
+/// Give everything under `root` (and `root`) the mtime [`CREATED`], so the layers umoci writes
+/// do not depend on when they were generated.
+fn set_mtimes(root: &Path) -> anyhow::Result<()> {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(CREATED_UNIX);
+    let times = fs::FileTimes::new().set_accessed(t).set_modified(t);
+    let meta =
+        fs::symlink_metadata(root).with_context(|| format!("cannot stat `{}`", root.display()))?;
+    if meta.is_dir() {
+        for e in fs::read_dir(root).with_context(|| format!("cannot list `{}`", root.display()))? {
+            let e = e.with_context(|| format!("cannot list `{}`", root.display()))?;
+            set_mtimes(&e.path())?;
+        }
+    }
+    if meta.is_dir() || meta.is_file() {
+        fs::File::open(root)
+            .and_then(|f| f.set_times(times))
+            .with_context(|| format!("cannot set the mtime of `{}`", root.display()))?;
+    }
+    Ok(())
 }
 
 /// A small deterministic generator (splitmix64); not for anything but test data.
