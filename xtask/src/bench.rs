@@ -20,6 +20,12 @@
 //!
 //! Output: the table on stdout and in `<work>/results.md`, every sample in
 //! `<work>/samples.tsv`, each command's stdout/stderr under `<work>/logs/`.
+//!
+//! To add an operation, push one more [`Row`] in [`rows`] (and a target in [`Target`] if it
+//! needs a new kind); `--list` shows the exact command lines. When a verb's flags change, the
+//! row's ocikit command is the one place to edit. Inputs change in [`inputs`]: bump
+//! `INPUTS_VERSION` there so cached inputs are regenerated. Try changes with `--size-scale
+//! 0.02 --runs 1`, which takes seconds; results of scaled-down runs say they are not results.
 
 mod fmt;
 mod inputs;
@@ -851,10 +857,12 @@ fn render(
         s,
         "`{cmdline}`, {} run(s) of each tool per operation, medians; page cache warm.{}\n",
         args.runs,
-        if args.runs < 3 || args.size_scale < 1.0 {
-            " Fewer than 3 runs or a scaled-down image: a check of the harness, not a result."
-        } else {
-            ""
+        match (args.runs < 3, args.size_scale != 1.0) {
+            (true, true) =>
+                " Fewer than 3 runs and a scaled image: a check of the harness, not a result.",
+            (true, false) => " Fewer than 3 runs: a check of the harness, not a result.",
+            (false, true) => " A scaled image: a check of the harness, not a result.",
+            (false, false) => "",
         }
     );
     let _ = writeln!(s, "{}\n", machine_line());
