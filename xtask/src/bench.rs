@@ -1,0 +1,1212 @@
+//! `cargo xtask bench`: ocikit against the peer tools (skopeo, umoci, oci-image-tool) and
+//! against the machine's limit, on generated inputs (see [`inputs`]).
+//!
+//! Every operation is one [`Row`] in [`rows`]: the ocikit command, the peer command, how each
+//! run's destination is prepared, what is read to warm the page cache, the limit job, and the
+//! targets from issue 4. A row whose ocikit verb does not exist in the binary yet (checked with
+//! `ocikit VERB --help`) is reported as "n/a (verb missing)" and its peer and limit are still
+//! measured; a command that fails is reported as failed, with its log, and the run goes on.
+//!
+//! Each row: warm-up read of its inputs (untimed), then `--runs` rounds of ocikit then peer,
+//! each on a fresh destination, after a `sync` so earlier writes are not paid for later. Wall
+//! time is taken from spawn to exit; peak RSS is GNU time's `%M` (`ru_maxrss` from `wait4`).
+//! The table shows medians of the wall times and the largest peak RSS seen.
+//!
+//! The limit column is what the machine needs for the bytes the operation must at least hash,
+//! with every core busy and one blob per core at a time (a blob's sha256 cannot be split):
+//! `openssl dgst -sha256` per blob (fsck, copy), per docker-archive member read through `tar`
+//! (imports), or after `gzip -dc` for gzip layers (export, recompress). Compression is not
+//! included, so for compressing rows it is a floor, not a reachable time.
+//!
+//! Output: the table on stdout and in `<work>/results.md`, every sample in
+//! `<work>/samples.tsv`, each command's stdout/stderr under `<work>/logs/`.
+//!
+//! To add an operation, push one more [`Row`] in [`rows`] (and a target in [`Target`] if it
+//! needs a new kind); `--list` shows the exact command lines. When a verb's flags change, the
+//! row's ocikit command is the one place to edit. Inputs change in [`inputs`]: bump
+//! `INPUTS_VERSION` there so cached inputs are regenerated. Try changes with `--size-scale
+//! 0.02 --runs 1`, which takes seconds; results of scaled-down runs say they are not results.
+
+mod fmt;
+mod inputs;
+mod measure;
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::fs;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context};
+use clap::Parser;
+
+use inputs::{Inputs, A_NAME, REF};
+use measure::{Cmd, LimitJob, Sample};
+
+/// Benchmark ocikit against skopeo, umoci and oci-image-tool on generated images.
+#[derive(Debug, Parser)]
+#[command(name = "cargo xtask bench")]
+pub struct Args {
+    /// Timed runs of each tool per operation (alternating ocikit and peer).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+    pub runs: u32,
+    /// Scale the generated images: a factor (1 = image A of 750 MB; 0.02 = 15 MB, for trying
+    /// the harness), or the size image A should have (`15M`).
+    #[arg(long, default_value_t = 1.0, value_parser = parse_scale)]
+    pub size_scale: f64,
+    /// Also benchmark imports of image B (2 GB, one 1.2 GB layer).
+    #[arg(long)]
+    pub large: bool,
+    /// Skip the scale rows (ls and gc on layouts with 1,000 and 10,000 refs).
+    #[arg(long)]
+    pub no_scale: bool,
+    /// Run only this row, or the rows whose id starts with `ID-` (repeatable); see `--list`.
+    #[arg(long, value_name = "ID")]
+    pub only: Vec<String>,
+    /// List the rows and exit.
+    #[arg(long)]
+    pub list: bool,
+    /// Where inputs are cached and results written [default: target/bench].
+    #[arg(long, value_name = "DIR")]
+    pub work_dir: Option<PathBuf>,
+    /// Use this ocikit binary instead of building target/release/ocikit.
+    #[arg(long, value_name = "PATH")]
+    pub ocikit: Option<PathBuf>,
+}
+
+fn parse_scale(s: &str) -> Result<f64, String> {
+    fmt::parse_scale(s, inputs::A_FULL_BYTES)
+}
+
+/// The refs of the scale layouts; growth between them shows whether ls and gc are linear.
+const SCALE_REFS: [u64; 2] = [1_000, 10_000];
+/// Peak RSS target for every operation.
+const RSS_TARGET_MIB: u64 = 64;
+
+/// How a run's destination is made before the (untimed) start.
+#[derive(Debug, Clone)]
+enum Prep {
+    /// The destination is an empty directory's `out`, which does not exist yet.
+    Fresh,
+    /// The destination is a fresh copy of this layout (blobs hard-linked).
+    CopyOf(PathBuf),
+    /// The command only reads this path; nothing is prepared.
+    ReadOnly(PathBuf),
+}
+
+/// One side of a row: the command, given the run's destination.
+struct Job {
+    prep: Prep,
+    cmd: Box<dyn Fn(&Path) -> Cmd>,
+}
+
+impl std::fmt::Debug for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Job").field("prep", &self.prep).finish()
+    }
+}
+
+/// The limit of a row, as jobs for [`measure::limit_run`].
+#[derive(Debug, Clone)]
+enum Limit {
+    /// sha256 of every file under the path, one file per job.
+    Hash(PathBuf),
+    /// sha256 of every member of the archive, read through tar.
+    ArchiveHash(PathBuf),
+    /// sha256 of every blob of the layout, gzip blobs after `gzip -dc`.
+    InflateHash(PathBuf),
+}
+
+/// What a row must reach.
+#[derive(Debug, Clone, Copy, Default)]
+struct Target {
+    /// peer time / ocikit time at least this.
+    min_ratio: Option<f64>,
+    /// ocikit time / limit time at most this.
+    max_vs_limit: Option<f64>,
+    /// ocikit output bytes / peer output bytes at most this.
+    max_size_ratio: Option<f64>,
+    /// ocikit time below this many seconds.
+    max_seconds: Option<f64>,
+}
+
+/// One operation of the benchmark.
+#[derive(Debug)]
+struct Row {
+    id: String,
+    title: String,
+    ocikit: Job,
+    peer_name: &'static str,
+    peer: Job,
+    /// Read once before the runs.
+    warm: Vec<PathBuf>,
+    limit: Option<Limit>,
+    target: Target,
+    /// Record the size of the output (blobs of a layout, or the archive file).
+    out_size: bool,
+}
+
+/// The table: every operation, defined once.
+fn rows(inp: &Inputs, ocikit: &Path) -> Vec<Row> {
+    let o = |args: &[&str]| Cmd::new(ocikit, args);
+    let skopeo = |args: &[&str]| Cmd::new("skopeo", args);
+    let oci_src = format!("oci:{}:{REF}", inp.a_gzip.display());
+    let mut rows = Vec::new();
+
+    let mut imports: Vec<(&str, &str, PathBuf)> = vec![("a", "image A", inp.a_tar.clone())];
+    if let Some(b) = &inp.b_tar {
+        imports.push(("b", "image B", b.clone()));
+    }
+    for (key, image, tar) in imports {
+        let large = key == "b";
+        let suffix = if large { "-large" } else { "" };
+        for (comp, peer_flags, target) in [
+            (
+                "none",
+                &["--dest-oci-accept-uncompressed-layers"][..],
+                Target {
+                    min_ratio: Some(3.0),
+                    ..Target::default()
+                },
+            ),
+            (
+                "gzip",
+                &[][..],
+                Target {
+                    min_ratio: Some(1.2),
+                    max_size_ratio: Some(1.02),
+                    ..Target::default()
+                },
+            ),
+            (
+                "zstd",
+                &["--dest-compress-format", "zstd"][..],
+                Target {
+                    min_ratio: Some(2.0),
+                    ..Target::default()
+                },
+            ),
+        ] {
+            let (t1, t2) = (tar.clone(), tar.clone());
+            let flags: Vec<&'static str> = peer_flags.to_vec();
+            rows.push(Row {
+                id: format!("import-{comp}{suffix}"),
+                title: format!("import docker-archive -> layout, {comp} ({image})"),
+                ocikit: Job {
+                    prep: Prep::Fresh,
+                    cmd: Box::new({
+                        let o = o(&["import"]);
+                        move |out| o.clone().arg(&t1).arg(out).arg("--compress").arg(comp)
+                    }),
+                },
+                peer_name: "skopeo",
+                peer: Job {
+                    prep: Prep::Fresh,
+                    cmd: Box::new({
+                        let s = skopeo(&["copy", "-q"]);
+                        move |out| {
+                            let mut c = s.clone();
+                            c.args.extend(flags.iter().map(|f| f.to_string()));
+                            c.arg(format!("docker-archive:{}", t2.display()))
+                                .arg(format!("oci:{}:{REF}", out.display()))
+                        }
+                    }),
+                },
+                warm: vec![tar.clone()],
+                limit: Some(Limit::ArchiveHash(tar.clone())),
+                // The speed targets are for image A; image B checks that memory stays flat.
+                target: if large { Target::default() } else { target },
+                out_size: true,
+            });
+        }
+    }
+
+    let a_gzip = inp.a_gzip.clone();
+    rows.push(Row {
+        id: "fsck".into(),
+        title: "fsck (every blob hashed)".into(),
+        ocikit: Job {
+            prep: Prep::ReadOnly(a_gzip.clone()),
+            cmd: Box::new({
+                let c = o(&["fsck"]);
+                move |out| c.clone().arg(out)
+            }),
+        },
+        peer_name: "oci-image-tool",
+        peer: Job {
+            prep: Prep::ReadOnly(a_gzip.clone()),
+            cmd: Box::new(|out| {
+                Cmd::new("oci-image-tool", &["validate", "--type", "image"])
+                    .arg(out)
+                    .arg("--ref")
+                    .arg(format!("name={REF}"))
+            }),
+        },
+        warm: vec![a_gzip.clone()],
+        limit: Some(Limit::Hash(a_gzip.join("blobs"))),
+        target: Target {
+            min_ratio: Some(3.0),
+            max_vs_limit: Some(1.3),
+            ..Target::default()
+        },
+        out_size: false,
+    });
+
+    rows.push(Row {
+        id: "gc".into(),
+        title: "gc (unreferenced blobs of a zstd import)".into(),
+        ocikit: Job {
+            prep: Prep::CopyOf(inp.a_gc.clone()),
+            cmd: Box::new({
+                let c = o(&["gc"]);
+                move |out| c.clone().arg(out)
+            }),
+        },
+        peer_name: "umoci",
+        peer: Job {
+            prep: Prep::CopyOf(inp.a_gc.clone()),
+            cmd: Box::new(|out| Cmd::new("umoci", &["gc", "--layout"]).arg(out)),
+        },
+        warm: vec![inp.a_gc.clone()],
+        limit: None,
+        target: Target {
+            min_ratio: Some(50.0),
+            ..Target::default()
+        },
+        out_size: false,
+    });
+
+    rows.push(Row {
+        id: "copy".into(),
+        title: "copy layout -> layout".into(),
+        ocikit: Job {
+            prep: Prep::Fresh,
+            cmd: Box::new({
+                let c = o(&["copy"]);
+                let src = a_gzip.clone();
+                move |out| c.clone().arg(&src).arg(out)
+            }),
+        },
+        peer_name: "skopeo",
+        peer: Job {
+            prep: Prep::Fresh,
+            cmd: Box::new({
+                let s = skopeo(&["copy", "-q"]).arg(&oci_src);
+                move |out| s.clone().arg(format!("oci:{}:{REF}", out.display()))
+            }),
+        },
+        warm: vec![a_gzip.clone()],
+        limit: Some(Limit::Hash(a_gzip.join("blobs"))),
+        target: Target::default(),
+        out_size: false,
+    });
+
+    rows.push(Row {
+        id: "export".into(),
+        title: "export layout (gzip) -> docker-archive".into(),
+        ocikit: Job {
+            prep: Prep::Fresh,
+            cmd: Box::new({
+                let c = o(&["export"]).arg(&a_gzip).arg(REF);
+                move |out| {
+                    c.clone()
+                        .arg("-o")
+                        .arg(out)
+                        .arg("--format")
+                        .arg("docker-archive")
+                }
+            }),
+        },
+        peer_name: "skopeo",
+        peer: Job {
+            prep: Prep::Fresh,
+            cmd: Box::new({
+                let s = skopeo(&["copy", "-q"]).arg(&oci_src);
+                move |out| {
+                    s.clone()
+                        .arg(format!("docker-archive:{}:{A_NAME}", out.display()))
+                }
+            }),
+        },
+        warm: vec![a_gzip.clone()],
+        limit: Some(Limit::InflateHash(a_gzip.clone())),
+        target: Target {
+            min_ratio: Some(2.0),
+            ..Target::default()
+        },
+        out_size: true,
+    });
+
+    rows.push(Row {
+        id: "recompress".into(),
+        title: "recompress layout gzip -> zstd".into(),
+        ocikit: Job {
+            prep: Prep::CopyOf(a_gzip.clone()),
+            cmd: Box::new({
+                let c = o(&["convert"]);
+                move |out| {
+                    c.clone()
+                        .arg(out)
+                        .arg("--to")
+                        .arg("oci")
+                        .arg("--compress")
+                        .arg("zstd")
+                }
+            }),
+        },
+        peer_name: "skopeo",
+        peer: Job {
+            prep: Prep::Fresh,
+            cmd: Box::new({
+                let s = skopeo(&["copy", "-q", "--dest-compress-format", "zstd"]).arg(&oci_src);
+                move |out| s.clone().arg(format!("oci:{}:{REF}", out.display()))
+            }),
+        },
+        warm: vec![a_gzip.clone()],
+        limit: Some(Limit::InflateHash(a_gzip.clone())),
+        target: Target::default(),
+        out_size: true,
+    });
+
+    for (n, layout) in &inp.scale {
+        let n = *n;
+        let scale_target = Target {
+            max_seconds: Some(1.0),
+            ..Target::default()
+        };
+        rows.push(Row {
+            id: format!("ls-{n}"),
+            title: format!("ls, {} refs", fmt::count(n)),
+            ocikit: Job {
+                prep: Prep::ReadOnly(layout.clone()),
+                cmd: Box::new({
+                    let c = o(&["ls"]);
+                    move |out| c.clone().arg(out)
+                }),
+            },
+            peer_name: "umoci",
+            peer: Job {
+                prep: Prep::ReadOnly(layout.clone()),
+                cmd: Box::new(|out| Cmd::new("umoci", &["ls", "--layout"]).arg(out)),
+            },
+            warm: vec![layout.clone()],
+            limit: None,
+            target: scale_target,
+            out_size: false,
+        });
+        rows.push(Row {
+            id: format!("gc-{n}"),
+            title: format!(
+                "gc, {} refs, {} blobs",
+                fmt::count(n),
+                fmt::count(5 * n + n / 10)
+            ),
+            ocikit: Job {
+                prep: Prep::CopyOf(layout.clone()),
+                cmd: Box::new({
+                    let c = o(&["gc"]);
+                    move |out| c.clone().arg(out)
+                }),
+            },
+            peer_name: "umoci",
+            peer: Job {
+                prep: Prep::CopyOf(layout.clone()),
+                cmd: Box::new(|out| Cmd::new("umoci", &["gc", "--layout"]).arg(out)),
+            },
+            warm: vec![layout.clone()],
+            limit: None,
+            target: scale_target,
+            out_size: false,
+        });
+    }
+    rows
+}
+
+/// The measurements of one side of a row.
+#[derive(Debug, Default)]
+struct Side {
+    samples: Vec<Sample>,
+    /// Size of the output of the last successful run.
+    out_bytes: Option<u64>,
+    /// Why the side was not measured (e.g. the verb is missing).
+    skipped: Option<String>,
+}
+
+impl Side {
+    fn failure(&self) -> Option<&str> {
+        self.samples.iter().find_map(|s| s.failure.as_deref())
+    }
+
+    fn median(&self) -> Option<f64> {
+        if self.skipped.is_some() || self.failure().is_some() {
+            return None;
+        }
+        fmt::median(&self.samples.iter().map(|s| s.seconds).collect::<Vec<_>>())
+    }
+
+    fn peak_rss(&self) -> Option<u64> {
+        self.samples.iter().filter_map(|s| s.maxrss_kib).max()
+    }
+
+    fn time_cell(&self) -> String {
+        if let Some(why) = &self.skipped {
+            return format!("n/a ({why})");
+        }
+        if let Some(f) = self.failure() {
+            let code = f.split(':').next().unwrap_or(f);
+            return format!("failed ({code})");
+        }
+        self.median().map_or("—".into(), fmt::seconds)
+    }
+
+    fn rss_cell(&self) -> String {
+        if self.skipped.is_some() || self.failure().is_some() {
+            return "—".into();
+        }
+        self.peak_rss().map_or("—".into(), fmt::rss)
+    }
+}
+
+/// A measured row.
+#[derive(Debug)]
+struct Measured {
+    ocikit: Side,
+    peer: Side,
+    limit: Option<f64>,
+}
+
+/// Entry point of `cargo xtask bench ARGS`.
+pub fn main(args: &[String]) -> anyhow::Result<()> {
+    let args = match Args::try_parse_from(
+        std::iter::once("cargo xtask bench".to_string()).chain(args.iter().cloned()),
+    ) {
+        Ok(a) => a,
+        Err(e) => {
+            let _ = e.print();
+            if e.use_stderr() {
+                bail!("bad arguments");
+            }
+            return Ok(());
+        }
+    };
+    let root = workspace_root();
+    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
+    let work = args
+        .work_dir
+        .clone()
+        .unwrap_or_else(|| target_dir.join("bench"));
+
+    let scale_refs: &[u64] = if args.no_scale { &[] } else { &SCALE_REFS };
+    if args.list {
+        let inp = Inputs::at(&work, args.size_scale, args.large, scale_refs);
+        let ocikit = args
+            .ocikit
+            .clone()
+            .unwrap_or_else(|| target_dir.join("release").join("ocikit"));
+        let shown = |job: &Job| {
+            let out = match &job.prep {
+                Prep::ReadOnly(p) => p.clone(),
+                Prep::Fresh => PathBuf::from("OUT"),
+                Prep::CopyOf(p) => PathBuf::from(format!("OUT(copy of {})", p.display())),
+            };
+            (job.cmd)(&out).display()
+        };
+        for row in rows(&inp, &ocikit) {
+            println!("{:<18} {}", row.id, row.title);
+            println!("{:<18}   ocikit: {}", "", shown(&row.ocikit));
+            println!("{:<18}   {}: {}", "", row.peer_name, shown(&row.peer));
+        }
+        return Ok(());
+    }
+
+    measure::check_gnu_time()?;
+    for tool in [
+        "skopeo",
+        "umoci",
+        "oci-image-tool",
+        "openssl",
+        "tar",
+        "gzip",
+        "sync",
+    ] {
+        if which(tool).is_none() {
+            bail!(
+                "`{tool}` is needed on PATH (Debian: skopeo umoci oci-image-tool openssl tar gzip)"
+            );
+        }
+    }
+
+    let ocikit = match &args.ocikit {
+        Some(p) => {
+            fs::canonicalize(p).with_context(|| format!("no ocikit binary at `{}`", p.display()))?
+        }
+        None => {
+            eprintln!("bench: cargo build --release --bin ocikit");
+            let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+            let status = Command::new(cargo)
+                .args(["build", "--release", "--bin", "ocikit"])
+                .current_dir(&root)
+                .status()
+                .context("cannot run cargo")?;
+            if !status.success() {
+                bail!("cargo build --release failed");
+            }
+            target_dir.join("release").join("ocikit")
+        }
+    };
+
+    fs::create_dir_all(&work).with_context(|| format!("cannot create `{}`", work.display()))?;
+    let work = fs::canonicalize(&work)?;
+    let inp = Inputs::at(&work, args.size_scale, args.large, scale_refs);
+    inp.make()?;
+
+    let all = rows(&inp, &ocikit);
+    let selected: Vec<&Row> = all
+        .iter()
+        .filter(|r| args.only.is_empty() || args.only.iter().any(|o| selects(o, &r.id)))
+        .collect();
+    if selected.is_empty() {
+        bail!("no row matches --only {:?}; see --list", args.only);
+    }
+
+    let logs = work.join("logs");
+    let runs_dir = work.join("runs");
+    measure::remove(&logs)?;
+    fs::create_dir_all(&logs)?;
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut verbs: HashMap<String, bool> = HashMap::new();
+    let mut samples_tsv = String::from("row\ttool\trun\tseconds\tmaxrss_kib\tstatus\n");
+    let mut results = Vec::new();
+    for row in &selected {
+        eprintln!("bench: {} ...", row.id);
+        let probe = (row.ocikit.cmd)(Path::new("out"));
+        let verb = probe.args.first().cloned().unwrap_or_default();
+        let has_verb = *verbs
+            .entry(verb.clone())
+            .or_insert_with(|| has_verb(&ocikit, &verb));
+        let m = measure_row(row, has_verb, args.runs, &runs_dir, &logs, workers)?;
+        for (tool, side) in [("ocikit", &m.ocikit), (row.peer_name, &m.peer)] {
+            for (i, s) in side.samples.iter().enumerate() {
+                let _ = writeln!(
+                    samples_tsv,
+                    "{}\t{tool}\t{}\t{:.4}\t{}\t{}",
+                    row.id,
+                    i + 1,
+                    s.seconds,
+                    s.maxrss_kib.map_or(String::new(), |k| k.to_string()),
+                    s.failure.as_deref().unwrap_or("ok")
+                );
+            }
+        }
+        results.push(m);
+    }
+    measure::remove(&runs_dir)?;
+
+    let report = render(&args, &inp, &ocikit, &selected, &results)?;
+    print!("{report}");
+    let results_md = work.join("results.md");
+    fs::write(&results_md, &report)
+        .with_context(|| format!("cannot write `{}`", results_md.display()))?;
+    fs::write(work.join("samples.tsv"), samples_tsv)?;
+    eprintln!("bench: wrote `{}`", results_md.display());
+    Ok(())
+}
+
+fn measure_row(
+    row: &Row,
+    has_verb: bool,
+    runs: u32,
+    runs_dir: &Path,
+    logs: &Path,
+    workers: usize,
+) -> anyhow::Result<Measured> {
+    measure::warm(&row.warm)?;
+    let mut ocikit = Side::default();
+    let mut peer = Side::default();
+    if !has_verb {
+        ocikit.skipped = Some("verb missing".into());
+    }
+    for run in 1..=runs {
+        for (tool, job, side) in [
+            ("ocikit", &row.ocikit, &mut ocikit),
+            (row.peer_name, &row.peer, &mut peer),
+        ] {
+            if side.skipped.is_some() || side.failure().is_some() {
+                continue;
+            }
+            let dir = runs_dir.join(&row.id).join(tool);
+            measure::remove(&dir)?;
+            fs::create_dir_all(&dir)?;
+            let out = match &job.prep {
+                Prep::Fresh => dir.join("out"),
+                Prep::CopyOf(src) => {
+                    let out = dir.join("out");
+                    measure::copy_layout(src, &out)?;
+                    out
+                }
+                Prep::ReadOnly(p) => p.clone(),
+            };
+            let cmd = (job.cmd)(&out);
+            measure::sync();
+            let stem = logs.join(format!("{}_{tool}_run{run}", row.id));
+            fs::write(stem.with_extension("cmd"), cmd.display() + "\n")?;
+            let sample = measure::timed_run(&cmd, &stem)?;
+            if let Some(f) = &sample.failure {
+                eprintln!(
+                    "bench: {} {tool} failed: {f} (see `{}`)",
+                    row.id,
+                    stem.with_extension("err").display()
+                );
+            } else if row.out_size {
+                side.out_bytes = Some(if out.is_dir() {
+                    measure::total_bytes(&out.join("blobs"))?
+                } else {
+                    fs::metadata(&out).map(|m| m.len()).unwrap_or(0)
+                });
+            }
+            side.samples.push(sample);
+        }
+    }
+    measure::remove(&runs_dir.join(&row.id))?;
+    let limit = match &row.limit {
+        None => None,
+        Some(l) => {
+            let jobs = limit_jobs(l)?;
+            measure::warm(&row.warm)?;
+            let mut times = Vec::new();
+            for _ in 0..runs {
+                times.push(measure::limit_run(&jobs, workers)?);
+            }
+            fmt::median(&times)
+        }
+    };
+    Ok(Measured {
+        ocikit,
+        peer,
+        limit,
+    })
+}
+
+fn limit_jobs(limit: &Limit) -> anyhow::Result<Vec<LimitJob>> {
+    const HASH: &str = "openssl dgst -sha256 < \"$1\"";
+    Ok(match limit {
+        Limit::Hash(dir) => measure::files_under(dir)?
+            .into_iter()
+            .map(|(p, size)| LimitJob {
+                script: HASH,
+                args: vec![p.display().to_string()],
+                size,
+            })
+            .collect(),
+        Limit::ArchiveHash(tar) => inputs::archive_members(tar)?
+            .into_iter()
+            .map(|(name, size)| LimitJob {
+                script: "tar -xOf \"$1\" \"$2\" | openssl dgst -sha256",
+                args: vec![tar.display().to_string(), name],
+                size,
+            })
+            .collect(),
+        Limit::InflateHash(layout) => {
+            let mut jobs = Vec::new();
+            for (p, size) in measure::files_under(&layout.join("blobs"))? {
+                let mut magic = [0u8; 2];
+                let gz = fs::File::open(&p)
+                    .and_then(|mut f| f.read_exact(&mut magic))
+                    .is_ok()
+                    && magic == [0x1f, 0x8b];
+                jobs.push(LimitJob {
+                    script: if gz {
+                        "gzip -dc < \"$1\" | openssl dgst -sha256"
+                    } else {
+                        HASH
+                    },
+                    args: vec![p.display().to_string()],
+                    size,
+                });
+            }
+            jobs
+        }
+    })
+}
+
+/// Whether `--only pattern` selects the row `id`: the id itself, or ids starting with
+/// `pattern-` (`import` selects every import, `gc` the gc rows).
+fn selects(pattern: &str, id: &str) -> bool {
+    id == pattern
+        || id
+            .strip_prefix(pattern)
+            .is_some_and(|rest| rest.starts_with('-'))
+}
+
+/// Whether the ocikit binary has `verb` (`ocikit VERB --help` succeeds).
+fn has_verb(ocikit: &Path, verb: &str) -> bool {
+    Command::new(ocikit)
+        .args([verb, "--help"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn which(tool: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join(tool))
+            .find(|p| p.is_file())
+    })
+}
+
+fn workspace_root() -> PathBuf {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().unwrap_or(manifest).to_path_buf()
+}
+
+/// The target cell and whether it is met (`None` when ocikit was not measured).
+fn judge(row: &Row, m: &Measured) -> (String, Option<Result<(), Vec<String>>>) {
+    let t = &row.target;
+    let mut text = Vec::new();
+    if let Some(r) = t.min_ratio {
+        text.push(format!("≥{r}x peer"));
+    }
+    if let Some(l) = t.max_vs_limit {
+        text.push(format!("≤{l}x limit"));
+    }
+    if let Some(s) = t.max_size_ratio {
+        text.push(format!("size ≤{s}x peer"));
+    }
+    if let Some(s) = t.max_seconds {
+        text.push(format!("<{s} s"));
+    }
+    text.push(format!("RSS ≤{RSS_TARGET_MIB} MiB"));
+    let text = text.join(", ");
+    if m.ocikit.failure().is_some() {
+        return (text, Some(Err(vec!["ocikit failed (see below)".into()])));
+    }
+    let Some(o) = m.ocikit.median() else {
+        return (text, None);
+    };
+    let mut misses = Vec::new();
+    if let Some(r) = t.min_ratio {
+        match m.peer.median() {
+            Some(p) if p / o >= r => {}
+            Some(p) => misses.push(format!("ratio {}", fmt::ratio(p, o))),
+            None => misses.push("no peer time".into()),
+        }
+    }
+    if let (Some(l), Some(limit)) = (t.max_vs_limit, m.limit) {
+        if o / limit > l {
+            misses.push(format!("{:.2}x limit", o / limit));
+        }
+    }
+    if let Some(s) = t.max_size_ratio {
+        match (m.ocikit.out_bytes, m.peer.out_bytes) {
+            (Some(a), Some(b)) if b > 0 && a as f64 / b as f64 <= s => {}
+            (Some(a), Some(b)) if b > 0 => misses.push(format!("size {:.3}x", a as f64 / b as f64)),
+            _ => misses.push("no sizes".into()),
+        }
+    }
+    if let Some(s) = t.max_seconds {
+        if o >= s {
+            misses.push(fmt::seconds(o));
+        }
+    }
+    match m.ocikit.peak_rss() {
+        Some(k) if k <= RSS_TARGET_MIB * 1024 => {}
+        Some(k) => misses.push(format!("RSS {}", fmt::rss(k))),
+        None => misses.push("no RSS".into()),
+    }
+    (
+        text,
+        Some(if misses.is_empty() {
+            Ok(())
+        } else {
+            Err(misses)
+        }),
+    )
+}
+
+fn render(
+    args: &Args,
+    inp: &Inputs,
+    ocikit: &Path,
+    rows: &[&Row],
+    results: &[Measured],
+) -> anyhow::Result<String> {
+    let mut s = String::new();
+    let mut cmdline = String::from("cargo xtask bench");
+    if args.runs != 3 {
+        let _ = write!(cmdline, " --runs {}", args.runs);
+    }
+    if args.size_scale != 1.0 {
+        let _ = write!(cmdline, " --size-scale {}", args.size_scale);
+    }
+    if args.large {
+        cmdline.push_str(" --large");
+    }
+    if args.no_scale {
+        cmdline.push_str(" --no-scale");
+    }
+    for o in &args.only {
+        let _ = write!(cmdline, " --only {o}");
+    }
+    let _ = writeln!(s, "## Benchmark results\n");
+    let _ = writeln!(
+        s,
+        "`{cmdline}`, {} run(s) of each tool per operation, medians; page cache warm.{}\n",
+        args.runs,
+        match (args.runs < 3, args.size_scale != 1.0) {
+            (true, true) =>
+                " Fewer than 3 runs and a scaled image: a check of the harness, not a result.",
+            (true, false) => " Fewer than 3 runs: a check of the harness, not a result.",
+            (false, true) => " A scaled image: a check of the harness, not a result.",
+            (false, false) => "",
+        }
+    );
+    let _ = writeln!(s, "{}\n", machine_line());
+    let _ = writeln!(s, "{}\n", versions_line(ocikit));
+    if let Some(p) = &args.ocikit {
+        let _ = writeln!(
+            s,
+            "ocikit binary: `{}` (given with --ocikit).\n",
+            p.display()
+        );
+    }
+    let _ = writeln!(
+        s,
+        "Image A: {}; its gzip layout (skopeo) holds {} of blobs.\n",
+        describe_archive(&inp.a_tar)?,
+        fmt::bytes(measure::total_bytes(&inp.a_gzip.join("blobs"))?),
+    );
+    if let Some(b) = &inp.b_tar {
+        let _ = writeln!(s, "Image B: {}.\n", describe_archive(b)?);
+    }
+
+    let _ = writeln!(s, "| operation | ocikit median | peer median | ratio | ocikit peak RSS | peer peak RSS | limit | target | met? |");
+    let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|");
+    for (row, m) in rows.iter().zip(results) {
+        let ratio = match (m.peer.median(), m.ocikit.median()) {
+            (Some(p), Some(o)) => fmt::ratio(p, o),
+            _ => "—".into(),
+        };
+        let (target, met) = judge(row, m);
+        let met = match met {
+            None => "—".to_string(),
+            Some(Ok(())) => "yes".to_string(),
+            Some(Err(why)) => format!("no: {}", why.join(", ")),
+        };
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} ({}) | {} | {} | {} | {} | {} | {} |",
+            row.title,
+            m.ocikit.time_cell(),
+            m.peer.time_cell(),
+            row.peer_name,
+            ratio,
+            m.ocikit.rss_cell(),
+            m.peer.rss_cell(),
+            m.limit.map_or("—".into(), fmt::seconds),
+            target,
+            met
+        );
+    }
+
+    let sized: Vec<_> = rows
+        .iter()
+        .zip(results)
+        .filter(|(r, _)| r.out_size)
+        .collect();
+    if !sized.is_empty() {
+        let _ = writeln!(
+            s,
+            "\nOutput sizes (blobs of the layout written, or the archive):\n"
+        );
+        let _ = writeln!(s, "| operation | ocikit | peer | ocikit / peer |");
+        let _ = writeln!(s, "|---|---|---|---|");
+        for (row, m) in sized {
+            let cell = |b: Option<u64>, side: &Side| match (b, &side.skipped) {
+                (_, Some(_)) => "n/a".to_string(),
+                (Some(b), _) => fmt::bytes(b),
+                (None, _) => "—".into(),
+            };
+            let rel = match (m.ocikit.out_bytes, m.peer.out_bytes) {
+                (Some(a), Some(b)) if b > 0 => format!("{:.3}", a as f64 / b as f64),
+                _ => "—".into(),
+            };
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {} |",
+                row.title,
+                cell(m.ocikit.out_bytes, &m.ocikit),
+                cell(m.peer.out_bytes, &m.peer),
+                rel
+            );
+        }
+    }
+
+    let mut failures = String::new();
+    for (row, m) in rows.iter().zip(results) {
+        for (tool, side) in [("ocikit", &m.ocikit), (row.peer_name, &m.peer)] {
+            if let Some((i, f)) = side
+                .samples
+                .iter()
+                .enumerate()
+                .find_map(|(i, s)| s.failure.as_deref().map(|f| (i, f)))
+            {
+                let _ = writeln!(
+                    failures,
+                    "- {} / {tool}: {f} (`logs/{}_{tool}_run{}.err`)",
+                    row.id,
+                    row.id,
+                    i + 1
+                );
+            }
+        }
+    }
+    if !failures.is_empty() {
+        let _ = writeln!(
+            s,
+            "\nFailures (a failed tool is not run again for that row):\n"
+        );
+        s.push_str(&failures);
+    }
+
+    let by_id: HashMap<&str, &Measured> = rows.iter().map(|r| r.id.as_str()).zip(results).collect();
+    let mut growth = String::new();
+    for op in ["ls", "gc"] {
+        let times: Vec<(u64, Option<f64>)> = inp
+            .scale
+            .iter()
+            .filter_map(|(n, _)| {
+                by_id
+                    .get(format!("{op}-{n}").as_str())
+                    .map(|m| (*n, m.ocikit.median()))
+            })
+            .collect();
+        if let [(n1, Some(t1)), (n2, Some(t2))] = times[..] {
+            let g = t2 / t1;
+            let refs = n2 as f64 / n1 as f64;
+            let _ = writeln!(
+                growth,
+                "| {op} | {} | {} | {:.1}x for {:.0}x the refs | {} |",
+                fmt::seconds(t1),
+                fmt::seconds(t2),
+                g,
+                refs,
+                if g <= refs * 1.2 { "yes" } else { "no" }
+            );
+        }
+    }
+    if !growth.is_empty() {
+        let (a, b) = (SCALE_REFS[0], SCALE_REFS[1]);
+        let _ = writeln!(
+            s,
+            "\nGrowth of ocikit's time with the number of refs (linear or better is met):\n"
+        );
+        let _ = writeln!(
+            s,
+            "| operation | {} refs | {} refs | growth | linear? |",
+            fmt::count(a),
+            fmt::count(b)
+        );
+        let _ = writeln!(s, "|---|---|---|---|---|");
+        s.push_str(&growth);
+    }
+    let _ = writeln!(
+        s,
+        "\nratio = peer time / ocikit time. limit = every core hashing one blob at a time with \
+         `openssl dgst -sha256` (imports: each docker-archive member read through `tar`; \
+         export, recompress: gzip layers through `gzip -dc`); it leaves out compression, so \
+         for compressing rows it is a floor. Peak RSS is the largest of the runs. skopeo's \
+         uncompressed import labels plain tar layers `tar+gzip` (containers/image issue 1270). Samples: \
+         `samples.tsv`; logs: `logs/`."
+    );
+    Ok(s)
+}
+
+/// `docker-archive of 15.1 MB, 3 layers (6.0 MB, 5.0 MB, 4.1 MB)`.
+fn describe_archive(tar: &Path) -> anyhow::Result<String> {
+    let layers: Vec<u64> = inputs::archive_members(tar)?
+        .iter()
+        .filter(|(n, _)| n.ends_with(".tar"))
+        .map(|(_, s)| *s)
+        .collect();
+    Ok(format!(
+        "docker-archive of {}, {} layers ({})",
+        fmt::bytes(fs::metadata(tar).map(|m| m.len()).unwrap_or(0)),
+        layers.len(),
+        layers
+            .iter()
+            .map(|b| fmt::bytes(*b))
+            .collect::<Vec<_>>()
+            .join(", ")
+    ))
+}
+
+fn read(path: &str) -> String {
+    fs::read_to_string(path).unwrap_or_default()
+}
+
+fn machine_line() -> String {
+    let nproc = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let cpu = fmt::parse_cpu_model(&read("/proc/cpuinfo")).unwrap_or_else(|| "unknown CPU".into());
+    let mem = fmt::parse_meminfo_total(&read("/proc/meminfo")).map_or("unknown".into(), |b| {
+        format!("{:.1} GiB", b as f64 / (1u64 << 30) as f64)
+    });
+    let kernel = read("/proc/sys/kernel/osrelease");
+    format!(
+        "Machine: nproc {nproc}, {cpu}, {mem} memory, Linux {} ({}).",
+        kernel.trim(),
+        std::env::consts::ARCH
+    )
+}
+
+fn versions_line(ocikit: &Path) -> String {
+    let version = |cmd: &mut Command| -> String {
+        cmd.output()
+            .ok()
+            .map(|o| {
+                let text = String::from_utf8_lossy(&o.stdout).into_owned();
+                text.lines().next().unwrap_or("").trim().to_string()
+            })
+            .filter(|v| !v.is_empty())
+            .unwrap_or_else(|| "unknown".into())
+    };
+    let commit = version(
+        Command::new("git")
+            .args(["describe", "--always", "--dirty"])
+            .current_dir(workspace_root()),
+    );
+    format!(
+        "Tools: {} (commit {commit}); {}; {}; {}; {}.",
+        version(Command::new(ocikit).arg("--version")),
+        version(Command::new("skopeo").arg("--version")),
+        version(Command::new("umoci").arg("--version")),
+        version(Command::new("oci-image-tool").arg("--version")),
+        version(Command::new("openssl").arg("version")),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(target: Target) -> Row {
+        let job = || Job {
+            prep: Prep::Fresh,
+            cmd: Box::new(|out: &Path| Cmd::new("true", &[]).arg(out)),
+        };
+        Row {
+            id: "r".into(),
+            title: "r".into(),
+            ocikit: job(),
+            peer_name: "peer",
+            peer: job(),
+            warm: Vec::new(),
+            limit: None,
+            target,
+            out_size: true,
+        }
+    }
+
+    fn side(secs: &[f64], rss_kib: u64, out: Option<u64>) -> Side {
+        Side {
+            samples: secs
+                .iter()
+                .map(|&seconds| Sample {
+                    seconds,
+                    maxrss_kib: Some(rss_kib),
+                    failure: None,
+                })
+                .collect(),
+            out_bytes: out,
+            skipped: None,
+        }
+    }
+
+    #[test]
+    fn only_selects() {
+        assert!(selects("gc", "gc"));
+        assert!(selects("gc", "gc-1000"));
+        assert!(selects("gc-1000", "gc-1000"));
+        assert!(!selects("gc-1000", "gc-10000"));
+        assert!(selects("import", "import-gzip"));
+        assert!(selects("import-none", "import-none-large"));
+        assert!(!selects("import-none", "import-gzip"));
+        assert!(!selects("im", "import-gzip"));
+    }
+
+    #[test]
+    fn judge_met_and_missed() {
+        let gzip = row(Target {
+            min_ratio: Some(1.2),
+            max_size_ratio: Some(1.02),
+            ..Target::default()
+        });
+        let m = Measured {
+            ocikit: side(&[1.0, 2.0, 1.5], 30_000, Some(1000)),
+            peer: side(&[3.0, 3.2, 2.9], 50_000, Some(990)),
+            limit: Some(0.5),
+        };
+        let (text, met) = judge(&gzip, &m);
+        assert_eq!(text, "≥1.2x peer, size ≤1.02x peer, RSS ≤64 MiB");
+        assert_eq!(met, Some(Ok(())));
+
+        let fsck = row(Target {
+            min_ratio: Some(3.0),
+            max_vs_limit: Some(1.3),
+            ..Target::default()
+        });
+        let m = Measured {
+            ocikit: side(&[1.0], 70_000, None),
+            peer: side(&[2.0], 9_000, None),
+            limit: Some(0.5),
+        };
+        assert_eq!(
+            judge(&fsck, &m).1,
+            Some(Err(vec![
+                "ratio 2.00x".to_string(),
+                "2.00x limit".to_string(),
+                "RSS 68.4 MiB".to_string()
+            ]))
+        );
+    }
+
+    #[test]
+    fn judge_missing_and_failed() {
+        let r = row(Target {
+            max_seconds: Some(1.0),
+            ..Target::default()
+        });
+        let mut missing = Measured {
+            ocikit: Side {
+                skipped: Some("verb missing".into()),
+                ..Side::default()
+            },
+            peer: side(&[1.0], 1, None),
+            limit: None,
+        };
+        assert_eq!(judge(&r, &missing), ("<1 s, RSS ≤64 MiB".to_string(), None));
+        assert_eq!(missing.ocikit.time_cell(), "n/a (verb missing)");
+        assert_eq!(missing.ocikit.rss_cell(), "—");
+
+        missing.ocikit = side(&[0.5, 0.7], 2048, None);
+        missing.ocikit.samples[1].failure = Some("exit 2: error: bad".into());
+        assert_eq!(missing.ocikit.time_cell(), "failed (exit 2)");
+        assert_eq!(
+            judge(&r, &missing).1,
+            Some(Err(vec!["ocikit failed (see below)".to_string()]))
+        );
+
+        let slow = Measured {
+            ocikit: side(&[1.5, 1.2, 1.4], 2048, None),
+            peer: side(&[1.0], 1, None),
+            limit: None,
+        };
+        assert_eq!(slow.ocikit.time_cell(), "1.400 s");
+        assert_eq!(slow.ocikit.rss_cell(), "2.0 MiB");
+        assert_eq!(judge(&r, &slow).1, Some(Err(vec!["1.400 s".to_string()])));
+    }
+}
