@@ -4,8 +4,9 @@ use std::path::Path;
 
 use ocikit_docker::convert::{self, ConvertOptions, Target};
 use ocikit_layout::layer::CompressOptions;
-use ocikit_layout::{Compression, Layout};
+use ocikit_layout::Layout;
 
+use crate::output::CompressArg;
 use crate::{Cli, Code};
 
 /// `--to`.
@@ -15,27 +16,6 @@ pub enum ToFormat {
     Oci,
     /// Docker schema2 manifests and manifest lists.
     Docker,
-}
-
-/// `--compress`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum CompressArg {
-    /// gzip.
-    Gzip,
-    /// Zstandard (OCI only).
-    Zstd,
-    /// Uncompressed tar.
-    None,
-}
-
-impl CompressArg {
-    fn compression(self) -> Compression {
-        match self {
-            CompressArg::Gzip => Compression::Gzip,
-            CompressArg::Zstd => Compression::Zstd,
-            CompressArg::None => Compression::None,
-        }
-    }
 }
 
 pub fn convert(

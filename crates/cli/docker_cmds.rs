@@ -8,30 +8,9 @@ use anyhow::Context as _;
 use ocikit_docker::import::{import as run_import, ImportOptions};
 use ocikit_docker::source::Kind;
 use ocikit_layout::layer::CompressOptions;
-use ocikit_layout::Compression;
 
+use crate::output::CompressArg;
 use crate::{Cli, Code};
-
-/// `--compress` values.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum CompressArg {
-    /// gzip (read by every tool).
-    Gzip,
-    /// Zstandard (smaller and faster; needs containerd 1.5+, Docker 23+, Podman).
-    Zstd,
-    /// Plain tar.
-    None,
-}
-
-impl CompressArg {
-    pub fn compression(self) -> Compression {
-        match self {
-            CompressArg::Gzip => Compression::Gzip,
-            CompressArg::Zstd => Compression::Zstd,
-            CompressArg::None => Compression::None,
-        }
-    }
-}
 
 pub fn import(
     cli: &Cli,

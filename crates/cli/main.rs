@@ -155,7 +155,7 @@ pub enum Command {
         /// Compression of new layers (default gzip); layers already compressed this way are
         /// kept as they are. OCI archives and layouts are always copied as they are.
         #[arg(long, value_enum)]
-        compress: Option<docker_cmds::CompressArg>,
+        compress: Option<output::CompressArg>,
         /// Compression level (gzip 0-9, default 6; zstd 1-22, default 3).
         #[arg(long, value_name = "N")]
         level: Option<i32>,
@@ -201,7 +201,7 @@ pub enum Command {
         to: convert_cmd::ToFormat,
         /// Recompress layers in the same pass (diff_ids are checked and kept).
         #[arg(long, value_enum)]
-        compress: Option<convert_cmd::CompressArg>,
+        compress: Option<output::CompressArg>,
         /// Compression level (gzip 0-9, zstd 1-22); needs --compress.
         #[arg(long, requires = "compress", allow_hyphen_values = true)]
         level: Option<i32>,

@@ -98,3 +98,25 @@ pub fn human_bytes(n: u64) -> String {
         format!("{v:.1} {}", UNITS[u])
     }
 }
+
+/// `--compress` of `import` and `convert`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CompressArg {
+    /// gzip (read by every tool).
+    Gzip,
+    /// Zstandard (smaller and faster; needs containerd 1.5+, Docker 23+, Podman; OCI only).
+    Zstd,
+    /// Plain tar.
+    None,
+}
+
+impl CompressArg {
+    /// The library's compression.
+    pub fn compression(self) -> ocikit_layout::Compression {
+        match self {
+            CompressArg::Gzip => ocikit_layout::Compression::Gzip,
+            CompressArg::Zstd => ocikit_layout::Compression::Zstd,
+            CompressArg::None => ocikit_layout::Compression::None,
+        }
+    }
+}
