@@ -52,6 +52,8 @@ pub enum FindingKind {
     DataMismatch,
     /// A document names one of its ancestors.
     Cycle,
+    /// A document nested deeper than the walk follows ([`crate::walk::MAX_DEPTH`]).
+    TooDeep,
     /// The digest's algorithm cannot be verified; only the size was checked.
     Unverifiable,
     /// A blob in `blobs/` that nothing reachable names.
@@ -79,6 +81,7 @@ impl FindingKind {
             CompressionMismatch => "compression-mismatch",
             DataMismatch => "data-mismatch",
             Cycle => "cycle",
+            TooDeep => "too-deep",
             Unverifiable => "unverifiable",
             Unreferenced => "unreferenced",
             External => "external",
@@ -207,6 +210,13 @@ pub fn fsck(layout: &Layout, opts: &FsckOptions<'_>) -> Result<Report> {
             DocStatus::Truncated => push(
                 FindingKind::Cycle,
                 format!("more than {} nodes: walk stopped", crate::walk::NODE_LIMIT),
+            ),
+            DocStatus::TooDeep => push(
+                FindingKind::TooDeep,
+                format!(
+                    "nested more than {} levels deep: not followed",
+                    crate::walk::MAX_DEPTH
+                ),
             ),
             _ => {}
         }
