@@ -59,8 +59,8 @@ impl Layout {
             });
         }
         let header_path = root.join("oci-layout");
-        let bytes = match fs::read(&header_path) {
-            Ok(b) => b,
+        let bytes = match File::open(&header_path) {
+            Ok(f) => read_capped(f, &header_path)?,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 return Err(Error::NotALayout {
                     path: root,
@@ -220,11 +220,12 @@ impl Layout {
         Ok(n)
     }
 
-    /// Read `index.json` (written atomically, so never seen half-written).
+    /// Read `index.json` (written atomically, so never seen half-written). Like every JSON
+    /// document it is capped at [`JSON_LIMIT`]; a larger file is refused before it is read.
     pub fn read_index(&self) -> Result<Raw<Index>> {
         let path = self.root.join("index.json");
-        let bytes = match fs::read(&path) {
-            Ok(b) => b,
+        let file = match File::open(&path) {
+            Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 return Err(Error::NotALayout {
                     path: self.root.clone(),
@@ -233,6 +234,7 @@ impl Layout {
             }
             Err(e) => return Err(Error::io(path, e)),
         };
+        let bytes = read_capped(file, &path)?;
         Raw::parse(bytes, &path.display().to_string())
     }
 
@@ -295,6 +297,29 @@ pub fn check_layout_header(bytes: &[u8]) -> std::result::Result<(), String> {
         )),
         None => Err("`oci-layout` has no imageLayoutVersion string".into()),
     }
+}
+
+/// Read a JSON file of the layout itself (`index.json`, `oci-layout`), refusing more than
+/// [`JSON_LIMIT`] bytes without reading them: the size is checked first, and the read stops one
+/// byte past the limit in case the file grows meanwhile (or is not a regular file).
+fn read_capped(file: File, path: &Path) -> Result<Vec<u8>> {
+    let too_large = |size| Error::TooLarge {
+        what: path.display().to_string(),
+        size,
+        limit: JSON_LIMIT,
+    };
+    let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
+    if len > JSON_LIMIT {
+        return Err(too_large(len));
+    }
+    let mut bytes = Vec::with_capacity(len as usize);
+    file.take(JSON_LIMIT + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| Error::io(path, e))?;
+    if bytes.len() as u64 > JSON_LIMIT {
+        return Err(too_large(bytes.len() as u64));
+    }
+    Ok(bytes)
 }
 
 /// fsync a directory, so renames in it are durable.
