@@ -83,9 +83,13 @@ impl Layout {
         if root.join("oci-layout").exists() {
             return Ok((Layout::open(&root, opts)?, false));
         }
+        let index = serde_json::to_vec(&Index::empty()).map_err(|e| Error::Json {
+            what: "index.json".into(),
+            source: e,
+        })?;
         match fs::read_dir(&root) {
             Ok(mut entries) => {
-                if entries.next().is_some() {
+                if entries.next().is_some() && !unfinished_init(&root, &index)? {
                     return Err(Error::NotALayout {
                         path: root,
                         reason: "the directory is not empty and has no `oci-layout`".into(),
@@ -102,10 +106,6 @@ impl Layout {
         let layout = Layout { root, opts };
         // index.json first, oci-layout last: a crash before the end leaves a directory that is
         // not yet a layout, which `init` can complete.
-        let index = serde_json::to_vec(&Index::empty()).map_err(|e| Error::Json {
-            what: "index.json".into(),
-            source: e,
-        })?;
         layout.write_file_atomic("index.json", &index)?;
         layout.write_file_atomic("oci-layout", OCI_LAYOUT_CONTENT)?;
         Ok((layout, true))
@@ -277,12 +277,59 @@ impl Layout {
                 .map_err(|e| Error::io(tmp.path(), e))?;
         }
         let dest = self.root.join(name);
+        crate::fault::point("before-rename");
         tmp.persist(&dest).map_err(|e| Error::io(&dest, e.error))?;
         if self.opts.durable {
             sync_dir(&self.root)?;
         }
         Ok(())
     }
+}
+
+/// Is `root` what an interrupted `init` leaves: nothing but `blobs/sha256/` (empty), an empty
+/// `index.json` as init writes it (`empty_index`) and `.tmp-*` files? The temp files are removed
+/// so init can complete. Anything else (another tool's unfinished layout, user files) is kept
+/// and refused.
+fn unfinished_init(root: &Path, empty_index: &[u8]) -> Result<bool> {
+    let io_err = |e| Error::io(root, e);
+    let mut temps = Vec::new();
+    for entry in fs::read_dir(root).map_err(io_err)? {
+        let entry = entry.map_err(io_err)?;
+        let name = entry.file_name();
+        let path = entry.path();
+        let ty = entry.file_type().map_err(io_err)?;
+        let ok = if name.to_string_lossy().starts_with(TEMP_PREFIX) {
+            temps.push(path);
+            ty.is_file()
+        } else if name == "index.json" {
+            ty.is_file() && fs::read(&path).map_err(|e| Error::io(&path, e))? == empty_index
+        } else if name == "blobs" {
+            ty.is_dir() && {
+                let mut inner = fs::read_dir(&path).map_err(|e| Error::io(&path, e))?;
+                match inner.next() {
+                    None => true,
+                    Some(e) => {
+                        let e = e.map_err(|e| Error::io(&path, e))?;
+                        e.file_name() == "sha256"
+                            && inner.next().is_none()
+                            && fs::read_dir(e.path())
+                                .map_err(|err| Error::io(e.path(), err))?
+                                .next()
+                                .is_none()
+                    }
+                }
+            }
+        } else {
+            false
+        };
+        if !ok {
+            return Ok(false);
+        }
+    }
+    for t in temps {
+        fs::remove_file(&t).map_err(|e| Error::io(&t, e))?;
+    }
+    Ok(true)
 }
 
 /// Check the bytes of `oci-layout`: a JSON object whose `imageLayoutVersion` is 1.x.
