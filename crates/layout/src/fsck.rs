@@ -363,6 +363,22 @@ pub fn fsck(layout: &Layout, opts: &FsckOptions<'_>) -> Result<Report> {
         }
     }
 
+    // Temp files of interrupted index.json writes, in the root.
+    if let Ok(entries) = fs::read_dir(layout.root()) {
+        for e in entries.flatten() {
+            if e.file_name().to_string_lossy().starts_with(TEMP_PREFIX)
+                && e.file_type().is_ok_and(|t| t.is_file())
+            {
+                findings.push(Finding {
+                    kind: FindingKind::TempFile,
+                    digest: None,
+                    path: vec![e.path().display().to_string()],
+                    detail: "leftover of an interrupted write; gc removes it".into(),
+                });
+            }
+        }
+    }
+
     findings.sort_by(|a, b| {
         (a.kind.severity(), a.kind, &a.digest, &a.path).cmp(&(
             b.kind.severity(),

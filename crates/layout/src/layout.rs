@@ -7,6 +7,23 @@
 //! while written, fsynced and renamed; `index.json` is the commit point, written last by temp
 //! file + rename + directory fsync. A crash leaves at most unreferenced blobs and `.tmp-*` files,
 //! which `gc` removes.
+//!
+//! # Durability policy
+//!
+//! With [`Options::durable`] (the default; the CLI's `--no-fsync` turns it off):
+//! - a blob is written to `blobs/<alg>/.tmp-*`, fsynced, then renamed to its digest;
+//! - [`WriteLock::commit_index`] first fsyncs every `blobs/<alg>/` directory (so every renamed
+//!   blob is durable before `index.json` can name it), then writes `.tmp-*` in the root, fsyncs
+//!   it, renames it over `index.json` and fsyncs the root directory;
+//! - `init` writes `index.json`, then `oci-layout`, each the same way;
+//! - gc fsyncs the directories it deleted from (a lost deletion only brings garbage back).
+//!
+//! Without it nothing is fsynced; renames are still atomic, so a killed process still leaves the
+//! old or the new `index.json`, but a power loss may leave an index naming blobs that never
+//! reached the disk. Readers take no lock: the rename makes every read see a whole file.
+//!
+//! Crash tests use the fault points of [`crate::fault`]; `tests/crash.rs` kills writers there
+//! and at random moments, `tests/durability.rs` counts the fsyncs under strace.
 
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
