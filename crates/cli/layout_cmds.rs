@@ -127,6 +127,7 @@ fn status_text(s: &DocStatus) -> Option<String> {
         DocStatus::Unverifiable => Some("unverifiable digest".into()),
         DocStatus::Cycle => Some("cycle".into()),
         DocStatus::Truncated => Some("not expanded: too many nodes".into()),
+        DocStatus::TooDeep => Some("not expanded: nested too deep".into()),
     }
 }
 

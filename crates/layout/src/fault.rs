@@ -1,13 +1,34 @@
 //! Fault points for crash tests: when `OCIKIT_FAULT_POINT` names a point, the process aborts
-//! there, as a SIGKILL would stop it. Points: `before-index-commit` (blobs written and synced,
-//! `index.json` not yet replaced), `gc-mid-delete` (some unreachable blobs deleted), and
-//! `import-mid-layers` (some layers written), and `bundle-mid-load` (a bundle blob written,
-//! refs not yet committed). Unset in normal use; the check costs one
-//! environment lookup per point passed.
+//! there, as a SIGKILL would stop it. `NAME@N` aborts the N-th time the point is passed
+//! (1-based; plain `NAME` is `NAME@1`).
+//!
+//! Points:
+//! - `before-index-commit`: blobs written and synced, `index.json` not yet replaced;
+//! - `before-rename`: a file of the layout root (`index.json`, `oci-layout`) written and synced
+//!   as a `.tmp-*` file, not yet renamed into place;
+//! - `gc-mid-delete`: passed before each deletion of gc, so `gc-mid-delete@3` stops gc with two
+//!   unreachable blobs deleted;
+//! - `import-mid-layers`: some layers written;
+//! - `bundle-mid-load`: a blob of a bundle part written, no ref committed yet.
+//!
+//! Unset in normal use; the check costs one environment lookup per point passed.
 
-/// Abort here if `OCIKIT_FAULT_POINT` names `name`.
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// How often the point named in `OCIKIT_FAULT_POINT` has been passed in this process.
+static PASSED: AtomicUsize = AtomicUsize::new(0);
+
+/// Abort here if `OCIKIT_FAULT_POINT` names `name` (and this is the N-th pass it asks for).
 pub fn point(name: &str) {
-    if std::env::var_os("OCIKIT_FAULT_POINT").is_some_and(|v| v == name) {
+    let Some(value) = std::env::var_os("OCIKIT_FAULT_POINT") else {
+        return;
+    };
+    let Some(value) = value.to_str() else { return };
+    let (wanted, nth) = match value.split_once('@') {
+        Some((n, k)) => (n, k.parse::<usize>().unwrap_or(1)),
+        None => (value, 1),
+    };
+    if wanted == name && PASSED.fetch_add(1, Ordering::SeqCst) + 1 >= nth {
         std::process::abort();
     }
 }

@@ -55,6 +55,8 @@ pub enum FindingKind {
     DataMismatch,
     /// A document names one of its ancestors.
     Cycle,
+    /// A document nested deeper than the walk follows ([`crate::walk::MAX_DEPTH`]).
+    TooDeep,
     /// The digest's algorithm cannot be verified; only the size was checked.
     Unverifiable,
     /// A blob in `blobs/` that nothing reachable names (listed only when every reachable
@@ -84,6 +86,7 @@ impl FindingKind {
             CompressionMismatch => "compression-mismatch",
             DataMismatch => "data-mismatch",
             Cycle => "cycle",
+            TooDeep => "too-deep",
             Unverifiable => "unverifiable",
             Unreferenced => "unreferenced",
             External => "external",
@@ -223,6 +226,13 @@ pub fn fsck(layout: &Layout, opts: &FsckOptions<'_>) -> Result<Report> {
             DocStatus::Truncated => push(
                 FindingKind::Cycle,
                 format!("more than {} nodes: walk stopped", crate::walk::NODE_LIMIT),
+            ),
+            DocStatus::TooDeep => push(
+                FindingKind::TooDeep,
+                format!(
+                    "nested more than {} levels deep: not followed",
+                    crate::walk::MAX_DEPTH
+                ),
             ),
             _ => {}
         }
@@ -375,6 +385,22 @@ pub fn fsck(layout: &Layout, opts: &FsckOptions<'_>) -> Result<Report> {
                 })
             }
             None => {}
+        }
+    }
+
+    // Temp files of interrupted index.json writes, in the root.
+    if let Ok(entries) = fs::read_dir(layout.root()) {
+        for e in entries.flatten() {
+            if e.file_name().to_string_lossy().starts_with(TEMP_PREFIX)
+                && e.file_type().is_ok_and(|t| t.is_file())
+            {
+                findings.push(Finding {
+                    kind: FindingKind::TempFile,
+                    digest: None,
+                    path: vec![e.path().display().to_string()],
+                    detail: "leftover of an interrupted write; gc removes it".into(),
+                });
+            }
         }
     }
 

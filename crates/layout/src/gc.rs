@@ -51,6 +51,7 @@ pub fn gc(layout: &Layout, dry_run: bool) -> Result<GcReport, GcError> {
             DocStatus::Corrupt(e) => e.to_string(),
             DocStatus::Unparseable(m) => format!("unparseable: {m}"),
             DocStatus::Truncated => "too many nodes".to_string(),
+            DocStatus::TooDeep => "nested too deep".to_string(),
             DocStatus::Unverifiable => "unverifiable digest".to_string(),
             _ => continue,
         };

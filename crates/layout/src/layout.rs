@@ -7,6 +7,23 @@
 //! while written, fsynced and renamed; `index.json` is the commit point, written last by temp
 //! file + rename + directory fsync. A crash leaves at most unreferenced blobs and `.tmp-*` files,
 //! which `gc` removes.
+//!
+//! # Durability policy
+//!
+//! With [`Options::durable`] (the default; the CLI's `--no-fsync` turns it off):
+//! - a blob is written to `blobs/<alg>/.tmp-*`, fsynced, then renamed to its digest;
+//! - [`WriteLock::commit_index`] first fsyncs every `blobs/<alg>/` directory (so every renamed
+//!   blob is durable before `index.json` can name it), then writes `.tmp-*` in the root, fsyncs
+//!   it, renames it over `index.json` and fsyncs the root directory;
+//! - `init` writes `index.json`, then `oci-layout`, each the same way;
+//! - gc fsyncs the directories it deleted from (a lost deletion only brings garbage back).
+//!
+//! Without it nothing is fsynced; renames are still atomic, so a killed process still leaves the
+//! old or the new `index.json`, but a power loss may leave an index naming blobs that never
+//! reached the disk. Readers take no lock: the rename makes every read see a whole file.
+//!
+//! Crash tests use the fault points of [`crate::fault`]; `tests/crash.rs` kills writers there
+//! and at random moments, `tests/durability.rs` counts the fsyncs under strace.
 
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
@@ -68,8 +85,8 @@ impl Layout {
             });
         }
         let header_path = root.join("oci-layout");
-        let bytes = match fs::read(&header_path) {
-            Ok(b) => b,
+        let bytes = match File::open(&header_path) {
+            Ok(f) => read_capped(f, &header_path)?,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 return Err(Error::NotALayout {
                     path: root,
@@ -92,9 +109,13 @@ impl Layout {
         if root.join("oci-layout").exists() {
             return Ok((Layout::open(&root, opts)?, false));
         }
+        let index = serde_json::to_vec(&Index::empty()).map_err(|e| Error::Json {
+            what: "index.json".into(),
+            source: e,
+        })?;
         match fs::read_dir(&root) {
             Ok(mut entries) => {
-                if entries.next().is_some() {
+                if entries.next().is_some() && !unfinished_init(&root, &index)? {
                     return Err(Error::NotALayout {
                         path: root,
                         reason: "the directory is not empty and has no `oci-layout`".into(),
@@ -111,10 +132,6 @@ impl Layout {
         let layout = Layout { root, opts };
         // index.json first, oci-layout last: a crash before the end leaves a directory that is
         // not yet a layout, which `init` can complete.
-        let index = serde_json::to_vec(&Index::empty()).map_err(|e| Error::Json {
-            what: "index.json".into(),
-            source: e,
-        })?;
         layout.write_file_atomic("index.json", &index)?;
         layout.write_file_atomic("oci-layout", OCI_LAYOUT_CONTENT)?;
         Ok((layout, true))
@@ -230,11 +247,12 @@ impl Layout {
         Ok(n)
     }
 
-    /// Read `index.json` (written atomically, so never seen half-written).
+    /// Read `index.json` (written atomically, so never seen half-written). Like every JSON
+    /// document it is capped at [`JSON_LIMIT`]; a larger file is refused before it is read.
     pub fn read_index(&self) -> Result<Raw<Index>> {
         let path = self.root.join("index.json");
-        let bytes = match fs::read(&path) {
-            Ok(b) => b,
+        let file = match File::open(&path) {
+            Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 return Err(Error::NotALayout {
                     path: self.root.clone(),
@@ -243,6 +261,7 @@ impl Layout {
             }
             Err(e) => return Err(Error::io(path, e)),
         };
+        let bytes = read_capped(file, &path)?;
         Raw::parse(bytes, &path.display().to_string())
     }
 
@@ -285,12 +304,59 @@ impl Layout {
                 .map_err(|e| Error::io(tmp.path(), e))?;
         }
         let dest = self.root.join(name);
+        crate::fault::point("before-rename");
         tmp.persist(&dest).map_err(|e| Error::io(&dest, e.error))?;
         if self.opts.durable {
             sync_dir(&self.root)?;
         }
         Ok(())
     }
+}
+
+/// Is `root` what an interrupted `init` leaves: nothing but `blobs/sha256/` (empty), an empty
+/// `index.json` as init writes it (`empty_index`) and `.tmp-*` files? The temp files are removed
+/// so init can complete. Anything else (another tool's unfinished layout, user files) is kept
+/// and refused.
+fn unfinished_init(root: &Path, empty_index: &[u8]) -> Result<bool> {
+    let io_err = |e| Error::io(root, e);
+    let mut temps = Vec::new();
+    for entry in fs::read_dir(root).map_err(io_err)? {
+        let entry = entry.map_err(io_err)?;
+        let name = entry.file_name();
+        let path = entry.path();
+        let ty = entry.file_type().map_err(io_err)?;
+        let ok = if name.to_string_lossy().starts_with(TEMP_PREFIX) {
+            temps.push(path);
+            ty.is_file()
+        } else if name == "index.json" {
+            ty.is_file() && fs::read(&path).map_err(|e| Error::io(&path, e))? == empty_index
+        } else if name == "blobs" {
+            ty.is_dir() && {
+                let mut inner = fs::read_dir(&path).map_err(|e| Error::io(&path, e))?;
+                match inner.next() {
+                    None => true,
+                    Some(e) => {
+                        let e = e.map_err(|e| Error::io(&path, e))?;
+                        e.file_name() == "sha256"
+                            && inner.next().is_none()
+                            && fs::read_dir(e.path())
+                                .map_err(|err| Error::io(e.path(), err))?
+                                .next()
+                                .is_none()
+                    }
+                }
+            }
+        } else {
+            false
+        };
+        if !ok {
+            return Ok(false);
+        }
+    }
+    for t in temps {
+        fs::remove_file(&t).map_err(|e| Error::io(&t, e))?;
+    }
+    Ok(true)
 }
 
 /// Check the bytes of `oci-layout`: a JSON object whose `imageLayoutVersion` is 1.x.
@@ -305,6 +371,29 @@ pub fn check_layout_header(bytes: &[u8]) -> std::result::Result<(), String> {
         )),
         None => Err("`oci-layout` has no imageLayoutVersion string".into()),
     }
+}
+
+/// Read a JSON file of the layout itself (`index.json`, `oci-layout`), refusing more than
+/// [`JSON_LIMIT`] bytes without reading them: the size is checked first, and the read stops one
+/// byte past the limit in case the file grows meanwhile (or is not a regular file).
+fn read_capped(file: File, path: &Path) -> Result<Vec<u8>> {
+    let too_large = |size| Error::TooLarge {
+        what: path.display().to_string(),
+        size,
+        limit: JSON_LIMIT,
+    };
+    let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
+    if len > JSON_LIMIT {
+        return Err(too_large(len));
+    }
+    let mut bytes = Vec::with_capacity(len as usize);
+    file.take(JSON_LIMIT + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| Error::io(path, e))?;
+    if bytes.len() as u64 > JSON_LIMIT {
+        return Err(too_large(bytes.len() as u64));
+    }
+    Ok(bytes)
 }
 
 /// fsync a directory, so renames in it are durable.

@@ -7,6 +7,9 @@
 //! reported ([`Kind::Unknown`]), never an error; a document that disagrees with its descriptor
 //! is reported ([`Node::declared`]), not fatal. Each document is parsed once even when many
 //! parents name it; a digest that is its own ancestor is a cycle and is not expanded.
+//!
+//! The walk is iterative (its own stack, not the thread's) and bounded: at most [`NODE_LIMIT`]
+//! nodes and [`MAX_DEPTH`] levels, so hostile layouts cannot exhaust the stack or memory.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -111,6 +114,8 @@ pub enum DocStatus {
     Cycle,
     /// The walk stopped expanding: too many nodes.
     Truncated,
+    /// The walk stopped expanding: the document is nested [`MAX_DEPTH`] levels below its root.
+    TooDeep,
 }
 
 /// One node of the walk.
@@ -171,6 +176,11 @@ pub struct Walk {
 /// The most nodes a walk creates before it stops expanding (a guard against DAGs crafted to
 /// blow up when seen as a tree).
 pub const NODE_LIMIT: usize = 1_000_000;
+
+/// The deepest a document may stand below its root (a root is at depth 0) and still be read.
+/// Real images nest two or three levels; a longer chain is crafted and is reported as
+/// [`DocStatus::TooDeep`] instead of being followed.
+pub const MAX_DEPTH: usize = 64;
 
 impl Walk {
     /// Walk everything `index.json` names.
@@ -238,7 +248,19 @@ struct Walker<'a> {
     walk: Walk,
 }
 
+/// A descriptor waiting to become a node: the walk keeps its own stack instead of recursing,
+/// so a crafted chain of documents cannot overflow the thread's stack.
+struct Pending {
+    descriptor: Descriptor,
+    size_known: bool,
+    role: Role,
+    parent: Option<usize>,
+    depth: usize,
+}
+
 impl Walker<'_> {
+    /// Visit `descriptor` and everything under it, depth first, children in document order;
+    /// returns the index of its node.
     fn visit(
         &mut self,
         descriptor: Descriptor,
@@ -246,6 +268,38 @@ impl Walker<'_> {
         role: Role,
         parent: Option<usize>,
     ) -> usize {
+        let first = self.walk.nodes.len();
+        let mut stack = vec![Pending {
+            descriptor,
+            size_known,
+            role,
+            parent,
+            depth: 0,
+        }];
+        while let Some(p) = stack.pop() {
+            let depth = p.depth;
+            let (idx, children) = self.visit_one(p);
+            // Reversed, so the first child is popped (and numbered) first.
+            stack.extend(children.into_iter().rev().map(|(d, known, role)| Pending {
+                descriptor: d,
+                size_known: known,
+                role,
+                parent: Some(idx),
+                depth: depth + 1,
+            }));
+        }
+        first
+    }
+
+    /// Add one node; read it when it is a document and return the descriptors it names.
+    fn visit_one(&mut self, p: Pending) -> (usize, Vec<(Descriptor, bool, Role)>) {
+        let Pending {
+            descriptor,
+            size_known,
+            role,
+            parent,
+            depth,
+        } = p;
         let idx = self.walk.nodes.len();
         let class = descriptor.media_type.class();
         let leaf_kind = match (class, role) {
@@ -271,23 +325,28 @@ impl Walker<'_> {
         if let Some(p) = parent {
             self.walk.nodes[p].children.push(idx);
         }
+        let no_children = Vec::new();
         let is_doc_class = matches!(class, Class::Index | Class::Manifest | Class::Schema1);
         if !(is_doc_class || (class == Class::Unknown && role.may_be_document())) {
-            return idx;
+            return (idx, no_children);
         }
         if self.walk.nodes.len() >= NODE_LIMIT {
             self.walk.nodes[idx].status = DocStatus::Truncated;
-            return idx;
+            return (idx, no_children);
         }
-        // cycle: is this digest an ancestor?
+        // cycle: is this digest an ancestor? (at most MAX_DEPTH steps)
         let digest = self.walk.nodes[idx].descriptor.digest.clone();
         let mut cur = parent;
         while let Some(p) = cur {
             if self.walk.nodes[p].descriptor.digest == digest {
                 self.walk.nodes[idx].status = DocStatus::Cycle;
-                return idx;
+                return (idx, no_children);
             }
             cur = self.walk.nodes[p].parent;
+        }
+        if depth >= MAX_DEPTH {
+            self.walk.nodes[idx].status = DocStatus::TooDeep;
+            return (idx, no_children);
         }
         let entry = match self.memo.get(&digest) {
             Some(e) => (e.0, e.1.clone(), e.2.clone()),
@@ -318,7 +377,7 @@ impl Walker<'_> {
             }
             Err(status) => {
                 node.status = status;
-                return idx;
+                return (idx, no_children);
             }
         };
         if class == Class::Unknown {
@@ -329,32 +388,33 @@ impl Walker<'_> {
                 _ => Kind::Unknown,
             };
         }
+        let mut children = Vec::new();
         match &*parsed {
             Parsed::Index(ix) => {
                 for (i, d) in ix.manifests.iter().enumerate() {
-                    self.visit(d.clone(), true, Role::Manifests(i), Some(idx));
+                    children.push((d.clone(), true, Role::Manifests(i)));
                 }
                 if let Some(s) = &ix.subject {
-                    self.visit(s.clone(), true, Role::Subject, Some(idx));
+                    children.push((s.clone(), true, Role::Subject));
                 }
             }
             Parsed::Manifest(m) => {
-                self.visit(m.config.clone(), true, Role::Config, Some(idx));
+                children.push((m.config.clone(), true, Role::Config));
                 for (i, d) in m.layers.iter().enumerate() {
-                    self.visit(d.clone(), true, Role::Layers(i), Some(idx));
+                    children.push((d.clone(), true, Role::Layers(i)));
                 }
                 if let Some(s) = &m.subject {
-                    self.visit(s.clone(), true, Role::Subject, Some(idx));
+                    children.push((s.clone(), true, Role::Subject));
                 }
             }
             Parsed::Schema1(s1) => {
                 for (i, l) in s1.fs_layers.iter().enumerate() {
                     let d = Descriptor::new(MediaType::DockerLayerGzip, l.blob_sum.clone(), 0);
-                    self.visit(d, false, Role::Layers(i), Some(idx));
+                    children.push((d, false, Role::Layers(i)));
                 }
             }
         }
-        idx
+        (idx, children)
     }
 
     /// Read a document: (class parsed as, mediaType it declares, parsed or failure).
@@ -441,5 +501,151 @@ pub fn shape_class(v: &Value) -> Class {
         Class::Manifest
     } else {
         Class::Unknown
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Options, WriteLock};
+
+    fn layout() -> (tempfile::TempDir, Layout) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let opts = Options {
+            durable: false,
+            ..Options::default()
+        };
+        let (l, _) = Layout::init(dir.path().join("l"), opts).expect("init");
+        (dir, l)
+    }
+
+    fn put(lock: &WriteLock<'_>, mt: MediaType, bytes: &[u8]) -> Descriptor {
+        let (d, n) = lock.write_blob(bytes).expect("write");
+        Descriptor::new(mt, d, n)
+    }
+
+    fn index_of(descs: &[Descriptor]) -> Vec<u8> {
+        let mut ix = Index::empty();
+        ix.manifests = descs.to_vec();
+        serde_json::to_vec(&ix).expect("json")
+    }
+
+    fn image(lock: &WriteLock<'_>, tag: &str) -> Descriptor {
+        let cfg = put(
+            lock,
+            MediaType::OciConfig,
+            format!("{{\"t\":\"{tag}\"}}").as_bytes(),
+        );
+        let l0 = put(lock, MediaType::OciLayerGzip, format!("{tag}-0").as_bytes());
+        let l1 = put(lock, MediaType::OciLayerGzip, format!("{tag}-1").as_bytes());
+        let m = serde_json::json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": cfg, "layers": [l0, l1]});
+        put(
+            lock,
+            MediaType::OciManifest,
+            &serde_json::to_vec(&m).expect("json"),
+        )
+    }
+
+    #[test]
+    fn depth_first_in_document_order() {
+        let (_d, l) = layout();
+        let lock = l.lock().expect("lock");
+        let a = image(&lock, "a");
+        let b = image(&lock, "b");
+        let ix = put(
+            &lock,
+            MediaType::OciIndex,
+            &index_of(&[a.clone(), b.clone()]),
+        );
+        let mut root = Index::empty();
+        root.manifests = vec![ix.clone(), a.clone()];
+        let w = Walk::from_index(&l, &root);
+        let got: Vec<(String, Kind, Option<usize>)> = w
+            .nodes
+            .iter()
+            .map(|n| (n.role.to_string(), n.kind, n.parent))
+            .collect();
+        let want = [
+            ("index.json[0]", Kind::Index, None),
+            ("manifests[0]", Kind::Manifest, Some(0)),
+            ("config", Kind::Config, Some(1)),
+            ("layers[0]", Kind::Layer, Some(1)),
+            ("layers[1]", Kind::Layer, Some(1)),
+            ("manifests[1]", Kind::Manifest, Some(0)),
+            ("config", Kind::Config, Some(5)),
+            ("layers[0]", Kind::Layer, Some(5)),
+            ("layers[1]", Kind::Layer, Some(5)),
+            ("index.json[1]", Kind::Manifest, None),
+            ("config", Kind::Config, Some(9)),
+            ("layers[0]", Kind::Layer, Some(9)),
+            ("layers[1]", Kind::Layer, Some(9)),
+        ]
+        .map(|(r, k, p)| (r.to_string(), k, p));
+        assert_eq!(got, want);
+        assert_eq!(w.roots, vec![0, 9]);
+        assert_eq!(w.nodes[0].children, vec![1, 5]);
+        assert_eq!(w.nodes[5].children, vec![6, 7, 8]);
+        assert_eq!(w.nodes[5].digest(), &b.digest);
+        assert!(w.nodes.iter().all(|n| !matches!(
+            n.status,
+            DocStatus::Missing | DocStatus::Corrupt(_) | DocStatus::Unparseable(_)
+        )));
+    }
+
+    /// A chain of 10,000 indexes, each naming the next: the walk must neither recurse 10,000
+    /// frames deep (a test thread has a 2 MiB stack) nor follow it past MAX_DEPTH.
+    #[test]
+    fn deep_chain_is_cut_at_max_depth() {
+        let (_d, l) = layout();
+        let lock = l.lock().expect("lock");
+        let mut d = image(&lock, "bottom");
+        for _ in 0..10_000 {
+            d = put(&lock, MediaType::OciIndex, &index_of(&[d]));
+        }
+        let mut root = Index::empty();
+        root.manifests = vec![d];
+        let w = Walk::from_index(&l, &root);
+        assert_eq!(w.nodes.len(), MAX_DEPTH + 1);
+        for (i, n) in w.nodes.iter().enumerate() {
+            assert_eq!(n.kind, Kind::Index);
+            if i < MAX_DEPTH {
+                assert!(matches!(n.status, DocStatus::Ok), "{i}: {:?}", n.status);
+                assert_eq!(n.children, vec![i + 1]);
+            } else {
+                assert!(matches!(n.status, DocStatus::TooDeep), "{:?}", n.status);
+                assert!(n.children.is_empty());
+            }
+        }
+        assert_eq!(w.path_of(MAX_DEPTH).len(), MAX_DEPTH + 1);
+    }
+
+    /// Digests make real cycles impossible, so the guard is checked with a document planted in
+    /// the walker's memo: an index that names itself, directly and through its subject.
+    #[test]
+    fn a_document_naming_its_ancestor_is_a_cycle() {
+        let (_d, l) = layout();
+        let me = Descriptor::new(MediaType::OciIndex, Digest::sha256(b"self"), 4);
+        let mut ix = Index::empty();
+        ix.manifests = vec![me.clone()];
+        ix.subject = Some(me.clone());
+        let mut w = Walker {
+            layout: &l,
+            memo: HashMap::new(),
+            walk: Walk::default(),
+        };
+        w.memo.insert(
+            me.digest.clone(),
+            (Class::Index, None, Ok(Arc::new(Parsed::Index(ix)))),
+        );
+        let root = w.visit(me.clone(), true, Role::Root(0), None);
+        let walk = w.walk;
+        assert_eq!(root, 0);
+        assert_eq!(walk.nodes.len(), 3);
+        assert!(matches!(walk.nodes[0].status, DocStatus::Ok));
+        assert_eq!(walk.nodes[1].role, Role::Manifests(0));
+        assert!(matches!(walk.nodes[1].status, DocStatus::Cycle));
+        assert_eq!(walk.nodes[2].role, Role::Subject);
+        assert!(matches!(walk.nodes[2].status, DocStatus::Cycle));
     }
 }

@@ -1,0 +1,69 @@
+//! `--no-fsync` really skips every fsync, and the default really syncs: each writing verb runs
+//! under `strace` (installed by `.ci/run`), once durable and once with `--no-fsync`, and the
+//! fsync/fdatasync calls are counted. The durable counts are exact, so a broken trace cannot
+//! pass for "no fsync".
+
+mod craft;
+
+use std::path::Path;
+use std::process::Command;
+
+use craft::*;
+
+/// Run `ocikit args` under strace; returns the number of fsync and fdatasync calls.
+fn syncs(args: &[&str]) -> usize {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let trace = dir.path().join("trace");
+    let out = Command::new("strace")
+        .args(["-f", "-qq", "-e", "trace=fsync,fdatasync,syncfs,sync", "-o"])
+        .arg(&trace)
+        .arg(assert_cmd::cargo::cargo_bin("ocikit"))
+        .args(args)
+        .env_remove("OCIKIT_FAULT_POINT")
+        .output()
+        .expect("strace must be installed (apt-get install strace; .ci/run does)");
+    assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+    let text = std::fs::read_to_string(&trace).expect("trace");
+    text.lines()
+        .filter(|l| {
+            ["fsync(", "fdatasync(", "syncfs(", "sync("]
+                .iter()
+                .any(|c| l.contains(c))
+        })
+        .count()
+}
+
+fn layout_with_garbage() -> Lay {
+    let lay = Lay::new();
+    let a = lay.image("a");
+    lay.set_index(&[named(&a, "a")]);
+    lay.put(b"garbage");
+    lay
+}
+
+#[test]
+fn tag_untag_and_gc_sync_unless_told_not_to() {
+    // tag: blobs/sha256/ (so blobs are durable before the index names them), the temp
+    // index.json, then the layout directory after the rename.
+    let lay = layout_with_garbage();
+    assert_eq!(syncs(&["tag", lay.path(), "a", "b"]), 3);
+    assert_eq!(syncs(&["--no-fsync", "tag", lay.path(), "a", "c"]), 0);
+    // untag: the same three.
+    assert_eq!(syncs(&["untag", lay.path(), "b"]), 3);
+    assert_eq!(syncs(&["--no-fsync", "untag", lay.path(), "c"]), 0);
+    // gc: the directory it deleted from.
+    assert_eq!(syncs(&["gc", lay.path()]), 1);
+    lay.put(b"more garbage");
+    assert_eq!(syncs(&["--no-fsync", "gc", lay.path()]), 0);
+    assert!(!lay.blob_path(&sha256(b"more garbage")).exists());
+}
+
+#[test]
+fn init_syncs_unless_told_not_to() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = |n: &str| dir.path().join(n).to_str().expect("utf-8").to_string();
+    // index.json and oci-layout: each file, then the directory after its rename.
+    assert_eq!(syncs(&["init", &p("a")]), 4);
+    assert_eq!(syncs(&["--no-fsync", "init", &p("b")]), 0);
+    assert!(Path::new(&p("b")).join("oci-layout").exists());
+}
