@@ -374,12 +374,15 @@ pub fn fsck(layout: &Layout, opts: &FsckOptions<'_>) -> Result<Report> {
     findings.dedup();
     Ok(Report {
         findings,
-        blobs_checked: jobs.len()
-            + walk
-                .nodes
-                .iter()
-                .filter(|n| matches!(n.status, DocStatus::Ok))
-                .count(),
+        // Distinct digests: a document named by many parents, or a blob declared with two
+        // sizes, counts once.
+        blobs_checked: jobs
+            .iter()
+            .map(|Job::Blob { node, .. }| *node)
+            .chain((0..walk.nodes.len()).filter(|&i| matches!(walk.nodes[i].status, DocStatus::Ok)))
+            .map(|i| walk.nodes[i].digest())
+            .collect::<HashSet<_>>()
+            .len(),
         bytes_hashed,
     })
 }
