@@ -765,3 +765,58 @@ fn closed_stdout_pipe_exits_quietly() {
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(String::from_utf8_lossy(&out.stderr), "");
 }
+
+#[test]
+fn a_traversal_digest_in_index_json_is_an_error_never_a_path() {
+    let tmp = tempdir();
+    assert_eq!(ocikit(tmp.path(), &["-q", "init", "l"]).code, 0);
+    std::fs::write(
+        tmp.path().join("l/index.json"),
+        br#"{"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:../../etc/passwd","size":1}]}"#,
+    )
+    .expect("write");
+    for args in [
+        &["ls", "l"][..],
+        &["fsck", "l"][..],
+        &["gc", "l"][..],
+        &["cat", "l", "x"][..],
+    ] {
+        let r = ocikit(tmp.path(), args);
+        assert_eq!((r.code, r.stdout.as_str()), (2, ""), "{args:?}");
+        assert_eq!(
+            r.stderr,
+            "ocikit: error: `l/index.json` does not parse: invalid digest `sha256:../../etc/passwd`: not of the form algorithm:encoded at line 1 column 124\n",
+            "{args:?}"
+        );
+    }
+}
+
+#[test]
+fn cat_of_a_big_corrupt_blob_streams_then_fails() {
+    // Above the 4 MiB JSON cap `cat` streams; the mismatch is found at the end: exit 2,
+    // after the bytes were written.
+    let tmp = tempdir();
+    let dir = tmp.path().join("l");
+    let data: Vec<u8> = (0..5u32 << 20).map(|i| (i % 253) as u8).collect();
+    let built = add_image(
+        &dir,
+        "big",
+        &[LayerSpec::new(&[("big.bin", &data)], Compression::None)],
+        None,
+    );
+    let layer = &built.layers[0].digest;
+    let path = dir.join(layer.blob_rel_path());
+    let len = std::fs::metadata(&path).expect("stat").len() as usize;
+    flip_byte(&path, len - 1);
+    let found = ocikit_layout::Digest::sha256(&std::fs::read(&path).expect("read"));
+    let r = ocikit(tmp.path(), &["cat", "l", layer.as_str()]);
+    assert_eq!(r.code, 2);
+    assert_eq!(r.stdout_bytes.len(), len);
+    assert_eq!(
+        r.stderr,
+        format!(
+            "ocikit: error: blob `{layer}` at `l/blobs/sha256/{}` has digest `{found}`\n",
+            layer.encoded()
+        )
+    );
+}
