@@ -514,7 +514,7 @@ fn check_blob(
                     FindingKind::CompressionMismatch,
                     format!(
                         "media type says {}, bytes are {}",
-                        d.as_str(),
+                        compression_name(d),
                         sniffed_name(sniffed)
                     ),
                 ));
@@ -565,9 +565,17 @@ fn check_blob(
     out
 }
 
+/// `gzip`, `zstd`, or `uncompressed` (rather than `none`) for messages.
+fn compression_name(c: crate::Compression) -> &'static str {
+    match c {
+        crate::Compression::None => "uncompressed",
+        c => c.as_str(),
+    }
+}
+
 fn sniffed_name(s: Sniffed) -> &'static str {
     match s {
-        Sniffed::Known(c) => c.as_str(),
+        Sniffed::Known(c) => compression_name(c),
         Sniffed::Bzip2 => "bzip2",
         Sniffed::Xz => "xz",
         Sniffed::Unknown => "neither a tar nor compressed",
