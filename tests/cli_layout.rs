@@ -820,3 +820,63 @@ fn cat_of_a_big_corrupt_blob_streams_then_fails() {
         )
     );
 }
+
+#[test]
+fn schema1_manifests_are_walked_through_fs_layers() {
+    // An unsigned Docker schema1 manifest as an index.json entry: its `fsLayers` are layers
+    // without a declared size (`size` is null in JSON, absent in text).
+    let tmp = tempdir();
+    let dir = tmp.path().join("l");
+    assert_eq!(ocikit(tmp.path(), &["-q", "init", "l"]).code, 0);
+    let layer = tar_of(&[("a", b"a\n")]);
+    let ld = ocikit_layout::Digest::sha256(&layer);
+    std::fs::write(dir.join(ld.blob_rel_path()), &layer).expect("layer");
+    let manifest = format!(
+        r#"{{"schemaVersion":1,"name":"x","tag":"y","architecture":"amd64","fsLayers":[{{"blobSum":"{ld}"}}],"history":[{{"v1Compatibility":"{{}}"}}]}}"#
+    );
+    let md = ocikit_layout::Digest::sha256(manifest.as_bytes());
+    std::fs::write(dir.join(md.blob_rel_path()), &manifest).expect("manifest");
+    let index = serde_json::json!({"schemaVersion": 2, "manifests": [{
+        "mediaType": "application/vnd.docker.distribution.manifest.v1+json",
+        "digest": md.as_str(),
+        "size": manifest.len(),
+        "annotations": {"org.opencontainers.image.ref.name": "old"},
+    }]});
+    std::fs::write(
+        dir.join("index.json"),
+        serde_json::to_vec(&index).expect("json"),
+    )
+    .expect("index");
+    let r = ocikit(tmp.path(), &["inspect", "l", "old"]);
+    assert_eq!(r.code, 0);
+    assert_eq!(
+        r.stdout,
+        format!(
+            "{md} application/vnd.docker.distribution.manifest.v1+json [manifest] {} bytes\n└── layers[0] {ld} application/vnd.docker.image.rootfs.diff.tar.gzip [layer]\n",
+            manifest.len()
+        )
+    );
+    let r = ocikit(tmp.path(), &["inspect", "l", "old", "--json"]);
+    assert_eq!(r.json()["children"][0]["size"], serde_json::Value::Null);
+    // Plain fsck: present and hashed. --deep: the blob is a plain tar, schema1 says gzip.
+    let r = ocikit(tmp.path(), &["fsck", "l", "--json"]);
+    assert_eq!(r.code, 0, "{}", r.stdout);
+    let r = ocikit(tmp.path(), &["fsck", "l", "--deep", "--json"]);
+    assert_eq!(r.code, 1);
+    assert_eq!(
+        r.json()["findings"],
+        serde_json::json!([{
+            "severity": "error",
+            "kind": "compression-mismatch",
+            "digest": ld.as_str(),
+            "path": ["old", format!("layers[0] {ld}")],
+            "detail": "media type says gzip, bytes are uncompressed",
+        }])
+    );
+    // gc keeps the layer: schema1 `fsLayers` keep blobs alive.
+    let r = ocikit(tmp.path(), &["gc", "l", "--json"]);
+    assert_eq!(
+        (r.code, r.json()["removed"].clone()),
+        (0, serde_json::json!([]))
+    );
+}

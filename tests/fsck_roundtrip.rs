@@ -255,7 +255,7 @@ fn wrong_declared_compression_is_found_by_deep() {
                     if l0 < l1 {
                         "media type says zstd, bytes are gzip".into()
                     } else {
-                        "media type says gzip, bytes are none".into()
+                        "media type says gzip, bytes are uncompressed".into()
                     },
                 ),
                 finding(
@@ -267,7 +267,7 @@ fn wrong_declared_compression_is_found_by_deep() {
                         vec!["v1".into(), format!("layers[0] {l0}")]
                     },
                     if l0 < l1 {
-                        "media type says gzip, bytes are none".into()
+                        "media type says gzip, bytes are uncompressed".into()
                     } else {
                         "media type says zstd, bytes are gzip".into()
                     },
