@@ -880,3 +880,21 @@ fn schema1_manifests_are_walked_through_fs_layers() {
         (0, serde_json::json!([]))
     );
 }
+
+#[test]
+fn absolute_paths_in_messages_are_filtered() {
+    let tmp = tempdir();
+    let abs = tmp.path().join("nope");
+    let r = ocikit(tmp.path(), &["fsck", abs.to_str().expect("utf-8")]);
+    assert_eq!(r.code, 2);
+    assert_eq!(
+        r.stderr,
+        "ocikit: error: `[TMP]/nope` is not an OCI image layout: no such directory\n"
+    );
+    let abs = tmp.path().join("l");
+    let r = ocikit(tmp.path(), &["init", abs.to_str().expect("utf-8")]);
+    assert_eq!(
+        (r.code, r.stderr.as_str()),
+        (0, "created OCI image layout `[TMP]/l`\n")
+    );
+}
