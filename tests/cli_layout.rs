@@ -765,3 +765,136 @@ fn closed_stdout_pipe_exits_quietly() {
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(String::from_utf8_lossy(&out.stderr), "");
 }
+
+#[test]
+fn a_traversal_digest_in_index_json_is_an_error_never_a_path() {
+    let tmp = tempdir();
+    assert_eq!(ocikit(tmp.path(), &["-q", "init", "l"]).code, 0);
+    std::fs::write(
+        tmp.path().join("l/index.json"),
+        br#"{"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:../../etc/passwd","size":1}]}"#,
+    )
+    .expect("write");
+    for args in [
+        &["ls", "l"][..],
+        &["fsck", "l"][..],
+        &["gc", "l"][..],
+        &["cat", "l", "x"][..],
+    ] {
+        let r = ocikit(tmp.path(), args);
+        assert_eq!((r.code, r.stdout.as_str()), (2, ""), "{args:?}");
+        assert_eq!(
+            r.stderr,
+            "ocikit: error: `l/index.json` does not parse: invalid digest `sha256:../../etc/passwd`: not of the form algorithm:encoded at line 1 column 124\n",
+            "{args:?}"
+        );
+    }
+}
+
+#[test]
+fn cat_of_a_big_corrupt_blob_streams_then_fails() {
+    // Above the 4 MiB JSON cap `cat` streams; the mismatch is found at the end: exit 2,
+    // after the bytes were written.
+    let tmp = tempdir();
+    let dir = tmp.path().join("l");
+    let data: Vec<u8> = (0..5u32 << 20).map(|i| (i % 253) as u8).collect();
+    let built = add_image(
+        &dir,
+        "big",
+        &[LayerSpec::new(&[("big.bin", &data)], Compression::None)],
+        None,
+    );
+    let layer = &built.layers[0].digest;
+    let path = dir.join(layer.blob_rel_path());
+    let len = std::fs::metadata(&path).expect("stat").len() as usize;
+    flip_byte(&path, len - 1);
+    let found = ocikit_layout::Digest::sha256(&std::fs::read(&path).expect("read"));
+    let r = ocikit(tmp.path(), &["cat", "l", layer.as_str()]);
+    assert_eq!(r.code, 2);
+    assert_eq!(r.stdout_bytes.len(), len);
+    assert_eq!(
+        r.stderr,
+        format!(
+            "ocikit: error: blob `{layer}` at `l/blobs/sha256/{}` has digest `{found}`\n",
+            layer.encoded()
+        )
+    );
+}
+
+#[test]
+fn schema1_manifests_are_walked_through_fs_layers() {
+    // An unsigned Docker schema1 manifest as an index.json entry: its `fsLayers` are layers
+    // without a declared size (`size` is null in JSON, absent in text).
+    let tmp = tempdir();
+    let dir = tmp.path().join("l");
+    assert_eq!(ocikit(tmp.path(), &["-q", "init", "l"]).code, 0);
+    let layer = tar_of(&[("a", b"a\n")]);
+    let ld = ocikit_layout::Digest::sha256(&layer);
+    std::fs::write(dir.join(ld.blob_rel_path()), &layer).expect("layer");
+    let manifest = format!(
+        r#"{{"schemaVersion":1,"name":"x","tag":"y","architecture":"amd64","fsLayers":[{{"blobSum":"{ld}"}}],"history":[{{"v1Compatibility":"{{}}"}}]}}"#
+    );
+    let md = ocikit_layout::Digest::sha256(manifest.as_bytes());
+    std::fs::write(dir.join(md.blob_rel_path()), &manifest).expect("manifest");
+    let index = serde_json::json!({"schemaVersion": 2, "manifests": [{
+        "mediaType": "application/vnd.docker.distribution.manifest.v1+json",
+        "digest": md.as_str(),
+        "size": manifest.len(),
+        "annotations": {"org.opencontainers.image.ref.name": "old"},
+    }]});
+    std::fs::write(
+        dir.join("index.json"),
+        serde_json::to_vec(&index).expect("json"),
+    )
+    .expect("index");
+    let r = ocikit(tmp.path(), &["inspect", "l", "old"]);
+    assert_eq!(r.code, 0);
+    assert_eq!(
+        r.stdout,
+        format!(
+            "{md} application/vnd.docker.distribution.manifest.v1+json [manifest] {} bytes\n└── layers[0] {ld} application/vnd.docker.image.rootfs.diff.tar.gzip [layer]\n",
+            manifest.len()
+        )
+    );
+    let r = ocikit(tmp.path(), &["inspect", "l", "old", "--json"]);
+    assert_eq!(r.json()["children"][0]["size"], serde_json::Value::Null);
+    // Plain fsck: present and hashed. --deep: the blob is a plain tar, schema1 says gzip.
+    let r = ocikit(tmp.path(), &["fsck", "l", "--json"]);
+    assert_eq!(r.code, 0, "{}", r.stdout);
+    let r = ocikit(tmp.path(), &["fsck", "l", "--deep", "--json"]);
+    assert_eq!(r.code, 1);
+    assert_eq!(
+        r.json()["findings"],
+        serde_json::json!([{
+            "severity": "error",
+            "kind": "compression-mismatch",
+            "digest": ld.as_str(),
+            "path": ["old", format!("layers[0] {ld}")],
+            "detail": "media type says gzip, bytes are uncompressed",
+        }])
+    );
+    // gc keeps the layer: schema1 `fsLayers` keep blobs alive.
+    let r = ocikit(tmp.path(), &["gc", "l", "--json"]);
+    assert_eq!(
+        (r.code, r.json()["removed"].clone()),
+        (0, serde_json::json!([]))
+    );
+}
+
+#[test]
+fn absolute_paths_in_messages_are_filtered() {
+    let tmp = tempdir();
+    let abs = tmp.path().join("nope");
+    let r = ocikit(tmp.path(), &["fsck", abs.to_str().expect("utf-8")]);
+    assert_eq!(r.code, 2);
+    assert_eq!(
+        r.stderr,
+        "ocikit: error: `[TMP]/nope` is not an OCI image layout: no such directory\n"
+    );
+    let abs = tmp.path().join("l");
+    let r = ocikit(tmp.path(), &["init", abs.to_str().expect("utf-8")]);
+    assert_eq!(
+        (r.code, r.stderr.as_str()),
+        (0, "created OCI image layout `[TMP]/l`\n")
+    );
+}

@@ -925,7 +925,7 @@ linux-amd64     sha256:9d84a5716c66a1d1b9c13f8ed157ba7d1edfe7f9b8766728b8a1f25c0
     // are not tars (`foo`, `bar`, a text file): ocikit reports them.
     let (code, r) = fsck("oras-images", true);
     assert_eq!(code, 1);
-    let not_tar = "media type says none, bytes are neither a tar nor compressed";
+    let not_tar = "media type says uncompressed, bytes are neither a tar nor compressed";
     let (foo, bar, txt) = (
         "sha256:2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae",
         "sha256:fcde2b2edba56bf408601fb721fe9b5c338d10ee429ea04fae5511b68fbf8fb9",

@@ -255,7 +255,7 @@ fn wrong_declared_compression_is_found_by_deep() {
                     if l0 < l1 {
                         "media type says zstd, bytes are gzip".into()
                     } else {
-                        "media type says gzip, bytes are none".into()
+                        "media type says gzip, bytes are uncompressed".into()
                     },
                 ),
                 finding(
@@ -267,7 +267,7 @@ fn wrong_declared_compression_is_found_by_deep() {
                         vec!["v1".into(), format!("layers[0] {l0}")]
                     },
                     if l0 < l1 {
-                        "media type says gzip, bytes are none".into()
+                        "media type says gzip, bytes are uncompressed".into()
                     } else {
                         "media type says zstd, bytes are gzip".into()
                     },
@@ -402,4 +402,141 @@ fn unreferenced_blobs_and_temp_files_are_information() {
     want_blobs.sort();
     assert_eq!(blob_names(&dir), want_blobs);
     assert_eq!(fsck_json(tmp.path(), false), (0, report(0, 3, vec![])));
+}
+
+fn info(kind: &str, digest: &str, path: Vec<String>, detail: &str) -> Value {
+    json!({"severity": "info", "kind": kind, "digest": digest, "path": path, "detail": detail})
+}
+
+const EMPTY: &[u8] = b"{}";
+
+#[test]
+fn absent_subject_and_external_layers_are_information() {
+    let tmp = tempdir();
+    let dir = tmp.path().join("l");
+    let sig = b"signature\n";
+    let absent_subject = Digest::sha256(b"a manifest kept elsewhere");
+    let foreign = Digest::sha256(b"a foreign layer");
+    let manifest = json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "artifactType": "application/vnd.example.signature",
+        "config": desc_of("application/vnd.oci.empty.v1+json", EMPTY),
+        "layers": [
+            desc_of("application/vnd.example.signature.v1", sig),
+            {
+                "mediaType": "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
+                "digest": foreign.as_str(),
+                "size": 1234,
+                "urls": ["https://example.invalid/layer"],
+            },
+        ],
+        "subject": {
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": absent_subject.as_str(),
+            "size": 99,
+        },
+    });
+    add_manifest(&dir, "sig", &[EMPTY, sig], &manifest);
+    let (code, got) = fsck_json(tmp.path(), true);
+    assert_eq!(code, 0);
+    let mut want = vec![
+        info(
+            "external",
+            foreign.as_str(),
+            vec!["sig".into(), format!("layers[1] {foreign}")],
+            "blob is absent",
+        ),
+        info(
+            "missing-subject",
+            absent_subject.as_str(),
+            vec!["sig".into(), format!("subject {absent_subject}")],
+            "blob is absent",
+        ),
+    ];
+    want.sort_by_key(|f| f["kind"].as_str().map(String::from));
+    assert_eq!(
+        got,
+        json!({"clean": true, "errors": 0, "blobsChecked": 5, "findings": want})
+    );
+    // Neither stops gc, and gc keeps everything the referrer names.
+    let r = ocikit(tmp.path(), &["gc", "l", "--json"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.json()["removed"], json!([]));
+    assert_eq!(blob_names(&dir).len(), 3);
+}
+
+#[test]
+fn a_subject_keeps_its_manifest_alive_through_gc() {
+    let tmp = tempdir();
+    let dir = tmp.path().join("l");
+    let image = small_image(&dir, "app");
+    let sig = b"signature\n";
+    let manifest = json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "artifactType": "application/vnd.example.signature",
+        "config": desc_of("application/vnd.oci.empty.v1+json", EMPTY),
+        "layers": [desc_of("application/vnd.example.signature.v1", sig)],
+        "subject": serde_json::to_value(&image.manifest).expect("json"),
+    });
+    add_manifest(&dir, "app.sig", &[EMPTY, sig], &manifest);
+    assert_eq!(ocikit(tmp.path(), &["untag", "l", "app"]).code, 0);
+    let r = ocikit(tmp.path(), &["gc", "l", "--json"]);
+    assert_eq!(r.code, 0);
+    assert_eq!(
+        r.json(),
+        json!({"dryRun": false, "removed": [], "tempFiles": [], "bytes": 0})
+    );
+    assert_eq!(blob_names(&dir).len(), 6);
+    assert_eq!(fsck_json(tmp.path(), true), (0, report(0, 6, vec![])));
+    // Once the referrer goes too, all six go.
+    assert_eq!(ocikit(tmp.path(), &["untag", "l", "app.sig"]).code, 0);
+    let r = ocikit(tmp.path(), &["gc", "l", "--json"]);
+    assert_eq!(r.json()["removed"].as_array().expect("removed").len(), 6);
+    assert_eq!(blob_names(&dir), Vec::<String>::new());
+}
+
+#[test]
+fn unverifiable_algorithm_and_data_mismatch() {
+    let tmp = tempdir();
+    let dir = tmp.path().join("l");
+    // A layer named by an algorithm ocikit cannot compute: only its size is checked.
+    let odd = format!("blake3:{}", "ab".repeat(32));
+    let manifest = json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {
+            "mediaType": "application/vnd.oci.empty.v1+json",
+            "digest": Digest::sha256(EMPTY).as_str(),
+            "size": 2,
+            // `e30=` is `{}`; `e3x9` is not.
+            "data": "e3x9",
+        },
+        "layers": [{"mediaType": "application/vnd.example.blob", "digest": odd, "size": 5}],
+    });
+    add_manifest(&dir, "odd", &[EMPTY], &manifest);
+    std::fs::create_dir_all(dir.join("blobs/blake3")).expect("mkdir");
+    std::fs::write(dir.join("blobs/blake3").join("ab".repeat(32)), b"12345").expect("write");
+    let cfg = Digest::sha256(EMPTY);
+    let (code, got) = fsck_json(tmp.path(), false);
+    assert_eq!(code, 1);
+    assert_eq!(
+        got["findings"],
+        json!([
+            {
+                "severity": "error",
+                "kind": "data-mismatch",
+                "digest": cfg.as_str(),
+                "path": ["odd", format!("config {cfg}")],
+                "detail": "`data` does not match the digest or size",
+            },
+            info(
+                "unverifiable",
+                &odd,
+                vec!["odd".into(), format!("layers[0] {odd}")],
+                "algorithm `blake3` cannot be verified",
+            ),
+        ])
+    );
 }

@@ -291,3 +291,29 @@ pub fn flip_byte(path: &Path, at: usize) {
     b[at] ^= 1;
     std::fs::write(path, b).expect("write");
 }
+
+/// Write `blobs` and then `manifest` (an OCI manifest, as given) into the layout at `dir`
+/// (created when absent), and tag the manifest `tag`. Returns the manifest's descriptor.
+pub fn add_manifest(dir: &Path, tag: &str, blobs: &[&[u8]], manifest: &Value) -> Descriptor {
+    let (layout, _) = Layout::init(dir, opts()).expect("init");
+    let lock = layout.lock().expect("lock");
+    for b in blobs {
+        lock.write_blob(b).expect("blob");
+    }
+    let bytes = serde_json::to_vec(manifest).expect("json");
+    let (digest, size) = lock.write_blob(&bytes).expect("manifest");
+    let desc = Descriptor::new(MediaType::OciManifest, digest, size);
+    let mut index = layout.read_index().expect("index").value;
+    refs::tag(&mut index, &desc, tag).expect("tag");
+    lock.commit_index(&index).expect("commit");
+    desc
+}
+
+/// A descriptor object for `bytes` of type `media_type`.
+pub fn desc_of(media_type: &str, bytes: &[u8]) -> Value {
+    json!({
+        "mediaType": media_type,
+        "digest": Digest::sha256(bytes).as_str(),
+        "size": bytes.len(),
+    })
+}

@@ -415,6 +415,7 @@ pub fn fsck(layout: &Layout, opts: &FsckOptions<'_>) -> Result<Report> {
     findings.dedup();
     Ok(Report {
         findings,
+        // Distinct reachable digests: a document named by many parents counts once.
         blobs_checked: walk.unique().len(),
         bytes_hashed,
     })
@@ -549,7 +550,7 @@ fn check_blob(
                     FindingKind::CompressionMismatch,
                     format!(
                         "media type says {}, bytes are {}",
-                        d.as_str(),
+                        compression_name(d),
                         sniffed_name(sniffed)
                     ),
                 ));
@@ -602,9 +603,17 @@ fn check_blob(
     out
 }
 
+/// `gzip`, `zstd`, or `uncompressed` (rather than `none`) for messages.
+fn compression_name(c: crate::Compression) -> &'static str {
+    match c {
+        crate::Compression::None => "uncompressed",
+        c => c.as_str(),
+    }
+}
+
 fn sniffed_name(s: Sniffed) -> &'static str {
     match s {
-        Sniffed::Known(c) => c.as_str(),
+        Sniffed::Known(c) => compression_name(c),
         Sniffed::Bzip2 => "bzip2",
         Sniffed::Xz => "xz",
         Sniffed::Unknown => "neither a tar nor compressed",
