@@ -898,3 +898,29 @@ fn absolute_paths_in_messages_are_filtered() {
         (0, "created OCI image layout `[TMP]/l`\n")
     );
 }
+
+#[test]
+fn untag_can_be_undone_by_digest_before_gc() {
+    let tmp = tempdir();
+    let dir = tmp.path().join("l");
+    let built = small_image(&dir, "v1");
+    let digest = built.manifest.digest.to_string();
+    let r = ocikit(tmp.path(), &["untag", "l", "v1"]);
+    assert_eq!((r.code, r.stderr.as_str()), (0, ""));
+    assert_eq!(
+        ocikit(tmp.path(), &["ls", "l", "--json"]).json(),
+        serde_json::json!([])
+    );
+    // The manifest is still in blobs/: its digest names it.
+    let r = ocikit(tmp.path(), &["tag", "l", &digest, "v1"]);
+    assert_eq!((r.code, r.stderr.as_str()), (0, ""));
+    let entries = ocikit(tmp.path(), &["ls", "l", "--json"]).json();
+    assert_eq!(entries[0]["ref"], "v1");
+    assert_eq!(entries[0]["digest"], digest.as_str());
+    assert_eq!(
+        entries[0]["mediaType"],
+        "application/vnd.oci.image.manifest.v1+json"
+    );
+    assert_eq!(entries[0]["size"], built.manifest.size);
+    assert_eq!(ocikit(tmp.path(), &["fsck", "l"]).code, 0);
+}
