@@ -655,3 +655,24 @@ fn which(tool: &str) -> Option<PathBuf> {
             .find(|p| p.is_file())
     })
 }
+
+#[test]
+fn copy_across_filesystems_copies_and_verifies() {
+    use std::os::unix::fs::MetadataExt;
+    let shm = Path::new("/dev/shm");
+    let here = fs::metadata(MULTIARCH).expect("fixture").dev();
+    if !shm.is_dir() || fs::metadata(shm).map(|m| m.dev()).ok() == Some(here) {
+        eprintln!("no second filesystem at /dev/shm: skipping");
+        return;
+    }
+    let tmp = tempfile::tempdir_in(shm).expect("tmp");
+    let dst = tmp.path().join("dst");
+    let out = ok(&[&"copy", &MULTIARCH, &dst]);
+    assert!(
+        stderr(&out).contains("0 blob(s) linked, 15 copied"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(ls(&dst), ls(Path::new(MULTIARCH)));
+    fsck_clean(&dst);
+}

@@ -7,7 +7,11 @@ use std::fs;
 use std::io;
 
 use crate::layer::copy_large;
-use crate::{unwrap_io, Descriptor, Error, Layout, Result, WriteLock};
+use std::path::Path;
+
+use crate::{
+    unwrap_io, Descriptor, Error, Layout, Result, VerifyingReader, WriteLock, TEMP_PREFIX,
+};
 
 /// How a blob reached the destination.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,27 +33,118 @@ pub fn copy_blob(src: &Layout, dst: &WriteLock<'_>, desc: &Descriptor) -> Result
     }
     let from = src.blob_path(&desc.digest);
     let to = layout.blob_path(&desc.digest);
-    // Verify first: a link shares the bytes, so they must be right.
-    src.verify_blob(&desc.digest, Some(desc.size))?;
-    if let Some(dir) = to.parent() {
-        fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    }
-    match fs::hard_link(&from, &to) {
-        Ok(()) => return Ok(Copied::Linked),
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-            // Another blob file of the wrong size sits there: replace it by a verified copy.
+    let dir = to
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| layout.root().to_path_buf());
+    fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+    if same_filesystem(&from, &dir) {
+        // Verify first: a link shares the bytes, so they must be right.
+        src.verify_blob(&desc.digest, Some(desc.size))?;
+        match fs::hard_link(&from, &to) {
+            Ok(()) => return Ok(Copied::Linked),
+            // Another file of the wrong size sits there, or links are not allowed: copy.
+            Err(_) => {}
         }
-        Err(_) => {}
     }
+    let alg = desc
+        .digest
+        .algorithm()
+        .ok_or_else(|| Error::Unverifiable(desc.digest.clone()))?;
+    if kernel_copy(src, dst, desc, &dir)? {
+        return Ok(Copied::Copied);
+    }
+    // No kernel-side copy here: stream it, hashed on the way.
     let mut reader = src.open_blob(&desc.digest, Some(desc.size))?;
-    let mut w = dst.blob_writer_for(
-        desc.digest
-            .algorithm()
-            .ok_or_else(|| Error::Unverifiable(desc.digest.clone()))?,
-    )?;
+    let mut w = dst.blob_writer_for(alg)?;
     copy_large(&mut reader, &mut w).map_err(|e| unwrap_io(e, &from))?;
     w.finish_expect(&desc.digest, Some(desc.size))?;
     Ok(Copied::Copied)
+}
+
+fn same_filesystem(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    matches!((fs::metadata(a), fs::metadata(b)), (Ok(x), Ok(y)) if x.dev() == y.dev())
+}
+
+/// Copy with `copy_file_range` (a reflink or an in-kernel copy) into a temp file, then verify
+/// the destination's own bytes before renaming it into place. `Ok(false)` when the kernel
+/// cannot do it for these files (the caller streams instead).
+fn kernel_copy(src: &Layout, dst: &WriteLock<'_>, desc: &Descriptor, dir: &Path) -> Result<bool> {
+    let from = src.blob_path(&desc.digest);
+    let input = match fs::File::open(&from) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Err(Error::MissingBlob {
+                digest: desc.digest.clone(),
+                path: from,
+            });
+        }
+        Err(e) => return Err(Error::io(&from, e)),
+    };
+    let found = input.metadata().map_err(|e| Error::io(&from, e))?.len();
+    if found != desc.size {
+        return Err(Error::SizeMismatch {
+            digest: desc.digest.clone(),
+            expected: desc.size,
+            found,
+            path: from,
+        });
+    }
+    let tmp = tempfile::Builder::new()
+        .prefix(TEMP_PREFIX)
+        .tempfile_in(dir)
+        .map_err(|e| Error::io(dir, e))?;
+    let mut left = desc.size;
+    while left > 0 {
+        let chunk = left.min(1 << 30) as usize;
+        match rustix::fs::copy_file_range(&input, None, tmp.as_file(), None, chunk) {
+            Ok(0) => break,
+            Ok(n) => left -= n as u64,
+            Err(e)
+                if left == desc.size
+                    && matches!(
+                        e,
+                        rustix::io::Errno::XDEV
+                            | rustix::io::Errno::NOSYS
+                            | rustix::io::Errno::INVAL
+                            | rustix::io::Errno::OPNOTSUPP
+                    ) =>
+            {
+                return Ok(false);
+            }
+            Err(e) => return Err(Error::io(tmp.path(), e.into())),
+        }
+    }
+    if left != 0 {
+        return Err(Error::SizeMismatch {
+            digest: desc.digest.clone(),
+            expected: desc.size,
+            found: desc.size - left,
+            path: from,
+        });
+    }
+    // Verify what landed, not what was meant to.
+    let alg = desc
+        .digest
+        .algorithm()
+        .ok_or_else(|| Error::Unverifiable(desc.digest.clone()))?;
+    let mut check = VerifyingReader::new(
+        fs::File::open(tmp.path()).map_err(|e| Error::io(tmp.path(), e))?,
+        alg.hasher(),
+        desc.digest.clone(),
+        Some(desc.size),
+        from.clone(),
+    );
+    copy_large(&mut check, &mut io::sink()).map_err(|e| unwrap_io(e, &from))?;
+    if dst.layout().options().durable {
+        tmp.as_file()
+            .sync_all()
+            .map_err(|e| Error::io(tmp.path(), e))?;
+    }
+    let to = dst.layout().blob_path(&desc.digest);
+    tmp.persist(&to).map_err(|e| Error::io(&to, e.error))?;
+    Ok(true)
 }
 
 #[cfg(test)]
@@ -81,5 +176,46 @@ mod tests {
             Err(Error::DigestMismatch { .. })
         ));
         assert_eq!(b.blob_size(&d2).expect("size"), None);
+    }
+
+    #[test]
+    fn kernel_copy_verifies_what_landed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let opts = Options {
+            durable: false,
+            ..Options::default()
+        };
+        let (a, _) = Layout::init(dir.path().join("a"), opts.clone()).expect("init");
+        let (b, _) = Layout::init(dir.path().join("b"), opts).expect("init");
+        let (d, s) = a
+            .lock()
+            .expect("lock")
+            .write_blob(b"kernel")
+            .expect("write");
+        let desc = Descriptor::new(MediaType::OciLayer, d.clone(), s);
+        let lock = b.lock().expect("lock");
+        let blobs = b.root().join("blobs/sha256");
+        // Same filesystem here, so copy_file_range is available (a reflink or an in-kernel copy).
+        assert!(kernel_copy(&a, &lock, &desc, &blobs).expect("copy"));
+        assert_eq!(b.read_blob(&d, Some(6), 10).expect("read"), b"kernel");
+        // A source that changed is caught on the destination's bytes; nothing lands.
+        let (d2, _) = a
+            .lock()
+            .expect("lock")
+            .write_blob(b"second")
+            .expect("write");
+        fs::write(a.blob_path(&d2), b"secoNd").expect("corrupt");
+        let bad = Descriptor::new(MediaType::OciLayer, d2.clone(), 6);
+        assert!(matches!(
+            kernel_copy(&a, &lock, &bad, &blobs),
+            Err(Error::DigestMismatch { .. })
+        ));
+        assert_eq!(b.blob_size(&d2).expect("size"), None);
+        let leftovers: Vec<_> = fs::read_dir(&blobs)
+            .expect("ls")
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with(TEMP_PREFIX))
+            .collect();
+        assert!(leftovers.is_empty());
     }
 }
