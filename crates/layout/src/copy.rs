@@ -41,10 +41,10 @@ pub fn copy_blob(src: &Layout, dst: &WriteLock<'_>, desc: &Descriptor) -> Result
     if same_filesystem(&from, &dir) {
         // Verify first: a link shares the bytes, so they must be right.
         src.verify_blob(&desc.digest, Some(desc.size))?;
-        match fs::hard_link(&from, &to) {
-            Ok(()) => return Ok(Copied::Linked),
-            // Another file of the wrong size sits there, or links are not allowed: copy.
-            Err(_) => {}
+        // When a link fails (a file of the wrong size sits there, or links are not allowed),
+        // copy instead.
+        if fs::hard_link(&from, &to).is_ok() {
+            return Ok(Copied::Linked);
         }
     }
     let alg = desc
