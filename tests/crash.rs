@@ -325,3 +325,116 @@ fn sigkill_at_random_moments() {
         "only {killed} of {ITERATIONS} runs were killed: {outcomes:?}"
     );
 }
+
+fn fixture(rel: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join(rel)
+        .to_str()
+        .expect("utf-8")
+        .to_string()
+}
+
+/// A bundle of the multi-platform fixture, written once per test run.
+fn bundle_of_multiarch(dir: &Path) -> String {
+    let out = dir.join("multiarch.bundle");
+    let o = run(&[
+        "bundle",
+        &fixture("generated/multiarch"),
+        "-o",
+        out.to_str().expect("utf-8"),
+        "--referrers",
+        "-q",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    out.to_str().expect("utf-8").to_string()
+}
+
+/// The writers that take other inputs: import (a docker save archive, a bundle), copy and
+/// convert, each stopped at every fault point it passes.
+#[test]
+fn import_convert_copy_and_bundle_load_at_fault_points() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let bundle = bundle_of_multiarch(tmp.path());
+    let archive = fixture("docker/ggcr-test_link.tar");
+    let multiarch = fixture("generated/multiarch");
+    let cases: Vec<(Op, Vec<&str>)> = vec![
+        (
+            Op::new(&["import", &archive], &[]),
+            vec!["import-mid-layers", "before-index-commit", "before-rename"],
+        ),
+        (
+            Op::new(&["import", &bundle], &[]),
+            vec!["bundle-mid-load@3", "before-index-commit"],
+        ),
+        (
+            Op::new(&["copy", &multiarch], &[]),
+            vec!["before-index-commit", "before-rename"],
+        ),
+        (
+            Op::new(&["convert"], &["--to", "docker"]),
+            vec!["before-index-commit", "before-rename"],
+        ),
+    ];
+    for (op, points) in &cases {
+        let lay = populated(4);
+        for point in points {
+            let old = lay.index_bytes();
+            let new = reference_run(&lay, op);
+            assert_ne!(old, new, "{op:?} changes nothing");
+            run_at_fault(&lay, op, point);
+            let what = format!("{op:?} at {point}");
+            assert_eq!(check_after_crash(&lay, &old, &new, &what), "old", "{what}");
+            let o = op.command(&lay.root).output().expect("run");
+            assert!(o.status.success(), "{what}: rerun: {}", stderr(&o));
+            assert_eq!(lay.index_bytes(), new, "{what}: rerun");
+            lay.set_index_bytes(&old);
+            let o = run(&["gc", "-q", lay.path()]);
+            assert_eq!(o.status.code(), Some(0), "{what}: gc: {}", stderr(&o));
+        }
+    }
+}
+
+#[test]
+fn import_and_convert_killed_at_random_moments() {
+    const ITERATIONS: usize = 12;
+    let mut rng = Rng::new(0x1a2b_3c4d);
+    let archive = fixture("docker/ggcr-test_link.tar");
+    let lay = populated(30);
+    // The imported images have real layers, so convert can recompress them.
+    let o = run(&["import", &archive, lay.path(), "-q"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let mut killed = 0;
+    for i in 0..ITERATIONS {
+        let image = "bazel/v1/tarball:test_image_3";
+        let op = match i % 4 {
+            0 => Op::new(&["import", &archive], &["--compress", "zstd"]),
+            1 => Op::new(
+                &["convert"],
+                &[image, "--to", "docker", "--compress", "gzip"],
+            ),
+            2 => Op::new(&["import", &archive], &["--compress", "gzip"]),
+            _ => Op::new(&["convert"], &[image, "--to", "oci", "--compress", "zstd"]),
+        };
+        let old = lay.index_bytes();
+        let (new, full) = reference_run_timed(&lay, &op);
+        let delay =
+            Duration::from_micros(rng.below(full.as_micros() as usize * 11 / 10 + 1) as u64);
+        let mut child = op.command(&lay.root).spawn().expect("spawn");
+        std::thread::sleep(delay);
+        let _ = child.kill();
+        let status = child.wait().expect("wait");
+        if status.signal() == Some(9) {
+            killed += 1;
+        } else {
+            assert!(status.success(), "{op:?}: {status:?}");
+        }
+        let what = format!("iteration {i}: {op:?} killed after {delay:?} of {full:?}");
+        check_after_crash(&lay, &old, &new, &what);
+    }
+    eprintln!("{killed} of {ITERATIONS} runs killed");
+    assert!(
+        killed >= ITERATIONS / 4,
+        "only {killed} of {ITERATIONS} runs were killed"
+    );
+}
