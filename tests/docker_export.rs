@@ -428,7 +428,7 @@ fn index_refs_need_a_platform() {
         .expect("m")
         .push(serde_json::json!({
             "mediaType": "application/vnd.oci.image.index.v1+json", "digest": d, "size": list.len(),
-            "annotations": {"org.opencontainers.image.ref.name": "multi"}
+            "annotations": {"org.opencontainers.image.ref.name": "multi:1"}
         }));
     fs::write(
         dir.join("index.json"),
@@ -439,18 +439,18 @@ fn index_refs_need_a_platform() {
     let res = ocikit()
         .arg("export")
         .arg(&dir)
-        .args(["multi", "-o", "-"])
+        .args(["multi:1", "-o", "-"])
         .output()
         .expect("run");
     assert_eq!(res.status.code(), Some(2));
     assert_eq!(
         String::from_utf8_lossy(&res.stderr),
-        "ocikit: error: ref `multi` names an index; choose one of its platforms with --platform: linux/amd64, linux/arm64\n"
+        "ocikit: error: ref `multi:1` names an index; choose one of its platforms with --platform: linux/amd64, linux/arm64\n"
     );
     let res = ocikit()
         .arg("export")
         .arg(&dir)
-        .args(["multi", "--platform", "linux/s390x", "-o", "-"])
+        .args(["multi:1", "--platform", "linux/s390x", "-o", "-"])
         .output()
         .expect("run");
     assert_eq!(res.status.code(), Some(2));
@@ -459,7 +459,7 @@ fn index_refs_need_a_platform() {
     let res = ocikit()
         .arg("export")
         .arg(&dir)
-        .args(["multi", "--platform", "linux/arm64", "-o", "-"])
+        .args(["multi:1", "--platform", "linux/arm64", "-o", "-"])
         .output()
         .expect("run");
     assert_eq!(res.status.code(), Some(0));
@@ -469,5 +469,32 @@ fn index_refs_need_a_platform() {
         save[0]["Config"],
         "blobs/sha256/ee301c921b8aadc002973b2e0c3da17d701dcd994b606769a7e6eaa100b81d44"
     );
-    assert_eq!(save[0]["RepoTags"][0], "multi");
+    assert_eq!(save[0]["RepoTags"][0], "multi:1");
+}
+
+#[test]
+fn refs_docker_load_cannot_take_are_refused() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = import(tmp.path(), &["ggcr-test_image_1.tar"], "l");
+    let entry = serde_json::from_slice::<Value>(&fs::read(dir.join("index.json")).expect("read"))
+        .expect("json")["manifests"][0]
+        .clone();
+    let digest = entry["digest"].as_str().expect("digest").to_string();
+    for (name, why) in [
+        ("latest", "not a Docker image name with a tag; `docker load` needs NAME:TAG (e.g. `ocikit tag DIR latest app:latest`)"),
+        ("App:1", "`App` is not a valid Docker repository component (lowercase letters, digits, and . _ __ - between them); `docker load` needs NAME:TAG (e.g. `ocikit tag DIR App:1 app:latest`)"),
+    ] {
+        ocikit().arg("tag").arg(&dir).arg(&digest).arg(name).assert().code(0);
+        let out = tmp.path().join("out.tar");
+        let res = ocikit().arg("export").arg(&dir).arg(name).arg("-o").arg(&out).output().expect("run");
+        assert_eq!(res.status.code(), Some(2));
+        assert_eq!(
+            String::from_utf8_lossy(&res.stderr),
+            format!("ocikit: error: ref `{name}` cannot be exported as docker-archive: {why}\n")
+        );
+        assert!(!out.exists(), "nothing written");
+        // An oci-archive has no such limit.
+        ocikit().arg("export").arg(&dir).arg(name).args(["--format", "oci-archive", "-o"]).arg(&out).assert().code(0);
+        fs::remove_file(&out).expect("rm");
+    }
 }

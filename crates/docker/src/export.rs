@@ -554,6 +554,25 @@ fn docker_archive(
             }),
         }
     }
+    // `docker load` takes only `name:tag` references; say so before writing anything.
+    for im in &images {
+        for n in &im.names {
+            if let Err(reason) = crate::names::check_docker_tagged(n) {
+                return Err(Error::NotExportable {
+                    name: n.clone(),
+                    format: "docker-archive",
+                    reason: format!(
+                        "{reason}; `docker load` needs NAME:TAG (e.g. `ocikit tag DIR {n} app:{}`)",
+                        if crate::names::is_docker_tag(n) {
+                            n.as_str()
+                        } else {
+                            "latest"
+                        }
+                    ),
+                });
+            }
+        }
+    }
     // index.json: one entry per name (Docker 25 style), an untagged image gets one bare entry.
     let mut index = Index::empty();
     let mut save = Vec::new();
