@@ -31,10 +31,7 @@ pub struct CompressOptions {
 
 impl Default for CompressOptions {
     fn default() -> Self {
-        CompressOptions {
-            compression: Compression::Gzip,
-            level: None,
-        }
+        CompressOptions { compression: Compression::Gzip, level: None }
     }
 }
 
@@ -53,9 +50,7 @@ pub struct LayerWriter {
 
 impl std::fmt::Debug for LayerWriter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LayerWriter")
-            .field("compression", &self.compression)
-            .finish()
+        f.debug_struct("LayerWriter").field("compression", &self.compression).finish()
     }
 }
 
@@ -68,33 +63,20 @@ impl LayerWriter {
             Compression::Gzip => {
                 let level = opts.level.unwrap_or(6).clamp(0, 9) as u32;
                 // mtime 0, no name: the same input gives the same bytes.
-                Encoder::Gzip(
-                    flate2::GzBuilder::new()
-                        .mtime(0)
-                        .write(blob, flate2::Compression::new(level)),
-                )
+                Encoder::Gzip(flate2::GzBuilder::new().mtime(0).write(blob, flate2::Compression::new(level)))
             }
             Compression::Zstd => {
                 let level = opts.level.unwrap_or(3);
-                let mut e = zstd::stream::write::Encoder::new(blob, level)
-                    .map_err(|e| Error::io("zstd", e))?;
+                let mut e = zstd::stream::write::Encoder::new(blob, level).map_err(|e| Error::io("zstd", e))?;
                 // Always multithreaded mode (even with one worker): its output does not depend
                 // on the worker count, so every machine writes the same bytes.
-                let threads = std::thread::available_parallelism()
-                    .map(|n| n.get() as u32)
-                    .unwrap_or(1);
-                e.multithread(threads.max(1))
-                    .map_err(|e| Error::io("zstd", e))?;
-                e.include_checksum(false)
-                    .map_err(|e| Error::io("zstd", e))?;
+                let threads = std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1);
+                e.multithread(threads.max(1)).map_err(|e| Error::io("zstd", e))?;
+                e.include_checksum(false).map_err(|e| Error::io("zstd", e))?;
                 Encoder::Zstd(e)
             }
         };
-        Ok(LayerWriter {
-            enc,
-            diff: Algorithm::Sha256.hasher(),
-            compression: opts.compression,
-        })
+        Ok(LayerWriter { enc, diff: Algorithm::Sha256.hasher(), compression: opts.compression })
     }
 
     /// Finish: flush the compressor, fsync and rename the blob.
@@ -105,12 +87,7 @@ impl LayerWriter {
             Encoder::Zstd(z) => z.finish().map_err(|e| Error::io("zstd", e))?,
         };
         let (digest, size) = blob.finish()?;
-        Ok(LayerInfo {
-            digest,
-            size,
-            diff_id: self.diff.finish(),
-            compression: self.compression,
-        })
+        Ok(LayerInfo { digest, size, diff_id: self.diff.finish(), compression: self.compression })
     }
 }
 
@@ -149,11 +126,7 @@ pub fn copy_large<R: Read + ?Sized, W: Write + ?Sized>(r: &mut R, w: &mut W) -> 
 }
 
 /// Write an uncompressed tar stream as a new layer.
-pub fn write_layer(
-    lock: &WriteLock<'_>,
-    tar: &mut dyn Read,
-    opts: CompressOptions,
-) -> Result<LayerInfo> {
+pub fn write_layer(lock: &WriteLock<'_>, tar: &mut dyn Read, opts: CompressOptions) -> Result<LayerInfo> {
     let mut w = LayerWriter::new(lock, opts)?;
     copy_large(tar, &mut w).map_err(|e| Error::io("layer", e))?;
     w.finish()
@@ -175,25 +148,16 @@ impl<R: Read> Read for Tee<'_, R> {
 
 /// Store an already-compressed layer (`compression` of its bytes) unchanged, computing its
 /// diff_id by decompressing in the same pass.
-pub fn copy_layer(
-    lock: &WriteLock<'_>,
-    src: &mut dyn Read,
-    compression: Compression,
-) -> Result<LayerInfo> {
+pub fn copy_layer(lock: &WriteLock<'_>, src: &mut dyn Read, compression: Compression) -> Result<LayerInfo> {
     let mut blob = lock.blob_writer()?;
     let mut diff = Algorithm::Sha256.hasher();
     {
-        let mut tee = Tee {
-            inner: io::BufReader::with_capacity(1 << 20, src),
-            blob: &mut blob,
-        };
+        let mut tee = Tee { inner: io::BufReader::with_capacity(1 << 20, src), blob: &mut blob };
         {
             let mut dec = decompressor(&mut tee, compression).map_err(|e| Error::io("layer", e))?;
             let mut buf = vec![0u8; 1 << 20];
             loop {
-                let n = dec
-                    .read(&mut buf)
-                    .map_err(|e| Error::io("layer: decompressing", e))?;
+                let n = dec.read(&mut buf).map_err(|e| Error::io("layer: decompressing", e))?;
                 if n == 0 {
                     break;
                 }
@@ -204,12 +168,7 @@ pub fn copy_layer(
         copy_large(&mut tee, &mut io::sink()).map_err(|e| Error::io("layer", e))?;
     }
     let (digest, size) = blob.finish()?;
-    Ok(LayerInfo {
-        digest,
-        size,
-        diff_id: diff.finish(),
-        compression,
-    })
+    Ok(LayerInfo { digest, size, diff_id: diff.finish(), compression })
 }
 
 #[cfg(test)]
@@ -220,38 +179,13 @@ mod tests {
     #[test]
     fn same_input_same_bytes_and_diff_id_survives_recompression() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let (l, _) = Layout::init(
-            dir.path().join("l"),
-            Options {
-                durable: false,
-                ..Options::default()
-            },
-        )
-        .expect("init");
+        let (l, _) = Layout::init(dir.path().join("l"), Options { durable: false, ..Options::default() }).expect("init");
         let lock = l.lock().expect("lock");
-        let data: Vec<u8> = (0..200_000u32)
-            .flat_map(|i| (i % 251).to_le_bytes())
-            .collect();
+        let data: Vec<u8> = (0..200_000u32).flat_map(|i| (i % 251).to_le_bytes()).collect();
         let mut infos = Vec::new();
         for c in [Compression::None, Compression::Gzip, Compression::Zstd] {
-            let a = write_layer(
-                &lock,
-                &mut &data[..],
-                CompressOptions {
-                    compression: c,
-                    level: None,
-                },
-            )
-            .expect("write");
-            let b = write_layer(
-                &lock,
-                &mut &data[..],
-                CompressOptions {
-                    compression: c,
-                    level: None,
-                },
-            )
-            .expect("write");
+            let a = write_layer(&lock, &mut &data[..], CompressOptions { compression: c, level: None }).expect("write");
+            let b = write_layer(&lock, &mut &data[..], CompressOptions { compression: c, level: None }).expect("write");
             assert_eq!(a, b, "{c:?} is deterministic");
             assert_eq!(a.diff_id, Digest::sha256(&data));
             infos.push(a);

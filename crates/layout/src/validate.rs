@@ -99,12 +99,7 @@ pub enum DocType {
 pub fn check(doc: DocType, bytes: &[u8]) -> Vec<String> {
     let value: Value = match serde_json::from_slice(bytes) {
         Ok(v) => v,
-        Err(e) => {
-            return vec![format!(
-                "document: invalid json: {}",
-                e.to_string().to_lowercase()
-            )]
-        }
+        Err(e) => return vec![format!("document: invalid json: {}", e.to_string().to_lowercase())],
     };
     let mut c = Checker::default();
     match doc {
@@ -167,13 +162,7 @@ impl Checker {
 
     // ---- field presence -------------------------------------------------------------------
 
-    fn required(
-        &mut self,
-        parent: &str,
-        obj: &Obj,
-        key: &str,
-        check: impl FnOnce(&mut Self, &str, &Value),
-    ) {
+    fn required(&mut self, parent: &str, obj: &Obj, key: &str, check: impl FnOnce(&mut Self, &str, &Value)) {
         let path = field(parent, key);
         match obj.get(key) {
             Some(v) => check(self, &path, v),
@@ -181,13 +170,7 @@ impl Checker {
         }
     }
 
-    fn optional(
-        &mut self,
-        parent: &str,
-        obj: &Obj,
-        key: &str,
-        check: impl FnOnce(&mut Self, &str, &Value),
-    ) {
+    fn optional(&mut self, parent: &str, obj: &Obj, key: &str, check: impl FnOnce(&mut Self, &str, &Value)) {
         if let Some(v) = obj.get(key) {
             check(self, &field(parent, key), v);
         }
@@ -248,12 +231,7 @@ impl Checker {
     }
 
     fn string_array(&mut self, path: &str, v: &Value, null: Null) {
-        for (i, s) in self
-            .array(path, v, null)
-            .unwrap_or_default()
-            .iter()
-            .enumerate()
-        {
+        for (i, s) in self.array(path, v, null).unwrap_or_default().iter().enumerate() {
             self.string(&item(path, i), s);
         }
     }
@@ -313,12 +291,7 @@ impl Checker {
     }
 
     fn urls(&mut self, path: &str, v: &Value) {
-        for (i, u) in self
-            .array(path, v, Null::No)
-            .unwrap_or_default()
-            .iter()
-            .enumerate()
-        {
+        for (i, u) in self.array(path, v, Null::No).unwrap_or_default().iter().enumerate() {
             let p = item(path, i);
             if let Some(s) = self.str(&p, u) {
                 if let Err(why) = uri_grammar(s) {
@@ -346,12 +319,7 @@ impl Checker {
 
     fn env(&mut self, path: &str, v: &Value) {
         // Docker writes `"Env": null`; accepted though the schema says array.
-        for (i, e) in self
-            .array(path, v, Null::Ok)
-            .unwrap_or_default()
-            .iter()
-            .enumerate()
-        {
+        for (i, e) in self.array(path, v, Null::Ok).unwrap_or_default().iter().enumerate() {
             let p = item(path, i);
             if let Some(s) = self.str(&p, e) {
                 // Upstream: ^[^=]+=.*$
@@ -374,9 +342,7 @@ impl Checker {
         self.optional(path, o, "urls", Self::urls);
         self.optional(path, o, "data", Self::base64);
         self.optional(path, o, "artifactType", Self::media_type);
-        self.optional(path, o, "annotations", |c, p, v| {
-            c.string_map(p, v, Null::No)
-        });
+        self.optional(path, o, "annotations", |c, p, v| c.string_map(p, v, Null::No));
         self.optional(path, o, "platform", Self::platform);
     }
 
@@ -387,19 +353,12 @@ impl Checker {
         self.required(path, o, "architecture", Self::string);
         self.required(path, o, "os", Self::string);
         self.optional(path, o, "os.version", Self::string);
-        self.optional(path, o, "os.features", |c, p, v| {
-            c.string_array(p, v, Null::No)
-        });
+        self.optional(path, o, "os.features", |c, p, v| c.string_array(p, v, Null::No));
         self.optional(path, o, "variant", Self::string);
     }
 
     fn descriptors(&mut self, path: &str, v: &Value) {
-        for (i, d) in self
-            .array(path, v, Null::No)
-            .unwrap_or_default()
-            .iter()
-            .enumerate()
-        {
+        for (i, d) in self.array(path, v, Null::No).unwrap_or_default().iter().enumerate() {
             self.descriptor(&item(path, i), d);
         }
     }
@@ -426,9 +385,7 @@ impl Checker {
         self.required(ROOT, o, "config", Self::descriptor);
         self.required(ROOT, o, "layers", Self::layers);
         self.optional(ROOT, o, "subject", Self::descriptor);
-        self.optional(ROOT, o, "annotations", |c, p, v| {
-            c.string_map(p, v, Null::No)
-        });
+        self.optional(ROOT, o, "annotations", |c, p, v| c.string_map(p, v, Null::No));
     }
 
     fn index(&mut self, v: &Value) {
@@ -438,9 +395,7 @@ impl Checker {
         self.top_level_common(o);
         self.required(ROOT, o, "manifests", Self::descriptors);
         self.optional(ROOT, o, "subject", Self::descriptor);
-        self.optional(ROOT, o, "annotations", |c, p, v| {
-            c.string_map(p, v, Null::No)
-        });
+        self.optional(ROOT, o, "annotations", |c, p, v| c.string_map(p, v, Null::No));
     }
 
     fn config(&mut self, v: &Value) {
@@ -453,9 +408,7 @@ impl Checker {
         self.optional(ROOT, o, "variant", Self::string);
         self.required(ROOT, o, "os", Self::string);
         self.optional(ROOT, o, "os.version", Self::string);
-        self.optional(ROOT, o, "os.features", |c, p, v| {
-            c.string_array(p, v, Null::No)
-        });
+        self.optional(ROOT, o, "os.features", |c, p, v| c.string_array(p, v, Null::No));
         self.optional(ROOT, o, "config", Self::exec_config);
         self.required(ROOT, o, "rootfs", Self::rootfs);
         self.optional(ROOT, o, "history", Self::history);
@@ -466,13 +419,9 @@ impl Checker {
             return;
         };
         self.optional(path, o, "User", Self::string);
-        self.optional(path, o, "ExposedPorts", |c, p, v| {
-            c.object_map(p, v, Null::No)
-        });
+        self.optional(path, o, "ExposedPorts", |c, p, v| c.object_map(p, v, Null::No));
         self.optional(path, o, "Env", Self::env);
-        self.optional(path, o, "Entrypoint", |c, p, v| {
-            c.string_array(p, v, Null::Ok)
-        });
+        self.optional(path, o, "Entrypoint", |c, p, v| c.string_array(p, v, Null::Ok));
         self.optional(path, o, "Cmd", |c, p, v| c.string_array(p, v, Null::Ok));
         self.optional(path, o, "Volumes", |c, p, v| c.object_map(p, v, Null::Ok));
         self.optional(path, o, "WorkingDir", Self::string);
@@ -491,24 +440,14 @@ impl Checker {
             }
         });
         self.required(path, o, "diff_ids", |c, p, v| {
-            for (i, d) in c
-                .array(p, v, Null::No)
-                .unwrap_or_default()
-                .iter()
-                .enumerate()
-            {
+            for (i, d) in c.array(p, v, Null::No).unwrap_or_default().iter().enumerate() {
                 c.digest(&item(p, i), d);
             }
         });
     }
 
     fn history(&mut self, path: &str, v: &Value) {
-        for (i, h) in self
-            .array(path, v, Null::No)
-            .unwrap_or_default()
-            .iter()
-            .enumerate()
-        {
+        for (i, h) in self.array(path, v, Null::No).unwrap_or_default().iter().enumerate() {
             let p = item(path, i);
             let Some(o) = self.object(&p, h, Null::No) else {
                 continue;
@@ -553,9 +492,7 @@ fn restricted_name(s: &str, which: &str) -> Result<(), String> {
         Some(_) => return Err(format!("{which} must start with a letter or digit")),
     }
     if !bytes.all(|b| b.is_ascii_alphanumeric() || b"!#$&^_.+-".contains(&b)) {
-        return Err(format!(
-            "{which} may only contain letters, digits and !#$&^_.+-"
-        ));
+        return Err(format!("{which} may only contain letters, digits and !#$&^_.+-"));
     }
     if s.len() > 127 {
         return Err(format!("{which} is longer than 127 characters"));
@@ -572,14 +509,8 @@ fn digest_grammar(s: &str) -> Result<(), String> {
     if alg.is_empty() {
         return Err("empty algorithm".to_owned());
     }
-    if !alg
-        .bytes()
-        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"+._-".contains(&b))
-    {
-        return Err(
-            "algorithm may only contain lowercase letters, digits and the separators + . _ -"
-                .to_owned(),
-        );
+    if !alg.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"+._-".contains(&b)) {
+        return Err("algorithm may only contain lowercase letters, digits and the separators + . _ -".to_owned());
     }
     if alg.split(['+', '.', '_', '-']).any(str::is_empty) {
         return Err("algorithm has a leading, trailing or repeated separator".to_owned());
@@ -587,10 +518,7 @@ fn digest_grammar(s: &str) -> Result<(), String> {
     if encoded.is_empty() {
         return Err("empty encoded part".to_owned());
     }
-    if !encoded
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b"=_-".contains(&b))
-    {
+    if !encoded.bytes().all(|b| b.is_ascii_alphanumeric() || b"=_-".contains(&b)) {
         return Err("encoded part may only contain letters, digits, '=', '_' and '-'".to_owned());
     }
     let hex_len = match alg {
@@ -600,9 +528,7 @@ fn digest_grammar(s: &str) -> Result<(), String> {
     };
     let lower_hex = |b: u8| b.is_ascii_digit() || (b'a'..=b'f').contains(&b);
     if encoded.len() != hex_len || !encoded.bytes().all(lower_hex) {
-        return Err(format!(
-            "{alg} needs exactly {hex_len} lowercase hex characters"
-        ));
+        return Err(format!("{alg} needs exactly {hex_len} lowercase hex characters"));
     }
     Ok(())
 }
@@ -627,15 +553,11 @@ fn uri_grammar(s: &str) -> Result<(), &'static str> {
     while let Some(b) = bytes.next() {
         if b == b'%' {
             let (hi, lo) = (bytes.next(), bytes.next());
-            if !(hi.is_some_and(|h| h.is_ascii_hexdigit())
-                && lo.is_some_and(|l| l.is_ascii_hexdigit()))
-            {
+            if !(hi.is_some_and(|h| h.is_ascii_hexdigit()) && lo.is_some_and(|l| l.is_ascii_hexdigit())) {
                 return Err("'%' is not followed by two hex digits");
             }
         } else if !(b.is_ascii_alphanumeric() || b"-._~:/?#[]@!$&'()*+,;=".contains(&b)) {
-            return Err(
-                "a character that must be percent-encoded (space, quote, backslash, non-ascii...)",
-            );
+            return Err("a character that must be percent-encoded (space, quote, backslash, non-ascii...)");
         }
     }
     if rest.matches('#').count() > 1 {
@@ -731,9 +653,7 @@ fn rfc3339(s: &str) -> Option<()> {
 fn digits(b: &[u8], at: usize, len: usize) -> Option<u32> {
     b.get(at..at.checked_add(len)?)?
         .iter()
-        .try_fold(0u32, |acc, &d| {
-            d.is_ascii_digit().then(|| acc * 10 + u32::from(d - b'0'))
-        })
+        .try_fold(0u32, |acc, &d| d.is_ascii_digit().then(|| acc * 10 + u32::from(d - b'0')))
 }
 
 /// One of `allowed` at `at`.
