@@ -324,3 +324,41 @@ pub struct RootFs {
     #[serde(default)]
     pub diff_ids: Vec<Digest>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by the `documents` fuzz target: an unknown field holding an integer too large for
+    /// u64 (121 eights) read as 8.888888888888891e120, which read back as 8.88888888888889e120:
+    /// every edit of the document changed it, until serde_json parsed numbers exactly
+    /// (its `float_roundtrip` feature).
+    #[test]
+    fn unknown_numbers_survive_a_round_trip() {
+        let input = br#"{"schemaVersion": 2, "x": {"big": [8888888888888888888888888888888888888888888888888888888888888888888888888888888888888888888888888888888888888888888888888]}, "f": 0.30000000000000004, "g": 8.888888888888891e120}"#;
+        let ix: Index = serde_json::from_slice(input).expect("parses");
+        let once = serde_json::to_vec(&ix).expect("serializes");
+        let back: Index = serde_json::from_slice(&once).expect("parses back");
+        assert_eq!(back, ix);
+        assert_eq!(serde_json::to_vec(&back).expect("serializes"), once);
+        // The fuzzer's input, verbatim.
+        let found = r#"
+{
+  "schemaVersion": 2,
+  "medi`Type" : "application/vnd.oci.image.manifest.v1+json",
+  "conf'g": {
+    "mediaType": "application/vnd.oci.imagei.image.ma\nfest.v1plicad.oiciғmage.ma\nifest.v1+jso!n",
+  "con" : "applie.ma\nage.ma\nfest.6efb0633b"
+  },
+  "layers": [8888888888888888888888888888888888888888888888888888888888888888888888888888888888888888888888888888888888888888888888888]
+}"#;
+        let ix: Index = serde_json::from_str(found).expect("parses");
+        let again: Index =
+            serde_json::from_slice(&serde_json::to_vec(&ix).expect("serializes")).expect("parses");
+        assert_eq!(again, ix);
+        assert_eq!(
+            String::from_utf8(once).expect("utf-8"),
+            r#"{"schemaVersion":2,"manifests":[],"x":{"big":[8.888888888888888e+120]},"f":0.30000000000000004,"g":8.888888888888891e+120}"#
+        );
+    }
+}
