@@ -43,8 +43,7 @@ pub fn import(
     let result = run_import(sources, dir, cli.layout_options(), &opts);
     bar.finish_and_clear();
     let report = result?;
-    for m in &report.moved {
-        // Always said, even with -q: the user's ref now names other content.
+    for m in report.moved.iter().filter(|_| !cli.quiet) {
         let from: Vec<String> = m.from.iter().map(|d| format!("`{d}`")).collect();
         eprintln!(
             "ref `{}` moved from {} to `{}`",
@@ -103,17 +102,6 @@ pub enum FormatArg {
     OciArchive,
 }
 
-/// `SOURCE_DATE_EPOCH`, or 0.
-fn source_date_epoch() -> anyhow::Result<u64> {
-    match std::env::var("SOURCE_DATE_EPOCH") {
-        Ok(v) if !v.trim().is_empty() => v
-            .trim()
-            .parse::<u64>()
-            .map_err(|_| anyhow::anyhow!("SOURCE_DATE_EPOCH `{v}` is not a number of seconds")),
-        _ => Ok(0),
-    }
-}
-
 pub fn export(
     cli: &Cli,
     dir: &Path,
@@ -132,7 +120,7 @@ pub fn export(
             FormatArg::OciArchive => Format::OciArchive,
         },
         platform,
-        mtime: source_date_epoch()?,
+        mtime: crate::output::source_date_epoch()?,
         progress: Some(&progress),
     };
     let report = if output == Path::new("-") {

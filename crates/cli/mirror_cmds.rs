@@ -11,16 +11,6 @@ use ocikit_layout::{Layout, PlatformSpec};
 use crate::output::{human_bytes, CheckFailed};
 use crate::{Cli, Code};
 
-/// `SOURCE_DATE_EPOCH`, or 0.
-pub fn source_date_epoch() -> anyhow::Result<u64> {
-    match std::env::var("SOURCE_DATE_EPOCH") {
-        Ok(v) if !v.is_empty() => v.trim().parse().map_err(|_| {
-            anyhow::anyhow!("SOURCE_DATE_EPOCH `{v}` is not a whole number of seconds")
-        }),
-        _ => Ok(0),
-    }
-}
-
 /// Parse `4G`, `512M`, `100K` or plain bytes (K, M, G, T are powers of 1024).
 pub fn parse_size(s: &str) -> Result<u64, String> {
     let s = s.trim();
@@ -117,7 +107,7 @@ pub fn bundle(
         &invs,
         &BundleOptions {
             part_size,
-            mtime: source_date_epoch()?,
+            mtime: crate::output::source_date_epoch()?,
         },
         out,
     )?;

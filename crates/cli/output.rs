@@ -120,3 +120,13 @@ impl CompressArg {
         }
     }
 }
+
+/// `SOURCE_DATE_EPOCH`, or 0.
+pub fn source_date_epoch() -> anyhow::Result<u64> {
+    match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(v) if !v.is_empty() => v.trim().parse().map_err(|_| {
+            anyhow::anyhow!("SOURCE_DATE_EPOCH `{v}` is not a whole number of seconds")
+        }),
+        _ => Ok(0),
+    }
+}
