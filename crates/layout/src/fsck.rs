@@ -356,14 +356,7 @@ pub fn fsck(layout: &Layout, opts: &FsckOptions<'_>) -> Result<Report> {
     // Unreferenced blobs and temp files. When a reachable manifest or index cannot be read,
     // nobody knows what it names, so no blob is called unreferenced (gc refuses to run then).
     let reachable: HashSet<&Digest> = walk.nodes.iter().map(|n| n.digest()).collect();
-    let walk_complete = walk.nodes.iter().all(|n| match &n.status {
-        DocStatus::Missing => n.role == Role::Subject,
-        DocStatus::Corrupt(_)
-        | DocStatus::Unparseable(_)
-        | DocStatus::Truncated
-        | DocStatus::Unverifiable => false,
-        _ => true,
-    });
+    let walk_complete = walk.nodes.iter().all(|n| n.unreadable().is_none());
     for (digest, path) in list_blobs(layout)? {
         match digest {
             Some(d) if !reachable.contains(&d) && walk_complete => findings.push(Finding {

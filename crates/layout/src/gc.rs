@@ -12,7 +12,7 @@ use std::path::PathBuf;
 
 use crate::fsck::list_blobs;
 use crate::layout::{sync_dir, TEMP_PREFIX};
-use crate::walk::{DocStatus, Role, Walk};
+use crate::walk::Walk;
 use crate::{Digest, Error, Layout, Result};
 
 /// What gc removed (or, with `dry_run`, would remove).
@@ -46,15 +46,7 @@ pub fn gc(layout: &Layout, dry_run: bool) -> Result<GcReport, GcError> {
     let walk = Walk::from_index(layout, &index.value);
     let mut blocked = Vec::new();
     for n in &walk.nodes {
-        let why = match &n.status {
-            DocStatus::Missing if n.role != Role::Subject => "missing".to_string(),
-            DocStatus::Corrupt(e) => e.to_string(),
-            DocStatus::Unparseable(m) => format!("unparseable: {m}"),
-            DocStatus::Truncated => "too many nodes".to_string(),
-            DocStatus::TooDeep => "nested too deep".to_string(),
-            DocStatus::Unverifiable => "unverifiable digest".to_string(),
-            _ => continue,
-        };
+        let Some(why) = n.unreadable() else { continue };
         if !blocked.iter().any(|(d, _)| d == n.digest()) {
             blocked.push((n.digest().clone(), why));
         }

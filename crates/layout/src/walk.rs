@@ -153,6 +153,22 @@ impl Node {
     pub fn platform(&self) -> Option<&Platform> {
         self.descriptor.platform.as_ref()
     }
+
+    /// Why this document's children are unknown, when they are: it is absent (a `subject`
+    /// excepted: a referrer may travel without it), corrupt, unparseable, unverifiable, or the
+    /// walk stopped short of it. While any reachable node says so, nobody can tell which blobs
+    /// are unreferenced: gc deletes nothing and fsck calls nothing unreferenced.
+    pub fn unreadable(&self) -> Option<String> {
+        Some(match &self.status {
+            DocStatus::Missing if self.role != Role::Subject => "missing".to_string(),
+            DocStatus::Corrupt(e) => e.to_string(),
+            DocStatus::Unparseable(m) => format!("unparseable: {m}"),
+            DocStatus::Truncated => "too many nodes".to_string(),
+            DocStatus::TooDeep => "nested too deep".to_string(),
+            DocStatus::Unverifiable => "unverifiable digest".to_string(),
+            _ => return None,
+        })
+    }
 }
 
 /// A parsed document and the descriptors it names.
