@@ -256,14 +256,14 @@ fn fsck_deep_clean(dir: &Path) {
     assert_eq!(r.code, 0, "fsck --deep: {}{}", r.stdout, r.stderr);
 }
 
-const D1: &str = "sha256:a15420f947bf19e07f4a0f5bc20b6ecfa93ead90e70ee730be2f2ab2172b9a63";
-const LIST: &str = "sha256:a26f1aa39a92e42f9cc35985b3b4ae171c03c1d8f35d04659f0ea09d023c276a";
-const MIXED: &str = "sha256:8e88e61768d1ad83fb9352d71eb2177362387f603aa5f5df8a8b26ea643c4945";
-const SIG: &str = "sha256:563be4f5ed4fd8a2c8ebbf4a82d1f11c090eab402a6dcbbd8786451362305d44";
+const D1: &str = "sha256:53418d04e5cb4b48bc685ef9982594481b45de76b2d67dedf5eca7c27f006aaa";
+const LIST: &str = "sha256:1fab62d65b3eb9a9a915589e01639fcd9569a9253f6b74f824d178b89916438d";
+const MIXED: &str = "sha256:fbd8621531f74c5625a767a2a314a63d24ab2a1e8baff5062cd89459d34cc918";
+const SIG: &str = "sha256:8ec58c6e47a26baa3d3dddbe1f6efe796d73d3a316f353022c8009df607036b1";
 const UNKNOWN: &str = "sha256:9bb309f878e65edba2f9a1f1e962282c18110f8569152c211d7bbea4e07ebaf1";
-const D1_OCI: &str = "sha256:cf8692c922ee143862c3c93d66b9a8ba79a2773d2a50ed6bf1368d046947345d";
-const LIST_OCI: &str = "sha256:412b23a149fe1c3a63b2772b53f061f0798aae78bb8d31dd76e841d50429d418";
-const MIXED_OCI: &str = "sha256:65b3dbe640d7074d392980c17c6ab2864d21fda9144e7e93de7f3da22ddb2b92";
+const D1_OCI: &str = "sha256:c3a8286a6167cef23d218417dc43f905638e81329644aebce3ca11106dffc68b";
+const LIST_OCI: &str = "sha256:e4bc6b0e2209a32731a8e377c199e173c986a7e9a3d375b22134f582a40e6fed";
+const MIXED_OCI: &str = "sha256:c26d15aaee059e995c0a76ee140b6957c205173cafc9e8a4c669ecbb7dae4f1d";
 
 #[test]
 fn to_oci_then_refused_then_back_to_docker() {
@@ -608,7 +608,7 @@ fn schema1_to_oci_and_docker() {
     assert_eq!(unsigned["digest"], signed["digest"]);
     assert_eq!(
         unsigned["digest"],
-        "sha256:6229485fc4d23ff527958b161de6011d3b1f15a2523660e92bc4d890b1f8d0cb"
+        "sha256:93cb957d47e49656f9bdd69ce925adcdc543fa8013f4e256922ee2209db52c2a"
     );
     let m = blob(&dir, unsigned["digest"].as_str().expect("digest"));
     assert_eq!(m["mediaType"], OCI_MANIFEST);

@@ -331,9 +331,9 @@ fn several_refs_make_one_archive_and_one_ref_a_smaller_one() {
         [
             "blobs/",
             "blobs/sha256/",
-            "blobs/sha256/22524975c6eb443ae5a7043250267d0923416f5412928912547bc6f712879bfd",
-            "blobs/sha256/2ca314d361c6d7ac69e69831e2eafe874dffd9265fbe65ae69ccf21b5eb89f17",
+            "blobs/sha256/2b7589ac97da71e69c0c319b268572bccd750c2d51500275d734afc243c9dabf",
             "blobs/sha256/6e0b05049ed9c17d02e1a55e80d6599dbfcce7f4f4b022e3c673e685789c470e",
+            "blobs/sha256/f45ff44f25fc2ab7d76e4019839d815478ae53049d40e85a3cf9a7ecaa34b656",
             "index.json",
             "oci-layout",
         ]

@@ -131,11 +131,11 @@ fn import_ok(fixture_name: &str, extra: &[&str], expect: &[Expect]) -> tempfile:
 const IMAGE_1: Expect = Expect {
     reference: Some("bazel/v1/tarball:test_image_1"),
     containerd: Some("docker.io/bazel/v1/tarball:test_image_1"),
-    manifest: "sha256:22524975c6eb443ae5a7043250267d0923416f5412928912547bc6f712879bfd",
+    manifest: "sha256:2b7589ac97da71e69c0c319b268572bccd750c2d51500275d734afc243c9dabf",
     platform: "linux/amd64",
     // The config member is `6e0b0504….json`: its bytes are kept, so its digest is its name.
     config: "sha256:6e0b05049ed9c17d02e1a55e80d6599dbfcce7f4f4b022e3c673e685789c470e",
-    layers: &["sha256:2ca314d361c6d7ac69e69831e2eafe874dffd9265fbe65ae69ccf21b5eb89f17"],
+    layers: &["sha256:f45ff44f25fc2ab7d76e4019839d815478ae53049d40e85a3cf9a7ecaa34b656"],
     diff_ids: &["sha256:8897395fd26dc44ad0e2a834335b33198cb41ac4d98dfddf58eced3853fa7b17"],
 };
 
@@ -177,12 +177,12 @@ fn test_link_symlinked_layer() {
             Expect {
                 reference: Some("bazel/v1/tarball:test_image_3"),
                 containerd: Some("docker.io/bazel/v1/tarball:test_image_3"),
-                manifest: "sha256:2778f6433429d852d940fe283e352abcda159555f7249102864f3311b89c082e",
+                manifest: "sha256:3c29f3200f5e80c5f3eb2a2dd333118d7072337fafc602a4964cdc4111b56659",
                 platform: "linux/amd64",
                 config: "sha256:d4c9adacde69c3d92446e0484cea29493e9fd573cf0c8febfc700d80c46697a4",
                 layers: &[
-                    "sha256:2ca314d361c6d7ac69e69831e2eafe874dffd9265fbe65ae69ccf21b5eb89f17",
-                    "sha256:400a939e664ab499da5c3e26c40941fd1929f5da412d70966990aa4573977e09",
+                    "sha256:f45ff44f25fc2ab7d76e4019839d815478ae53049d40e85a3cf9a7ecaa34b656",
+                    "sha256:cf5310be8242caff655f5ceebbb03ce27cfa6f4749af113a72e8f651d292aa98",
                 ],
                 diff_ids: &[
                     "sha256:8897395fd26dc44ad0e2a834335b33198cb41ac4d98dfddf58eced3853fa7b17",
@@ -206,11 +206,11 @@ fn test_bundle_two_images() {
             Expect {
                 reference: Some("test_image_2"),
                 containerd: Some("docker.io/library/test_image_2:latest"),
-                manifest: "sha256:9154000452610f70d42ceb851fcb8391471077de43934769af7f9eb0ff54da5a",
+                manifest: "sha256:01938fa37e1b3536645d6cc85bbd3b164a1d3bdc0ed7183d4d9f94002b468e60",
                 platform: "linux/amd64",
                 config: "sha256:930705ce23e3b6ed4c08746b6fe880089c864fbaf62482702ae3fdd66b8c7fe9",
                 layers: &[
-                    "sha256:95249edbfd2f3214f91e9b9c45df2e822462f059e8fbee9fdf94bd3fb4284c4c",
+                    "sha256:81b651d6db626f737064e41c79e116c65373d2c696067d1078fc76cc5df5b21b",
                 ],
                 diff_ids: &[
                     "sha256:3610aa5267a210147ba6ca02cdd87610dfc08522de9c5f5015edd8ee14853fd8",
@@ -228,10 +228,10 @@ fn test_bundle_two_images() {
 const HELLO_V25: Expect = Expect {
     reference: None,
     containerd: None,
-    manifest: "sha256:147b65c88c0f6dec6174285d0fc75554555a1b4d0e093dd6535b70111578d8d7",
+    manifest: "sha256:ad54d4585e4fe0428a89811696f472dd2b6080208b2fc08afbfded994a20fc89",
     platform: "linux/arm64",
     config: "sha256:ee301c921b8aadc002973b2e0c3da17d701dcd994b606769a7e6eaa100b81d44",
-    layers: &["sha256:5e224d55071b639864d380ab1ff7d979ad4dc0425d2b766fc4e36b12cfdcad46"],
+    layers: &["sha256:7e9628c9e4845bcd2cce0c083779387717ecfba3e3027b564a28917243a50771"],
     diff_ids: &["sha256:12660636fe55438cc3ae7424da7ac56e845cdb52493ff9cf949c47a7f57f8b43"],
 };
 
@@ -290,10 +290,10 @@ fn almostempty_containers_image_reference_archive() {
         &[Expect {
             reference: Some("emptyimage:latest"),
             containerd: Some("docker.io/library/emptyimage:latest"),
-            manifest: "sha256:5b9af2b7ee2565e55a9419359b63e0340c47e226c7630837d04d70c0cb1ba398",
+            manifest: "sha256:f33b3ec75dd92574a6dd806dd13e10aa0dc8b0707820b87bd23ebb909ab3c5c5",
             platform: "linux/amd64",
             config: "sha256:9d7f147c0d0c4d4538a04c7ef385809e56eb1aac7bf800fbe976612188025b68",
-            layers: &["sha256:2ae084068376685ac3f1354f0516fea804f4894a75b4829c52997cdb5f27a941"],
+            layers: &["sha256:a659e46e567cf195d38ba83330c1986d6b06e2ec788f75e80caf6f543b8d15a9"],
             diff_ids: &["sha256:0b916d257bd406111a3fced53f81b47de9a30f7c7d514a89769b3483aaddca7e"],
         }],
     );
@@ -310,10 +310,10 @@ fn no_manifest_legacy_archive_is_read() {
         &[Expect {
             reference: Some("bazel/v1/tarball:test_image"),
             containerd: Some("docker.io/bazel/v1/tarball:test_image"),
-            manifest: "sha256:453f80f610acb291c45b42fce4e0783d3f08bb1d531b2d5aa02823015cfdb64f",
+            manifest: "sha256:0787e43186ea0b72de9586156fcecbf732893b002dd32c36043533370270a8a0",
             platform: "linux/amd64",
             config: "sha256:5760349ac96a85fe2b1d70264cb4d9558f5397fe2e5fc4b94ea316a35b4254d8",
-            layers: &["sha256:25d0bbbab6a6b68dbdaa36d14ea51d6ca04644b411e79164679e2eafc076b26f"],
+            layers: &["sha256:c2a9630a4e65bc4c7efab8eb8c3fae0a86c9ddf788c354d7463248c25557ba4c"],
             diff_ids: &["sha256:fbec6100edacb7a6374f75545cfdfac2d83f74d0f5ed813645e4c3944c68c761"],
         }],
     );
@@ -340,12 +340,12 @@ fn empty_layer_legacy_archive_is_read() {
         &[Expect {
             reference: Some("matthughes/library-centos:6-2015.03.20"),
             containerd: Some("docker.io/matthughes/library-centos:6-2015.03.20"),
-            manifest: "sha256:c08e767098dd2b095a46845ce5c735feb8bb5bd9e720d643dc1764ae4ccaa3d6",
+            manifest: "sha256:b5da73f3288957e36ff86422c18f6400fc55f3d40e720faaea2c6ddfe41eab5c",
             platform: "linux/amd64",
             config: "sha256:79e03b4711fd72081c457a8af8ba3eabbf700a8dd3f85e81065e8606b2d2b3f0",
             layers: &[
-                "sha256:27ae064454b1d2b3c8f11f4176116c8fe7cd928e97b7b6dc541e5f99d238f044",
-                "sha256:d6c3b53fc1975b96c3d27ad57b6a0f8b1bd1bff158c32e23af32c76c9c1a1556",
+                "sha256:3b6bb8e1378fb7cf3b7e360718ffd2dc8e0369aacf637ac9f21498a64eb1c901",
+                "sha256:7f440971951c0d6745cdc30e606def058685f2175c6d77d95b7893f326cd0134",
             ],
             diff_ids: &[
                 "sha256:f624397841595b2369935cbd47fde10171ff91347afa9a5c793275d3765e8e0d",

@@ -4,6 +4,7 @@
 
 use std::io::{self, Read, Write};
 
+use crate::chunked::ParallelGzEncoder;
 use crate::compress::{decompressor, read_full};
 use crate::{Algorithm, BlobWriter, Compression, Digest, Error, Hasher, Result, WriteLock};
 
@@ -40,7 +41,7 @@ impl Default for CompressOptions {
 
 enum Encoder {
     None(BlobWriter),
-    Gzip(flate2::write::GzEncoder<BlobWriter>),
+    Gzip(ParallelGzEncoder<BlobWriter>),
     Zstd(zstd::stream::write::Encoder<'static, BlobWriter>),
 }
 
@@ -67,11 +68,10 @@ impl LayerWriter {
             Compression::None => Encoder::None(blob),
             Compression::Gzip => {
                 let level = opts.level.unwrap_or(6).clamp(0, 9) as u32;
-                // mtime 0, no name: the same input gives the same bytes.
+                // Chunk-parallel, one member per chunk, each with mtime 0 and no name: the
+                // same input gives the same bytes on any machine.
                 Encoder::Gzip(
-                    flate2::GzBuilder::new()
-                        .mtime(0)
-                        .write(blob, flate2::Compression::new(level)),
+                    ParallelGzEncoder::new(blob, level).map_err(|e| Error::io("gzip", e))?,
                 )
             }
             Compression::Zstd => {

@@ -17,6 +17,7 @@
 #![warn(missing_docs)]
 
 pub mod bundle;
+pub mod chunked;
 pub mod compress;
 pub mod copy;
 mod descriptor;
