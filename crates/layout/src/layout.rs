@@ -361,6 +361,7 @@ impl<'a> WriteLock<'a> {
             size: 0,
             dir,
             durable: self.layout.opts.durable,
+            early: None,
         })
     }
 
@@ -398,6 +399,60 @@ impl<'a> WriteLock<'a> {
     }
 }
 
+/// A durable blob is flushed to disk by a helper thread every this many bytes while it is
+/// written, so that the fsync at the end waits for the tail only instead of the whole blob:
+/// the disk writes overlap with hashing and compressing.
+const EARLY_SYNC_STEP: u64 = 8 << 20;
+
+/// The helper thread that flushes a large blob to disk while it is being written.
+#[derive(Debug)]
+struct EarlySync {
+    kick: Option<std::sync::mpsc::SyncSender<()>>,
+    handle: Option<std::thread::JoinHandle<io::Result<()>>>,
+}
+
+impl EarlySync {
+    fn start(file: &File) -> io::Result<EarlySync> {
+        let f = file.try_clone()?;
+        let (kick, rx) = std::sync::mpsc::sync_channel::<()>(1);
+        let handle = std::thread::Builder::new()
+            .name("blob-sync".into())
+            .spawn(move || {
+                for () in rx {
+                    f.sync_data()?;
+                }
+                Ok(())
+            })?;
+        Ok(EarlySync {
+            kick: Some(kick),
+            handle: Some(handle),
+        })
+    }
+
+    /// Ask for a flush of what is written so far; skipped while one is still running.
+    fn kick(&self) {
+        if let Some(k) = &self.kick {
+            let _ = k.try_send(());
+        }
+    }
+
+    /// Wait for the helper; its error, if a flush failed.
+    fn stop(&mut self) -> io::Result<()> {
+        self.kick = None;
+        match self.handle.take().map(|h| h.join()) {
+            Some(Ok(r)) => r,
+            Some(Err(_)) => Err(io::Error::other("the blob sync thread panicked")),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for EarlySync {
+    fn drop(&mut self) {
+        let _ = self.stop();
+    }
+}
+
 /// A new blob being written: a temp file in `blobs/<alg>/`, hashed and counted as written.
 #[derive(Debug)]
 pub struct BlobWriter {
@@ -406,13 +461,23 @@ pub struct BlobWriter {
     size: u64,
     dir: PathBuf,
     durable: bool,
+    early: Option<EarlySync>,
 }
 
 impl Write for BlobWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let n = self.file.write(buf)?;
         self.hasher.update(&buf[..n]);
+        let before = self.size;
         self.size += n as u64;
+        if self.durable && before / EARLY_SYNC_STEP != self.size / EARLY_SYNC_STEP {
+            if self.early.is_none() {
+                self.early = Some(EarlySync::start(self.file.as_file())?);
+            }
+            if let Some(e) = &self.early {
+                e.kick();
+            }
+        }
         Ok(n)
     }
 
@@ -436,9 +501,13 @@ impl BlobWriter {
             size,
             dir,
             durable,
+            early,
         } = self;
         let digest = hasher.finish();
         file.flush().map_err(|e| Error::io(file.path(), e))?;
+        if let Some(mut e) = early {
+            e.stop().map_err(|e| Error::io(file.path(), e))?;
+        }
         let dest = dir.join(digest.encoded());
         if fs::metadata(&dest).is_ok_and(|m| m.is_file() && m.len() == size) {
             return Ok((digest, size));
