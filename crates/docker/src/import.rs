@@ -26,6 +26,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use ocikit_layout::compress::{decompressor, sniff, Sniffed, SNIFF_LEN};
+use ocikit_layout::fsck::run_parallel;
 use ocikit_layout::layer::{copy_layer, write_layer, CompressOptions, LayerInfo};
 use ocikit_layout::refs;
 use ocikit_layout::walk::{shape_class, Walk};
@@ -337,6 +338,7 @@ fn write_image(ctx: &mut Ctx<'_>, m: &dyn Members, plan: &ImagePlan) -> Result<D
             ),
         ));
     }
+    stream_layers_in_parallel(ctx, m, &plan.layers)?;
     let mut layers = Vec::new();
     for (i, lp) in plan.layers.iter().enumerate() {
         layers.push(write_layer_member(ctx, m, lp, Some((i, &diff_ids[i])))?.0);
@@ -448,6 +450,49 @@ fn write_layer_member(
         d.annotations = s.annotations.clone();
     }
     Ok((d, info))
+}
+
+/// Stream the image's layers that are not written yet, one per core at a time, into the
+/// layer memo, so that [`write_layer_member`] finds them written. A layer that fails here is
+/// left out: the in-order pass streams it again and reports its error where it stands (after
+/// any diff_id mismatch of an earlier layer), as a one-at-a-time import would.
+fn stream_layers_in_parallel(
+    ctx: &mut Ctx<'_>,
+    m: &dyn Members,
+    plans: &[LayerPlan],
+) -> Result<()> {
+    let mut todo: Vec<(&LayerPlan, (PathBuf, String))> = Vec::new();
+    for lp in plans {
+        let foreign = lp
+            .source
+            .as_ref()
+            .is_some_and(|s| s.media_type.is_non_distributable() && s.urls.is_some());
+        if foreign && !m.has(&lp.member) {
+            continue;
+        }
+        let Ok(member) = canonical(m, &lp.member) else {
+            continue;
+        };
+        let key = (m.path().to_path_buf(), member);
+        if !ctx.layers.contains_key(&key) && !todo.iter().any(|(_, k)| k == &key) {
+            todo.push((lp, key));
+        }
+    }
+    if todo.len() < 2 {
+        return Ok(());
+    }
+    let shared: &Ctx<'_> = ctx;
+    let infos = run_parallel(&todo, |(lp, _)| stream_layer(shared, m, lp).ok());
+    for ((_, key), info) in todo.into_iter().zip(infos) {
+        if let Some(info) = info {
+            ctx.written += 1;
+            if ctx.written == 1 {
+                ocikit_layout::fault::point("import-mid-layers");
+            }
+            ctx.layers.insert(key, info);
+        }
+    }
+    Ok(())
 }
 
 fn canonical(m: &dyn Members, name: &str) -> Result<String> {
