@@ -256,14 +256,14 @@ fn fsck_deep_clean(dir: &Path) {
     assert_eq!(r.code, 0, "fsck --deep: {}{}", r.stdout, r.stderr);
 }
 
-const D1: &str = "sha256:53418d04e5cb4b48bc685ef9982594481b45de76b2d67dedf5eca7c27f006aaa";
-const LIST: &str = "sha256:1fab62d65b3eb9a9a915589e01639fcd9569a9253f6b74f824d178b89916438d";
-const MIXED: &str = "sha256:fbd8621531f74c5625a767a2a314a63d24ab2a1e8baff5062cd89459d34cc918";
-const SIG: &str = "sha256:8ec58c6e47a26baa3d3dddbe1f6efe796d73d3a316f353022c8009df607036b1";
+const D1: &str = "sha256:78c6f2b132b46f8191505b751475b192262e11ff0aa130e7705a3306f94c502e";
+const LIST: &str = "sha256:ee3d50d45a9eff74a93b01fa835921ff76612ff5d66802798852611f4be22fa5";
+const MIXED: &str = "sha256:e3742ac206e94844c433a60d1538b6a70277415043a4566d2d9b7d5eb85a47c3";
+const SIG: &str = "sha256:c703964cad94c7e4ecd54db850f2b8d338fbd41d95ed9afb1b7a24c7ce2a5d40";
 const UNKNOWN: &str = "sha256:9bb309f878e65edba2f9a1f1e962282c18110f8569152c211d7bbea4e07ebaf1";
-const D1_OCI: &str = "sha256:c3a8286a6167cef23d218417dc43f905638e81329644aebce3ca11106dffc68b";
-const LIST_OCI: &str = "sha256:e4bc6b0e2209a32731a8e377c199e173c986a7e9a3d375b22134f582a40e6fed";
-const MIXED_OCI: &str = "sha256:c26d15aaee059e995c0a76ee140b6957c205173cafc9e8a4c669ecbb7dae4f1d";
+const D1_OCI: &str = "sha256:49a305962966482872ba96233daf1a863a4ce48eb7621373eedf51fda07125e4";
+const LIST_OCI: &str = "sha256:8e84a30c1e31591e60acacdfef8de512afe3d60dbde2a2d6d3311457f7801efb";
+const MIXED_OCI: &str = "sha256:61f2eb899062de1780f9ab13dbe31901b415434583fc6b3dbd81cd405ce8698c";
 
 #[test]
 fn to_oci_then_refused_then_back_to_docker() {
@@ -441,7 +441,7 @@ fn compress_changes_layers_not_diff_ids() {
     let zst = digest_of(&dir, "img");
     assert_eq!(
         zst,
-        "sha256:4c228607161361f8bfc18d4b4578907da34481ade6382366fb43844c8cc928ad"
+        "sha256:607a8d23c7d5f1484a16d7ca7f2ae48baca46f8ef25e7561e14c0b099cb769d6"
     );
     assert!(
         r.stderr.ends_with("recompressed 2 layer(s) to zstd\n"),
@@ -608,7 +608,7 @@ fn schema1_to_oci_and_docker() {
     assert_eq!(unsigned["digest"], signed["digest"]);
     assert_eq!(
         unsigned["digest"],
-        "sha256:93cb957d47e49656f9bdd69ce925adcdc543fa8013f4e256922ee2209db52c2a"
+        "sha256:f8dc86c63fc5468cdd695a8c635338655f31ff9a818c63813f44f699ed9de0f5"
     );
     let m = blob(&dir, unsigned["digest"].as_str().expect("digest"));
     assert_eq!(m["mediaType"], OCI_MANIFEST);

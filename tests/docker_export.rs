@@ -331,9 +331,9 @@ fn several_refs_make_one_archive_and_one_ref_a_smaller_one() {
         [
             "blobs/",
             "blobs/sha256/",
-            "blobs/sha256/2b7589ac97da71e69c0c319b268572bccd750c2d51500275d734afc243c9dabf",
+            "blobs/sha256/288d6568e0151dd7803639b561ed6895dcb72d987fd04b851465219560cafa92",
+            "blobs/sha256/4e4195d8b72838e2b1bb52519d6d7e28d82e92cd8c2cdace1a4540d4a843f9a5",
             "blobs/sha256/6e0b05049ed9c17d02e1a55e80d6599dbfcce7f4f4b022e3c673e685789c470e",
-            "blobs/sha256/f45ff44f25fc2ab7d76e4019839d815478ae53049d40e85a3cf9a7ecaa34b656",
             "index.json",
             "oci-layout",
         ]

@@ -131,11 +131,11 @@ fn import_ok(fixture_name: &str, extra: &[&str], expect: &[Expect]) -> tempfile:
 const IMAGE_1: Expect = Expect {
     reference: Some("bazel/v1/tarball:test_image_1"),
     containerd: Some("docker.io/bazel/v1/tarball:test_image_1"),
-    manifest: "sha256:2b7589ac97da71e69c0c319b268572bccd750c2d51500275d734afc243c9dabf",
+    manifest: "sha256:288d6568e0151dd7803639b561ed6895dcb72d987fd04b851465219560cafa92",
     platform: "linux/amd64",
     // The config member is `6e0b0504….json`: its bytes are kept, so its digest is its name.
     config: "sha256:6e0b05049ed9c17d02e1a55e80d6599dbfcce7f4f4b022e3c673e685789c470e",
-    layers: &["sha256:f45ff44f25fc2ab7d76e4019839d815478ae53049d40e85a3cf9a7ecaa34b656"],
+    layers: &["sha256:4e4195d8b72838e2b1bb52519d6d7e28d82e92cd8c2cdace1a4540d4a843f9a5"],
     diff_ids: &["sha256:8897395fd26dc44ad0e2a834335b33198cb41ac4d98dfddf58eced3853fa7b17"],
 };
 
@@ -177,12 +177,12 @@ fn test_link_symlinked_layer() {
             Expect {
                 reference: Some("bazel/v1/tarball:test_image_3"),
                 containerd: Some("docker.io/bazel/v1/tarball:test_image_3"),
-                manifest: "sha256:3c29f3200f5e80c5f3eb2a2dd333118d7072337fafc602a4964cdc4111b56659",
+                manifest: "sha256:17c9f9ec866619cf1dfdd61b09479d57b0751ad7f7096ea38c2c728aed5b8f18",
                 platform: "linux/amd64",
                 config: "sha256:d4c9adacde69c3d92446e0484cea29493e9fd573cf0c8febfc700d80c46697a4",
                 layers: &[
-                    "sha256:f45ff44f25fc2ab7d76e4019839d815478ae53049d40e85a3cf9a7ecaa34b656",
-                    "sha256:cf5310be8242caff655f5ceebbb03ce27cfa6f4749af113a72e8f651d292aa98",
+                    "sha256:4e4195d8b72838e2b1bb52519d6d7e28d82e92cd8c2cdace1a4540d4a843f9a5",
+                    "sha256:cde370dbdb6682c3ff521dc766b0fa41e08848f06840103c3ecf6c9eb77c2ec6",
                 ],
                 diff_ids: &[
                     "sha256:8897395fd26dc44ad0e2a834335b33198cb41ac4d98dfddf58eced3853fa7b17",
@@ -206,11 +206,11 @@ fn test_bundle_two_images() {
             Expect {
                 reference: Some("test_image_2"),
                 containerd: Some("docker.io/library/test_image_2:latest"),
-                manifest: "sha256:01938fa37e1b3536645d6cc85bbd3b164a1d3bdc0ed7183d4d9f94002b468e60",
+                manifest: "sha256:2ab249cb57e37c41fc8a004b46040db31a65bfe0ede91e6d38d114c7aa9a422d",
                 platform: "linux/amd64",
                 config: "sha256:930705ce23e3b6ed4c08746b6fe880089c864fbaf62482702ae3fdd66b8c7fe9",
                 layers: &[
-                    "sha256:81b651d6db626f737064e41c79e116c65373d2c696067d1078fc76cc5df5b21b",
+                    "sha256:8cced8e6adc45a619c51dadde95f2f87321f0675f65c6cc3fdb7ef9957c4b6d1",
                 ],
                 diff_ids: &[
                     "sha256:3610aa5267a210147ba6ca02cdd87610dfc08522de9c5f5015edd8ee14853fd8",
@@ -228,10 +228,10 @@ fn test_bundle_two_images() {
 const HELLO_V25: Expect = Expect {
     reference: None,
     containerd: None,
-    manifest: "sha256:ad54d4585e4fe0428a89811696f472dd2b6080208b2fc08afbfded994a20fc89",
+    manifest: "sha256:72809a8087f9a0cfcaa7621e81fa9aac4e5fc9d193f30428beeb1efea5400660",
     platform: "linux/arm64",
     config: "sha256:ee301c921b8aadc002973b2e0c3da17d701dcd994b606769a7e6eaa100b81d44",
-    layers: &["sha256:7e9628c9e4845bcd2cce0c083779387717ecfba3e3027b564a28917243a50771"],
+    layers: &["sha256:783aad5e738a3abe99ffe85f2918faa5d398c88be01b21dc6215256da03a47ac"],
     diff_ids: &["sha256:12660636fe55438cc3ae7424da7ac56e845cdb52493ff9cf949c47a7f57f8b43"],
 };
 
@@ -290,10 +290,10 @@ fn almostempty_containers_image_reference_archive() {
         &[Expect {
             reference: Some("emptyimage:latest"),
             containerd: Some("docker.io/library/emptyimage:latest"),
-            manifest: "sha256:f33b3ec75dd92574a6dd806dd13e10aa0dc8b0707820b87bd23ebb909ab3c5c5",
+            manifest: "sha256:0a845204f3b51f148b3a7fc6aedcc2e2ce3d2a29b00d1a53ce86ba67d67aea47",
             platform: "linux/amd64",
             config: "sha256:9d7f147c0d0c4d4538a04c7ef385809e56eb1aac7bf800fbe976612188025b68",
-            layers: &["sha256:a659e46e567cf195d38ba83330c1986d6b06e2ec788f75e80caf6f543b8d15a9"],
+            layers: &["sha256:6a66c2f0310049c6636830c093fa244c516e3d64f09cc86f76996258db7bdc87"],
             diff_ids: &["sha256:0b916d257bd406111a3fced53f81b47de9a30f7c7d514a89769b3483aaddca7e"],
         }],
     );
@@ -310,10 +310,10 @@ fn no_manifest_legacy_archive_is_read() {
         &[Expect {
             reference: Some("bazel/v1/tarball:test_image"),
             containerd: Some("docker.io/bazel/v1/tarball:test_image"),
-            manifest: "sha256:0787e43186ea0b72de9586156fcecbf732893b002dd32c36043533370270a8a0",
+            manifest: "sha256:2ef9695b9e7b439bd35d2599089e07a20081d31f4acf5e51de233f0a48fff87b",
             platform: "linux/amd64",
             config: "sha256:5760349ac96a85fe2b1d70264cb4d9558f5397fe2e5fc4b94ea316a35b4254d8",
-            layers: &["sha256:c2a9630a4e65bc4c7efab8eb8c3fae0a86c9ddf788c354d7463248c25557ba4c"],
+            layers: &["sha256:2327218f120f063c542178830ba85b88f55fec52c8f3aa03b41bea1f28cecc5c"],
             diff_ids: &["sha256:fbec6100edacb7a6374f75545cfdfac2d83f74d0f5ed813645e4c3944c68c761"],
         }],
     );
@@ -340,12 +340,12 @@ fn empty_layer_legacy_archive_is_read() {
         &[Expect {
             reference: Some("matthughes/library-centos:6-2015.03.20"),
             containerd: Some("docker.io/matthughes/library-centos:6-2015.03.20"),
-            manifest: "sha256:b5da73f3288957e36ff86422c18f6400fc55f3d40e720faaea2c6ddfe41eab5c",
+            manifest: "sha256:4115e66d4a0fe6aa7df0768702ce126aeca77c0eede5804533f59dbb832d4a04",
             platform: "linux/amd64",
             config: "sha256:79e03b4711fd72081c457a8af8ba3eabbf700a8dd3f85e81065e8606b2d2b3f0",
             layers: &[
-                "sha256:3b6bb8e1378fb7cf3b7e360718ffd2dc8e0369aacf637ac9f21498a64eb1c901",
-                "sha256:7f440971951c0d6745cdc30e606def058685f2175c6d77d95b7893f326cd0134",
+                "sha256:c5e194da4a3757ff956392576eca813f8b21791fc509d46c3841f41649acbfce",
+                "sha256:00791aee62f42d45bd94cf8da39c6f4e73522235ca2fff6807c7191031891942",
             ],
             diff_ids: &[
                 "sha256:f624397841595b2369935cbd47fde10171ff91347afa9a5c793275d3765e8e0d",

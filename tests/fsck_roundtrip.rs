@@ -54,7 +54,7 @@ fn written_image_is_clean_and_deterministic() {
     );
     assert_eq!(
         built.manifest.digest.as_str(),
-        "sha256:d955b79e381928ffd6d9e7314e882c60734c42e8571bf9d1631f844919919d62"
+        "sha256:a80d807f72333ef8ce113b030ebfbe2548ec48cfd55fa2206cd1f127d8b020c7"
     );
     for deep in [false, true] {
         assert_eq!(fsck_json(tmp.path(), deep), (0, report(0, 3, vec![])));
