@@ -18,6 +18,13 @@
 //! (imports), or after `gzip -dc` for gzip layers (export, recompress). Compression is not
 //! included, so for compressing rows it is a floor, not a reachable time.
 //!
+//! Bundle rows (issue 6): `ocikit bundle` against `tar -c` of the layout, and loading the
+//! bundle (`ocikit import BUNDLE DIR`) against `tar -x`; the bundle is made by the ocikit under
+//! test before the rows run. The load row also samples disk use every 5 ms (a walk of the
+//! destination and of a private `TMPDIR` given to the command, see
+//! [`measure::DiskWatch`]) and reports the peak extra disk, peak minus final use, which must
+//! stay within the largest blob.
+//!
 //! Output: the table on stdout and in `<work>/results.md`, every sample in
 //! `<work>/samples.tsv`, each command's stdout/stderr under `<work>/logs/`.
 //!
@@ -129,6 +136,8 @@ struct Target {
     max_size_ratio: Option<f64>,
     /// ocikit time below this many seconds.
     max_seconds: Option<f64>,
+    /// ocikit's peak extra disk (peak use minus final use) at most this many bytes.
+    max_extra_disk: Option<u64>,
 }
 
 /// One operation of the benchmark.
@@ -145,6 +154,8 @@ struct Row {
     target: Target,
     /// Record the size of the output (blobs of a layout, or the archive file).
     out_size: bool,
+    /// Sample the disk use of the destination (and a private TMPDIR) while each run runs.
+    disk: bool,
 }
 
 /// The table: every operation, defined once.
@@ -218,6 +229,7 @@ fn rows(inp: &Inputs, ocikit: &Path) -> Vec<Row> {
                 // The speed targets are for image A; image B checks that memory stays flat.
                 target: if large { Target::default() } else { target },
                 out_size: true,
+                disk: false,
             });
         }
     }
@@ -251,6 +263,7 @@ fn rows(inp: &Inputs, ocikit: &Path) -> Vec<Row> {
             ..Target::default()
         },
         out_size: false,
+        disk: false,
     });
 
     rows.push(Row {
@@ -275,6 +288,7 @@ fn rows(inp: &Inputs, ocikit: &Path) -> Vec<Row> {
             ..Target::default()
         },
         out_size: false,
+        disk: false,
     });
 
     rows.push(Row {
@@ -300,6 +314,7 @@ fn rows(inp: &Inputs, ocikit: &Path) -> Vec<Row> {
         limit: Some(Limit::Hash(a_gzip.join("blobs"))),
         target: Target::default(),
         out_size: false,
+        disk: false,
     });
 
     rows.push(Row {
@@ -336,6 +351,7 @@ fn rows(inp: &Inputs, ocikit: &Path) -> Vec<Row> {
             ..Target::default()
         },
         out_size: true,
+        disk: false,
     });
 
     rows.push(Row {
@@ -367,6 +383,79 @@ fn rows(inp: &Inputs, ocikit: &Path) -> Vec<Row> {
         limit: Some(Limit::InflateHash(a_gzip.clone())),
         target: Target::default(),
         out_size: true,
+        disk: false,
+    });
+
+    // Bundles (issue 6): writing one is a tar of the blobs the refs need, loading one streams
+    // it into a layout; `tar` does the same copying without verifying anything, and the limit
+    // is every core hashing the same bytes.
+    let largest_blob = measure::files_under(&a_gzip.join("blobs"))
+        .map(|v| v.iter().map(|(_, s)| *s).max().unwrap_or(0))
+        .unwrap_or(0);
+    rows.push(Row {
+        id: "bundle".into(),
+        title: "bundle layout -> bundle file".into(),
+        ocikit: Job {
+            prep: Prep::Fresh,
+            cmd: Box::new({
+                let c = o(&["bundle"]).arg(&a_gzip);
+                move |out| c.clone().arg("-o").arg(out)
+            }),
+        },
+        peer_name: "tar",
+        peer: Job {
+            prep: Prep::Fresh,
+            cmd: Box::new({
+                let src = a_gzip.clone();
+                move |out| {
+                    Cmd::new("tar", &["-cf"])
+                        .arg(out)
+                        .arg("-C")
+                        .arg(&src)
+                        .arg(".")
+                }
+            }),
+        },
+        warm: vec![a_gzip.clone()],
+        limit: Some(Limit::Hash(a_gzip.join("blobs"))),
+        target: Target::default(),
+        out_size: true,
+        disk: false,
+    });
+    let bundle = inp.a_bundle.clone();
+    rows.push(Row {
+        id: "bundle-load".into(),
+        title: "load bundle -> layout (import)".into(),
+        ocikit: Job {
+            prep: Prep::Fresh,
+            cmd: Box::new({
+                let c = o(&["import"]).arg(&bundle);
+                move |out| c.clone().arg(out)
+            }),
+        },
+        peer_name: "tar",
+        peer: Job {
+            prep: Prep::Fresh,
+            cmd: Box::new({
+                let b = bundle.clone();
+                move |out| {
+                    Cmd::new(
+                        "sh",
+                        &["-c", "mkdir -p \"$1\" && tar -xf \"$2\" -C \"$1\"", "sh"],
+                    )
+                    .arg(out)
+                    .arg(&b)
+                }
+            }),
+        },
+        warm: vec![bundle.clone()],
+        limit: Some(Limit::ArchiveHash(bundle.clone())),
+        target: Target {
+            max_extra_disk: Some(largest_blob),
+            ..Target::default()
+        },
+        out_size: true,
+        disk: true,
     });
 
     for (n, layout) in &inp.scale {
@@ -394,6 +483,7 @@ fn rows(inp: &Inputs, ocikit: &Path) -> Vec<Row> {
             limit: None,
             target: scale_target,
             out_size: false,
+            disk: false,
         });
         rows.push(Row {
             id: format!("gc-{n}"),
@@ -418,6 +508,7 @@ fn rows(inp: &Inputs, ocikit: &Path) -> Vec<Row> {
             limit: None,
             target: scale_target,
             out_size: false,
+            disk: false,
         });
     }
     rows
@@ -447,6 +538,10 @@ impl Side {
 
     fn peak_rss(&self) -> Option<u64> {
         self.samples.iter().filter_map(|s| s.maxrss_kib).max()
+    }
+
+    fn peak_extra_disk(&self) -> Option<u64> {
+        self.samples.iter().filter_map(|s| s.extra_disk).max()
     }
 
     fn time_cell(&self) -> String {
@@ -572,13 +667,27 @@ pub fn main(args: &[String]) -> anyhow::Result<()> {
         bail!("no row matches --only {:?}; see --list", args.only);
     }
 
+    if selected.iter().any(|r| r.id == "bundle-load") && has_verb(&ocikit, "bundle") {
+        // The load row's input is ocikit's own format, so the ocikit under test makes it.
+        eprintln!("bench: making the bundle of image A");
+        measure::remove(&inp.a_bundle)?;
+        measure::run_ok(
+            Command::new(&ocikit)
+                .args(["bundle", "-q"])
+                .arg(&inp.a_gzip)
+                .arg("-o")
+                .arg(&inp.a_bundle),
+        )?;
+    }
+
     let logs = work.join("logs");
     let runs_dir = work.join("runs");
     measure::remove(&logs)?;
     fs::create_dir_all(&logs)?;
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut verbs: HashMap<String, bool> = HashMap::new();
-    let mut samples_tsv = String::from("row\ttool\trun\tseconds\tmaxrss_kib\tstatus\n");
+    let mut samples_tsv =
+        String::from("row\ttool\trun\tseconds\tmaxrss_kib\textra_disk_bytes\tstatus\n");
     let mut results = Vec::new();
     for row in &selected {
         eprintln!("bench: {} ...", row.id);
@@ -592,11 +701,12 @@ pub fn main(args: &[String]) -> anyhow::Result<()> {
             for (i, s) in side.samples.iter().enumerate() {
                 let _ = writeln!(
                     samples_tsv,
-                    "{}\t{tool}\t{}\t{:.4}\t{}\t{}",
+                    "{}\t{tool}\t{}\t{:.4}\t{}\t{}\t{}",
                     row.id,
                     i + 1,
                     s.seconds,
                     s.maxrss_kib.map_or(String::new(), |k| k.to_string()),
+                    s.extra_disk.map_or(String::new(), |k| k.to_string()),
                     s.failure.as_deref().unwrap_or("ok")
                 );
             }
@@ -653,7 +763,11 @@ fn measure_row(
             measure::sync();
             let stem = logs.join(format!("{}_{tool}_run{run}", row.id));
             fs::write(stem.with_extension("cmd"), cmd.display() + "\n")?;
-            let sample = measure::timed_run(&cmd, &stem)?;
+            let watch = row.disk.then(|| measure::DiskWatch {
+                dest: out.clone(),
+                tmpdir: dir.join("tmp"),
+            });
+            let sample = measure::timed_run(&cmd, &stem, watch.as_ref())?;
             if let Some(f) = &sample.failure {
                 eprintln!(
                     "bench: {} {tool} failed: {f} (see `{}`)",
@@ -780,6 +894,9 @@ fn judge(row: &Row, m: &Measured) -> (String, Option<Result<(), Vec<String>>>) {
     if let Some(s) = t.max_seconds {
         text.push(format!("<{s} s"));
     }
+    if let Some(d) = t.max_extra_disk {
+        text.push(format!("extra disk ≤{} (largest blob)", fmt::bytes(d)));
+    }
     text.push(format!("RSS ≤{RSS_TARGET_MIB} MiB"));
     let text = text.join(", ");
     if m.ocikit.failure().is_some() {
@@ -811,6 +928,13 @@ fn judge(row: &Row, m: &Measured) -> (String, Option<Result<(), Vec<String>>>) {
     if let Some(s) = t.max_seconds {
         if o >= s {
             misses.push(fmt::seconds(o));
+        }
+    }
+    if let Some(max) = t.max_extra_disk {
+        match m.ocikit.peak_extra_disk() {
+            Some(d) if d <= max => {}
+            Some(d) => misses.push(format!("extra disk {}", fmt::bytes(d))),
+            None => misses.push("no disk samples".into()),
         }
     }
     match m.ocikit.peak_rss() {
@@ -942,6 +1066,34 @@ fn render(
                 cell(m.ocikit.out_bytes, &m.ocikit),
                 cell(m.peer.out_bytes, &m.peer),
                 rel
+            );
+        }
+    }
+
+    let disked: Vec<_> = rows.iter().zip(results).filter(|(r, _)| r.disk).collect();
+    if !disked.is_empty() {
+        let _ = writeln!(
+            s,
+            "\nPeak extra disk while loading (peak use minus final use of the destination and \
+             the command's TMPDIR, sampled every 5 ms; the largest of the runs):\n"
+        );
+        let _ = writeln!(s, "| operation | ocikit | peer | largest blob |");
+        let _ = writeln!(s, "|---|---|---|---|");
+        for (row, m) in disked {
+            let cell = |side: &Side| {
+                if side.skipped.is_some() {
+                    "n/a".to_string()
+                } else {
+                    side.peak_extra_disk().map_or("—".into(), fmt::bytes)
+                }
+            };
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {} |",
+                row.title,
+                cell(&m.ocikit),
+                cell(&m.peer),
+                row.target.max_extra_disk.map_or("—".into(), fmt::bytes)
             );
         }
     }
@@ -1108,6 +1260,7 @@ mod tests {
             limit: None,
             target,
             out_size: true,
+            disk: false,
         }
     }
 
@@ -1118,6 +1271,7 @@ mod tests {
                 .map(|&seconds| Sample {
                     seconds,
                     maxrss_kib: Some(rss_kib),
+                    extra_disk: None,
                     failure: None,
                 })
                 .collect(),
@@ -1171,6 +1325,34 @@ mod tests {
                 "2.00x limit".to_string(),
                 "RSS 68.4 MiB".to_string()
             ]))
+        );
+    }
+
+    #[test]
+    fn judge_extra_disk() {
+        let load = row(Target {
+            max_extra_disk: Some(1000),
+            ..Target::default()
+        });
+        let mut m = Measured {
+            ocikit: side(&[1.0], 2048, None),
+            peer: side(&[1.0], 2048, None),
+            limit: None,
+        };
+        assert_eq!(
+            judge(&load, &m),
+            (
+                "extra disk ≤1.0 kB (largest blob), RSS ≤64 MiB".to_string(),
+                Some(Err(vec!["no disk samples".to_string()]))
+            )
+        );
+        m.ocikit.samples[0].extra_disk = Some(1000);
+        assert_eq!(judge(&load, &m).1, Some(Ok(())));
+        m.ocikit.samples.push(m.ocikit.samples[0].clone());
+        m.ocikit.samples[1].extra_disk = Some(4096);
+        assert_eq!(
+            judge(&load, &m).1,
+            Some(Err(vec!["extra disk 4.1 kB".to_string()]))
         );
     }
 

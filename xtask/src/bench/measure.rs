@@ -51,6 +51,8 @@ impl Cmd {
 pub struct Sample {
     pub seconds: f64,
     pub maxrss_kib: Option<u64>,
+    /// With a [`DiskWatch`]: the peak extra disk, peak use minus final use, in bytes.
+    pub extra_disk: Option<u64>,
     /// `None` on success, else what went wrong (exit status, last line of stderr).
     pub failure: Option<String>,
 }
@@ -71,8 +73,38 @@ pub fn check_gnu_time() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Run `cmd` once under GNU time, stdout and stderr to `log_stem.out` / `log_stem.err`.
-pub fn timed_run(cmd: &Cmd, log_stem: &Path) -> anyhow::Result<Sample> {
+/// Where a run may put bytes on disk, watched while it runs: the destination, and a private
+/// `TMPDIR` the command gets (so spooling to temp files counts too).
+#[derive(Debug, Clone)]
+pub struct DiskWatch {
+    pub dest: PathBuf,
+    pub tmpdir: PathBuf,
+}
+
+/// How often the disk use of a watched run is sampled.
+const DISK_SAMPLE: std::time::Duration = std::time::Duration::from_millis(5);
+
+/// Bytes allocated on disk for the files under `path` (st_blocks, so sparse and preallocated
+/// files count as the file system sees them); files that vanish while walking are skipped.
+pub fn allocated_bytes(path: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(meta) = fs::symlink_metadata(path) else {
+        return 0;
+    };
+    if meta.is_dir() {
+        fs::read_dir(path)
+            .map(|rd| rd.flatten().map(|e| allocated_bytes(&e.path())).sum())
+            .unwrap_or(0)
+    } else {
+        meta.blocks() * 512
+    }
+}
+
+/// Run `cmd` once under GNU time, stdout and stderr to `log_stem.out` / `log_stem.err`. With
+/// `disk`, the bytes under its paths are sampled every few milliseconds while the command
+/// runs (a walk of the destination and the command's `TMPDIR`, which other processes on a
+/// shared machine do not disturb, unlike the free space of the whole file system).
+pub fn timed_run(cmd: &Cmd, log_stem: &Path, disk: Option<&DiskWatch>) -> anyhow::Result<Sample> {
     let rss_file = log_stem.with_extension("rss");
     let out_file = log_stem.with_extension("out");
     let err_file = log_stem.with_extension("err");
@@ -80,8 +112,8 @@ pub fn timed_run(cmd: &Cmd, log_stem: &Path) -> anyhow::Result<Sample> {
         .with_context(|| format!("cannot create `{}`", out_file.display()))?;
     let stderr = fs::File::create(&err_file)
         .with_context(|| format!("cannot create `{}`", err_file.display()))?;
-    let start = Instant::now();
-    let status = Command::new(GNU_TIME)
+    let mut command = Command::new(GNU_TIME);
+    command
         .arg("-f")
         .arg("%M")
         .arg("-o")
@@ -90,10 +122,32 @@ pub fn timed_run(cmd: &Cmd, log_stem: &Path) -> anyhow::Result<Sample> {
         .args(&cmd.args)
         .stdin(Stdio::null())
         .stdout(stdout)
-        .stderr(stderr)
-        .status()
+        .stderr(stderr);
+    if let Some(w) = disk {
+        fs::create_dir_all(&w.tmpdir)
+            .with_context(|| format!("cannot create `{}`", w.tmpdir.display()))?;
+        command.env("TMPDIR", &w.tmpdir);
+    }
+    let used = |w: &DiskWatch| allocated_bytes(&w.dest) + allocated_bytes(&w.tmpdir);
+    let start = Instant::now();
+    let mut child = command
+        .spawn()
         .with_context(|| format!("cannot run `{}`", cmd.display()))?;
+    let mut peak = 0u64;
+    let status = match disk {
+        None => child.wait(),
+        Some(w) => loop {
+            peak = peak.max(used(w));
+            match child.try_wait() {
+                Ok(Some(status)) => break Ok(status),
+                Ok(None) => std::thread::sleep(DISK_SAMPLE),
+                Err(e) => break Err(e),
+            }
+        },
+    }
+    .with_context(|| format!("cannot run `{}`", cmd.display()))?;
     let seconds = start.elapsed().as_secs_f64();
+    let extra_disk = disk.map(|w| peak.saturating_sub(used(w)));
     let maxrss_kib = fs::read_to_string(&rss_file)
         .ok()
         .and_then(|s| fmt::parse_time_maxrss(&s));
@@ -108,6 +162,7 @@ pub fn timed_run(cmd: &Cmd, log_stem: &Path) -> anyhow::Result<Sample> {
     Ok(Sample {
         seconds,
         maxrss_kib,
+        extra_disk,
         failure,
     })
 }
