@@ -453,6 +453,56 @@ impl Drop for EarlySync {
     }
 }
 
+/// A file written durably with its disk writes overlapped: every [`EARLY_SYNC_STEP`] bytes a
+/// helper thread flushes what is written so far, and [`SyncingFile::finish`] fsyncs the rest.
+/// For large outputs outside a layout (archives, bundle parts) that are renamed into place.
+#[derive(Debug)]
+pub struct SyncingFile<'a> {
+    file: &'a mut File,
+    written: u64,
+    early: Option<EarlySync>,
+}
+
+impl<'a> SyncingFile<'a> {
+    /// Write through to `file`.
+    pub fn new(file: &'a mut File) -> SyncingFile<'a> {
+        SyncingFile {
+            file,
+            written: 0,
+            early: None,
+        }
+    }
+
+    /// Wait for the helper and fsync the file.
+    pub fn finish(mut self) -> io::Result<()> {
+        if let Some(mut e) = self.early.take() {
+            e.stop()?;
+        }
+        self.file.sync_all()
+    }
+}
+
+impl Write for SyncingFile<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.file.write(buf)?;
+        let before = self.written;
+        self.written += n as u64;
+        if before / EARLY_SYNC_STEP != self.written / EARLY_SYNC_STEP {
+            if self.early.is_none() {
+                self.early = Some(EarlySync::start(self.file)?);
+            }
+            if let Some(e) = &self.early {
+                e.kick();
+            }
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
+}
+
 /// A new blob being written: a temp file in `blobs/<alg>/`, hashed and counted as written.
 #[derive(Debug)]
 pub struct BlobWriter {
