@@ -775,7 +775,10 @@ fn measure_row(
                     stem.with_extension("err").display()
                 );
             } else if row.out_size {
-                side.out_bytes = Some(if out.is_dir() {
+                side.out_bytes = Some(if let Prep::CopyOf(_) = job.prep {
+                    // The copy's blobs are hard links to the input; count what the run wrote.
+                    measure::new_bytes(&out.join("blobs"))?
+                } else if out.is_dir() {
                     measure::total_bytes(&out.join("blobs"))?
                 } else {
                     fs::metadata(&out).map(|m| m.len()).unwrap_or(0)
@@ -1045,7 +1048,8 @@ fn render(
     if !sized.is_empty() {
         let _ = writeln!(
             s,
-            "\nOutput sizes (blobs of the layout written, or the archive):\n"
+            "\nOutput sizes (blobs of the layout written, or the archive; for a layout edited in \
+             place, the blobs the run added):\n"
         );
         let _ = writeln!(s, "| operation | ocikit | peer | ocikit / peer |");
         let _ = writeln!(s, "|---|---|---|---|");

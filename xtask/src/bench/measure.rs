@@ -271,6 +271,20 @@ pub fn total_bytes(path: &Path) -> anyhow::Result<u64> {
     Ok(files_under(path)?.iter().map(|(_, s)| s).sum())
 }
 
+/// Total bytes of the regular files under `path` that have one link: in a layout made by
+/// [`copy_layout`], the blobs a run wrote, not the hard links to its input.
+pub fn new_bytes(path: &Path) -> anyhow::Result<u64> {
+    use std::os::unix::fs::MetadataExt;
+    let mut total = 0;
+    for (f, size) in files_under(path)? {
+        let meta = fs::metadata(&f).with_context(|| format!("cannot stat `{}`", f.display()))?;
+        if meta.nlink() == 1 {
+            total += size;
+        }
+    }
+    Ok(total)
+}
+
 /// Read every file under the given paths once, so the timed runs start with a warm cache.
 pub fn warm(paths: &[PathBuf]) -> anyhow::Result<()> {
     let mut buf = vec![0u8; 1 << 20];
