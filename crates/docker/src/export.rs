@@ -867,6 +867,52 @@ fn oci_archive(
 mod tests {
     use super::*;
 
+    /// A reader that yields `good` bytes, then fails.
+    struct Failing {
+        good: usize,
+    }
+
+    impl Read for Failing {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            if self.good == 0 {
+                return Err(io::Error::other("boom"));
+            }
+            let n = buf.len().min(self.good).min(1000);
+            buf[..n].fill(7);
+            self.good -= n;
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn pipe_passes_bytes_through_and_errors_after_them() {
+        let data: Vec<u8> = (0..3 * PIPE_BLOCK + 17).map(|i| (i % 253) as u8).collect();
+        let got = std::thread::scope(|scope| {
+            let src = data.clone();
+            let (mut p, h) = Pipe::start(scope, move || Ok(Box::new(io::Cursor::new(src))));
+            let mut got = Vec::new();
+            p.read_to_end(&mut got).expect("read");
+            h.join().expect("join");
+            got
+        });
+        assert_eq!(got, data);
+
+        let err = std::thread::scope(|scope| {
+            let (mut p, h) = Pipe::start(scope, || {
+                Ok(Box::new(Failing {
+                    good: PIPE_BLOCK + 5,
+                }))
+            });
+            let mut got = Vec::new();
+            let e = p.read_to_end(&mut got).expect_err("fails");
+            drop(p);
+            h.join().expect("join");
+            assert_eq!(got.len(), PIPE_BLOCK, "the full block before the error");
+            e
+        });
+        assert_eq!(err.to_string(), "boom");
+    }
+
     #[test]
     fn names() {
         assert_eq!(

@@ -748,6 +748,38 @@ mod tests {
         ));
     }
 
+    /// Blobs and files past the early-sync step go through the helper thread and come out
+    /// whole.
+    #[test]
+    fn large_durable_writes_flush_early_and_stay_whole() {
+        let (_d, l) = tmp_layout();
+        let lock = l.lock().expect("lock");
+        let data: Vec<u8> = (0..(2 * EARLY_SYNC_STEP + 12_345) as usize)
+            .map(|i| (i % 251) as u8)
+            .collect();
+        let mut w = lock.blob_writer().expect("writer");
+        for piece in data.chunks(1 << 20) {
+            w.write_all(piece).expect("write");
+        }
+        assert!(w.early.is_some(), "the helper started");
+        let (digest, size) = w.finish().expect("finish");
+        assert_eq!(digest, Digest::sha256(&data));
+        assert_eq!(size, data.len() as u64);
+        assert_eq!(
+            l.read_blob(&digest, Some(size), u64::MAX).expect("read"),
+            data
+        );
+
+        let path = l.root().join("out");
+        let mut f = File::create(&path).expect("create");
+        let mut s = SyncingFile::new(&mut f);
+        for piece in data.chunks(3 << 20) {
+            s.write_all(piece).expect("write");
+        }
+        s.finish().expect("finish");
+        assert_eq!(fs::read(&path).expect("read"), data);
+    }
+
     #[test]
     fn existing_blob_is_kept_and_no_temp_left() {
         let (_d, l) = tmp_layout();
