@@ -4,7 +4,8 @@
 //! - docker-save archives (legacy, skopeo's, Docker 25+) and `dir:` copies are *images*: each
 //!   layer is streamed once from its member into a new blob, compressed as asked (a layer already
 //!   in that compression is stored as it is), its diff_id computed in the same pass and checked
-//!   against the config's `rootfs.diff_ids`. The config bytes are stored exactly; a new OCI
+//!   against the config's `rootfs.diff_ids`. An image's layers are streamed in parallel, one
+//!   per core (`stream_layers_in_parallel`), then checked in order. The config bytes are stored exactly; a new OCI
 //!   manifest (compact JSON, `mediaType` set) names them as `application/vnd.oci.image.config.v1+json`.
 //! - OCI archives and Docker 25+ index entries that are not plain images (indexes, unknown types)
 //!   are *copied*: every blob reachable from the entry is streamed over, verified against its

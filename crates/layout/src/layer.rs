@@ -1,6 +1,9 @@
 //! Writing layers: [`LayerWriter`] takes an uncompressed tar stream, hashes it (the diff_id),
-//! compresses it as asked and writes the blob, all in one pass. [`copy_layer`] stores an
-//! already-compressed layer as it is while computing its diff_id in the same pass.
+//! compresses it as asked and writes the blob, all in one pass. gzip and zstd go through
+//! [`crate::chunked::ChunkedEncoder`]: 1 MiB chunks compressed in parallel, one gzip member or
+//! zstd frame each, the same bytes on any machine. [`copy_layer`] stores an already-compressed
+//! layer as it is while computing its diff_id in the same pass (an uncompressed one is hashed
+//! once: its digest is its diff_id).
 
 use std::io::{self, Read, Write};
 
