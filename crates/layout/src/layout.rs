@@ -453,7 +453,7 @@ impl Drop for EarlySync {
     }
 }
 
-/// A file written durably with its disk writes overlapped: every [`EARLY_SYNC_STEP`] bytes a
+/// A file written durably with its disk writes overlapped: every 8 MiB written, a
 /// helper thread flushes what is written so far, and [`SyncingFile::finish`] fsyncs the rest.
 /// For large outputs outside a layout (archives, bundle parts) that are renamed into place.
 #[derive(Debug)]
