@@ -27,7 +27,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use ocikit_layout::compress::{decompressor, sniff, Sniffed, SNIFF_LEN};
-use ocikit_layout::fsck::run_parallel;
+use ocikit_layout::fsck::run_parallel_max;
 use ocikit_layout::layer::{copy_layer, write_layer, CompressOptions, LayerInfo};
 use ocikit_layout::refs;
 use ocikit_layout::walk::{shape_class, Walk};
@@ -453,6 +453,9 @@ fn write_layer_member(
     Ok((d, info))
 }
 
+/// The most layers streamed at once.
+const PARALLEL_LAYERS: usize = 4;
+
 /// Stream the image's layers that are not written yet, one per core at a time, into the
 /// layer memo, so that [`write_layer_member`] finds them written. A layer that fails here is
 /// left out: the in-order pass streams it again and reports its error where it stands (after
@@ -483,7 +486,11 @@ fn stream_layers_in_parallel(
         return Ok(());
     }
     let shared: &Ctx<'_> = ctx;
-    let infos = run_parallel(&todo, |(lp, _)| stream_layer(shared, m, lp).ok());
+    // Each layer's compressor has its own workers and chunk buffers: a few layers at a time
+    // keep every core busy while memory stays bounded on machines with many cores.
+    let infos = run_parallel_max(&todo, PARALLEL_LAYERS, |(lp, _)| {
+        stream_layer(shared, m, lp).ok()
+    });
     for ((_, key), info) in todo.into_iter().zip(infos) {
         if let Some(info) = info {
             ctx.written += 1;

@@ -32,8 +32,9 @@ pub const CHUNK: usize = 1 << 20;
 /// A chunk with at least this byte entropy (bits per byte, of 8) is stored uncompressed.
 pub const INCOMPRESSIBLE_BITS: f64 = 7.95;
 
-/// The most compression threads one writer starts.
-pub const MAX_WORKERS: usize = 8;
+/// The most compression threads one writer starts (import streams up to four layers at once,
+/// so at most 4 x 4 x 2 chunks of 1 MiB, and their outputs, are in flight).
+pub const MAX_WORKERS: usize = 4;
 
 /// (input chunk, output buffer): sent to a worker, and back with the output filled.
 type Job = (Vec<u8>, Vec<u8>);
