@@ -183,6 +183,40 @@ pub fn run_ok(cmd: &mut Command) -> anyhow::Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// Bytes written by [`durable_write_rate`].
+pub const DISK_PROBE_BYTES: usize = 256 << 20;
+
+/// How fast the disk under `dir` takes durable writes: [`DISK_PROBE_BYTES`] of incompressible
+/// bytes written in 1 MiB pieces, then fsync, timed; in bytes per second. Every operation that
+/// writes its output durably needs at least its output size divided by this.
+pub fn durable_write_rate(dir: &Path) -> anyhow::Result<f64> {
+    use std::io::Write;
+    let path = dir.join(".disk-probe");
+    let mut block = vec![0u8; 1 << 20];
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    for b in block.iter_mut() {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        *b = (x >> 32) as u8;
+    }
+    sync();
+    let start = Instant::now();
+    let mut f =
+        fs::File::create(&path).with_context(|| format!("cannot create `{}`", path.display()))?;
+    for i in 0..DISK_PROBE_BYTES / block.len() {
+        block[0] = i as u8;
+        f.write_all(&block)
+            .with_context(|| format!("cannot write `{}`", path.display()))?;
+    }
+    f.sync_all()
+        .with_context(|| format!("cannot fsync `{}`", path.display()))?;
+    let secs = start.elapsed().as_secs_f64();
+    drop(f);
+    remove(&path)?;
+    Ok(DISK_PROBE_BYTES as f64 / secs)
+}
+
 /// Flush dirty pages so that writes of an earlier run are not paid by the next one.
 pub fn sync() {
     let _ = Command::new("sync").status();
