@@ -5,8 +5,9 @@
 //!   layer is streamed once from its member into a new blob, compressed as asked (a layer already
 //!   in that compression is stored as it is), its diff_id computed in the same pass and checked
 //!   against the config's `rootfs.diff_ids`. An image's layers are streamed in parallel, one
-//!   per core (`stream_layers_in_parallel`), then checked in order. The config bytes are stored exactly; a new OCI
-//!   manifest (compact JSON, `mediaType` set) names them as `application/vnd.oci.image.config.v1+json`.
+//!   per core, largest first (`stream_layers_in_parallel`), then checked in order. The config
+//!   bytes are stored exactly; a new OCI manifest (compact JSON, `mediaType` set) names them as
+//!   `application/vnd.oci.image.config.v1+json`.
 //! - OCI archives and Docker 25+ index entries that are not plain images (indexes, unknown types)
 //!   are *copied*: every blob reachable from the entry is streamed over, verified against its
 //!   descriptor, and the entry is kept as it is (annotations included).
@@ -339,7 +340,7 @@ fn write_image(ctx: &mut Ctx<'_>, m: &dyn Members, plan: &ImagePlan) -> Result<D
             ),
         ));
     }
-    stream_layers_in_parallel(ctx, m, &plan.layers)?;
+    stream_layers_in_parallel(ctx, m, &plan.layers);
     let mut layers = Vec::new();
     for (i, lp) in plan.layers.iter().enumerate() {
         layers.push(write_layer_member(ctx, m, lp, Some((i, &diff_ids[i])))?.0);
@@ -460,11 +461,7 @@ const PARALLEL_LAYERS: usize = 4;
 /// layer memo, so that [`write_layer_member`] finds them written. A layer that fails here is
 /// left out: the in-order pass streams it again and reports its error where it stands (after
 /// any diff_id mismatch of an earlier layer), as a one-at-a-time import would.
-fn stream_layers_in_parallel(
-    ctx: &mut Ctx<'_>,
-    m: &dyn Members,
-    plans: &[LayerPlan],
-) -> Result<()> {
+fn stream_layers_in_parallel(ctx: &mut Ctx<'_>, m: &dyn Members, plans: &[LayerPlan]) {
     let mut todo: Vec<(&LayerPlan, (PathBuf, String))> = Vec::new();
     for lp in plans {
         let foreign = lp
@@ -483,8 +480,10 @@ fn stream_layers_in_parallel(
         }
     }
     if todo.len() < 2 {
-        return Ok(());
+        return;
     }
+    // Largest first, so that the last layer to finish is a small one.
+    todo.sort_by_key(|(lp, _)| std::cmp::Reverse(m.size(&lp.member).unwrap_or(0)));
     let shared: &Ctx<'_> = ctx;
     // Each layer's compressor has its own workers and chunk buffers: a few layers at a time
     // keep every core busy while memory stays bounded on machines with many cores.
@@ -500,7 +499,6 @@ fn stream_layers_in_parallel(
             ctx.layers.insert(key, info);
         }
     }
-    Ok(())
 }
 
 fn canonical(m: &dyn Members, name: &str) -> Result<String> {
