@@ -256,14 +256,14 @@ fn fsck_deep_clean(dir: &Path) {
     assert_eq!(r.code, 0, "fsck --deep: {}{}", r.stdout, r.stderr);
 }
 
-const D1: &str = "sha256:a15420f947bf19e07f4a0f5bc20b6ecfa93ead90e70ee730be2f2ab2172b9a63";
-const LIST: &str = "sha256:a26f1aa39a92e42f9cc35985b3b4ae171c03c1d8f35d04659f0ea09d023c276a";
-const MIXED: &str = "sha256:8e88e61768d1ad83fb9352d71eb2177362387f603aa5f5df8a8b26ea643c4945";
-const SIG: &str = "sha256:563be4f5ed4fd8a2c8ebbf4a82d1f11c090eab402a6dcbbd8786451362305d44";
+const D1: &str = "sha256:78c6f2b132b46f8191505b751475b192262e11ff0aa130e7705a3306f94c502e";
+const LIST: &str = "sha256:ee3d50d45a9eff74a93b01fa835921ff76612ff5d66802798852611f4be22fa5";
+const MIXED: &str = "sha256:e3742ac206e94844c433a60d1538b6a70277415043a4566d2d9b7d5eb85a47c3";
+const SIG: &str = "sha256:c703964cad94c7e4ecd54db850f2b8d338fbd41d95ed9afb1b7a24c7ce2a5d40";
 const UNKNOWN: &str = "sha256:9bb309f878e65edba2f9a1f1e962282c18110f8569152c211d7bbea4e07ebaf1";
-const D1_OCI: &str = "sha256:cf8692c922ee143862c3c93d66b9a8ba79a2773d2a50ed6bf1368d046947345d";
-const LIST_OCI: &str = "sha256:412b23a149fe1c3a63b2772b53f061f0798aae78bb8d31dd76e841d50429d418";
-const MIXED_OCI: &str = "sha256:65b3dbe640d7074d392980c17c6ab2864d21fda9144e7e93de7f3da22ddb2b92";
+const D1_OCI: &str = "sha256:49a305962966482872ba96233daf1a863a4ce48eb7621373eedf51fda07125e4";
+const LIST_OCI: &str = "sha256:8e84a30c1e31591e60acacdfef8de512afe3d60dbde2a2d6d3311457f7801efb";
+const MIXED_OCI: &str = "sha256:61f2eb899062de1780f9ab13dbe31901b415434583fc6b3dbd81cd405ce8698c";
 
 #[test]
 fn to_oci_then_refused_then_back_to_docker() {
@@ -441,7 +441,7 @@ fn compress_changes_layers_not_diff_ids() {
     let zst = digest_of(&dir, "img");
     assert_eq!(
         zst,
-        "sha256:4c228607161361f8bfc18d4b4578907da34481ade6382366fb43844c8cc928ad"
+        "sha256:607a8d23c7d5f1484a16d7ca7f2ae48baca46f8ef25e7561e14c0b099cb769d6"
     );
     assert!(
         r.stderr.ends_with("recompressed 2 layer(s) to zstd\n"),
@@ -608,7 +608,7 @@ fn schema1_to_oci_and_docker() {
     assert_eq!(unsigned["digest"], signed["digest"]);
     assert_eq!(
         unsigned["digest"],
-        "sha256:6229485fc4d23ff527958b161de6011d3b1f15a2523660e92bc4d890b1f8d0cb"
+        "sha256:f8dc86c63fc5468cdd695a8c635338655f31ff9a818c63813f44f699ed9de0f5"
     );
     let m = blob(&dir, unsigned["digest"].as_str().expect("digest"));
     assert_eq!(m["mediaType"], OCI_MANIFEST);

@@ -331,8 +331,8 @@ fn several_refs_make_one_archive_and_one_ref_a_smaller_one() {
         [
             "blobs/",
             "blobs/sha256/",
-            "blobs/sha256/22524975c6eb443ae5a7043250267d0923416f5412928912547bc6f712879bfd",
-            "blobs/sha256/2ca314d361c6d7ac69e69831e2eafe874dffd9265fbe65ae69ccf21b5eb89f17",
+            "blobs/sha256/288d6568e0151dd7803639b561ed6895dcb72d987fd04b851465219560cafa92",
+            "blobs/sha256/4e4195d8b72838e2b1bb52519d6d7e28d82e92cd8c2cdace1a4540d4a843f9a5",
             "blobs/sha256/6e0b05049ed9c17d02e1a55e80d6599dbfcce7f4f4b022e3c673e685789c470e",
             "index.json",
             "oci-layout",

@@ -131,11 +131,11 @@ fn import_ok(fixture_name: &str, extra: &[&str], expect: &[Expect]) -> tempfile:
 const IMAGE_1: Expect = Expect {
     reference: Some("bazel/v1/tarball:test_image_1"),
     containerd: Some("docker.io/bazel/v1/tarball:test_image_1"),
-    manifest: "sha256:22524975c6eb443ae5a7043250267d0923416f5412928912547bc6f712879bfd",
+    manifest: "sha256:288d6568e0151dd7803639b561ed6895dcb72d987fd04b851465219560cafa92",
     platform: "linux/amd64",
     // The config member is `6e0b0504….json`: its bytes are kept, so its digest is its name.
     config: "sha256:6e0b05049ed9c17d02e1a55e80d6599dbfcce7f4f4b022e3c673e685789c470e",
-    layers: &["sha256:2ca314d361c6d7ac69e69831e2eafe874dffd9265fbe65ae69ccf21b5eb89f17"],
+    layers: &["sha256:4e4195d8b72838e2b1bb52519d6d7e28d82e92cd8c2cdace1a4540d4a843f9a5"],
     diff_ids: &["sha256:8897395fd26dc44ad0e2a834335b33198cb41ac4d98dfddf58eced3853fa7b17"],
 };
 
@@ -177,12 +177,12 @@ fn test_link_symlinked_layer() {
             Expect {
                 reference: Some("bazel/v1/tarball:test_image_3"),
                 containerd: Some("docker.io/bazel/v1/tarball:test_image_3"),
-                manifest: "sha256:2778f6433429d852d940fe283e352abcda159555f7249102864f3311b89c082e",
+                manifest: "sha256:17c9f9ec866619cf1dfdd61b09479d57b0751ad7f7096ea38c2c728aed5b8f18",
                 platform: "linux/amd64",
                 config: "sha256:d4c9adacde69c3d92446e0484cea29493e9fd573cf0c8febfc700d80c46697a4",
                 layers: &[
-                    "sha256:2ca314d361c6d7ac69e69831e2eafe874dffd9265fbe65ae69ccf21b5eb89f17",
-                    "sha256:400a939e664ab499da5c3e26c40941fd1929f5da412d70966990aa4573977e09",
+                    "sha256:4e4195d8b72838e2b1bb52519d6d7e28d82e92cd8c2cdace1a4540d4a843f9a5",
+                    "sha256:cde370dbdb6682c3ff521dc766b0fa41e08848f06840103c3ecf6c9eb77c2ec6",
                 ],
                 diff_ids: &[
                     "sha256:8897395fd26dc44ad0e2a834335b33198cb41ac4d98dfddf58eced3853fa7b17",
@@ -206,11 +206,11 @@ fn test_bundle_two_images() {
             Expect {
                 reference: Some("test_image_2"),
                 containerd: Some("docker.io/library/test_image_2:latest"),
-                manifest: "sha256:9154000452610f70d42ceb851fcb8391471077de43934769af7f9eb0ff54da5a",
+                manifest: "sha256:2ab249cb57e37c41fc8a004b46040db31a65bfe0ede91e6d38d114c7aa9a422d",
                 platform: "linux/amd64",
                 config: "sha256:930705ce23e3b6ed4c08746b6fe880089c864fbaf62482702ae3fdd66b8c7fe9",
                 layers: &[
-                    "sha256:95249edbfd2f3214f91e9b9c45df2e822462f059e8fbee9fdf94bd3fb4284c4c",
+                    "sha256:8cced8e6adc45a619c51dadde95f2f87321f0675f65c6cc3fdb7ef9957c4b6d1",
                 ],
                 diff_ids: &[
                     "sha256:3610aa5267a210147ba6ca02cdd87610dfc08522de9c5f5015edd8ee14853fd8",
@@ -228,10 +228,10 @@ fn test_bundle_two_images() {
 const HELLO_V25: Expect = Expect {
     reference: None,
     containerd: None,
-    manifest: "sha256:147b65c88c0f6dec6174285d0fc75554555a1b4d0e093dd6535b70111578d8d7",
+    manifest: "sha256:72809a8087f9a0cfcaa7621e81fa9aac4e5fc9d193f30428beeb1efea5400660",
     platform: "linux/arm64",
     config: "sha256:ee301c921b8aadc002973b2e0c3da17d701dcd994b606769a7e6eaa100b81d44",
-    layers: &["sha256:5e224d55071b639864d380ab1ff7d979ad4dc0425d2b766fc4e36b12cfdcad46"],
+    layers: &["sha256:783aad5e738a3abe99ffe85f2918faa5d398c88be01b21dc6215256da03a47ac"],
     diff_ids: &["sha256:12660636fe55438cc3ae7424da7ac56e845cdb52493ff9cf949c47a7f57f8b43"],
 };
 
@@ -290,10 +290,10 @@ fn almostempty_containers_image_reference_archive() {
         &[Expect {
             reference: Some("emptyimage:latest"),
             containerd: Some("docker.io/library/emptyimage:latest"),
-            manifest: "sha256:5b9af2b7ee2565e55a9419359b63e0340c47e226c7630837d04d70c0cb1ba398",
+            manifest: "sha256:0a845204f3b51f148b3a7fc6aedcc2e2ce3d2a29b00d1a53ce86ba67d67aea47",
             platform: "linux/amd64",
             config: "sha256:9d7f147c0d0c4d4538a04c7ef385809e56eb1aac7bf800fbe976612188025b68",
-            layers: &["sha256:2ae084068376685ac3f1354f0516fea804f4894a75b4829c52997cdb5f27a941"],
+            layers: &["sha256:6a66c2f0310049c6636830c093fa244c516e3d64f09cc86f76996258db7bdc87"],
             diff_ids: &["sha256:0b916d257bd406111a3fced53f81b47de9a30f7c7d514a89769b3483aaddca7e"],
         }],
     );
@@ -310,10 +310,10 @@ fn no_manifest_legacy_archive_is_read() {
         &[Expect {
             reference: Some("bazel/v1/tarball:test_image"),
             containerd: Some("docker.io/bazel/v1/tarball:test_image"),
-            manifest: "sha256:453f80f610acb291c45b42fce4e0783d3f08bb1d531b2d5aa02823015cfdb64f",
+            manifest: "sha256:2ef9695b9e7b439bd35d2599089e07a20081d31f4acf5e51de233f0a48fff87b",
             platform: "linux/amd64",
             config: "sha256:5760349ac96a85fe2b1d70264cb4d9558f5397fe2e5fc4b94ea316a35b4254d8",
-            layers: &["sha256:25d0bbbab6a6b68dbdaa36d14ea51d6ca04644b411e79164679e2eafc076b26f"],
+            layers: &["sha256:2327218f120f063c542178830ba85b88f55fec52c8f3aa03b41bea1f28cecc5c"],
             diff_ids: &["sha256:fbec6100edacb7a6374f75545cfdfac2d83f74d0f5ed813645e4c3944c68c761"],
         }],
     );
@@ -340,12 +340,12 @@ fn empty_layer_legacy_archive_is_read() {
         &[Expect {
             reference: Some("matthughes/library-centos:6-2015.03.20"),
             containerd: Some("docker.io/matthughes/library-centos:6-2015.03.20"),
-            manifest: "sha256:c08e767098dd2b095a46845ce5c735feb8bb5bd9e720d643dc1764ae4ccaa3d6",
+            manifest: "sha256:4115e66d4a0fe6aa7df0768702ce126aeca77c0eede5804533f59dbb832d4a04",
             platform: "linux/amd64",
             config: "sha256:79e03b4711fd72081c457a8af8ba3eabbf700a8dd3f85e81065e8606b2d2b3f0",
             layers: &[
-                "sha256:27ae064454b1d2b3c8f11f4176116c8fe7cd928e97b7b6dc541e5f99d238f044",
-                "sha256:d6c3b53fc1975b96c3d27ad57b6a0f8b1bd1bff158c32e23af32c76c9c1a1556",
+                "sha256:c5e194da4a3757ff956392576eca813f8b21791fc509d46c3841f41649acbfce",
+                "sha256:00791aee62f42d45bd94cf8da39c6f4e73522235ca2fff6807c7191031891942",
             ],
             diff_ids: &[
                 "sha256:f624397841595b2369935cbd47fde10171ff91347afa9a5c793275d3765e8e0d",

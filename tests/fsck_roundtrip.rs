@@ -54,7 +54,7 @@ fn written_image_is_clean_and_deterministic() {
     );
     assert_eq!(
         built.manifest.digest.as_str(),
-        "sha256:d560c18682b4cf80006a519a654c9bd080055ea044f819a7257c60840566faf4"
+        "sha256:a80d807f72333ef8ce113b030ebfbe2548ec48cfd55fa2206cd1f127d8b020c7"
     );
     for deep in [false, true] {
         assert_eq!(fsck_json(tmp.path(), deep), (0, report(0, 3, vec![])));

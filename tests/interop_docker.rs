@@ -381,3 +381,105 @@ fn skopeo_dir_copies_import() {
         assert_eq!(images(&src)[0].2, images(&dst)[0].2, "{format}");
     }
 }
+
+/// A docker-archive with one layer of `file_bytes` in `big.bin` (layer tar, config, manifest).
+fn docker_archive_with_file(path: &Path, file_bytes: &[u8]) {
+    use sha2::{Digest as _, Sha256};
+    let hex = |b: &[u8]| -> String { b.iter().map(|x| format!("{x:02x}")).collect() };
+    let mut layer = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_ustar();
+    h.set_size(file_bytes.len() as u64);
+    h.set_mode(0o644);
+    h.set_mtime(0);
+    h.set_entry_type(tar::EntryType::Regular);
+    layer
+        .append_data(&mut h, "big.bin", file_bytes)
+        .expect("append");
+    let layer = layer.into_inner().expect("layer");
+    let diff_id = hex(&Sha256::digest(&layer));
+    let config = format!(
+        "{{\"architecture\":\"amd64\",\"os\":\"linux\",\"rootfs\":{{\"type\":\"layers\",\"diff_ids\":[\"sha256:{diff_id}\"]}}}}"
+    );
+    let config_hex = hex(&Sha256::digest(config.as_bytes()));
+    let manifest = format!(
+        "[{{\"Config\":\"{config_hex}.json\",\"RepoTags\":[\"big:1\"],\"Layers\":[\"{diff_id}/layer.tar\"]}}]"
+    );
+    let mut ar = tar::Builder::new(fs::File::create(path).expect("create"));
+    for (name, bytes) in [
+        (format!("{config_hex}.json"), config.as_bytes()),
+        (format!("{diff_id}/layer.tar"), &layer[..]),
+        ("manifest.json".to_string(), manifest.as_bytes()),
+    ] {
+        let mut h = tar::Header::new_ustar();
+        h.set_size(bytes.len() as u64);
+        h.set_mode(0o644);
+        h.set_entry_type(tar::EntryType::Regular);
+        ar.append_data(&mut h, name, bytes).expect("append");
+    }
+    ar.finish().expect("finish");
+}
+
+/// Layers of several chunks (multi-member gzip with stored and deflated members, several zstd
+/// frames) are read by umoci (gzip: unpacked) and skopeo (zstd: recompressed to gzip, whose
+/// diff_ids fsck --deep then checks against the config).
+#[test]
+fn peers_read_multi_chunk_gzip_and_zstd_layers() {
+    if !have("umoci") || !have("skopeo") {
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let mut bytes: Vec<u8> = (0..1_500_000u32)
+        .map(|i| b"layer text, compressible\n"[(i % 25) as usize])
+        .collect();
+    let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+    bytes.extend((0..1_200_000).map(|_| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        (x >> 32) as u8
+    }));
+    let archive = tmp.path().join("big.tar");
+    docker_archive_with_file(&archive, &bytes);
+
+    let gz = tmp.path().join("gz");
+    import(&[&archive], &gz);
+    fsck(&gz);
+    let largest = |dir: &Path| -> Vec<u8> {
+        fs::read_dir(dir.join("blobs/sha256"))
+            .expect("ls")
+            .map(|e| fs::read(e.expect("entry").path()).expect("read"))
+            .max_by_key(Vec::len)
+            .expect("a blob")
+    };
+    let members = largest(&gz)
+        .windows(8)
+        .filter(|w| w == &[0x1f, 0x8b, 8, 0, 0, 0, 0, 0])
+        .count();
+    assert_eq!(members, 3, "one gzip member per started MiB");
+    let bundle = tmp.path().join("bundle");
+    run(Std::new("umoci")
+        .args(["unpack", "--rootless", "--image"])
+        .arg(format!("{}:big:1", gz.display()))
+        .arg(&bundle));
+    assert!(fs::read(bundle.join("rootfs/big.bin")).expect("unpacked") == bytes);
+
+    let zst = tmp.path().join("zst");
+    ocikit()
+        .args(["import", "-q", "--compress", "zstd"])
+        .arg(&archive)
+        .arg(&zst)
+        .assert()
+        .code(0);
+    let frames = largest(&zst)
+        .windows(4)
+        .filter(|w| w == &[0x28, 0xb5, 0x2f, 0xfd])
+        .count();
+    assert_eq!(frames, 3, "one zstd frame per started MiB");
+    let back = tmp.path().join("back");
+    run(Std::new("skopeo")
+        .args(["copy", "-q", "--dest-compress-format", "gzip"])
+        .arg(format!("oci:{}:big:1", zst.display()))
+        .arg(format!("oci:{}:big:1", back.display())));
+    fsck(&back);
+    assert_eq!(images(&back)[0].2, images(&zst)[0].2);
+}

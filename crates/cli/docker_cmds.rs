@@ -1,6 +1,5 @@
 //! The Docker-format verbs: import, export.
 
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
@@ -138,15 +137,18 @@ pub fn export(
             .tempfile_in(&parent)
             .with_context(|| format!("`{}`", parent.display()))?;
         let report = {
-            let mut out = std::io::BufWriter::with_capacity(1 << 20, tmp.as_file_mut());
+            // Flushed to disk while it is written; the last fsync waits for the tail only.
+            let mut out = std::io::BufWriter::with_capacity(
+                1 << 20,
+                ocikit_layout::SyncingFile::new(tmp.as_file_mut()),
+            );
             let r = run_export(&layout, refs, &opts, &mut out)?;
-            out.flush()
+            out.into_inner()
+                .map_err(|e| e.into_error())
+                .and_then(|f| f.finish())
                 .with_context(|| format!("`{}`", output.display()))?;
             r
         };
-        tmp.as_file()
-            .sync_all()
-            .with_context(|| format!("`{}`", output.display()))?;
         tmp.persist(output)
             .map_err(|e| e.error)
             .with_context(|| format!("`{}`", output.display()))?;

@@ -18,6 +18,17 @@
 //! (imports), or after `gzip -dc` for gzip layers (export, recompress). Compression is not
 //! included, so for compressing rows it is a floor, not a reachable time.
 //!
+//! The disk is probed before and after the rows (256 MiB written, then fsync, in the work
+//! directory): output size over that rate is the least time any tool that writes durably
+//! needs, shown beside the output sizes.
+//!
+//! Bundle rows (issue 6): `ocikit bundle` against `tar -c` of the layout, and loading the
+//! bundle (`ocikit import BUNDLE DIR`) against `tar -x`; the bundle is made by the ocikit under
+//! test before the rows run. The load row also samples disk use every 5 ms (a walk of the
+//! destination and of a private `TMPDIR` given to the command, see
+//! [`measure::DiskWatch`]) and reports the peak extra disk, peak minus final use, which must
+//! stay within the largest blob.
+//!
 //! Output: the table on stdout and in `<work>/results.md`, every sample in
 //! `<work>/samples.tsv`, each command's stdout/stderr under `<work>/logs/`.
 //!
@@ -129,6 +140,8 @@ struct Target {
     max_size_ratio: Option<f64>,
     /// ocikit time below this many seconds.
     max_seconds: Option<f64>,
+    /// ocikit's peak extra disk (peak use minus final use) at most this many bytes.
+    max_extra_disk: Option<u64>,
 }
 
 /// One operation of the benchmark.
@@ -145,6 +158,8 @@ struct Row {
     target: Target,
     /// Record the size of the output (blobs of a layout, or the archive file).
     out_size: bool,
+    /// Sample the disk use of the destination (and a private TMPDIR) while each run runs.
+    disk: bool,
 }
 
 /// The table: every operation, defined once.
@@ -218,6 +233,7 @@ fn rows(inp: &Inputs, ocikit: &Path) -> Vec<Row> {
                 // The speed targets are for image A; image B checks that memory stays flat.
                 target: if large { Target::default() } else { target },
                 out_size: true,
+                disk: false,
             });
         }
     }
@@ -251,6 +267,7 @@ fn rows(inp: &Inputs, ocikit: &Path) -> Vec<Row> {
             ..Target::default()
         },
         out_size: false,
+        disk: false,
     });
 
     rows.push(Row {
@@ -275,6 +292,7 @@ fn rows(inp: &Inputs, ocikit: &Path) -> Vec<Row> {
             ..Target::default()
         },
         out_size: false,
+        disk: false,
     });
 
     rows.push(Row {
@@ -300,6 +318,7 @@ fn rows(inp: &Inputs, ocikit: &Path) -> Vec<Row> {
         limit: Some(Limit::Hash(a_gzip.join("blobs"))),
         target: Target::default(),
         out_size: false,
+        disk: false,
     });
 
     rows.push(Row {
@@ -336,6 +355,7 @@ fn rows(inp: &Inputs, ocikit: &Path) -> Vec<Row> {
             ..Target::default()
         },
         out_size: true,
+        disk: false,
     });
 
     rows.push(Row {
@@ -367,6 +387,79 @@ fn rows(inp: &Inputs, ocikit: &Path) -> Vec<Row> {
         limit: Some(Limit::InflateHash(a_gzip.clone())),
         target: Target::default(),
         out_size: true,
+        disk: false,
+    });
+
+    // Bundles (issue 6): writing one is a tar of the blobs the refs need, loading one streams
+    // it into a layout; `tar` does the same copying without verifying anything, and the limit
+    // is every core hashing the same bytes.
+    let largest_blob = measure::files_under(&a_gzip.join("blobs"))
+        .map(|v| v.iter().map(|(_, s)| *s).max().unwrap_or(0))
+        .unwrap_or(0);
+    rows.push(Row {
+        id: "bundle".into(),
+        title: "bundle layout -> bundle file".into(),
+        ocikit: Job {
+            prep: Prep::Fresh,
+            cmd: Box::new({
+                let c = o(&["bundle"]).arg(&a_gzip);
+                move |out| c.clone().arg("-o").arg(out)
+            }),
+        },
+        peer_name: "tar",
+        peer: Job {
+            prep: Prep::Fresh,
+            cmd: Box::new({
+                let src = a_gzip.clone();
+                move |out| {
+                    Cmd::new("tar", &["-cf"])
+                        .arg(out)
+                        .arg("-C")
+                        .arg(&src)
+                        .arg(".")
+                }
+            }),
+        },
+        warm: vec![a_gzip.clone()],
+        limit: Some(Limit::Hash(a_gzip.join("blobs"))),
+        target: Target::default(),
+        out_size: true,
+        disk: false,
+    });
+    let bundle = inp.a_bundle.clone();
+    rows.push(Row {
+        id: "bundle-load".into(),
+        title: "load bundle -> layout (import)".into(),
+        ocikit: Job {
+            prep: Prep::Fresh,
+            cmd: Box::new({
+                let c = o(&["import"]).arg(&bundle);
+                move |out| c.clone().arg(out)
+            }),
+        },
+        peer_name: "tar",
+        peer: Job {
+            prep: Prep::Fresh,
+            cmd: Box::new({
+                let b = bundle.clone();
+                move |out| {
+                    Cmd::new(
+                        "sh",
+                        &["-c", "mkdir -p \"$1\" && tar -xf \"$2\" -C \"$1\"", "sh"],
+                    )
+                    .arg(out)
+                    .arg(&b)
+                }
+            }),
+        },
+        warm: vec![bundle.clone()],
+        limit: Some(Limit::ArchiveHash(bundle.clone())),
+        target: Target {
+            max_extra_disk: Some(largest_blob),
+            ..Target::default()
+        },
+        out_size: true,
+        disk: true,
     });
 
     for (n, layout) in &inp.scale {
@@ -394,6 +487,7 @@ fn rows(inp: &Inputs, ocikit: &Path) -> Vec<Row> {
             limit: None,
             target: scale_target,
             out_size: false,
+            disk: false,
         });
         rows.push(Row {
             id: format!("gc-{n}"),
@@ -418,6 +512,7 @@ fn rows(inp: &Inputs, ocikit: &Path) -> Vec<Row> {
             limit: None,
             target: scale_target,
             out_size: false,
+            disk: false,
         });
     }
     rows
@@ -447,6 +542,10 @@ impl Side {
 
     fn peak_rss(&self) -> Option<u64> {
         self.samples.iter().filter_map(|s| s.maxrss_kib).max()
+    }
+
+    fn peak_extra_disk(&self) -> Option<u64> {
+        self.samples.iter().filter_map(|s| s.extra_disk).max()
     }
 
     fn time_cell(&self) -> String {
@@ -572,13 +671,29 @@ pub fn main(args: &[String]) -> anyhow::Result<()> {
         bail!("no row matches --only {:?}; see --list", args.only);
     }
 
+    if selected.iter().any(|r| r.id == "bundle-load") && has_verb(&ocikit, "bundle") {
+        // The load row's input is ocikit's own format, so the ocikit under test makes it.
+        eprintln!("bench: making the bundle of image A");
+        measure::remove(&inp.a_bundle)?;
+        measure::run_ok(
+            Command::new(&ocikit)
+                .args(["bundle", "-q"])
+                .arg(&inp.a_gzip)
+                .arg("-o")
+                .arg(&inp.a_bundle),
+        )?;
+    }
+
+    let disk_before = measure::durable_write_rate(&work)?;
+
     let logs = work.join("logs");
     let runs_dir = work.join("runs");
     measure::remove(&logs)?;
     fs::create_dir_all(&logs)?;
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut verbs: HashMap<String, bool> = HashMap::new();
-    let mut samples_tsv = String::from("row\ttool\trun\tseconds\tmaxrss_kib\tstatus\n");
+    let mut samples_tsv =
+        String::from("row\ttool\trun\tseconds\tmaxrss_kib\textra_disk_bytes\tstatus\n");
     let mut results = Vec::new();
     for row in &selected {
         eprintln!("bench: {} ...", row.id);
@@ -592,11 +707,12 @@ pub fn main(args: &[String]) -> anyhow::Result<()> {
             for (i, s) in side.samples.iter().enumerate() {
                 let _ = writeln!(
                     samples_tsv,
-                    "{}\t{tool}\t{}\t{:.4}\t{}\t{}",
+                    "{}\t{tool}\t{}\t{:.4}\t{}\t{}\t{}",
                     row.id,
                     i + 1,
                     s.seconds,
                     s.maxrss_kib.map_or(String::new(), |k| k.to_string()),
+                    s.extra_disk.map_or(String::new(), |k| k.to_string()),
                     s.failure.as_deref().unwrap_or("ok")
                 );
             }
@@ -604,8 +720,16 @@ pub fn main(args: &[String]) -> anyhow::Result<()> {
         results.push(m);
     }
     measure::remove(&runs_dir)?;
+    let disk_after = measure::durable_write_rate(&work)?;
 
-    let report = render(&args, &inp, &ocikit, &selected, &results)?;
+    let report = render(
+        &args,
+        &inp,
+        &ocikit,
+        &selected,
+        &results,
+        (disk_before, disk_after),
+    )?;
     print!("{report}");
     let results_md = work.join("results.md");
     fs::write(&results_md, &report)
@@ -653,7 +777,11 @@ fn measure_row(
             measure::sync();
             let stem = logs.join(format!("{}_{tool}_run{run}", row.id));
             fs::write(stem.with_extension("cmd"), cmd.display() + "\n")?;
-            let sample = measure::timed_run(&cmd, &stem)?;
+            let watch = row.disk.then(|| measure::DiskWatch {
+                dest: out.clone(),
+                tmpdir: dir.join("tmp"),
+            });
+            let sample = measure::timed_run(&cmd, &stem, watch.as_ref())?;
             if let Some(f) = &sample.failure {
                 eprintln!(
                     "bench: {} {tool} failed: {f} (see `{}`)",
@@ -661,7 +789,10 @@ fn measure_row(
                     stem.with_extension("err").display()
                 );
             } else if row.out_size {
-                side.out_bytes = Some(if out.is_dir() {
+                side.out_bytes = Some(if let Prep::CopyOf(_) = job.prep {
+                    // The copy's blobs are hard links to the input; count what the run wrote.
+                    measure::new_bytes(&out.join("blobs"))?
+                } else if out.is_dir() {
                     measure::total_bytes(&out.join("blobs"))?
                 } else {
                     fs::metadata(&out).map(|m| m.len()).unwrap_or(0)
@@ -780,6 +911,9 @@ fn judge(row: &Row, m: &Measured) -> (String, Option<Result<(), Vec<String>>>) {
     if let Some(s) = t.max_seconds {
         text.push(format!("<{s} s"));
     }
+    if let Some(d) = t.max_extra_disk {
+        text.push(format!("extra disk ≤{} (largest blob)", fmt::bytes(d)));
+    }
     text.push(format!("RSS ≤{RSS_TARGET_MIB} MiB"));
     let text = text.join(", ");
     if m.ocikit.failure().is_some() {
@@ -813,6 +947,13 @@ fn judge(row: &Row, m: &Measured) -> (String, Option<Result<(), Vec<String>>>) {
             misses.push(fmt::seconds(o));
         }
     }
+    if let Some(max) = t.max_extra_disk {
+        match m.ocikit.peak_extra_disk() {
+            Some(d) if d <= max => {}
+            Some(d) => misses.push(format!("extra disk {}", fmt::bytes(d))),
+            None => misses.push("no disk samples".into()),
+        }
+    }
     match m.ocikit.peak_rss() {
         Some(k) if k <= RSS_TARGET_MIB * 1024 => {}
         Some(k) => misses.push(format!("RSS {}", fmt::rss(k))),
@@ -834,8 +975,11 @@ fn render(
     ocikit: &Path,
     rows: &[&Row],
     results: &[Measured],
+    disk: (f64, f64),
 ) -> anyhow::Result<String> {
     let mut s = String::new();
+    // The faster of the two probes: a floor no run can beat.
+    let disk_rate = disk.0.max(disk.1);
     let mut cmdline = String::from("cargo xtask bench");
     if args.runs != 3 {
         let _ = write!(cmdline, " --runs {}", args.runs);
@@ -866,6 +1010,13 @@ fn render(
         }
     );
     let _ = writeln!(s, "{}\n", machine_line());
+    let _ = writeln!(
+        s,
+        "Disk: durable writes (256 MiB written, then fsync, in the work directory) at {}/s before \
+         the operations, {}/s after.\n",
+        fmt::bytes(disk.0 as u64),
+        fmt::bytes(disk.1 as u64)
+    );
     let _ = writeln!(s, "{}\n", versions_line(ocikit));
     if let Some(p) = &args.ocikit {
         let _ = writeln!(
@@ -921,10 +1072,14 @@ fn render(
     if !sized.is_empty() {
         let _ = writeln!(
             s,
-            "\nOutput sizes (blobs of the layout written, or the archive):\n"
+            "\nOutput sizes (blobs of the layout written, or the archive; for a layout edited in \
+             place, the blobs the run added):\n"
         );
-        let _ = writeln!(s, "| operation | ocikit | peer | ocikit / peer |");
-        let _ = writeln!(s, "|---|---|---|---|");
+        let _ = writeln!(
+            s,
+            "| operation | ocikit | peer | ocikit / peer | durable-write floor for ocikit's output |"
+        );
+        let _ = writeln!(s, "|---|---|---|---|---|");
         for (row, m) in sized {
             let cell = |b: Option<u64>, side: &Side| match (b, &side.skipped) {
                 (_, Some(_)) => "n/a".to_string(),
@@ -935,13 +1090,46 @@ fn render(
                 (Some(a), Some(b)) if b > 0 => format!("{:.3}", a as f64 / b as f64),
                 _ => "—".into(),
             };
+            let floor = match m.ocikit.out_bytes {
+                Some(b) if disk_rate > 0.0 => fmt::seconds(b as f64 / disk_rate),
+                _ => "—".into(),
+            };
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {} | {} |",
+                row.title,
+                cell(m.ocikit.out_bytes, &m.ocikit),
+                cell(m.peer.out_bytes, &m.peer),
+                rel,
+                floor
+            );
+        }
+    }
+
+    let disked: Vec<_> = rows.iter().zip(results).filter(|(r, _)| r.disk).collect();
+    if !disked.is_empty() {
+        let _ = writeln!(
+            s,
+            "\nPeak extra disk while loading (peak use minus final use of the destination and \
+             the command's TMPDIR, sampled every 5 ms; the largest of the runs):\n"
+        );
+        let _ = writeln!(s, "| operation | ocikit | peer | largest blob |");
+        let _ = writeln!(s, "|---|---|---|---|");
+        for (row, m) in disked {
+            let cell = |side: &Side| {
+                if side.skipped.is_some() {
+                    "n/a".to_string()
+                } else {
+                    side.peak_extra_disk().map_or("—".into(), fmt::bytes)
+                }
+            };
             let _ = writeln!(
                 s,
                 "| {} | {} | {} | {} |",
                 row.title,
-                cell(m.ocikit.out_bytes, &m.ocikit),
-                cell(m.peer.out_bytes, &m.peer),
-                rel
+                cell(&m.ocikit),
+                cell(&m.peer),
+                row.target.max_extra_disk.map_or("—".into(), fmt::bytes)
             );
         }
     }
@@ -1019,7 +1207,9 @@ fn render(
         "\nratio = peer time / ocikit time. limit = every core hashing one blob at a time with \
          `openssl dgst -sha256` (imports: each docker-archive member read through `tar`; \
          export, recompress: gzip layers through `gzip -dc`); it leaves out compression, so \
-         for compressing rows it is a floor. Peak RSS is the largest of the runs. skopeo's \
+         for compressing rows it is a floor. The durable-write floor is the output's size over \
+         the faster of the two disk probes: a run that writes durably (fsync) cannot be faster. \
+         Peak RSS is the largest of the runs. skopeo's \
          uncompressed import labels plain tar layers `tar+gzip` (containers/image issue 1270). Samples: \
          `samples.tsv`; logs: `logs/`."
     );
@@ -1108,6 +1298,7 @@ mod tests {
             limit: None,
             target,
             out_size: true,
+            disk: false,
         }
     }
 
@@ -1118,6 +1309,7 @@ mod tests {
                 .map(|&seconds| Sample {
                     seconds,
                     maxrss_kib: Some(rss_kib),
+                    extra_disk: None,
                     failure: None,
                 })
                 .collect(),
@@ -1171,6 +1363,34 @@ mod tests {
                 "2.00x limit".to_string(),
                 "RSS 68.4 MiB".to_string()
             ]))
+        );
+    }
+
+    #[test]
+    fn judge_extra_disk() {
+        let load = row(Target {
+            max_extra_disk: Some(1000),
+            ..Target::default()
+        });
+        let mut m = Measured {
+            ocikit: side(&[1.0], 2048, None),
+            peer: side(&[1.0], 2048, None),
+            limit: None,
+        };
+        assert_eq!(
+            judge(&load, &m),
+            (
+                "extra disk ≤1.0 kB (largest blob), RSS ≤64 MiB".to_string(),
+                Some(Err(vec!["no disk samples".to_string()]))
+            )
+        );
+        m.ocikit.samples[0].extra_disk = Some(1000);
+        assert_eq!(judge(&load, &m).1, Some(Ok(())));
+        m.ocikit.samples.push(m.ocikit.samples[0].clone());
+        m.ocikit.samples[1].extra_disk = Some(4096);
+        assert_eq!(
+            judge(&load, &m).1,
+            Some(Err(vec!["extra disk 4.1 kB".to_string()]))
         );
     }
 

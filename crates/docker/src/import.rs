@@ -4,8 +4,10 @@
 //! - docker-save archives (legacy, skopeo's, Docker 25+) and `dir:` copies are *images*: each
 //!   layer is streamed once from its member into a new blob, compressed as asked (a layer already
 //!   in that compression is stored as it is), its diff_id computed in the same pass and checked
-//!   against the config's `rootfs.diff_ids`. The config bytes are stored exactly; a new OCI
-//!   manifest (compact JSON, `mediaType` set) names them as `application/vnd.oci.image.config.v1+json`.
+//!   against the config's `rootfs.diff_ids`. An image's layers are streamed in parallel, one
+//!   per core, largest first (`stream_layers_in_parallel`), then checked in order. The config
+//!   bytes are stored exactly; a new OCI manifest (compact JSON, `mediaType` set) names them as
+//!   `application/vnd.oci.image.config.v1+json`.
 //! - OCI archives and Docker 25+ index entries that are not plain images (indexes, unknown types)
 //!   are *copied*: every blob reachable from the entry is streamed over, verified against its
 //!   descriptor, and the entry is kept as it is (annotations included).
@@ -26,6 +28,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use ocikit_layout::compress::{decompressor, sniff, Sniffed, SNIFF_LEN};
+use ocikit_layout::fsck::run_parallel_max;
 use ocikit_layout::layer::{copy_layer, write_layer, CompressOptions, LayerInfo};
 use ocikit_layout::refs;
 use ocikit_layout::walk::{shape_class, Walk};
@@ -337,6 +340,7 @@ fn write_image(ctx: &mut Ctx<'_>, m: &dyn Members, plan: &ImagePlan) -> Result<D
             ),
         ));
     }
+    stream_layers_in_parallel(ctx, m, &plan.layers);
     let mut layers = Vec::new();
     for (i, lp) in plan.layers.iter().enumerate() {
         layers.push(write_layer_member(ctx, m, lp, Some((i, &diff_ids[i])))?.0);
@@ -448,6 +452,53 @@ fn write_layer_member(
         d.annotations = s.annotations.clone();
     }
     Ok((d, info))
+}
+
+/// The most layers streamed at once.
+const PARALLEL_LAYERS: usize = 4;
+
+/// Stream the image's layers that are not written yet, one per core at a time, into the
+/// layer memo, so that [`write_layer_member`] finds them written. A layer that fails here is
+/// left out: the in-order pass streams it again and reports its error where it stands (after
+/// any diff_id mismatch of an earlier layer), as a one-at-a-time import would.
+fn stream_layers_in_parallel(ctx: &mut Ctx<'_>, m: &dyn Members, plans: &[LayerPlan]) {
+    let mut todo: Vec<(&LayerPlan, (PathBuf, String))> = Vec::new();
+    for lp in plans {
+        let foreign = lp
+            .source
+            .as_ref()
+            .is_some_and(|s| s.media_type.is_non_distributable() && s.urls.is_some());
+        if foreign && !m.has(&lp.member) {
+            continue;
+        }
+        let Ok(member) = canonical(m, &lp.member) else {
+            continue;
+        };
+        let key = (m.path().to_path_buf(), member);
+        if !ctx.layers.contains_key(&key) && !todo.iter().any(|(_, k)| k == &key) {
+            todo.push((lp, key));
+        }
+    }
+    if todo.len() < 2 {
+        return;
+    }
+    // Largest first, so that the last layer to finish is a small one.
+    todo.sort_by_key(|(lp, _)| std::cmp::Reverse(m.size(&lp.member).unwrap_or(0)));
+    let shared: &Ctx<'_> = ctx;
+    // Each layer's compressor has its own workers and chunk buffers: a few layers at a time
+    // keep every core busy while memory stays bounded on machines with many cores.
+    let infos = run_parallel_max(&todo, PARALLEL_LAYERS, |(lp, _)| {
+        stream_layer(shared, m, lp).ok()
+    });
+    for ((_, key), info) in todo.into_iter().zip(infos) {
+        if let Some(info) = info {
+            ctx.written += 1;
+            if ctx.written == 1 {
+                ocikit_layout::fault::point("import-mid-layers");
+            }
+            ctx.layers.insert(key, info);
+        }
+    }
 }
 
 fn canonical(m: &dyn Members, name: &str) -> Result<String> {

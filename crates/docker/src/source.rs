@@ -48,8 +48,9 @@ impl Kind {
     }
 }
 
-/// Read access to the members of a source: the files of an archive or of a directory.
-pub trait Members {
+/// Read access to the members of a source: the files of an archive or of a directory. Shared
+/// between threads: layers are streamed in parallel.
+pub trait Members: Sync {
     /// The source, for messages.
     fn path(&self) -> &Path;
     /// Is there a member of this name?

@@ -349,8 +349,12 @@ pub fn write_bundle(
             .prefix(".ocikit-bundle-")
             .tempfile_in(&parent)
             .map_err(|e| Error::io(&parent, e))?;
-        let file = tmp.reopen().map_err(|e| Error::io(tmp.path(), e))?;
-        let mut tar = tar::Builder::new(io::BufWriter::with_capacity(1 << 20, file));
+        let mut file = tmp.reopen().map_err(|e| Error::io(tmp.path(), e))?;
+        // Flushed to disk while written, so the fsync at the end waits for the tail only.
+        let mut tar = tar::Builder::new(io::BufWriter::with_capacity(
+            1 << 20,
+            crate::SyncingFile::new(&mut file),
+        ));
         let tw = TarW { mtime: opts.mtime };
         tw.file(&mut tar, "bundle.json", &manifest_bytes)?;
         tw.file(&mut tar, "oci-layout", OCI_LAYOUT_CONTENT)?;
@@ -430,10 +434,10 @@ pub fn write_bundle(
             }
         }
         let w = tar.into_inner().map_err(|e| Error::io(tmp.path(), e))?;
-        let file = w
-            .into_inner()
-            .map_err(|e| Error::io(tmp.path(), e.into_error()))?;
-        file.sync_all().map_err(|e| Error::io(tmp.path(), e))?;
+        w.into_inner()
+            .map_err(|e| e.into_error())
+            .and_then(|f| f.finish())
+            .map_err(|e| Error::io(tmp.path(), e))?;
         let len = file.metadata().map_err(|e| Error::io(tmp.path(), e))?.len();
         temps.push((tmp, part_path(out, part, split), len));
     }

@@ -716,9 +716,19 @@ pub fn list_blobs(layout: &Layout) -> Result<Vec<(Option<Digest>, std::path::Pat
 
 /// Run `f` over `items` on all cores, keeping order.
 pub fn run_parallel<T: Sync, O: Send + Default>(items: &[T], f: impl Fn(&T) -> O + Sync) -> Vec<O> {
+    run_parallel_max(items, usize::MAX, f)
+}
+
+/// Run `f` over `items` on all cores but at most `max` threads, keeping order.
+pub fn run_parallel_max<T: Sync, O: Send + Default>(
+    items: &[T],
+    max: usize,
+    f: impl Fn(&T) -> O + Sync,
+) -> Vec<O> {
     let workers = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(2)
+        .min(max.max(1))
         .min(items.len().max(1));
     let next = AtomicUsize::new(0);
     let results: Mutex<BTreeMap<usize, O>> = Mutex::new(BTreeMap::new());

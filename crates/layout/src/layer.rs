@@ -1,9 +1,13 @@
 //! Writing layers: [`LayerWriter`] takes an uncompressed tar stream, hashes it (the diff_id),
-//! compresses it as asked and writes the blob, all in one pass. [`copy_layer`] stores an
-//! already-compressed layer as it is while computing its diff_id in the same pass.
+//! compresses it as asked and writes the blob, all in one pass. gzip and zstd go through
+//! [`crate::chunked::ChunkedEncoder`]: 1 MiB chunks compressed in parallel, one gzip member or
+//! zstd frame each, the same bytes on any machine. [`copy_layer`] stores an already-compressed
+//! layer as it is while computing its diff_id in the same pass (an uncompressed one is hashed
+//! once: its digest is its diff_id).
 
 use std::io::{self, Read, Write};
 
+use crate::chunked::{ChunkedEncoder, Codec};
 use crate::compress::{decompressor, read_full};
 use crate::{Algorithm, BlobWriter, Compression, Digest, Error, Hasher, Result, WriteLock};
 
@@ -20,12 +24,17 @@ pub struct LayerInfo {
     pub compression: Compression,
 }
 
+/// The default gzip level: libdeflate's level 4 compresses layer data within 1% of zlib's
+/// level 6 (the usual default elsewhere) at about 2.5 times its speed (bench image A: text
+/// and a file tree, 89-96 MB/s per core against 32-48 for zlib-rs at 6).
+pub const GZIP_DEFAULT_LEVEL: i32 = 4;
+
 /// Compression settings for new layers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CompressOptions {
     /// The algorithm.
     pub compression: Compression,
-    /// The level; `None` for the algorithm's default (gzip 6, zstd 3).
+    /// The level; `None` for the algorithm's default ([`GZIP_DEFAULT_LEVEL`], zstd 3).
     pub level: Option<i32>,
 }
 
@@ -40,8 +49,7 @@ impl Default for CompressOptions {
 
 enum Encoder {
     None(BlobWriter),
-    Gzip(flate2::write::GzEncoder<BlobWriter>),
-    Zstd(zstd::stream::write::Encoder<'static, BlobWriter>),
+    Chunked(ChunkedEncoder<BlobWriter>),
 }
 
 /// Uncompressed tar bytes in, a stored layer blob out.
@@ -66,28 +74,22 @@ impl LayerWriter {
         let enc = match opts.compression {
             Compression::None => Encoder::None(blob),
             Compression::Gzip => {
-                let level = opts.level.unwrap_or(6).clamp(0, 9) as u32;
-                // mtime 0, no name: the same input gives the same bytes.
-                Encoder::Gzip(
-                    flate2::GzBuilder::new()
-                        .mtime(0)
-                        .write(blob, flate2::Compression::new(level)),
+                let level = opts.level.unwrap_or(GZIP_DEFAULT_LEVEL).clamp(0, 9) as u32;
+                // Chunk-parallel, one member per chunk, each with mtime 0 and no name: the
+                // same input gives the same bytes on any machine.
+                Encoder::Chunked(
+                    ChunkedEncoder::new(blob, Codec::Gzip(level))
+                        .map_err(|e| Error::io("gzip", e))?,
                 )
             }
             Compression::Zstd => {
+                // One frame per chunk, compressed in parallel; the output does not depend on
+                // the number of cores.
                 let level = opts.level.unwrap_or(3);
-                let mut e = zstd::stream::write::Encoder::new(blob, level)
-                    .map_err(|e| Error::io("zstd", e))?;
-                // Always multithreaded mode (even with one worker): its output does not depend
-                // on the worker count, so every machine writes the same bytes.
-                let threads = std::thread::available_parallelism()
-                    .map(|n| n.get() as u32)
-                    .unwrap_or(1);
-                e.multithread(threads.max(1))
-                    .map_err(|e| Error::io("zstd", e))?;
-                e.include_checksum(false)
-                    .map_err(|e| Error::io("zstd", e))?;
-                Encoder::Zstd(e)
+                Encoder::Chunked(
+                    ChunkedEncoder::new(blob, Codec::Zstd(level))
+                        .map_err(|e| Error::io("zstd", e))?,
+                )
             }
         };
         Ok(LayerWriter {
@@ -101,8 +103,7 @@ impl LayerWriter {
     pub fn finish(self) -> Result<LayerInfo> {
         let blob = match self.enc {
             Encoder::None(b) => b,
-            Encoder::Gzip(g) => g.finish().map_err(|e| Error::io("gzip", e))?,
-            Encoder::Zstd(z) => z.finish().map_err(|e| Error::io("zstd", e))?,
+            Encoder::Chunked(c) => c.finish().map_err(|e| Error::io("compress", e))?,
         };
         let (digest, size) = blob.finish()?;
         Ok(LayerInfo {
@@ -118,8 +119,7 @@ impl Write for LayerWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let n = match &mut self.enc {
             Encoder::None(b) => b.write(buf)?,
-            Encoder::Gzip(g) => g.write(buf)?,
-            Encoder::Zstd(z) => z.write(buf)?,
+            Encoder::Chunked(c) => c.write(buf)?,
         };
         self.diff.update(&buf[..n]);
         Ok(n)
@@ -128,8 +128,7 @@ impl Write for LayerWriter {
     fn flush(&mut self) -> io::Result<()> {
         match &mut self.enc {
             Encoder::None(b) => b.flush(),
-            Encoder::Gzip(g) => g.flush(),
-            Encoder::Zstd(z) => z.flush(),
+            Encoder::Chunked(c) => c.flush(),
         }
     }
 }
@@ -181,6 +180,17 @@ pub fn copy_layer(
     compression: Compression,
 ) -> Result<LayerInfo> {
     let mut blob = lock.blob_writer()?;
+    if compression == Compression::None {
+        // The blob is the tar: its digest is its diff_id, hashed once.
+        copy_large(src, &mut blob).map_err(|e| Error::io("layer", e))?;
+        let (digest, size) = blob.finish()?;
+        return Ok(LayerInfo {
+            diff_id: digest.clone(),
+            digest,
+            size,
+            compression,
+        });
+    }
     let mut diff = Algorithm::Sha256.hasher();
     {
         let mut tee = Tee {

@@ -450,6 +450,7 @@ impl<'a> WriteLock<'a> {
             size: 0,
             dir,
             durable: self.layout.opts.durable,
+            early: None,
         })
     }
 
@@ -487,6 +488,110 @@ impl<'a> WriteLock<'a> {
     }
 }
 
+/// A durable blob is flushed to disk by a helper thread every this many bytes while it is
+/// written, so that the fsync at the end waits for the tail only instead of the whole blob:
+/// the disk writes overlap with hashing and compressing.
+const EARLY_SYNC_STEP: u64 = 8 << 20;
+
+/// The helper thread that flushes a large blob to disk while it is being written.
+#[derive(Debug)]
+struct EarlySync {
+    kick: Option<std::sync::mpsc::SyncSender<()>>,
+    handle: Option<std::thread::JoinHandle<io::Result<()>>>,
+}
+
+impl EarlySync {
+    fn start(file: &File) -> io::Result<EarlySync> {
+        let f = file.try_clone()?;
+        let (kick, rx) = std::sync::mpsc::sync_channel::<()>(1);
+        let handle = std::thread::Builder::new()
+            .name("blob-sync".into())
+            .spawn(move || {
+                for () in rx {
+                    f.sync_data()?;
+                }
+                Ok(())
+            })?;
+        Ok(EarlySync {
+            kick: Some(kick),
+            handle: Some(handle),
+        })
+    }
+
+    /// Ask for a flush of what is written so far; skipped while one is still running.
+    fn kick(&self) {
+        if let Some(k) = &self.kick {
+            let _ = k.try_send(());
+        }
+    }
+
+    /// Wait for the helper; its error, if a flush failed.
+    fn stop(&mut self) -> io::Result<()> {
+        self.kick = None;
+        match self.handle.take().map(|h| h.join()) {
+            Some(Ok(r)) => r,
+            Some(Err(_)) => Err(io::Error::other("the blob sync thread panicked")),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for EarlySync {
+    fn drop(&mut self) {
+        let _ = self.stop();
+    }
+}
+
+/// A file written durably with its disk writes overlapped: every 8 MiB written, a
+/// helper thread flushes what is written so far, and [`SyncingFile::finish`] fsyncs the rest.
+/// For large outputs outside a layout (archives, bundle parts) that are renamed into place.
+#[derive(Debug)]
+pub struct SyncingFile<'a> {
+    file: &'a mut File,
+    written: u64,
+    early: Option<EarlySync>,
+}
+
+impl<'a> SyncingFile<'a> {
+    /// Write through to `file`.
+    pub fn new(file: &'a mut File) -> SyncingFile<'a> {
+        SyncingFile {
+            file,
+            written: 0,
+            early: None,
+        }
+    }
+
+    /// Wait for the helper and fsync the file.
+    pub fn finish(mut self) -> io::Result<()> {
+        if let Some(mut e) = self.early.take() {
+            e.stop()?;
+        }
+        self.file.sync_all()
+    }
+}
+
+impl Write for SyncingFile<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.file.write(buf)?;
+        let before = self.written;
+        self.written += n as u64;
+        if before / EARLY_SYNC_STEP != self.written / EARLY_SYNC_STEP {
+            if self.early.is_none() {
+                self.early = Some(EarlySync::start(self.file)?);
+            }
+            if let Some(e) = &self.early {
+                e.kick();
+            }
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
+}
+
 /// A new blob being written: a temp file in `blobs/<alg>/`, hashed and counted as written.
 #[derive(Debug)]
 pub struct BlobWriter {
@@ -495,13 +600,23 @@ pub struct BlobWriter {
     size: u64,
     dir: PathBuf,
     durable: bool,
+    early: Option<EarlySync>,
 }
 
 impl Write for BlobWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let n = self.file.write(buf)?;
         self.hasher.update(&buf[..n]);
+        let before = self.size;
         self.size += n as u64;
+        if self.durable && before / EARLY_SYNC_STEP != self.size / EARLY_SYNC_STEP {
+            if self.early.is_none() {
+                self.early = Some(EarlySync::start(self.file.as_file())?);
+            }
+            if let Some(e) = &self.early {
+                e.kick();
+            }
+        }
         Ok(n)
     }
 
@@ -525,9 +640,13 @@ impl BlobWriter {
             size,
             dir,
             durable,
+            early,
         } = self;
         let digest = hasher.finish();
         file.flush().map_err(|e| Error::io(file.path(), e))?;
+        if let Some(mut e) = early {
+            e.stop().map_err(|e| Error::io(file.path(), e))?;
+        }
         let dest = dir.join(digest.encoded());
         if fs::metadata(&dest).is_ok_and(|m| m.is_file() && m.len() == size) {
             return Ok((digest, size));
@@ -716,6 +835,38 @@ mod tests {
             l2.read_blob(&digest, None, 100),
             Err(Error::MissingBlob { .. })
         ));
+    }
+
+    /// Blobs and files past the early-sync step go through the helper thread and come out
+    /// whole.
+    #[test]
+    fn large_durable_writes_flush_early_and_stay_whole() {
+        let (_d, l) = tmp_layout();
+        let lock = l.lock().expect("lock");
+        let data: Vec<u8> = (0..(2 * EARLY_SYNC_STEP + 12_345) as usize)
+            .map(|i| (i % 251) as u8)
+            .collect();
+        let mut w = lock.blob_writer().expect("writer");
+        for piece in data.chunks(1 << 20) {
+            w.write_all(piece).expect("write");
+        }
+        assert!(w.early.is_some(), "the helper started");
+        let (digest, size) = w.finish().expect("finish");
+        assert_eq!(digest, Digest::sha256(&data));
+        assert_eq!(size, data.len() as u64);
+        assert_eq!(
+            l.read_blob(&digest, Some(size), u64::MAX).expect("read"),
+            data
+        );
+
+        let path = l.root().join("out");
+        let mut f = File::create(&path).expect("create");
+        let mut s = SyncingFile::new(&mut f);
+        for piece in data.chunks(3 << 20) {
+            s.write_all(piece).expect("write");
+        }
+        s.finish().expect("finish");
+        assert_eq!(fs::read(&path).expect("read"), data);
     }
 
     #[test]

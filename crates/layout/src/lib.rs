@@ -17,6 +17,7 @@
 #![warn(missing_docs)]
 
 pub mod bundle;
+pub mod chunked;
 pub mod compress;
 pub mod copy;
 mod descriptor;
@@ -45,7 +46,7 @@ pub use digest::{Algorithm, Digest, DigestError, Hasher};
 pub use error::{Error, Result};
 pub use layout::{
     check_layout_header, peek, sync_dir, unwrap_io, BlobWriter, Layout, Options, Peeked,
-    VerifyingReader, WriteLock, OCI_LAYOUT_CONTENT, TEMP_PREFIX,
+    SyncingFile, VerifyingReader, WriteLock, OCI_LAYOUT_CONTENT, TEMP_PREFIX,
 };
 pub use media_type::{Class, Compression, MediaType};
 pub use raw::{Raw, JSON_LIMIT};

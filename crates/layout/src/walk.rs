@@ -11,7 +11,7 @@
 //! The walk is iterative (its own stack, not the thread's) and bounded: at most [`NODE_LIMIT`]
 //! nodes and [`MAX_DEPTH`] levels, so hostile layouts cannot exhaust the stack or memory.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::Arc;
 
@@ -180,6 +180,40 @@ enum Parsed {
     Schema1(Schema1),
 }
 
+impl Parsed {
+    /// The descriptors the document names, in document order: (descriptor, whether it declares
+    /// a size, role). Schema1 layers get a synthesized gzip-layer descriptor of size 0.
+    fn children(&self) -> Vec<(Descriptor, bool, Role)> {
+        let mut children = Vec::new();
+        match self {
+            Parsed::Index(ix) => {
+                for (i, d) in ix.manifests.iter().enumerate() {
+                    children.push((d.clone(), true, Role::Manifests(i)));
+                }
+                if let Some(s) = &ix.subject {
+                    children.push((s.clone(), true, Role::Subject));
+                }
+            }
+            Parsed::Manifest(m) => {
+                children.push((m.config.clone(), true, Role::Config));
+                for (i, d) in m.layers.iter().enumerate() {
+                    children.push((d.clone(), true, Role::Layers(i)));
+                }
+                if let Some(s) = &m.subject {
+                    children.push((s.clone(), true, Role::Subject));
+                }
+            }
+            Parsed::Schema1(s1) => {
+                for (i, l) in s1.fs_layers.iter().enumerate() {
+                    let d = Descriptor::new(MediaType::DockerLayerGzip, l.blob_sum.clone(), 0);
+                    children.push((d, false, Role::Layers(i)));
+                }
+            }
+        }
+        children
+    }
+}
+
 /// The result of a walk: nodes in depth-first order; roots are the nodes without a parent.
 #[derive(Debug, Default)]
 pub struct Walk {
@@ -252,6 +286,100 @@ impl Walk {
             .filter(|&i| seen.insert(self.nodes[i].descriptor.digest.clone()))
             .collect()
     }
+}
+
+/// What [`reach`] found: the digests reachable from `index.json`, without the tree.
+#[derive(Debug, Default)]
+pub struct Reach {
+    /// Every digest a reachable descriptor names (documents, configs, layers, unknown leaves).
+    pub digests: HashSet<Digest>,
+    /// Reachable documents that cannot be read, once each, in walk order, with why: absent
+    /// (except as a `subject`), corrupt, unparseable, or of an unverifiable algorithm.
+    pub unreadable: Vec<(Digest, String)>,
+}
+
+/// How a document read went, as far as reachability cares.
+#[derive(Debug, Clone)]
+enum Seen {
+    /// Read and expanded, or not a document after all.
+    Fine,
+    /// Absent: fine only where it stands as a `subject`.
+    Missing,
+    /// Cannot be read, for this reason.
+    Bad(String),
+}
+
+/// Everything reachable from `index.json`, as a set of digests: the same documents the
+/// [`Walk`] reads, read the same way, but each document is read once and dropped after its
+/// descriptors are noted, and no tree is built. Memory grows with the number of distinct
+/// digests only; this is what gc marks with.
+pub fn reach(layout: &Layout, index: &Index) -> Reach {
+    let mut out = Reach::default();
+    let mut docs: HashMap<Digest, Seen> = HashMap::new();
+    let mut reported: HashSet<Digest> = HashSet::new();
+    // Depth-first, in document order (children pushed in reverse), like the walk.
+    let mut stack: Vec<(Digest, MediaType, u64, Role, usize)> = index
+        .manifests
+        .iter()
+        .enumerate()
+        .rev()
+        .map(|(i, d)| {
+            (
+                d.digest.clone(),
+                d.media_type.clone(),
+                d.size,
+                Role::Root(i),
+                0,
+            )
+        })
+        .collect();
+    while let Some((digest, media_type, size, role, depth)) = stack.pop() {
+        let class = media_type.class();
+        let is_doc_class = matches!(class, Class::Index | Class::Manifest | Class::Schema1);
+        let may_be_doc = is_doc_class || (class == Class::Unknown && role.may_be_document());
+        if !may_be_doc {
+            out.digests.insert(digest);
+            continue;
+        }
+        let seen = match docs.get(&digest) {
+            Some(s) => s.clone(),
+            // As the walk does: a longer chain is crafted, and is not followed.
+            None if depth > MAX_DEPTH => Seen::Bad("nested too deep".into()),
+            None => {
+                let (_, _, parsed) = read_doc(layout, &digest, size, &media_type);
+                let seen = match parsed {
+                    Ok(p) => {
+                        let children = p
+                            .children()
+                            .into_iter()
+                            .map(|(d, _, role)| (d.digest, d.media_type, d.size, role, depth + 1));
+                        stack.extend(children.into_iter().rev());
+                        Seen::Fine
+                    }
+                    Err(DocStatus::Missing) => Seen::Missing,
+                    Err(DocStatus::Corrupt(e)) => Seen::Bad(e.to_string()),
+                    Err(DocStatus::Unparseable(m)) => Seen::Bad(format!("unparseable: {m}")),
+                    Err(DocStatus::Unverifiable) => Seen::Bad("unverifiable digest".into()),
+                    Err(_) => Seen::Fine,
+                };
+                docs.insert(digest.clone(), seen.clone());
+                seen
+            }
+        };
+        let why = match seen {
+            Seen::Fine => None,
+            Seen::Missing if role == Role::Subject => None,
+            Seen::Missing => Some("missing".to_string()),
+            Seen::Bad(why) => Some(why),
+        };
+        if let Some(why) = why {
+            if reported.insert(digest.clone()) {
+                out.unreadable.push((digest.clone(), why));
+            }
+        }
+        out.digests.insert(digest);
+    }
+    out
 }
 
 /// How reading a document went: the class it was parsed as, the media type it declares, and
@@ -404,37 +532,19 @@ impl Walker<'_> {
                 _ => Kind::Unknown,
             };
         }
-        let mut children = Vec::new();
-        match &*parsed {
-            Parsed::Index(ix) => {
-                for (i, d) in ix.manifests.iter().enumerate() {
-                    children.push((d.clone(), true, Role::Manifests(i)));
-                }
-                if let Some(s) = &ix.subject {
-                    children.push((s.clone(), true, Role::Subject));
-                }
-            }
-            Parsed::Manifest(m) => {
-                children.push((m.config.clone(), true, Role::Config));
-                for (i, d) in m.layers.iter().enumerate() {
-                    children.push((d.clone(), true, Role::Layers(i)));
-                }
-                if let Some(s) = &m.subject {
-                    children.push((s.clone(), true, Role::Subject));
-                }
-            }
-            Parsed::Schema1(s1) => {
-                for (i, l) in s1.fs_layers.iter().enumerate() {
-                    let d = Descriptor::new(MediaType::DockerLayerGzip, l.blob_sum.clone(), 0);
-                    children.push((d, false, Role::Layers(i)));
-                }
-            }
-        }
+        let children = parsed.children();
         (idx, children)
     }
 
     /// Read a document: (class parsed as, mediaType it declares, parsed or failure).
     fn read(&self, digest: &Digest, size: u64, mt: &MediaType) -> ReadOutcome {
+        read_doc(self.layout, digest, size, mt)
+    }
+}
+
+/// Read a document: (class parsed as, mediaType it declares, parsed or failure).
+fn read_doc(layout: &Layout, digest: &Digest, size: u64, mt: &MediaType) -> ReadOutcome {
+    {
         let class = mt.class();
         if digest.algorithm().is_none() {
             return (class, None, Err(DocStatus::Unverifiable));
@@ -442,7 +552,7 @@ impl Walker<'_> {
         if class == Class::Unknown && size > JSON_LIMIT {
             return (class, None, Err(DocStatus::NotRead));
         }
-        let bytes = match self.layout.read_blob(digest, Some(size), JSON_LIMIT) {
+        let bytes = match layout.read_blob(digest, Some(size), JSON_LIMIT) {
             Ok(b) => b,
             Err(Error::MissingBlob { .. }) => {
                 // An unknown type that is absent is just an unknown leaf.
@@ -663,5 +773,80 @@ mod tests {
         assert!(matches!(walk.nodes[1].status, DocStatus::Cycle));
         assert_eq!(walk.nodes[2].role, Role::Subject);
         assert!(matches!(walk.nodes[2].status, DocStatus::Cycle));
+    }
+
+    /// `reach` finds exactly the digests the walk has nodes for, and blocks on what gc's walk
+    /// used to block on: a missing manifest, but not a missing subject.
+    #[test]
+    fn reach_agrees_with_the_walk() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (l, _) = Layout::init(
+            dir.path().join("l"),
+            Options {
+                durable: false,
+                ..Options::default()
+            },
+        )
+        .expect("init");
+        let lock = l.lock().expect("lock");
+        let (cfg, cfg_size) = lock.write_blob(b"{}").expect("config");
+        let (layer, layer_size) = lock.write_blob(b"layer").expect("layer");
+        let absent = Digest::sha256(b"absent");
+        let manifest = |subject: Option<&Digest>| {
+            let mut m = format!(
+                "{{\"schemaVersion\":2,\"mediaType\":\"application/vnd.oci.image.manifest.v1+json\",\"config\":{{\"mediaType\":\"application/vnd.oci.image.config.v1+json\",\"digest\":\"{cfg}\",\"size\":{cfg_size}}},\"layers\":[{{\"mediaType\":\"application/vnd.oci.image.layer.v1.tar\",\"digest\":\"{layer}\",\"size\":{layer_size}}}]"
+            );
+            if let Some(s) = subject {
+                m.push_str(&format!(",\"subject\":{{\"mediaType\":\"application/vnd.oci.image.manifest.v1+json\",\"digest\":\"{s}\",\"size\":5}}"));
+            }
+            m.push('}');
+            m
+        };
+        let m1 = manifest(None);
+        let m2 = manifest(Some(&absent));
+        let (d1, s1) = lock.write_blob(m1.as_bytes()).expect("m1");
+        let (d2, s2) = lock.write_blob(m2.as_bytes()).expect("m2");
+        let ix = format!(
+            "{{\"schemaVersion\":2,\"mediaType\":\"application/vnd.oci.image.index.v1+json\",\"manifests\":[{{\"mediaType\":\"application/vnd.oci.image.manifest.v1+json\",\"digest\":\"{d1}\",\"size\":{s1}}},{{\"mediaType\":\"application/vnd.oci.image.manifest.v1+json\",\"digest\":\"{d2}\",\"size\":{s2}}}]}}"
+        );
+        let (dix, six) = lock.write_blob(ix.as_bytes()).expect("ix");
+        let mut index = Index::empty();
+        index.manifests = vec![
+            Descriptor::new(MediaType::OciIndex, dix.clone(), six),
+            Descriptor::new(MediaType::OciManifest, d1.clone(), s1),
+        ];
+        let r = reach(&l, &index);
+        let walk = Walk::from_index(&l, &index);
+        let walked: HashSet<Digest> = walk.nodes.iter().map(|n| n.digest().clone()).collect();
+        assert_eq!(r.digests, walked);
+        assert_eq!(r.digests.len(), 6);
+        assert!(r.digests.contains(&absent));
+        assert!(r.unreadable.is_empty(), "a missing subject does not block");
+
+        // The same absent digest named as a manifest blocks, once, after the entries before it.
+        index
+            .manifests
+            .push(Descriptor::new(MediaType::OciManifest, absent.clone(), 5));
+        index
+            .manifests
+            .push(Descriptor::new(MediaType::OciManifest, absent.clone(), 5));
+        let r = reach(&l, &index);
+        assert_eq!(r.unreadable, vec![(absent.clone(), "missing".to_string())]);
+        // A corrupt manifest blocks with the read error.
+        std::fs::write(l.blob_path(&d1), m1.replace("2,", "3,")).expect("corrupt");
+        let r = reach(
+            &l,
+            &Index {
+                manifests: vec![Descriptor::new(MediaType::OciManifest, d1.clone(), s1)],
+                ..Index::empty()
+            },
+        );
+        assert_eq!(r.unreadable.len(), 1);
+        assert_eq!(r.unreadable[0].0, d1);
+        assert!(
+            r.unreadable[0].1.contains("digest"),
+            "{}",
+            r.unreadable[0].1
+        );
     }
 }

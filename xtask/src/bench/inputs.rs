@@ -100,6 +100,8 @@ pub struct Inputs {
     pub a_gzip: PathBuf,
     /// `a_gzip` plus unreferenced blobs (those of a zstd import of A).
     pub a_gc: PathBuf,
+    /// A bundle of `a_gzip` (all refs), made by the ocikit under test before the bundle rows.
+    pub a_bundle: PathBuf,
     /// Image B as a docker-archive, with `--large`.
     pub b_tar: Option<PathBuf>,
     /// Scale layouts by number of refs.
@@ -116,6 +118,7 @@ impl Inputs {
             a_tar: dir.join("a.tar"),
             a_gzip: dir.join("a-gzip"),
             a_gc: dir.join("a-gc"),
+            a_bundle: dir.join("a.bundle"),
             b_tar: large.then(|| dir.join("b.tar")),
             scale: scale_refs
                 .iter()

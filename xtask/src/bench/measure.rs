@@ -51,6 +51,8 @@ impl Cmd {
 pub struct Sample {
     pub seconds: f64,
     pub maxrss_kib: Option<u64>,
+    /// With a [`DiskWatch`]: the peak extra disk, peak use minus final use, in bytes.
+    pub extra_disk: Option<u64>,
     /// `None` on success, else what went wrong (exit status, last line of stderr).
     pub failure: Option<String>,
 }
@@ -71,8 +73,38 @@ pub fn check_gnu_time() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Run `cmd` once under GNU time, stdout and stderr to `log_stem.out` / `log_stem.err`.
-pub fn timed_run(cmd: &Cmd, log_stem: &Path) -> anyhow::Result<Sample> {
+/// Where a run may put bytes on disk, watched while it runs: the destination, and a private
+/// `TMPDIR` the command gets (so spooling to temp files counts too).
+#[derive(Debug, Clone)]
+pub struct DiskWatch {
+    pub dest: PathBuf,
+    pub tmpdir: PathBuf,
+}
+
+/// How often the disk use of a watched run is sampled.
+const DISK_SAMPLE: std::time::Duration = std::time::Duration::from_millis(5);
+
+/// Bytes allocated on disk for the files under `path` (st_blocks, so sparse and preallocated
+/// files count as the file system sees them); files that vanish while walking are skipped.
+pub fn allocated_bytes(path: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(meta) = fs::symlink_metadata(path) else {
+        return 0;
+    };
+    if meta.is_dir() {
+        fs::read_dir(path)
+            .map(|rd| rd.flatten().map(|e| allocated_bytes(&e.path())).sum())
+            .unwrap_or(0)
+    } else {
+        meta.blocks() * 512
+    }
+}
+
+/// Run `cmd` once under GNU time, stdout and stderr to `log_stem.out` / `log_stem.err`. With
+/// `disk`, the bytes under its paths are sampled every few milliseconds while the command
+/// runs (a walk of the destination and the command's `TMPDIR`, which other processes on a
+/// shared machine do not disturb, unlike the free space of the whole file system).
+pub fn timed_run(cmd: &Cmd, log_stem: &Path, disk: Option<&DiskWatch>) -> anyhow::Result<Sample> {
     let rss_file = log_stem.with_extension("rss");
     let out_file = log_stem.with_extension("out");
     let err_file = log_stem.with_extension("err");
@@ -80,8 +112,8 @@ pub fn timed_run(cmd: &Cmd, log_stem: &Path) -> anyhow::Result<Sample> {
         .with_context(|| format!("cannot create `{}`", out_file.display()))?;
     let stderr = fs::File::create(&err_file)
         .with_context(|| format!("cannot create `{}`", err_file.display()))?;
-    let start = Instant::now();
-    let status = Command::new(GNU_TIME)
+    let mut command = Command::new(GNU_TIME);
+    command
         .arg("-f")
         .arg("%M")
         .arg("-o")
@@ -90,10 +122,32 @@ pub fn timed_run(cmd: &Cmd, log_stem: &Path) -> anyhow::Result<Sample> {
         .args(&cmd.args)
         .stdin(Stdio::null())
         .stdout(stdout)
-        .stderr(stderr)
-        .status()
+        .stderr(stderr);
+    if let Some(w) = disk {
+        fs::create_dir_all(&w.tmpdir)
+            .with_context(|| format!("cannot create `{}`", w.tmpdir.display()))?;
+        command.env("TMPDIR", &w.tmpdir);
+    }
+    let used = |w: &DiskWatch| allocated_bytes(&w.dest) + allocated_bytes(&w.tmpdir);
+    let start = Instant::now();
+    let mut child = command
+        .spawn()
         .with_context(|| format!("cannot run `{}`", cmd.display()))?;
+    let mut peak = 0u64;
+    let status = match disk {
+        None => child.wait(),
+        Some(w) => loop {
+            peak = peak.max(used(w));
+            match child.try_wait() {
+                Ok(Some(status)) => break Ok(status),
+                Ok(None) => std::thread::sleep(DISK_SAMPLE),
+                Err(e) => break Err(e),
+            }
+        },
+    }
+    .with_context(|| format!("cannot run `{}`", cmd.display()))?;
     let seconds = start.elapsed().as_secs_f64();
+    let extra_disk = disk.map(|w| peak.saturating_sub(used(w)));
     let maxrss_kib = fs::read_to_string(&rss_file)
         .ok()
         .and_then(|s| fmt::parse_time_maxrss(&s));
@@ -108,6 +162,7 @@ pub fn timed_run(cmd: &Cmd, log_stem: &Path) -> anyhow::Result<Sample> {
     Ok(Sample {
         seconds,
         maxrss_kib,
+        extra_disk,
         failure,
     })
 }
@@ -126,6 +181,40 @@ pub fn run_ok(cmd: &mut Command) -> anyhow::Result<String> {
         );
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Bytes written by [`durable_write_rate`].
+pub const DISK_PROBE_BYTES: usize = 256 << 20;
+
+/// How fast the disk under `dir` takes durable writes: [`DISK_PROBE_BYTES`] of incompressible
+/// bytes written in 1 MiB pieces, then fsync, timed; in bytes per second. Every operation that
+/// writes its output durably needs at least its output size divided by this.
+pub fn durable_write_rate(dir: &Path) -> anyhow::Result<f64> {
+    use std::io::Write;
+    let path = dir.join(".disk-probe");
+    let mut block = vec![0u8; 1 << 20];
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    for b in block.iter_mut() {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        *b = (x >> 32) as u8;
+    }
+    sync();
+    let start = Instant::now();
+    let mut f =
+        fs::File::create(&path).with_context(|| format!("cannot create `{}`", path.display()))?;
+    for i in 0..DISK_PROBE_BYTES / block.len() {
+        block[0] = i as u8;
+        f.write_all(&block)
+            .with_context(|| format!("cannot write `{}`", path.display()))?;
+    }
+    f.sync_all()
+        .with_context(|| format!("cannot fsync `{}`", path.display()))?;
+    let secs = start.elapsed().as_secs_f64();
+    drop(f);
+    remove(&path)?;
+    Ok(DISK_PROBE_BYTES as f64 / secs)
 }
 
 /// Flush dirty pages so that writes of an earlier run are not paid by the next one.
@@ -214,6 +303,20 @@ fn visit(path: &Path, out: &mut Vec<(PathBuf, u64)>) -> anyhow::Result<()> {
 /// Total bytes of the regular files under `path`.
 pub fn total_bytes(path: &Path) -> anyhow::Result<u64> {
     Ok(files_under(path)?.iter().map(|(_, s)| s).sum())
+}
+
+/// Total bytes of the regular files under `path` that have one link: in a layout made by
+/// [`copy_layout`], the blobs a run wrote, not the hard links to its input.
+pub fn new_bytes(path: &Path) -> anyhow::Result<u64> {
+    use std::os::unix::fs::MetadataExt;
+    let mut total = 0;
+    for (f, size) in files_under(path)? {
+        let meta = fs::metadata(&f).with_context(|| format!("cannot stat `{}`", f.display()))?;
+        if meta.nlink() == 1 {
+            total += size;
+        }
+    }
+    Ok(total)
 }
 
 /// Read every file under the given paths once, so the timed runs start with a warm cache.
