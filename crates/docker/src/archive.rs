@@ -70,11 +70,14 @@ pub struct Archive {
     compression: Compression,
 }
 
-/// Normalize a member name: drop `./`, `.` and empty components; refuse absolute names and
-/// `..` components.
+/// Normalize a member name: drop `./`, `.` and empty components; refuse absolute names,
+/// `..` components and NUL bytes (which no file name can hold).
 pub fn normalize(name: &str) -> std::result::Result<String, String> {
     if name.starts_with('/') {
         return Err("absolute path".into());
+    }
+    if name.contains('\0') {
+        return Err("NUL in path".into());
     }
     let mut parts = Vec::new();
     for c in name.split('/') {
@@ -87,8 +90,10 @@ pub fn normalize(name: &str) -> std::result::Result<String, String> {
     Ok(parts.join("/"))
 }
 
-/// Join a symlink's target to the directory of the link, resolving `..` inside the archive.
-fn join_link(link: &str, target: &str) -> Option<String> {
+/// Join a symlink's target to the directory of the (normalized) link `link`, resolving `..`
+/// inside the archive: `None` when the target is absolute or climbs above the archive's root.
+/// Public for the fuzz targets; [`Archive::resolve`] is what the importer uses.
+pub fn join_link(link: &str, target: &str) -> Option<String> {
     if target.starts_with('/') {
         return None;
     }
@@ -379,6 +384,7 @@ mod tests {
         assert_eq!(normalize("manifest.json").as_deref(), Ok("manifest.json"));
         assert!(normalize("/etc/passwd").is_err());
         assert!(normalize("a/../../b").is_err());
+        assert_eq!(normalize("a\0b"), Err("NUL in path".to_string()));
         assert_eq!(
             join_link("x/layer.tar", "../y/layer.tar").as_deref(),
             Some("y/layer.tar")

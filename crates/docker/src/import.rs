@@ -500,38 +500,39 @@ fn stream_layer(ctx: &Ctx<'_>, m: &dyn Members, lp: &LayerPlan) -> Result<LayerI
 
 // ---------------------------------------------------------------- docker save (manifest.json)
 
+/// One image of a docker save `manifest.json`. Member names are as written (the archive
+/// normalizes them when they are read); RepoTags are checked when the image is imported.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
-struct SaveEntry {
-    config: String,
+pub struct SaveEntry {
+    /// The config's member.
+    pub config: String,
+    /// The names of the image.
     #[serde(default)]
-    repo_tags: Option<Vec<String>>,
+    pub repo_tags: Option<Vec<String>>,
+    /// The layers' members, base first.
     #[serde(default)]
-    layers: Option<Vec<String>>,
+    pub layers: Option<Vec<String>>,
+    /// Descriptors of (foreign) layers, by diff_id.
     #[serde(default)]
-    layer_sources: Option<BTreeMap<Digest, Descriptor>>,
+    pub layer_sources: Option<BTreeMap<Digest, Descriptor>>,
+}
+
+/// Parse a docker save `manifest.json`: a non-empty list of images. The error says why not
+/// (without the member's name).
+pub fn parse_save_manifest(bytes: &[u8]) -> std::result::Result<Vec<SaveEntry>, String> {
+    let list: Option<Vec<SaveEntry>> =
+        serde_json::from_slice(bytes).map_err(|e| format!("not a docker save manifest: {e}"))?;
+    let list = list.ok_or("is `null`, not a list of images")?;
+    if list.is_empty() {
+        return Err("lists no images".into());
+    }
+    Ok(list)
 }
 
 fn read_save_manifest(ar: &Archive) -> Result<Vec<SaveEntry>> {
     let bytes = ar.read_small("manifest.json", JSON_LIMIT)?;
-    let list: Option<Vec<SaveEntry>> = serde_json::from_slice(&bytes).map_err(|e| {
-        Error::member(
-            ar.path(),
-            "manifest.json",
-            format!("not a docker save manifest: {e}"),
-        )
-    })?;
-    let list = list.ok_or_else(|| {
-        Error::member(
-            ar.path(),
-            "manifest.json",
-            "is `null`, not a list of images",
-        )
-    })?;
-    if list.is_empty() {
-        return Err(Error::member(ar.path(), "manifest.json", "lists no images"));
-    }
-    Ok(list)
+    parse_save_manifest(&bytes).map_err(|r| Error::member(ar.path(), "manifest.json", r))
 }
 
 fn save_entry_image(ctx: &mut Ctx<'_>, ar: &Archive, e: &SaveEntry) -> Result<Descriptor> {
@@ -1123,16 +1124,13 @@ fn dir_image(
 /// How deep a v1 parent chain may go.
 const CHAIN_LIMIT: usize = 1000;
 
-fn legacy(ctx: &mut Ctx<'_>, ar: &Archive, entries: &mut Vec<Entry>) -> Result<()> {
-    let bytes = ar.read_small("repositories", JSON_LIMIT)?;
-    let repos: BTreeMap<String, BTreeMap<String, String>> = serde_json::from_slice(&bytes)
-        .map_err(|e| {
-            Error::member(
-                ar.path(),
-                "repositories",
-                format!("not a repositories file: {e}"),
-            )
-        })?;
+/// Parse a legacy `repositories` file (`{"repo": {"tag": "<v1 id>"}}`) into the names of each
+/// v1 image id (`repo:tag`, not yet checked as ref names). The error says why not.
+pub fn parse_repositories(
+    bytes: &[u8],
+) -> std::result::Result<BTreeMap<String, Vec<String>>, String> {
+    let repos: BTreeMap<String, BTreeMap<String, String>> =
+        serde_json::from_slice(bytes).map_err(|e| format!("not a repositories file: {e}"))?;
     let mut by_id: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (repo, tags) in &repos {
         for (tag, id) in tags {
@@ -1143,8 +1141,15 @@ fn legacy(ctx: &mut Ctx<'_>, ar: &Archive, entries: &mut Vec<Entry>) -> Result<(
         }
     }
     if by_id.is_empty() {
-        return Err(Error::member(ar.path(), "repositories", "names no images"));
+        return Err("names no images".into());
     }
+    Ok(by_id)
+}
+
+fn legacy(ctx: &mut Ctx<'_>, ar: &Archive, entries: &mut Vec<Entry>) -> Result<()> {
+    let bytes = ar.read_small("repositories", JSON_LIMIT)?;
+    let by_id =
+        parse_repositories(&bytes).map_err(|r| Error::member(ar.path(), "repositories", r))?;
     for (id, names) in by_id {
         let d = legacy_image(ctx, ar, &id)?;
         for n in &names {
