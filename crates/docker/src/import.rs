@@ -454,8 +454,26 @@ fn canonical(m: &dyn Members, name: &str) -> Result<String> {
     m.canonical(name)
 }
 
+/// Refuse a member whose size is not the one its descriptor declares, before reading any of it
+/// (a member far larger than declared would otherwise be streamed, decompressed and written
+/// until the mismatch shows).
+fn check_member_size(m: &dyn Members, member: &str, declared: u64) -> Result<()> {
+    let have = m.size(member)?;
+    if have != declared {
+        return Err(Error::member(
+            m.path(),
+            member,
+            format!("is {have} bytes, its descriptor says {declared}"),
+        ));
+    }
+    Ok(())
+}
+
 fn stream_layer(ctx: &Ctx<'_>, m: &dyn Members, lp: &LayerPlan) -> Result<LayerInfo> {
     let member_err = |e: &dyn std::fmt::Display| Error::member(m.path(), &lp.member, e.to_string());
+    if let Some(s) = &lp.source {
+        check_member_size(m, &lp.member, s.size)?;
+    }
     let raw = Progress {
         inner: m.open(&lp.member)?,
         report: ctx.opts.progress,
@@ -905,6 +923,7 @@ fn copy_leaf(ctx: &Ctx<'_>, m: &dyn Members, d: &Descriptor) -> Result<()> {
     if ctx.lock.layout().blob_size(&d.digest)? == Some(d.size) {
         return Ok(());
     }
+    check_member_size(m, &member, d.size)?;
     let alg = d
         .digest
         .algorithm()
