@@ -298,13 +298,18 @@ fn blob_member(d: &Digest) -> String {
 }
 
 fn parse_config(m: &dyn Members, name: &str, bytes: &[u8]) -> Result<ImageConfig> {
-    serde_json::from_slice(bytes).map_err(|e| {
+    let bad = |e: serde_json::Error| {
         Error::member(
             m.path(),
             name,
             format!("the image config is not valid JSON: {e}"),
         )
-    })
+    };
+    // The whole document first: the fields `ImageConfig` does not read are skipped by serde
+    // without checking their strings (`IgnoredAny` does not either), and a config with invalid
+    // UTF-8 there would be stored, and then be invalid JSON to fsck and to every other reader.
+    serde_json::from_slice::<Value>(bytes).map_err(bad)?;
+    serde_json::from_slice(bytes).map_err(bad)
 }
 
 /// Build an image: store the config as it is, stream every layer, write a new OCI manifest.
@@ -1304,4 +1309,28 @@ fn go_json<T: serde::Serialize>(v: &T) -> Result<Vec<u8>> {
         .replace('\u{2028}', "\\u2028")
         .replace('\u{2029}', "\\u2029");
     Ok(s.into_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// From the `docker_archive` fuzz target: a docker-save config whose `history[].created_by`
+    /// holds two bytes that are not UTF-8 was imported, and fsck then found the stored config
+    /// invalid JSON.
+    #[test]
+    fn configs_with_invalid_utf8_in_unread_fields_are_refused() {
+        let config = b"{\"architecture\":\"amd64\",\"os\":\"linux\",\"history\":[{\"created_by\":\"/bin/sh -c #(nop) COPY dir:9cb95877972eaa3c10d46a212a600705109eb41f2\xa4\xcae8aae88018c9d1c7355c1 in a      \"}],\"rootfs\":{\"type\":\"layers\",\"diff_ids\":[]}}";
+        let src = crate::source::DirMembers::new(Path::new("src"));
+        let e = parse_config(&src, "c.json", config)
+            .expect_err("refused")
+            .to_string();
+        assert_eq!(
+            e,
+            "`src`: member `c.json`: the image config is not valid JSON: invalid unicode code point at line 1 column 132"
+        );
+        let good = String::from_utf8_lossy(config).into_owned();
+        let cfg = parse_config(&src, "c.json", good.as_bytes()).expect("valid once repaired");
+        assert_eq!(cfg.architecture, "amd64");
+    }
 }
