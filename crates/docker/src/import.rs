@@ -28,6 +28,7 @@ use std::path::{Path, PathBuf};
 use ocikit_layout::compress::{decompressor, sniff, Sniffed, SNIFF_LEN};
 use ocikit_layout::layer::{copy_layer, write_layer, CompressOptions, LayerInfo};
 use ocikit_layout::refs;
+use ocikit_layout::validate::DocType;
 use ocikit_layout::walk::{shape_class, Walk};
 use ocikit_layout::Class;
 use ocikit_layout::{
@@ -309,6 +310,20 @@ fn parse_config(m: &dyn Members, name: &str, bytes: &[u8]) -> Result<ImageConfig
     // without checking their strings (`IgnoredAny` does not either), and a config with invalid
     // UTF-8 there would be stored, and then be invalid JSON to fsck and to every other reader.
     serde_json::from_slice::<Value>(bytes).map_err(bad)?;
+    // Then the schema checks fsck --deep applies (advisories aside): an import never leaves
+    // a layout that fsck finds wrong. moby refuses the same configs (a `created` that is not an
+    // RFC 3339 time fails its JSON decoding).
+    let problems: Vec<String> = ocikit_layout::validate::check(DocType::Config, bytes)
+        .into_iter()
+        .filter(|v| !v.contains("the spec says SHOULD"))
+        .collect();
+    if !problems.is_empty() {
+        return Err(Error::member(
+            m.path(),
+            name,
+            format!("the image config is invalid: {}", problems.join("; ")),
+        ));
+    }
     serde_json::from_slice(bytes).map_err(bad)
 }
 
@@ -1332,5 +1347,23 @@ mod tests {
         let good = String::from_utf8_lossy(config).into_owned();
         let cfg = parse_config(&src, "c.json", good.as_bytes()).expect("valid once repaired");
         assert_eq!(cfg.architecture, "amd64");
+    }
+
+    /// From the `docker_archive` fuzz target: a legacy (`repositories`) archive whose v1 image
+    /// JSON says `"created":"2015-03-04T21:73:56.769279623Z"` (minute 73) was imported, and
+    /// fsck --deep then found the config invalid. moby's loader refuses it too.
+    #[test]
+    fn configs_failing_the_schema_checks_are_refused() {
+        let src = crate::source::DirMembers::new(Path::new("src"));
+        let config = br#"{"architecture":"amd64","created":"2015-03-04T21:73:56.769279623Z","history":[{"created":"2015-03-04T21:73:56.769279623Z"}],"os":"linux","rootfs":{"diff_ids":[],"type":"layers"}}"#;
+        let e = parse_config(&src, "0123/json", config)
+            .expect_err("refused")
+            .to_string();
+        assert_eq!(
+            e,
+            "`src`: member `0123/json`: the image config is invalid: created: not an rfc 3339 date-time; history[0].created: not an rfc 3339 date-time"
+        );
+        let fixed = String::from_utf8_lossy(config).replace(":73:", ":38:");
+        parse_config(&src, "0123/json", fixed.as_bytes()).expect("valid");
     }
 }
