@@ -6,8 +6,8 @@
 //! Deterministic: a fixed seed and the small PRNG in `common`. A failure prints the iteration and
 //! the mutated document, which then belongs in a regression test.
 //!
-//! Docker `manifest.json` / `repositories` mutations join here when `import` lands: add their
-//! documents to `collect_docs` with a new `Kind` and a placement that builds an archive.
+//! Docker `manifest.json` / `repositories` mutations, inside rebuilt docker-save archives, are in
+//! `tests/mutation_docker.rs`.
 
 mod craft;
 

@@ -7,8 +7,15 @@
 //!   removed); an absolute name or a `..` component refuses the whole archive;
 //! - symlinks and hard links are resolved to other members ([`Archive::resolve`]); a link that
 //!   leaves the archive, loops, or ends nowhere is an error naming it;
-//! - at most [`MEMBER_LIMIT`] members and [`NAME_LIMIT`] bytes per name;
-//! - a member whose data runs past the end of the file means the archive is truncated.
+//! - at most [`MEMBER_LIMIT`] members, [`NAME_LIMIT`] bytes per name or link target and
+//!   [`NAMES_LIMIT`] bytes of names and link targets in all (the index is held in memory);
+//! - GNU long-name and PAX extension headers (which the tar reader reads into memory whole) of at
+//!   most [`EXTENSION_LIMIT`] bytes, checked by a first pass over the headers before the tar
+//!   reader sees them;
+//! - a member of any kind whose header declares more data than the file holds means the archive
+//!   is truncated (or lies): it is refused, naming the member, before anything is read.
+//!
+//! [`Limits`] carries these; [`Archive::open`] uses the defaults.
 //!
 //! `.tar.gz` and `.tar.zst` archives are recognised by their first bytes and decompressed once
 //! into an anonymous temp file (removed by the kernel when closed), which is then read like any
@@ -32,6 +39,35 @@ use crate::{Error, Result};
 pub const MEMBER_LIMIT: usize = 1_000_000;
 /// The longest member name, in bytes.
 pub const NAME_LIMIT: usize = 4096;
+/// All member names and link targets together, in bytes.
+pub const NAMES_LIMIT: usize = 64 << 20;
+/// The largest GNU long-name/long-link or PAX extension header's data, in bytes.
+pub const EXTENSION_LIMIT: u64 = 1 << 20;
+
+/// What indexing an archive may hold in memory. The defaults are the `*_LIMIT` constants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// The most members.
+    pub members: usize,
+    /// The longest member name or link target, in bytes.
+    pub name: usize,
+    /// All member names and link targets together, in bytes.
+    pub names: usize,
+    /// The largest extension header's data (GNU long names, PAX records), in bytes.
+    pub extension: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            members: MEMBER_LIMIT,
+            name: NAME_LIMIT,
+            names: NAMES_LIMIT,
+            extension: EXTENSION_LIMIT,
+        }
+    }
+}
+
 /// How many links [`Archive::resolve`] follows before calling it a loop.
 const LINK_HOPS: usize = 32;
 
@@ -70,11 +106,14 @@ pub struct Archive {
     compression: Compression,
 }
 
-/// Normalize a member name: drop `./`, `.` and empty components; refuse absolute names and
-/// `..` components.
+/// Normalize a member name: drop `./`, `.` and empty components; refuse absolute names,
+/// `..` components and NUL bytes (which no file name can hold).
 pub fn normalize(name: &str) -> std::result::Result<String, String> {
     if name.starts_with('/') {
         return Err("absolute path".into());
+    }
+    if name.contains('\0') {
+        return Err("NUL in path".into());
     }
     let mut parts = Vec::new();
     for c in name.split('/') {
@@ -87,8 +126,10 @@ pub fn normalize(name: &str) -> std::result::Result<String, String> {
     Ok(parts.join("/"))
 }
 
-/// Join a symlink's target to the directory of the link, resolving `..` inside the archive.
-fn join_link(link: &str, target: &str) -> Option<String> {
+/// Join a symlink's target to the directory of the (normalized) link `link`, resolving `..`
+/// inside the archive: `None` when the target is absolute or climbs above the archive's root.
+/// Public for the fuzz targets; [`Archive::resolve`] is what the importer uses.
+pub fn join_link(link: &str, target: &str) -> Option<String> {
     if target.starts_with('/') {
         return None;
     }
@@ -107,8 +148,13 @@ fn join_link(link: &str, target: &str) -> Option<String> {
 }
 
 impl Archive {
-    /// Open and index a tar (plain, gzip or zstd) on disk.
+    /// Open and index a tar (plain, gzip or zstd) on disk, with the default [`Limits`].
     pub fn open(path: &Path) -> Result<Archive> {
+        Archive::open_with(path, &Limits::default())
+    }
+
+    /// Open and index a tar (plain, gzip or zstd) on disk, within `limits`.
+    pub fn open_with(path: &Path, limits: &Limits) -> Result<Archive> {
         let mut file = File::open(path).map_err(|e| Error::io(path, e))?;
         let mut head = vec![0u8; SNIFF_LEN];
         let n = ocikit_layout::compress::read_full(&mut file, &mut head)
@@ -153,7 +199,7 @@ impl Archive {
                 spool
             }
         };
-        let members = index(&file, path)?;
+        let members = index(&file, path, limits)?;
         Ok(Archive {
             path: path.to_path_buf(),
             file,
@@ -262,13 +308,63 @@ impl Archive {
     }
 }
 
+/// Walk the chain of headers (reading headers only) and refuse an extension header whose data
+/// is over the limit, before the tar reader reads it into memory. Anything the walk does not
+/// understand (a bad checksum, an unreadable size) ends it: the tar reader reports those.
+fn check_extensions(file: &File, path: &Path, file_len: u64, limit: u64) -> Result<()> {
+    let mut pos = 0u64;
+    let mut block = [0u8; 512];
+    while pos.saturating_add(512) <= file_len {
+        file.read_exact_at(&mut block, pos)
+            .map_err(|e| Error::io(path, e))?;
+        if block.iter().all(|&b| b == 0) {
+            return Ok(());
+        }
+        let h = tar::Header::from_byte_slice(&block);
+        let mut sum: u32 = block.iter().map(|&b| u32::from(b)).sum();
+        sum -= block[148..156].iter().map(|&b| u32::from(b)).sum::<u32>();
+        sum += 8 * u32::from(b' ');
+        let (Ok(size), Ok(cksum)) = (h.entry_size(), h.cksum()) else {
+            return Ok(());
+        };
+        if cksum != sum {
+            return Ok(());
+        }
+        use tar::EntryType as T;
+        if matches!(
+            h.entry_type(),
+            T::GNULongName | T::GNULongLink | T::XHeader | T::XGlobalHeader
+        ) && size > limit
+        {
+            let name = String::from_utf8_lossy(&h.path_bytes()).into_owned();
+            return Err(Error::member(
+                path,
+                &name,
+                format!(
+                    "an extension header (long name or PAX records) of {size} bytes, over the {limit}-byte limit"
+                ),
+            ));
+        }
+        let Some(next) = size
+            .checked_next_multiple_of(512)
+            .and_then(|s| s.checked_add(pos + 512))
+        else {
+            return Ok(());
+        };
+        pos = next;
+    }
+    Ok(())
+}
+
 /// Index the members of a plain tar.
-fn index(file: &File, path: &Path) -> Result<BTreeMap<String, Member>> {
+fn index(file: &File, path: &Path, limits: &Limits) -> Result<BTreeMap<String, Member>> {
     let file_len = file.metadata().map_err(|e| Error::io(path, e))?.len();
+    check_extensions(file, path, file_len, limits.extension)?;
     let bad = |reason: String| Error::BadSource {
         path: path.to_path_buf(),
         reason,
     };
+    let mut names_total = 0usize;
     let mut ar = tar::Archive::new(file);
     let entries = ar
         .entries_with_seek()
@@ -286,13 +382,22 @@ fn index(file: &File, path: &Path) -> Result<BTreeMap<String, Member>> {
             }
         })?;
         count += 1;
-        if count > MEMBER_LIMIT {
-            return Err(bad(format!("more than {MEMBER_LIMIT} members")));
+        if count > limits.members {
+            return Err(bad(format!("more than {} members", limits.members)));
         }
         let raw = entry.path_bytes();
-        if raw.len() > NAME_LIMIT {
+        let link_len = entry.link_name_bytes().map_or(0, |l| l.len());
+        if raw.len() > limits.name || link_len > limits.name {
             return Err(bad(format!(
-                "a member name is longer than {NAME_LIMIT} bytes"
+                "a member name or link target is longer than {} bytes",
+                limits.name
+            )));
+        }
+        names_total += raw.len() + link_len;
+        if names_total > limits.names {
+            return Err(bad(format!(
+                "member names and link targets add up to more than {} bytes",
+                limits.names
             )));
         }
         let raw_name = String::from_utf8_lossy(&raw).into_owned();
@@ -322,18 +427,26 @@ fn index(file: &File, path: &Path) -> Result<BTreeMap<String, Member>> {
             _ => MemberKind::Other,
         };
         let offset = entry.raw_file_position();
-        let size = if kind == MemberKind::File {
-            entry.size()
-        } else {
-            0
+        // Every kind of member is checked: the tar reader skips the declared size of a
+        // directory or link too, past the end of the file, and would then see the end of the
+        // archive where the members after it are.
+        let declared = match entry.header().entry_type() {
+            // A sparse file's size is the expanded one; its data in the tar is the header's.
+            tar::EntryType::GNUSparse => entry.header().entry_size().unwrap_or(u64::MAX),
+            _ => entry.size(),
         };
-        if offset.saturating_add(size) > file_len {
+        if offset.saturating_add(declared) > file_len {
             return Err(Error::member(
                 path,
                 &raw_name,
-                format!("truncated archive: the member needs {size} bytes at offset {offset}, the tar ends at {file_len}"),
+                format!("truncated archive: the member needs {declared} bytes at offset {offset}, the tar ends at {file_len}"),
             ));
         }
+        let size = if kind == MemberKind::File {
+            declared
+        } else {
+            0
+        };
         if name.is_empty() {
             continue;
         }
@@ -379,6 +492,7 @@ mod tests {
         assert_eq!(normalize("manifest.json").as_deref(), Ok("manifest.json"));
         assert!(normalize("/etc/passwd").is_err());
         assert!(normalize("a/../../b").is_err());
+        assert_eq!(normalize("a\0b"), Err("NUL in path".to_string()));
         assert_eq!(
             join_link("x/layer.tar", "../y/layer.tar").as_deref(),
             Some("y/layer.tar")
@@ -482,5 +596,105 @@ mod tests {
             .expect_err("junk")
             .to_string()
             .contains("not a tar archive"));
+    }
+
+    fn open_limited(bytes: &[u8], limits: &Limits) -> Result<Archive> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("a.tar");
+        std::fs::write(&p, bytes).expect("write");
+        Archive::open_with(&p, limits)
+    }
+
+    #[test]
+    fn member_count_name_length_and_total_name_bytes_are_bounded() {
+        use tar::EntryType as T;
+        let three = tar_of(&[
+            ("a".repeat(40).as_str(), T::Regular, "", b"1"),
+            ("b".repeat(40).as_str(), T::Regular, "", b"2"),
+            ("c".repeat(40).as_str(), T::Symlink, &"a".repeat(40), b""),
+        ]);
+        let ok = open_limited(&three, &Limits::default()).expect("within the defaults");
+        assert_eq!(ok.members().len(), 3);
+        let err = |l: Limits| {
+            open_limited(&three, &l)
+                .expect_err("over a limit")
+                .to_string()
+        };
+        let d = Limits::default();
+        assert!(err(Limits { members: 2, ..d }).ends_with("`: more than 2 members"));
+        assert!(err(Limits { name: 39, ..d })
+            .ends_with("`: a member name or link target is longer than 39 bytes"));
+        assert!(err(Limits { names: 150, ..d })
+            .ends_with("`: member names and link targets add up to more than 150 bytes"));
+        // A GNU long name over the default name limit.
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_size(1);
+        h.set_mode(0o644);
+        b.append_data(&mut h, "x/".repeat(2100), &b"1"[..])
+            .expect("append");
+        let long = b.into_inner().expect("tar");
+        let e = open_limited(&long, &d).expect_err("long name").to_string();
+        assert!(
+            e.ends_with("`: a member name or link target is longer than 4096 bytes"),
+            "{e}"
+        );
+    }
+
+    /// A GNU long-name header declaring 2 MiB: refused before the tar reader reads it into
+    /// memory (without the first pass, the reader reads it whole and the name check only sees
+    /// it afterwards).
+    #[test]
+    fn oversized_extension_headers_are_refused_before_they_are_read() {
+        let mut h = tar::Header::new_gnu();
+        h.as_gnu_mut().expect("gnu").name[..13].copy_from_slice(b"././@LongLink");
+        h.set_entry_type(tar::EntryType::GNULongName);
+        h.set_size(2 << 20);
+        h.set_cksum();
+        let mut t = h.as_bytes().to_vec();
+        t.resize(t.len() + (2 << 20), b'a');
+        t.extend(tar_of(&[("m", tar::EntryType::Regular, "", b"x")]));
+        let e = open_limited(&t, &Limits::default())
+            .expect_err("refused")
+            .to_string();
+        assert!(
+            e.ends_with("member `././@LongLink`: an extension header (long name or PAX records) of 2097152 bytes, over the 1048576-byte limit"),
+            "{e}"
+        );
+        // At the limit it is read (and then refused as a name).
+        let small = Limits {
+            extension: 4 << 20,
+            ..Limits::default()
+        };
+        let e = open_limited(&t, &small).expect_err("refused").to_string();
+        assert!(e.ends_with("longer than 4096 bytes"), "{e}");
+    }
+
+    /// A directory whose header declares a terabyte of data: before, the reader skipped past
+    /// the end of the file and saw the end of the archive there, so the members after it
+    /// silently vanished.
+    #[test]
+    fn absurd_sizes_of_any_member_kind_are_refused() {
+        for kind in [
+            tar::EntryType::Directory,
+            tar::EntryType::Symlink,
+            tar::EntryType::Regular,
+        ] {
+            let mut h = tar::Header::new_ustar();
+            h.as_old_mut().name[..1].copy_from_slice(b"d");
+            h.as_old_mut().linkname[..1].copy_from_slice(b"m");
+            h.set_entry_type(kind);
+            h.set_size(1 << 40);
+            h.set_cksum();
+            let mut t = h.as_bytes().to_vec();
+            t.extend(tar_of(&[("m", tar::EntryType::Regular, "", b"x")]));
+            let e = open_limited(&t, &Limits::default())
+                .expect_err("refused")
+                .to_string();
+            assert!(
+                e.ends_with("member `d`: truncated archive: the member needs 1099511627776 bytes at offset 512, the tar ends at 2560"),
+                "{kind:?}: {e}"
+            );
+        }
     }
 }

@@ -31,6 +31,7 @@ use ocikit_layout::compress::{decompressor, sniff, Sniffed, SNIFF_LEN};
 use ocikit_layout::fsck::run_parallel_max;
 use ocikit_layout::layer::{copy_layer, write_layer, CompressOptions, LayerInfo};
 use ocikit_layout::refs;
+use ocikit_layout::validate::DocType;
 use ocikit_layout::walk::{shape_class, Walk};
 use ocikit_layout::Class;
 use ocikit_layout::{
@@ -301,13 +302,32 @@ fn blob_member(d: &Digest) -> String {
 }
 
 fn parse_config(m: &dyn Members, name: &str, bytes: &[u8]) -> Result<ImageConfig> {
-    serde_json::from_slice(bytes).map_err(|e| {
+    let bad = |e: serde_json::Error| {
         Error::member(
             m.path(),
             name,
             format!("the image config is not valid JSON: {e}"),
         )
-    })
+    };
+    // The whole document first: the fields `ImageConfig` does not read are skipped by serde
+    // without checking their strings (`IgnoredAny` does not either), and a config with invalid
+    // UTF-8 there would be stored, and then be invalid JSON to fsck and to every other reader.
+    serde_json::from_slice::<Value>(bytes).map_err(bad)?;
+    // Then the schema checks fsck --deep applies (advisories aside): an import never leaves
+    // a layout that fsck finds wrong. moby refuses the same configs (a `created` that is not an
+    // RFC 3339 time fails its JSON decoding).
+    let problems: Vec<String> = ocikit_layout::validate::check(DocType::Config, bytes)
+        .into_iter()
+        .filter(|v| !v.contains("the spec says SHOULD"))
+        .collect();
+    if !problems.is_empty() {
+        return Err(Error::member(
+            m.path(),
+            name,
+            format!("the image config is invalid: {}", problems.join("; ")),
+        ));
+    }
+    serde_json::from_slice(bytes).map_err(bad)
 }
 
 /// Build an image: store the config as it is, stream every layer, write a new OCI manifest.
@@ -505,8 +525,26 @@ fn canonical(m: &dyn Members, name: &str) -> Result<String> {
     m.canonical(name)
 }
 
+/// Refuse a member whose size is not the one its descriptor declares, before reading any of it
+/// (a member far larger than declared would otherwise be streamed, decompressed and written
+/// until the mismatch shows).
+fn check_member_size(m: &dyn Members, member: &str, declared: u64) -> Result<()> {
+    let have = m.size(member)?;
+    if have != declared {
+        return Err(Error::member(
+            m.path(),
+            member,
+            format!("is {have} bytes, its descriptor says {declared}"),
+        ));
+    }
+    Ok(())
+}
+
 fn stream_layer(ctx: &Ctx<'_>, m: &dyn Members, lp: &LayerPlan) -> Result<LayerInfo> {
     let member_err = |e: &dyn std::fmt::Display| Error::member(m.path(), &lp.member, e.to_string());
+    if let Some(s) = &lp.source {
+        check_member_size(m, &lp.member, s.size)?;
+    }
     let raw = Progress {
         inner: m.open(&lp.member)?,
         report: ctx.opts.progress,
@@ -551,38 +589,39 @@ fn stream_layer(ctx: &Ctx<'_>, m: &dyn Members, lp: &LayerPlan) -> Result<LayerI
 
 // ---------------------------------------------------------------- docker save (manifest.json)
 
+/// One image of a docker save `manifest.json`. Member names are as written (the archive
+/// normalizes them when they are read); RepoTags are checked when the image is imported.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
-struct SaveEntry {
-    config: String,
+pub struct SaveEntry {
+    /// The config's member.
+    pub config: String,
+    /// The names of the image.
     #[serde(default)]
-    repo_tags: Option<Vec<String>>,
+    pub repo_tags: Option<Vec<String>>,
+    /// The layers' members, base first.
     #[serde(default)]
-    layers: Option<Vec<String>>,
+    pub layers: Option<Vec<String>>,
+    /// Descriptors of (foreign) layers, by diff_id.
     #[serde(default)]
-    layer_sources: Option<BTreeMap<Digest, Descriptor>>,
+    pub layer_sources: Option<BTreeMap<Digest, Descriptor>>,
+}
+
+/// Parse a docker save `manifest.json`: a non-empty list of images. The error says why not
+/// (without the member's name).
+pub fn parse_save_manifest(bytes: &[u8]) -> std::result::Result<Vec<SaveEntry>, String> {
+    let list: Option<Vec<SaveEntry>> =
+        serde_json::from_slice(bytes).map_err(|e| format!("not a docker save manifest: {e}"))?;
+    let list = list.ok_or("is `null`, not a list of images")?;
+    if list.is_empty() {
+        return Err("lists no images".into());
+    }
+    Ok(list)
 }
 
 fn read_save_manifest(ar: &Archive) -> Result<Vec<SaveEntry>> {
     let bytes = ar.read_small("manifest.json", JSON_LIMIT)?;
-    let list: Option<Vec<SaveEntry>> = serde_json::from_slice(&bytes).map_err(|e| {
-        Error::member(
-            ar.path(),
-            "manifest.json",
-            format!("not a docker save manifest: {e}"),
-        )
-    })?;
-    let list = list.ok_or_else(|| {
-        Error::member(
-            ar.path(),
-            "manifest.json",
-            "is `null`, not a list of images",
-        )
-    })?;
-    if list.is_empty() {
-        return Err(Error::member(ar.path(), "manifest.json", "lists no images"));
-    }
-    Ok(list)
+    parse_save_manifest(&bytes).map_err(|r| Error::member(ar.path(), "manifest.json", r))
 }
 
 fn save_entry_image(ctx: &mut Ctx<'_>, ar: &Archive, e: &SaveEntry) -> Result<Descriptor> {
@@ -955,6 +994,7 @@ fn copy_leaf(ctx: &Ctx<'_>, m: &dyn Members, d: &Descriptor) -> Result<()> {
     if ctx.lock.layout().blob_size(&d.digest)? == Some(d.size) {
         return Ok(());
     }
+    check_member_size(m, &member, d.size)?;
     let alg = d
         .digest
         .algorithm()
@@ -1174,16 +1214,13 @@ fn dir_image(
 /// How deep a v1 parent chain may go.
 const CHAIN_LIMIT: usize = 1000;
 
-fn legacy(ctx: &mut Ctx<'_>, ar: &Archive, entries: &mut Vec<Entry>) -> Result<()> {
-    let bytes = ar.read_small("repositories", JSON_LIMIT)?;
-    let repos: BTreeMap<String, BTreeMap<String, String>> = serde_json::from_slice(&bytes)
-        .map_err(|e| {
-            Error::member(
-                ar.path(),
-                "repositories",
-                format!("not a repositories file: {e}"),
-            )
-        })?;
+/// Parse a legacy `repositories` file (`{"repo": {"tag": "<v1 id>"}}`) into the names of each
+/// v1 image id (`repo:tag`, not yet checked as ref names). The error says why not.
+pub fn parse_repositories(
+    bytes: &[u8],
+) -> std::result::Result<BTreeMap<String, Vec<String>>, String> {
+    let repos: BTreeMap<String, BTreeMap<String, String>> =
+        serde_json::from_slice(bytes).map_err(|e| format!("not a repositories file: {e}"))?;
     let mut by_id: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (repo, tags) in &repos {
         for (tag, id) in tags {
@@ -1194,8 +1231,15 @@ fn legacy(ctx: &mut Ctx<'_>, ar: &Archive, entries: &mut Vec<Entry>) -> Result<(
         }
     }
     if by_id.is_empty() {
-        return Err(Error::member(ar.path(), "repositories", "names no images"));
+        return Err("names no images".into());
     }
+    Ok(by_id)
+}
+
+fn legacy(ctx: &mut Ctx<'_>, ar: &Archive, entries: &mut Vec<Entry>) -> Result<()> {
+    let bytes = ar.read_small("repositories", JSON_LIMIT)?;
+    let by_id =
+        parse_repositories(&bytes).map_err(|r| Error::member(ar.path(), "repositories", r))?;
     for (id, names) in by_id {
         let d = legacy_image(ctx, ar, &id)?;
         for n in &names {
@@ -1331,4 +1375,46 @@ fn go_json<T: serde::Serialize>(v: &T) -> Result<Vec<u8>> {
         .replace('\u{2028}', "\\u2028")
         .replace('\u{2029}', "\\u2029");
     Ok(s.into_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// From the `docker_archive` fuzz target: a docker-save config whose `history[].created_by`
+    /// holds two bytes that are not UTF-8 was imported, and fsck then found the stored config
+    /// invalid JSON.
+    #[test]
+    fn configs_with_invalid_utf8_in_unread_fields_are_refused() {
+        let config = b"{\"architecture\":\"amd64\",\"os\":\"linux\",\"history\":[{\"created_by\":\"/bin/sh -c #(nop) COPY dir:9cb95877972eaa3c10d46a212a600705109eb41f2\xa4\xcae8aae88018c9d1c7355c1 in a      \"}],\"rootfs\":{\"type\":\"layers\",\"diff_ids\":[]}}";
+        let src = crate::source::DirMembers::new(Path::new("src"));
+        let e = parse_config(&src, "c.json", config)
+            .expect_err("refused")
+            .to_string();
+        assert_eq!(
+            e,
+            "`src`: member `c.json`: the image config is not valid JSON: invalid unicode code point at line 1 column 132"
+        );
+        let good = String::from_utf8_lossy(config).into_owned();
+        let cfg = parse_config(&src, "c.json", good.as_bytes()).expect("valid once repaired");
+        assert_eq!(cfg.architecture, "amd64");
+    }
+
+    /// From the `docker_archive` fuzz target: a legacy (`repositories`) archive whose v1 image
+    /// JSON says `"created":"2015-03-04T21:73:56.769279623Z"` (minute 73) was imported, and
+    /// fsck --deep then found the config invalid. moby's loader refuses it too.
+    #[test]
+    fn configs_failing_the_schema_checks_are_refused() {
+        let src = crate::source::DirMembers::new(Path::new("src"));
+        let config = br#"{"architecture":"amd64","created":"2015-03-04T21:73:56.769279623Z","history":[{"created":"2015-03-04T21:73:56.769279623Z"}],"os":"linux","rootfs":{"diff_ids":[],"type":"layers"}}"#;
+        let e = parse_config(&src, "0123/json", config)
+            .expect_err("refused")
+            .to_string();
+        assert_eq!(
+            e,
+            "`src`: member `0123/json`: the image config is invalid: created: not an rfc 3339 date-time; history[0].created: not an rfc 3339 date-time"
+        );
+        let fixed = String::from_utf8_lossy(config).replace(":73:", ":38:");
+        parse_config(&src, "0123/json", fixed.as_bytes()).expect("valid");
+    }
 }

@@ -1,0 +1,144 @@
+//! Hostile archives: members far larger than their descriptors declare, and extension headers
+//! declaring gigabytes. Both are sparse files here (gigabytes declared, almost nothing on disk),
+//! so each test is fast when the protection works and slow, or out of memory, when it does not.
+//! The archive reader's own limits (member count, name lengths, absurd header sizes, link
+//! escapes) have unit tests in `crates/docker/src/archive.rs`.
+
+mod craft;
+
+use std::fs;
+use std::io::{Seek, SeekFrom, Write};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use craft::*;
+
+/// A tar of small members, without the end-of-archive blocks (more members follow).
+fn small_members(files: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for (name, data) in files {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        b.append_data(&mut h, name, *data).expect("append");
+    }
+    let mut out = b.into_inner().expect("tar");
+    out.truncate(out.len() - 1024);
+    out
+}
+
+/// Write `head`, then a member header of `kind` named `name` declaring `size` bytes of data that
+/// are a hole in the file, then `tail` members and the end of the archive.
+fn with_sparse_member(
+    path: &Path,
+    head: &[u8],
+    name: &[u8],
+    kind: tar::EntryType,
+    size: u64,
+    tail: &[u8],
+) {
+    let mut h = tar::Header::new_gnu();
+    h.as_gnu_mut().expect("gnu").name[..name.len()].copy_from_slice(name);
+    h.set_entry_type(kind);
+    h.set_size(size);
+    h.set_mode(0o644);
+    h.set_cksum();
+    let mut f = fs::File::create(path).expect("create");
+    f.write_all(head).expect("write");
+    f.write_all(h.as_bytes()).expect("write");
+    let pos = f.stream_position().expect("pos") + size.div_ceil(512) * 512;
+    f.seek(SeekFrom::Start(pos)).expect("seek");
+    f.write_all(tail).expect("write");
+    f.write_all(&[0u8; 1024]).expect("write");
+}
+
+/// An OCI archive whose layer descriptor says 1024 bytes while the member holds 1 GiB: refused
+/// from the tar header before a byte is copied. Without the check the whole gigabyte was copied
+/// into the layout, and only then found not to match.
+#[test]
+fn a_layer_member_larger_than_its_descriptor_is_refused_before_it_is_read() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let layer_digest = sha256(b"the layer the descriptor means");
+    let config =
+        br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#;
+    let manifest = format!(
+        r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{}","size":{}}},"layers":[{{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"{layer_digest}","size":1024}}]}}"#,
+        sha256(config),
+        config.len()
+    );
+    let index = format!(
+        r#"{{"schemaVersion":2,"manifests":[{{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"{}","size":{},"annotations":{{"org.opencontainers.image.ref.name":"big"}}}}]}}"#,
+        sha256(manifest.as_bytes()),
+        manifest.len()
+    );
+    let blob = |d: &str| format!("blobs/sha256/{}", &d[7..]);
+    let (mname, cname) = (blob(&sha256(manifest.as_bytes())), blob(&sha256(config)));
+    let head = small_members(&[
+        ("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#),
+        ("index.json", index.as_bytes()),
+        (&mname, manifest.as_bytes()),
+        (&cname, config),
+    ]);
+    let src = tmp.path().join("big.tar");
+    let lname = blob(&layer_digest);
+    with_sparse_member(
+        &src,
+        &head,
+        lname.as_bytes(),
+        tar::EntryType::Regular,
+        1 << 30,
+        &[],
+    );
+    let dest = tmp.path().join("dest");
+    let t = Instant::now();
+    let o = run(&[
+        "import",
+        src.to_str().expect("utf-8"),
+        dest.to_str().expect("utf-8"),
+    ]);
+    let took = t.elapsed();
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert_eq!(
+        stderr(&o),
+        format!(
+            "ocikit: error: `{}`: member `{lname}`: is 1073741824 bytes, its descriptor says 1024\n",
+            src.display()
+        )
+    );
+    assert!(!dest.exists());
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+}
+
+/// A GNU long-name header declaring 3 GiB (a hole on disk). The tar reader reads such a header's
+/// data into memory whole: without the first pass over the headers, under a 1 GiB address-space
+/// cap, it read a gigabyte and failed with "out of memory" (without the cap it took 3 GiB).
+/// ocikit refuses it from its header first.
+#[test]
+fn a_gigabyte_long_name_header_is_refused_without_reading_it() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let src = tmp.path().join("longname.tar");
+    let tail = small_members(&[("manifest.json", b"[]")]);
+    with_sparse_member(
+        &src,
+        &[],
+        b"././@LongLink",
+        tar::EntryType::GNULongName,
+        3 << 30,
+        &tail,
+    );
+    let dest = tmp.path().join("dest");
+    let o = run_capped(&[
+        "import",
+        src.to_str().expect("utf-8"),
+        dest.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert_eq!(
+        stderr(&o),
+        format!(
+            "ocikit: error: `{}`: member `././@LongLink`: an extension header (long name or PAX records) of 3221225472 bytes, over the 1048576-byte limit\n",
+            src.display()
+        )
+    );
+    assert!(!dest.exists());
+}
