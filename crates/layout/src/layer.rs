@@ -225,19 +225,10 @@ pub fn copy_layer(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Layout, Options};
 
     #[test]
     fn same_input_same_bytes_and_diff_id_survives_recompression() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let (l, _) = Layout::init(
-            dir.path().join("l"),
-            Options {
-                durable: false,
-                ..Options::default()
-            },
-        )
-        .expect("init");
+        let (_dir, l) = crate::layout::scratch();
         let lock = l.lock().expect("lock");
         let data: Vec<u8> = (0..200_000u32)
             .flat_map(|i| (i % 251).to_le_bytes())

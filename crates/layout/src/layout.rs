@@ -789,6 +789,18 @@ pub fn peek<R: Read>(mut r: R, len: usize) -> io::Result<(Vec<u8>, Peeked<R>)> {
     Ok((head.clone(), io::Cursor::new(head).chain(r)))
 }
 
+/// A fresh layout in a temp dir, without fsync: for unit tests.
+#[cfg(test)]
+pub(crate) fn scratch() -> (tempfile::TempDir, Layout) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let opts = Options {
+        durable: false,
+        ..Options::default()
+    };
+    let (l, _) = Layout::init(dir.path().join("l"), opts).expect("init");
+    (dir, l)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

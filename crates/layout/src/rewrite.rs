@@ -313,7 +313,6 @@ pub fn patch_descriptor(obj: &mut Map<String, Value>, new: &Descriptor) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Layout, Options};
 
     /// Renames one media type everywhere it stands as a document's own type.
     struct Relabel {
@@ -354,15 +353,7 @@ mod tests {
 
     #[test]
     fn parents_are_rewritten_and_shared_children_converted_once() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let (l, _) = Layout::init(
-            dir.path().join("l"),
-            Options {
-                durable: false,
-                ..Options::default()
-            },
-        )
-        .expect("init");
+        let (_dir, l) = crate::layout::scratch();
         let lock = l.lock().expect("lock");
         let (cfg, cfg_size) = lock.write_blob(b"{}").expect("w");
         let m1 = format!(
@@ -462,15 +453,7 @@ mod tests {
 
     #[test]
     fn entries_can_be_filtered() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let (l, _) = Layout::init(
-            dir.path().join("l"),
-            Options {
-                durable: false,
-                ..Options::default()
-            },
-        )
-        .expect("init");
+        let (_dir, l) = crate::layout::scratch();
         let lock = l.lock().expect("lock");
         let (m, ms) = lock
             .write_blob(br#"{"schemaVersion":2,"config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":2},"layers":[]}"#)

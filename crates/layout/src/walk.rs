@@ -633,16 +633,10 @@ pub fn shape_class(v: &Value) -> Class {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Options, WriteLock};
+    use crate::WriteLock;
 
     fn layout() -> (tempfile::TempDir, Layout) {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let opts = Options {
-            durable: false,
-            ..Options::default()
-        };
-        let (l, _) = Layout::init(dir.path().join("l"), opts).expect("init");
-        (dir, l)
+        crate::layout::scratch()
     }
 
     fn put(lock: &WriteLock<'_>, mt: MediaType, bytes: &[u8]) -> Descriptor {
@@ -779,15 +773,7 @@ mod tests {
     /// used to block on: a missing manifest, but not a missing subject.
     #[test]
     fn reach_agrees_with_the_walk() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let (l, _) = Layout::init(
-            dir.path().join("l"),
-            Options {
-                durable: false,
-                ..Options::default()
-            },
-        )
-        .expect("init");
+        let (_dir, l) = crate::layout::scratch();
         let lock = l.lock().expect("lock");
         let (cfg, cfg_size) = lock.write_blob(b"{}").expect("config");
         let (layer, layer_size) = lock.write_blob(b"layer").expect("layer");
