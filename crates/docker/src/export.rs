@@ -281,13 +281,14 @@ fn write_tar(
                 let path = layout.blob_path(&d.digest);
                 let compression = d.media_type.compression().unwrap_or(Compression::None);
                 let raw = layout.open_blob(&d.digest, Some(d.size))?;
-                // Decompression, and the check of the stored bytes at their end, on a second
-                // core; writing on this one. The stored bytes are the ones the first pass
-                // decompressed to `diff_id` (their digest is checked again before the entry
-                // ends), so the output is not hashed again.
+                // Three stages on their own threads: reading and hashing the stored bytes
+                // (checked at their end), decompressing, writing. The stored bytes are the
+                // ones the first pass decompressed to `diff_id` (their digest is checked again
+                // before the entry ends), so the output is not hashed again.
                 std::thread::scope(|scope| {
-                    let (inner, producer) =
-                        Pipe::start(scope, move || decompressor(raw, compression));
+                    let (stored, reader) = Pipe::start(scope, move || Ok(Box::new(raw)));
+                    let (inner, inflater) =
+                        Pipe::start(scope, move || decompressor(stored, compression));
                     let mut r = Exact {
                         inner,
                         left: *size,
@@ -297,7 +298,8 @@ fn write_tar(
                     let mut h = header(mtime, *size, false);
                     let res = b.append_data(&mut h, name, &mut r);
                     drop(r);
-                    let _ = producer.join();
+                    let _ = inflater.join();
+                    let _ = reader.join();
                     res.map_err(|e| unwrap_err(e, &path))
                 })?;
                 blobs += 1;
