@@ -473,3 +473,98 @@ fn index_refs_need_a_platform() {
     );
     assert_eq!(save[0]["RepoTags"][0], "multi");
 }
+
+/// A gzip layer whose content does not match the config's diff_id stops the export, naming
+/// the layer, and leaves no file; the layers around it are decompressed by the pool meanwhile.
+#[test]
+fn a_layer_that_does_not_match_its_diff_id_stops_the_export() {
+    use std::io::Write as _;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("l");
+    let blobs = dir.join("blobs/sha256");
+    fs::create_dir_all(&blobs).expect("mkdir");
+    fs::write(dir.join("oci-layout"), "{\"imageLayoutVersion\":\"1.0.0\"}").expect("oci-layout");
+    let put = |bytes: &[u8]| -> String {
+        let d = sha256(bytes);
+        fs::write(blobs.join(&d[7..]), bytes).expect("blob");
+        d
+    };
+    let mut layers = Vec::new();
+    let mut diff_ids = Vec::new();
+    for n in 0..3u8 {
+        let mut t = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_ustar();
+        let body = vec![b'a' + n; 1000];
+        h.set_size(body.len() as u64);
+        h.set_mode(0o644);
+        h.set_entry_type(tar::EntryType::Regular);
+        t.append_data(&mut h, format!("f{n}"), &body[..])
+            .expect("append");
+        let tar = t.into_inner().expect("tar");
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(&tar).expect("gzip");
+        let gz = gz.finish().expect("gzip");
+        // The config claims layer 1 is the uncompressed tar of layer 2.
+        diff_ids.push(sha256(&tar));
+        layers.push((put(&gz), gz.len()));
+    }
+    diff_ids[1] = diff_ids[2].clone();
+    let config = format!(
+        "{{\"architecture\":\"amd64\",\"os\":\"linux\",\"rootfs\":{{\"type\":\"layers\",\"diff_ids\":[\"{}\"]}}}}",
+        diff_ids.join("\",\"")
+    );
+    let config_digest = put(config.as_bytes());
+    let manifest = format!(
+        "{{\"schemaVersion\":2,\"mediaType\":\"application/vnd.oci.image.manifest.v1+json\",\"config\":{{\"mediaType\":\"application/vnd.oci.image.config.v1+json\",\"digest\":\"{config_digest}\",\"size\":{}}},\"layers\":[{}]}}",
+        config.len(),
+        layers
+            .iter()
+            .map(|(d, n)| format!(
+                "{{\"mediaType\":\"application/vnd.oci.image.layer.v1.tar+gzip\",\"digest\":\"{d}\",\"size\":{n}}}"
+            ))
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    let manifest_digest = put(manifest.as_bytes());
+    fs::write(
+        dir.join("index.json"),
+        format!(
+            "{{\"schemaVersion\":2,\"manifests\":[{{\"mediaType\":\"application/vnd.oci.image.manifest.v1+json\",\"digest\":\"{manifest_digest}\",\"size\":{},\"annotations\":{{\"org.opencontainers.image.ref.name\":\"bad:1\"}}}}]}}",
+            manifest.len()
+        ),
+    )
+    .expect("index");
+    let out = tmp.path().join("out.tar");
+    let r = ocikit()
+        .arg("export")
+        .arg(&dir)
+        .arg("-o")
+        .arg(&out)
+        .output()
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&r.stderr);
+    assert_eq!(r.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "layer 1 `{}` decompresses to `{}`, the config's diff_id is `{}`",
+            layers[1].0,
+            sha256(&{
+                let mut t = Vec::new();
+                flate2::read::GzDecoder::new(
+                    &fs::read(blobs.join(&layers[1].0[7..])).expect("r")[..],
+                )
+                .read_to_end(&mut t)
+                .expect("gunzip");
+                t
+            }),
+            diff_ids[1]
+        )),
+        "{stderr}"
+    );
+    assert!(!out.exists());
+    assert_eq!(
+        fs::read_dir(tmp.path()).expect("ls").count(),
+        1,
+        "no temp file left beside the output"
+    );
+}
