@@ -256,14 +256,14 @@ fn fsck_deep_clean(dir: &Path) {
     assert_eq!(r.code, 0, "fsck --deep: {}{}", r.stdout, r.stderr);
 }
 
-const D1: &str = "sha256:78c6f2b132b46f8191505b751475b192262e11ff0aa130e7705a3306f94c502e";
-const LIST: &str = "sha256:ee3d50d45a9eff74a93b01fa835921ff76612ff5d66802798852611f4be22fa5";
-const MIXED: &str = "sha256:e3742ac206e94844c433a60d1538b6a70277415043a4566d2d9b7d5eb85a47c3";
-const SIG: &str = "sha256:c703964cad94c7e4ecd54db850f2b8d338fbd41d95ed9afb1b7a24c7ce2a5d40";
+const D1: &str = "sha256:91635e1d2b51bdcc7818bd1b2be875f25fe9633d754b40699f8927b4d7a48d3e";
+const LIST: &str = "sha256:3a6f8271fdcacbb3dbb0600748d232051d668ce88617a2b819aefd2ee1c15f1c";
+const MIXED: &str = "sha256:4aab2f6080f3b62604ebd3be2e09a3f38dbe71a1e684bbadfa3cbaaf117dc046";
+const SIG: &str = "sha256:cd1be2fe9715741d01ad0d8b913cb0462be6c06d08c29f0655df82815d39ec75";
 const UNKNOWN: &str = "sha256:9bb309f878e65edba2f9a1f1e962282c18110f8569152c211d7bbea4e07ebaf1";
-const D1_OCI: &str = "sha256:49a305962966482872ba96233daf1a863a4ce48eb7621373eedf51fda07125e4";
-const LIST_OCI: &str = "sha256:8e84a30c1e31591e60acacdfef8de512afe3d60dbde2a2d6d3311457f7801efb";
-const MIXED_OCI: &str = "sha256:61f2eb899062de1780f9ab13dbe31901b415434583fc6b3dbd81cd405ce8698c";
+const D1_OCI: &str = "sha256:62428cbe230a36950f3ef6adc3b063a91944328fdd2c4eb9fa9ba01f39434ace";
+const LIST_OCI: &str = "sha256:9e0a130d7624c9be5b820b7b0fc4379639df9d882507ba82ac23abf4f6a2f595";
+const MIXED_OCI: &str = "sha256:1bca7f29f3aa685498710356ff22ab062cd4b90da91de35f572a3d0d497b6e6e";
 
 #[test]
 fn to_oci_then_refused_then_back_to_docker() {
@@ -608,7 +608,7 @@ fn schema1_to_oci_and_docker() {
     assert_eq!(unsigned["digest"], signed["digest"]);
     assert_eq!(
         unsigned["digest"],
-        "sha256:f8dc86c63fc5468cdd695a8c635338655f31ff9a818c63813f44f699ed9de0f5"
+        "sha256:71ad88aec2d6e95ba4416108e6785d878e42f045d78174dd6bf5262e69caf04c"
     );
     let m = blob(&dir, unsigned["digest"].as_str().expect("digest"));
     assert_eq!(m["mediaType"], OCI_MANIFEST);

@@ -79,7 +79,7 @@ fn docker_archive_is_the_dual_format_byte_for_byte() {
     // Same input, same bytes: this digest holds on every machine.
     assert_eq!(
         sha256(&bytes),
-        "sha256:68a4cdeb48abe195a1a49a93451612350b16673daf8808c21bb1f204ac11ab5a"
+        "sha256:9c83697dd29752632d15aa7b72c1d76bce70daac6b0e8f4e7c8c85142dfb975f"
     );
     let rows = members(&bytes);
     let names: Vec<(&str, u32, char)> = rows.iter().map(|r| (r.0.as_str(), r.1, r.6)).collect();
@@ -88,27 +88,29 @@ fn docker_archive_is_the_dual_format_byte_for_byte() {
         [
             ("blobs/", 0o755, 'd'),
             ("blobs/sha256/", 0o755, 'd'),
-            // the archive's manifest of test_image_3
-            (
-                "blobs/sha256/5d3ba42d8384c74af6c56dd0dc3d5351bf28305381fb17fdad9f87743253a742",
-                0o644,
-                'f'
-            ),
+            // Layers first, by name: the archive's manifests name their sizes, learnt while
+            // they are written.
             // layer 2 of test_image_3, uncompressed, named by its diff_id
             (
                 "blobs/sha256/6b617a2706576ed038acdc3aa668cac62010386a5a3d227d83aada32085c9f29",
                 0o644,
                 'f'
             ),
-            // config of test_image_1
-            (
-                "blobs/sha256/6e0b05049ed9c17d02e1a55e80d6599dbfcce7f4f4b022e3c673e685789c470e",
-                0o644,
-                'f'
-            ),
             // the shared layer, once
             (
                 "blobs/sha256/8897395fd26dc44ad0e2a834335b33198cb41ac4d98dfddf58eced3853fa7b17",
+                0o644,
+                'f'
+            ),
+            // then the other blobs, by name: the archive's manifest of test_image_3
+            (
+                "blobs/sha256/5d3ba42d8384c74af6c56dd0dc3d5351bf28305381fb17fdad9f87743253a742",
+                0o644,
+                'f'
+            ),
+            // config of test_image_1
+            (
+                "blobs/sha256/6e0b05049ed9c17d02e1a55e80d6599dbfcce7f4f4b022e3c673e685789c470e",
                 0o644,
                 'f'
             ),
@@ -331,9 +333,9 @@ fn several_refs_make_one_archive_and_one_ref_a_smaller_one() {
         [
             "blobs/",
             "blobs/sha256/",
-            "blobs/sha256/288d6568e0151dd7803639b561ed6895dcb72d987fd04b851465219560cafa92",
-            "blobs/sha256/4e4195d8b72838e2b1bb52519d6d7e28d82e92cd8c2cdace1a4540d4a843f9a5",
+            "blobs/sha256/2820da209a281974bf4d66a94a0c7cbd71cf42dd51ce4b3cf08458bad370ab87",
             "blobs/sha256/6e0b05049ed9c17d02e1a55e80d6599dbfcce7f4f4b022e3c673e685789c470e",
+            "blobs/sha256/96cd087dd32574af5079fd638e0bc195eb23c0f51c11f45b6b79f29feecfbfd2",
             "index.json",
             "oci-layout",
         ]
@@ -497,4 +499,99 @@ fn refs_docker_load_cannot_take_are_refused() {
         ocikit().arg("export").arg(&dir).arg(name).args(["--format", "oci-archive", "-o"]).arg(&out).assert().code(0);
         fs::remove_file(&out).expect("rm");
     }
+}
+
+/// A gzip layer whose content does not match the config's diff_id stops the export, naming
+/// the layer, and leaves no file; the layers around it are decompressed by the pool meanwhile.
+#[test]
+fn a_layer_that_does_not_match_its_diff_id_stops_the_export() {
+    use std::io::Write as _;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("l");
+    let blobs = dir.join("blobs/sha256");
+    fs::create_dir_all(&blobs).expect("mkdir");
+    fs::write(dir.join("oci-layout"), "{\"imageLayoutVersion\":\"1.0.0\"}").expect("oci-layout");
+    let put = |bytes: &[u8]| -> String {
+        let d = sha256(bytes);
+        fs::write(blobs.join(&d[7..]), bytes).expect("blob");
+        d
+    };
+    let mut layers = Vec::new();
+    let mut diff_ids = Vec::new();
+    for n in 0..3u8 {
+        let mut t = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_ustar();
+        let body = vec![b'a' + n; 1000];
+        h.set_size(body.len() as u64);
+        h.set_mode(0o644);
+        h.set_entry_type(tar::EntryType::Regular);
+        t.append_data(&mut h, format!("f{n}"), &body[..])
+            .expect("append");
+        let tar = t.into_inner().expect("tar");
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(&tar).expect("gzip");
+        let gz = gz.finish().expect("gzip");
+        // The config claims layer 1 is the uncompressed tar of layer 2.
+        diff_ids.push(sha256(&tar));
+        layers.push((put(&gz), gz.len()));
+    }
+    diff_ids[1] = diff_ids[2].clone();
+    let config = format!(
+        "{{\"architecture\":\"amd64\",\"os\":\"linux\",\"rootfs\":{{\"type\":\"layers\",\"diff_ids\":[\"{}\"]}}}}",
+        diff_ids.join("\",\"")
+    );
+    let config_digest = put(config.as_bytes());
+    let manifest = format!(
+        "{{\"schemaVersion\":2,\"mediaType\":\"application/vnd.oci.image.manifest.v1+json\",\"config\":{{\"mediaType\":\"application/vnd.oci.image.config.v1+json\",\"digest\":\"{config_digest}\",\"size\":{}}},\"layers\":[{}]}}",
+        config.len(),
+        layers
+            .iter()
+            .map(|(d, n)| format!(
+                "{{\"mediaType\":\"application/vnd.oci.image.layer.v1.tar+gzip\",\"digest\":\"{d}\",\"size\":{n}}}"
+            ))
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    let manifest_digest = put(manifest.as_bytes());
+    fs::write(
+        dir.join("index.json"),
+        format!(
+            "{{\"schemaVersion\":2,\"manifests\":[{{\"mediaType\":\"application/vnd.oci.image.manifest.v1+json\",\"digest\":\"{manifest_digest}\",\"size\":{},\"annotations\":{{\"org.opencontainers.image.ref.name\":\"bad:1\"}}}}]}}",
+            manifest.len()
+        ),
+    )
+    .expect("index");
+    let out = tmp.path().join("out.tar");
+    let r = ocikit()
+        .arg("export")
+        .arg(&dir)
+        .arg("-o")
+        .arg(&out)
+        .output()
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&r.stderr);
+    assert_eq!(r.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "layer 1 `{}` decompresses to `{}`, the config's diff_id is `{}`",
+            layers[1].0,
+            sha256(&{
+                let mut t = Vec::new();
+                flate2::read::GzDecoder::new(
+                    &fs::read(blobs.join(&layers[1].0[7..])).expect("r")[..],
+                )
+                .read_to_end(&mut t)
+                .expect("gunzip");
+                t
+            }),
+            diff_ids[1]
+        )),
+        "{stderr}"
+    );
+    assert!(!out.exists());
+    assert_eq!(
+        fs::read_dir(tmp.path()).expect("ls").count(),
+        1,
+        "no temp file left beside the output"
+    );
 }

@@ -54,7 +54,7 @@ fn written_image_is_clean_and_deterministic() {
     );
     assert_eq!(
         built.manifest.digest.as_str(),
-        "sha256:a80d807f72333ef8ce113b030ebfbe2548ec48cfd55fa2206cd1f127d8b020c7"
+        "sha256:e9ef50656a68aba0315102b75a333871c0e1bd3bc4482a893ec628a1d40b1886"
     );
     for deep in [false, true] {
         assert_eq!(fsck_json(tmp.path(), deep), (0, report(0, 3, vec![])));

@@ -684,7 +684,15 @@ pub fn main(args: &[String]) -> anyhow::Result<()> {
         )?;
     }
 
-    let disk_before = measure::durable_write_rate(&work)?;
+    // The disk of a shared machine varies: the best of three probes.
+    let probe = || -> anyhow::Result<f64> {
+        let mut best: f64 = 0.0;
+        for _ in 0..3 {
+            best = best.max(measure::durable_write_rate(&work)?);
+        }
+        Ok(best)
+    };
+    let disk_before = probe()?;
 
     let logs = work.join("logs");
     let runs_dir = work.join("runs");
@@ -720,7 +728,7 @@ pub fn main(args: &[String]) -> anyhow::Result<()> {
         results.push(m);
     }
     measure::remove(&runs_dir)?;
-    let disk_after = measure::durable_write_rate(&work)?;
+    let disk_after = probe()?;
 
     let report = render(
         &args,
@@ -1012,8 +1020,8 @@ fn render(
     let _ = writeln!(s, "{}\n", machine_line());
     let _ = writeln!(
         s,
-        "Disk: durable writes (256 MiB written, then fsync, in the work directory) at {}/s before \
-         the operations, {}/s after.\n",
+        "Disk: durable writes (256 MiB written, then fsync, in the work directory; best of three) \
+         at {}/s before the operations, {}/s after.\n",
         fmt::bytes(disk.0 as u64),
         fmt::bytes(disk.1 as u64)
     );
@@ -1208,7 +1216,8 @@ fn render(
          `openssl dgst -sha256` (imports: each docker-archive member read through `tar`; \
          export, recompress: gzip layers through `gzip -dc`); it leaves out compression, so \
          for compressing rows it is a floor. The durable-write floor is the output's size over \
-         the faster of the two disk probes: a run that writes durably (fsync) cannot be faster. \
+         the faster disk probe: about the least time a run that writes its output durably \
+         (fsync) needs, as far as the disk of a shared machine holds still. \
          Peak RSS is the largest of the runs. skopeo's \
          uncompressed import labels plain tar layers `tar+gzip` (containers/image issue 1270). Samples: \
          `samples.tsv`; logs: `logs/`."

@@ -8,28 +8,32 @@
 //! - [`Format::OciArchive`]: a tar of the layout reduced to what the refs reach, every blob
 //!   and every descriptor as it is.
 //!
-//! Deterministic: entries are sorted by name, directories included, uid/gid 0, no user or
-//! group names, modes 0755 and 0644, one mtime for all (`SOURCE_DATE_EPOCH` or 0); JSON written
-//! compact with a fixed field order.
+//! Deterministic: entries in a fixed order (oci-archive: sorted by name; docker-archive: the
+//! directories, then the layers sorted by name, then every other entry sorted by name),
+//! uid/gid 0, no user or group names, modes 0755 and 0644, one mtime for all
+//! (`SOURCE_DATE_EPOCH` or 0); JSON written compact with a fixed field order.
 //!
 //! Streaming: a tar header needs the member's size before its data, and the uncompressed size
 //! of a stored gzip or zstd layer is not recorded anywhere. This module decompresses such a
-//! layer twice: once before anything is written (to learn its size, and to check that it
-//! hashes to the config's diff_id), then again while writing it into the tar. The second pass
-//! checks the stored bytes' digest again at their end, before the tar entry is complete, so
-//! it decompresses the very bytes the first pass checked and a changed blob stops the export
-//! with an error; the output is not hashed a second time. The first pass runs over an image's
-//! layers in parallel; in the second, a thread decompresses ahead while the main thread
-//! writes. The alternative, spooling each decompressed
-//! layer to a temp file, would need free disk space the size of the largest layer and write
-//! every byte twice; decompression is cheaper than that (zlib-rs inflates at ~600 MB/s, zstd at
-//! ~2 GB/s here) and memory stays constant. Uncompressed stored layers are read once.
+//! layer twice: once to learn its size and check that it hashes to the config's diff_id, then
+//! again while writing it into the tar. The second pass checks the stored bytes' digest again
+//! at their end, before the tar entry is complete, so it decompresses the very bytes the first
+//! pass checked and a changed blob stops the export with an error; the output is not hashed a
+//! second time. Every image is checked before anything is written; the layers go first, so the
+//! first pass of the next layers runs on other cores while one is written (`write_layers`),
+//! and the archive's manifests, which name the layers' sizes, follow them. Writing a layer is
+//! three threads: reading and hashing the stored bytes, decompressing, writing. The
+//! alternative, spooling each decompressed layer to a temp file, would need free disk space the
+//! size of the largest layer and write every byte twice; decompression is cheaper than that
+//! (zlib-rs inflates at ~600 MB/s, zstd at ~2 GB/s here) and memory stays constant.
+//! Uncompressed stored layers are read once. A layer whose diff_id does not match is found
+//! before it is written, but possibly after earlier layers were: a file output is then
+//! removed; on stdout the archive is cut short and the exit code says so.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::{self, Read, Write};
 
 use ocikit_layout::compress::decompressor;
-use ocikit_layout::fsck::run_parallel;
 use ocikit_layout::refs;
 use ocikit_layout::walk::{DocStatus, Walk};
 use ocikit_layout::{
@@ -247,6 +251,18 @@ fn write_tar(
     out: &mut dyn Write,
 ) -> Result<usize> {
     let mut b = tar::Builder::new(out);
+    let blobs = write_entries(layout, &mut b, entries, mtime)?;
+    b.into_inner().map_err(|e| Error::io("output", e))?;
+    Ok(blobs)
+}
+
+/// Append `entries` to `b`, in their order; returns how many blobs were written.
+fn write_entries(
+    layout: &Layout,
+    b: &mut tar::Builder<&mut dyn Write>,
+    entries: &BTreeMap<String, Content>,
+    mtime: u64,
+) -> Result<usize> {
     let mut blobs = 0;
     let io_err = |e: io::Error| Error::io("output", e);
     for (name, c) in entries {
@@ -281,13 +297,14 @@ fn write_tar(
                 let path = layout.blob_path(&d.digest);
                 let compression = d.media_type.compression().unwrap_or(Compression::None);
                 let raw = layout.open_blob(&d.digest, Some(d.size))?;
-                // Decompression, and the check of the stored bytes at their end, on a second
-                // core; writing on this one. The stored bytes are the ones the first pass
-                // decompressed to `diff_id` (their digest is checked again before the entry
-                // ends), so the output is not hashed again.
+                // Three stages on their own threads: reading and hashing the stored bytes
+                // (checked at their end), decompressing, writing. The stored bytes are the
+                // ones the first pass decompressed to `diff_id` (their digest is checked again
+                // before the entry ends), so the output is not hashed again.
                 std::thread::scope(|scope| {
-                    let (inner, producer) =
-                        Pipe::start(scope, move || decompressor(raw, compression));
+                    let (stored, reader) = Pipe::start(scope, move || Ok(Box::new(raw)));
+                    let (inner, inflater) =
+                        Pipe::start(scope, move || decompressor(stored, compression));
                     let mut r = Exact {
                         inner,
                         left: *size,
@@ -297,14 +314,14 @@ fn write_tar(
                     let mut h = header(mtime, *size, false);
                     let res = b.append_data(&mut h, name, &mut r);
                     drop(r);
-                    let _ = producer.join();
+                    let _ = inflater.join();
+                    let _ = reader.join();
                     res.map_err(|e| unwrap_err(e, &path))
                 })?;
                 blobs += 1;
             }
         }
     }
-    b.into_inner().map_err(io_err)?;
     Ok(blobs)
 }
 
@@ -524,8 +541,8 @@ fn docker_archive(
     opts: &ExportOptions<'_>,
     out: &mut dyn Write,
 ) -> Result<ExportReport> {
-    let mut entries: BTreeMap<String, Content> = BTreeMap::new();
-    let mut images: Vec<ArchiveImage> = Vec::new();
+    // 1. Check every image before anything is written.
+    let mut planned: Vec<Planned> = Vec::new();
     for (name, entry) in selected {
         let label = name.clone().unwrap_or_else(|| entry.digest.to_string());
         let not = |reason: String| Error::NotExportable {
@@ -566,75 +583,69 @@ fn docker_archive(
                 man.layers.len()
             )));
         }
-        // Decompress the image's compressed layers once, in parallel, to learn their sizes;
-        // the in-order pass below takes the results (and reports errors where they stand).
-        let todo: Vec<(&Descriptor, Compression)> = man
-            .layers
-            .iter()
-            .enumerate()
-            .filter_map(|(i, l)| {
-                let c = l.media_type.compression()?;
-                let fresh = !entries.contains_key(&blob_name(&diff_ids[i]));
-                (c != Compression::None && l.media_type.class() == Class::Layer && fresh)
-                    .then_some((l, c))
-            })
-            .collect();
-        let mut measured: HashMap<Digest, Result<(Digest, u64)>> = HashMap::new();
-        if todo.len() > 1 {
-            let outs = run_parallel(&todo, |(l, c)| Some(measure_layer(layout, l, *c)));
-            for ((l, _), r) in todo.iter().zip(outs) {
-                if let Some(r) = r {
-                    measured.entry(l.digest.clone()).or_insert(r);
-                }
-            }
-        }
-        let mut layers = Vec::new();
-        let mut descs = Vec::new();
-        let mut layer_sources = BTreeMap::new();
         for (i, l) in man.layers.iter().enumerate() {
-            let Some(c) = l.media_type.compression() else {
+            if l.media_type.compression().is_none() {
                 return Err(not(format!(
                     "layer {i} has type `{}`, which Docker cannot load",
                     l.media_type
                 )));
-            };
+            }
             if l.media_type.class() != Class::Layer {
                 return Err(not(format!(
                     "layer {i} has type `{}`, not a layer type",
                     l.media_type
                 )));
             }
-            let diff_id = diff_ids[i].clone();
-            let name = blob_name(&diff_id);
-            if !entries.contains_key(&name) {
-                let (found, size) = if c == Compression::None {
-                    // Stored uncompressed: the blob is the tar, and its digest is its diff_id.
-                    (l.digest.clone(), l.size)
-                } else {
-                    match measured.remove(&l.digest) {
-                        Some(r) => r?,
-                        None => measure_layer(layout, l, c)?,
-                    }
-                };
-                if found != diff_id {
-                    return Err(not(format!(
-                        "layer {i} `{}` decompresses to `{found}`, the config's diff_id is `{diff_id}`",
-                        l.digest
-                    )));
-                }
-                add_dirs(&mut entries, &name);
-                let content = if c == Compression::None {
-                    Content::Blob(l.clone())
-                } else {
-                    Content::Layer(l.clone(), diff_id.clone(), size)
-                };
-                entries.insert(name.clone(), content);
-            }
-            let size = match entries.get(&name) {
-                Some(Content::Blob(b)) => b.size,
-                Some(Content::Layer(_, _, s)) => *s,
-                _ => 0,
-            };
+        }
+        planned.push(Planned {
+            name: name.clone(),
+            label,
+            d,
+            man,
+            cfg_bytes,
+            cfg,
+            diff_ids,
+        });
+    }
+
+    // 2. The layers, each once, in name order, first in the archive: while one is written,
+    //    the next ones are decompressed to learn their sizes.
+    let mut jobs: BTreeMap<String, LayerJob<'_>> = BTreeMap::new();
+    for p in &planned {
+        for (i, l) in p.man.layers.iter().enumerate() {
+            jobs.entry(blob_name(&p.diff_ids[i]))
+                .or_insert_with(|| LayerJob {
+                    l,
+                    c: l.media_type.compression().unwrap_or(Compression::None),
+                    diff_id: p.diff_ids[i].clone(),
+                    label: p.label.clone(),
+                    i,
+                });
+        }
+    }
+    let mut dirs: BTreeMap<String, Content> = BTreeMap::new();
+    add_dirs(&mut dirs, "blobs/sha256/x");
+    for n in jobs.keys() {
+        add_dirs(&mut dirs, n);
+    }
+    for p in &planned {
+        add_dirs(&mut dirs, &blob_name(&p.man.config.digest));
+    }
+    let mut b = tar::Builder::new(out);
+    let mut blobs = write_entries(layout, &mut b, &dirs, opts.mtime)?;
+    let (written, sizes) = write_layers(layout, &mut b, &jobs, opts.mtime)?;
+    blobs += written;
+
+    // 3. Configs, the archive's manifests (which name the layers' sizes), and the indexes.
+    let mut entries: BTreeMap<String, Content> = BTreeMap::new();
+    let mut images: Vec<ArchiveImage> = Vec::new();
+    for p in planned {
+        let mut layers = Vec::new();
+        let mut descs = Vec::new();
+        let mut layer_sources = BTreeMap::new();
+        for (i, l) in p.man.layers.iter().enumerate() {
+            let diff_id = p.diff_ids[i].clone();
+            let size = sizes.get(&blob_name(&diff_id)).copied().unwrap_or(0);
             let mt = if l.media_type.is_non_distributable() {
                 MediaType::OciLayerNondist
             } else {
@@ -648,21 +659,20 @@ fn docker_archive(
             descs.push(nd);
             layers.push(diff_id);
         }
-        let cfg_name = blob_name(&man.config.digest);
-        add_dirs(&mut entries, &cfg_name);
-        entries.insert(cfg_name, Content::Bytes(cfg_bytes));
+        let cfg_name = blob_name(&p.man.config.digest);
+        entries.insert(cfg_name, Content::Bytes(p.cfg_bytes));
         let new = Manifest {
             schema_version: 2,
             media_type: Some(MediaType::OciManifest),
             artifact_type: None,
             config: Descriptor::new(
                 MediaType::OciConfig,
-                man.config.digest.clone(),
-                man.config.size,
+                p.man.config.digest.clone(),
+                p.man.config.size,
             ),
             layers: descs,
             subject: None,
-            annotations: man.annotations.clone(),
+            annotations: p.man.annotations.clone(),
             extra: Map::new(),
         };
         let mbytes = json_bytes(&new, "archive manifest")?;
@@ -671,18 +681,18 @@ fn docker_archive(
             Digest::sha256(&mbytes),
             mbytes.len() as u64,
         );
-        md.platform = cfg.platform().or(d.platform.clone());
+        md.platform = p.cfg.platform().or(p.d.platform.clone());
         let mname = blob_name(&md.digest);
-        add_dirs(&mut entries, &mname);
         entries.insert(mname, Content::Bytes(mbytes));
+        let name = p.name;
         match images.iter_mut().find(|im| im.manifest.digest == md.digest) {
-            Some(im) => im.names.extend(name.clone()),
+            Some(im) => im.names.extend(name),
             None => images.push(ArchiveImage {
                 manifest: md,
-                config: man.config.digest.clone(),
+                config: p.man.config.digest.clone(),
                 layers,
                 layer_sources,
-                names: name.clone().into_iter().collect(),
+                names: name.into_iter().collect(),
             }),
         }
     }
@@ -775,12 +785,125 @@ fn docker_archive(
         r.push(b'\n');
         entries.insert("repositories".into(), Content::Bytes(r));
     }
-    let blobs = write_tar(layout, &entries, opts.mtime, out)?;
+    blobs += write_entries(layout, &mut b, &entries, opts.mtime)?;
+    b.into_inner().map_err(|e| Error::io("output", e))?;
     Ok(ExportReport {
         entries: images.len(),
         blobs,
         bytes: 0,
     })
+}
+
+/// An image that passed the checks, waiting for its layers' sizes.
+struct Planned {
+    name: Option<String>,
+    label: String,
+    d: Descriptor,
+    man: Manifest,
+    cfg_bytes: Vec<u8>,
+    cfg: ImageConfig,
+    diff_ids: Vec<Digest>,
+}
+
+/// A layer's first pass: its diff_id and uncompressed size.
+type Measured = Result<(Digest, u64)>;
+
+/// A layer to write into a docker-archive, uncompressed, named by its diff_id.
+struct LayerJob<'a> {
+    l: &'a Descriptor,
+    c: Compression,
+    diff_id: Digest,
+    /// The first image naming it, and its position there, for messages.
+    label: String,
+    i: usize,
+}
+
+/// Write the layers in `jobs`' order; a pool of threads decompresses the compressed ones
+/// ahead, in the same order, to learn their sizes and check their diff_ids, while the layer
+/// before is being written. Returns the blobs written and each layer's uncompressed size.
+fn write_layers(
+    layout: &Layout,
+    b: &mut tar::Builder<&mut dyn Write>,
+    jobs: &BTreeMap<String, LayerJob<'_>>,
+    mtime: u64,
+) -> Result<(usize, HashMap<String, u64>)> {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::{Condvar, Mutex};
+    let list: Vec<(&String, &LayerJob<'_>)> = jobs.iter().collect();
+    let slots: Mutex<Vec<Option<Measured>>> = Mutex::new(list.iter().map(|_| None).collect());
+    let ready = Condvar::new();
+    let next = AtomicUsize::new(0);
+    let stop = AtomicBool::new(false);
+    let measuring = list
+        .iter()
+        .filter(|(_, j)| j.c != Compression::None)
+        .count();
+    let workers = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
+        .min(measuring)
+        .min(4);
+    let mut sizes = HashMap::new();
+    let mut written = 0;
+    std::thread::scope(|scope| -> Result<()> {
+        for _ in 0..workers {
+            scope.spawn(|| loop {
+                let k = next.fetch_add(1, Ordering::SeqCst);
+                if k >= list.len() || stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                let j = list[k].1;
+                if j.c == Compression::None {
+                    continue;
+                }
+                let r = measure_layer(layout, j.l, j.c);
+                if let Ok(mut all) = slots.lock() {
+                    all[k] = Some(r);
+                }
+                ready.notify_all();
+            });
+        }
+        let result = (|| -> Result<()> {
+            for (k, (name, j)) in list.iter().enumerate() {
+                let (found, size) = if j.c == Compression::None {
+                    // Stored uncompressed: the blob is the tar, and its digest is its diff_id.
+                    (j.l.digest.clone(), j.l.size)
+                } else {
+                    let poisoned = || Error::io("export", io::Error::other("lock poisoned"));
+                    let mut all = slots.lock().map_err(|_| poisoned())?;
+                    loop {
+                        if let Some(r) = all[k].take() {
+                            break r?;
+                        }
+                        all = ready.wait(all).map_err(|_| poisoned())?;
+                    }
+                };
+                if found != j.diff_id {
+                    return Err(Error::NotExportable {
+                        name: j.label.clone(),
+                        format: "docker-archive",
+                        reason: format!(
+                            "layer {} `{}` decompresses to `{found}`, the config's diff_id is `{}`",
+                            j.i, j.l.digest, j.diff_id
+                        ),
+                    });
+                }
+                let content = if j.c == Compression::None {
+                    Content::Blob(j.l.clone())
+                } else {
+                    Content::Layer(j.l.clone(), j.diff_id.clone(), size)
+                };
+                let one: BTreeMap<String, Content> =
+                    std::iter::once(((*name).clone(), content)).collect();
+                written += write_entries(layout, b, &one, mtime)?;
+                sizes.insert((*name).clone(), size);
+            }
+            Ok(())
+        })();
+        stop.store(true, Ordering::SeqCst);
+        result
+    })?;
+    Ok((written, sizes))
 }
 
 /// `repo:tag` -> `(repo, tag)`; a digest reference or a bare name has no tag.

@@ -36,12 +36,14 @@ pub const INCOMPRESSIBLE_BITS: f64 = 7.95;
 /// so at most 4 x 4 x 2 chunks of 1 MiB, and their outputs, are in flight).
 pub const MAX_WORKERS: usize = 4;
 
-/// (input chunk, output buffer): sent to a worker, and back with the output filled.
+/// (input chunk, output buffer): sent to a worker.
 type Job = (Vec<u8>, Vec<u8>);
+/// (input chunk, output buffer, output length): back from a worker.
+type Done = (Vec<u8>, Vec<u8>, usize);
 
 struct Worker {
     jobs: Option<SyncSender<Job>>,
-    done: Receiver<io::Result<Job>>,
+    done: Receiver<io::Result<Done>>,
     handle: Option<JoinHandle<()>>,
 }
 
@@ -67,13 +69,14 @@ impl ChunkCompressor {
         })
     }
 
-    fn compress(&mut self, chunk: &[u8], out: &mut Vec<u8>) -> io::Result<()> {
+    /// Compress `chunk` into the start of `out`; returns the length.
+    fn compress(&mut self, chunk: &[u8], out: &mut Vec<u8>) -> io::Result<usize> {
         match self {
             ChunkCompressor::Gzip(g) => g.member(chunk, out),
             ChunkCompressor::Zstd(z) => {
                 out.clear();
                 out.reserve(zstd::zstd_safe::compress_bound(chunk.len()));
-                z.compress_to_buffer(chunk, out).map(|_| ())
+                z.compress_to_buffer(chunk, out)
             }
         }
     }
@@ -105,18 +108,26 @@ pub fn incompressible(chunk: &[u8]) -> bool {
     if chunk.len() < 4096 {
         return false;
     }
+    // A quarter of the chunk decides: every fourth block of 4 KiB (all of a short chunk).
     let mut counts = [[0u32; 256]; 4];
-    let mut quads = chunk.chunks_exact(4);
-    for q in &mut quads {
-        counts[0][q[0] as usize] += 1;
-        counts[1][q[1] as usize] += 1;
-        counts[2][q[2] as usize] += 1;
-        counts[3][q[3] as usize] += 1;
+    let mut sampled = 0usize;
+    for block in chunk
+        .chunks(4096)
+        .step_by(if chunk.len() >= 64 << 10 { 4 } else { 1 })
+    {
+        let mut quads = block.chunks_exact(4);
+        for q in &mut quads {
+            counts[0][q[0] as usize] += 1;
+            counts[1][q[1] as usize] += 1;
+            counts[2][q[2] as usize] += 1;
+            counts[3][q[3] as usize] += 1;
+        }
+        for &b in quads.remainder() {
+            counts[0][b as usize] += 1;
+        }
+        sampled += block.len();
     }
-    for &b in quads.remainder() {
-        counts[0][b as usize] += 1;
-    }
-    let n = chunk.len() as f64;
+    let n = sampled as f64;
     let mut bits = 0.0;
     let [c0, c1, c2, c3] = &counts;
     for (((a, b), c), d) in c0.iter().zip(c1).zip(c2).zip(c3) {
@@ -159,21 +170,21 @@ impl MemberCompressor {
         }
     }
 
-    /// Compress `chunk` into `out` (cleared first) as one complete gzip member: header with
-    /// mtime 0 and no name, deflate data, CRC-32 and size.
-    pub fn member(&mut self, chunk: &[u8], out: &mut Vec<u8>) -> io::Result<()> {
+    /// Compress `chunk` into the start of `out` as one complete gzip member (header with mtime
+    /// 0 and no name, deflate data, CRC-32 and size); returns its length. `out` is grown as
+    /// needed and not shrunk, so a reused buffer is not zeroed again.
+    pub fn member(&mut self, chunk: &[u8], out: &mut Vec<u8>) -> io::Result<usize> {
         let c = if self.level > 0 && !incompressible(chunk) {
             &mut self.normal
         } else {
             &mut self.stored
         };
-        out.clear();
-        out.resize(c.gzip_compress_bound(chunk.len()), 0);
-        let n = c
-            .gzip_compress(chunk, out)
-            .map_err(|e| io::Error::other(format!("gzip: {e:?}")))?;
-        out.truncate(n);
-        Ok(())
+        let bound = c.gzip_compress_bound(chunk.len());
+        if out.len() < bound {
+            out.resize(bound, 0);
+        }
+        c.gzip_compress(chunk, out)
+            .map_err(|e| io::Error::other(format!("gzip: {e:?}")))
     }
 }
 
@@ -200,13 +211,13 @@ impl<W: Write> ChunkedEncoder<W> {
         let mut pool = Vec::new();
         for i in 0..workers.max(1) {
             let (jobs_tx, jobs_rx) = mpsc::sync_channel::<Job>(2);
-            let (done_tx, done_rx) = mpsc::sync_channel::<io::Result<Job>>(2);
+            let (done_tx, done_rx) = mpsc::sync_channel::<io::Result<Done>>(2);
             let mut c = ChunkCompressor::new(codec)?;
             let handle = std::thread::Builder::new()
                 .name(format!("compress-{i}"))
                 .spawn(move || {
                     for (input, mut output) in jobs_rx {
-                        let r = c.compress(&input, &mut output).map(|()| (input, output));
+                        let r = c.compress(&input, &mut output).map(|n| (input, output, n));
                         if done_tx.send(r).is_err() {
                             break;
                         }
@@ -237,11 +248,11 @@ impl<W: Write> ChunkedEncoder<W> {
     /// Write out the oldest chunk in flight.
     fn collect_one(&mut self) -> io::Result<()> {
         let w = self.collected % self.workers.len();
-        let (input, output) = self.workers[w]
+        let (input, output, n) = self.workers[w]
             .done
             .recv()
             .map_err(|_| io::Error::other("a compression worker stopped"))??;
-        self.out()?.write_all(&output)?;
+        self.out()?.write_all(&output[..n])?;
         self.collected += 1;
         self.spare.push((input, output));
         Ok(())
