@@ -14,12 +14,12 @@ const ONE_IMAGE: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/fixtures/layouts/ggcr-test_index_one_image"
 );
-const APP1: &str = "sha256:636ede7d13de29b37a0f94dea96467e0734b65fec4274c89b2fcd54b28d75783";
+const APP1: &str = "sha256:c2db98dcac48085a4d404691f72f179301110ef21e6af7f21d5ba0bbb1ea640f";
 const APP1_AMD64_ONLY: &str =
-    "sha256:9198a1fd58f316664e89a09a037aee8dffb487462af1db787fdde6b8ff5962b0";
-const AMD64: &str = "sha256:c1b061ba85227057fe2213642b65a1a26adfb013ed736b0e72e0224b20e13bb9";
+    "sha256:af60157d168fbcad5f51a251308e51404e62056d0ae5b03bcacf8a07d2b336a6";
+const AMD64: &str = "sha256:492e43537086555aa271aedbc07737fab025762c1347eae3756dd19382cc7978";
 const SBOM_REFERRER: &str =
-    "sha256:2453fbfa1e3597bd7691eef4497022491f26d8522b547bae7114549a7268dcce";
+    "sha256:9a3671ff4395d188d0bdccfd19090dcfcd7130deb8d3a70ed1627c62f1a522ef";
 
 fn ocikit(args: &[&dyn AsRef<std::ffi::OsStr>]) -> Output {
     let mut c = Command::cargo_bin("ocikit").expect("binary");
@@ -150,12 +150,12 @@ fn copy_platform_filters_index_and_keeps_attestation() {
     );
     // The arm images are not copied.
     assert!(!blobs(&dst).contains(
-        &"sha256:c8e296eabf5ff151fa8f9e834b30bd0526ed6c314e2639d510afc86597266d84".to_string()
+        &"sha256:05d213d422e3dc7dbf91750accf075e0ffca3de4d4502eeadb51e685a66d8af9".to_string()
     ));
     fsck_clean(&dst);
     // Hard links on one filesystem.
     use std::os::unix::fs::MetadataExt;
-    let layer = "blobs/sha256/7a1cec283fb0e6af7e39dd4f7b33d381baf1cd6335692d52a69a75030299e979";
+    let layer = "blobs/sha256/2f4be036f6dd0c220a56cb8dd09655be846ef20069698908535d357d3f89c429";
     let a = fs::metadata(Path::new(MULTIARCH).join(layer)).expect("src");
     let b = fs::metadata(dst.join(layer)).expect("dst");
     assert_eq!(a.ino(), b.ino());
@@ -374,12 +374,12 @@ fn bundle_delta_carries_exactly_the_new_blobs() {
 
     // Near side: a new image that shares the amd64 layer, with its own config.
     let layout = Layout::open(&src, Options::default()).expect("open");
-    let layer = "sha256:7a1cec283fb0e6af7e39dd4f7b33d381baf1cd6335692d52a69a75030299e979";
+    let layer = "sha256:2f4be036f6dd0c220a56cb8dd09655be846ef20069698908535d357d3f89c429";
     let lock = layout.lock().expect("lock");
     let config = br#"{"architecture":"amd64","os":"linux","config":{"Env":["APP=2"]},"rootfs":{"type":"layers","diff_ids":["sha256:1a8e2368eb71382a22cc8d682c111a101836532f2ac7d201362aecf9af04c969"]}}"#;
     let (cd, cs) = lock.write_blob(config).expect("config");
     let manifest = format!(
-        r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{cd}","size":{cs}}},"layers":[{{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"{layer}","size":98}}]}}"#
+        r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{cd}","size":{cs}}},"layers":[{{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"{layer}","size":101}}]}}"#
     );
     let (md, ms) = lock.write_blob(manifest.as_bytes()).expect("manifest");
     drop(lock);
@@ -590,7 +590,7 @@ fn missing_assumed_blobs_block_every_ref_until_restored() {
     let delta = tmp.path().join("delta.tar");
     ok(&[&"bundle", &src, &"-o", &delta, &"--have", &inv]);
     // The far side loses a blob the delta assumed.
-    let lost = "blobs/sha256/7a1cec283fb0e6af7e39dd4f7b33d381baf1cd6335692d52a69a75030299e979";
+    let lost = "blobs/sha256/2f4be036f6dd0c220a56cb8dd09655be846ef20069698908535d357d3f89c429";
     let saved = fs::read(far.join(lost)).expect("read");
     fs::remove_file(far.join(lost)).expect("rm");
     let before = fs::read(far.join("index.json")).expect("index");
@@ -598,7 +598,7 @@ fn missing_assumed_blobs_block_every_ref_until_restored() {
     assert_eq!(bad.status.code(), Some(1));
     assert!(
         stderr(&bad)
-            .contains("sha256:7a1cec283fb0e6af7e39dd4f7b33d381baf1cd6335692d52a69a75030299e979"),
+            .contains("sha256:2f4be036f6dd0c220a56cb8dd09655be846ef20069698908535d357d3f89c429"),
         "{}",
         stderr(&bad)
     );
