@@ -991,7 +991,7 @@ fn copy_leaf(ctx: &Ctx<'_>, m: &dyn Members, d: &Descriptor) -> Result<()> {
     if !m.has(&member) && d.media_type.is_non_distributable() && d.urls.is_some() {
         return Ok(()); // a foreign layer that was not shipped
     }
-    if ctx.lock.layout().blob_size(&d.digest)? == Some(d.size) {
+    if ctx.lock.reuse_blob(&d.digest, d.size)? {
         return Ok(());
     }
     check_member_size(m, &member, d.size)?;
@@ -1085,10 +1085,13 @@ fn skopeo_dir(ctx: &mut Ctx<'_>, dir: &DirMembers, entries: &mut Vec<Entry>) -> 
             })?;
             for l in &s1.fs_layers {
                 let member = l.blob_sum.encoded().to_string();
-                if !ctx.copied.insert(l.blob_sum.clone())
-                    || ctx.lock.layout().blob_size(&l.blob_sum)?.is_some()
-                {
+                if !ctx.copied.insert(l.blob_sum.clone()) {
                     continue;
+                }
+                if let Some(size) = ctx.lock.layout().blob_size(&l.blob_sum)? {
+                    if ctx.lock.reuse_blob(&l.blob_sum, size)? {
+                        continue;
+                    }
                 }
                 let alg = l
                     .blob_sum

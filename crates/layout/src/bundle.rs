@@ -795,7 +795,7 @@ fn load_part(
                 ));
                 continue;
             }
-            if layout.blob_size(&digest)? == Some(b.size) {
+            if lock.reuse_blob(&digest, b.size)? {
                 pr.skipped += 1;
                 continue;
             }
@@ -870,9 +870,7 @@ fn load_part(
                 ));
                 continue;
             }
-            if layout.blob_size(&digest)? == Some(b.size)
-                || chunks_done(layout, &digest)?.contains(&n)
-            {
+            if lock.reuse_blob(&digest, b.size)? || chunks_done(layout, &digest)?.contains(&n) {
                 continue;
             }
             let mut h = crate::Algorithm::Sha256.hasher();

@@ -28,7 +28,7 @@ pub enum Copied {
 /// bytes are verified (size and digest) either way; nothing unverified lands in `dst`.
 pub fn copy_blob(src: &Layout, dst: &WriteLock<'_>, desc: &Descriptor) -> Result<Copied> {
     let layout = dst.layout();
-    if layout.blob_size(&desc.digest)? == Some(desc.size) {
+    if dst.reuse_blob(&desc.digest, desc.size)? {
         return Ok(Copied::Present);
     }
     let from = src.blob_path(&desc.digest);

@@ -396,6 +396,13 @@ fn read_capped(file: File, path: &Path) -> Result<Vec<u8>> {
     Ok(bytes)
 }
 
+/// fsync a file that is already in place.
+pub fn sync_file(path: &Path) -> Result<()> {
+    File::open(path)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| Error::io(path, e))
+}
+
 /// fsync a directory, so renames in it are durable.
 pub fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir)
@@ -452,6 +459,19 @@ impl<'a> WriteLock<'a> {
             durable: self.layout.opts.durable,
             early: None,
         })
+    }
+
+    /// Whether the blob is already in the layout with `size`. When it is and writes are
+    /// durable, it is fsynced first: the index this writer commits will rely on it, and an
+    /// earlier `--no-fsync` run may have left it in the page cache only.
+    pub fn reuse_blob(&self, digest: &Digest, size: u64) -> Result<bool> {
+        if self.layout.blob_size(digest)? != Some(size) {
+            return Ok(false);
+        }
+        if self.layout.opts.durable {
+            sync_file(&self.layout.blob_path(digest))?;
+        }
+        Ok(true)
     }
 
     /// Write a small blob from memory; an existing blob is kept.
@@ -649,6 +669,11 @@ impl BlobWriter {
         }
         let dest = dir.join(digest.encoded());
         if fs::metadata(&dest).is_ok_and(|m| m.is_file() && m.len() == size) {
+            // Kept, and about to be relied on: an earlier `--no-fsync` run may have left it in
+            // the page cache only.
+            if durable {
+                sync_file(&dest)?;
+            }
             return Ok((digest, size));
         }
         if durable {

@@ -45,7 +45,7 @@ pub use descriptor::{
 pub use digest::{Algorithm, Digest, DigestError, Hasher};
 pub use error::{Error, Result};
 pub use layout::{
-    check_layout_header, peek, sync_dir, unwrap_io, BlobWriter, Layout, Options, Peeked,
+    check_layout_header, peek, sync_dir, sync_file, unwrap_io, BlobWriter, Layout, Options, Peeked,
     SyncingFile, VerifyingReader, WriteLock, OCI_LAYOUT_CONTENT, TEMP_PREFIX,
 };
 pub use media_type::{Class, Compression, MediaType};
