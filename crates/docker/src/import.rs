@@ -788,14 +788,27 @@ fn docker25(ctx: &mut Ctx<'_>, ar: &Archive, entries: &mut Vec<Entry>) -> Result
             }
             _ => {}
         }
-        copy_tree(ctx, ar, &bare)?;
-        entries.push(Entry {
-            source: 0,
-            descriptor: bare,
-            name: entry.ref_name().map(String::from),
-            image: false,
-        });
+        copy_entry(ctx, ar, entry, entries)?;
     }
+    Ok(())
+}
+
+/// Copy an `index.json` entry of an OCI-shaped source as it is, and record it under its ref.
+fn copy_entry(
+    ctx: &mut Ctx<'_>,
+    m: &dyn Members,
+    entry: &Descriptor,
+    entries: &mut Vec<Entry>,
+) -> Result<()> {
+    let mut bare = entry.clone();
+    bare.set_ref_name(None);
+    copy_tree(ctx, m, &bare)?;
+    entries.push(Entry {
+        source: 0,
+        descriptor: bare,
+        name: entry.ref_name().map(String::from),
+        image: false,
+    });
     Ok(())
 }
 
@@ -909,15 +922,7 @@ fn oci_archive(ctx: &mut Ctx<'_>, ar: &Archive, entries: &mut Vec<Entry>) -> Res
         .map_err(|r| Error::member(ar.path(), "oci-layout", r))?;
     let index = read_index_member(ar)?;
     for entry in &index.manifests {
-        let mut bare = entry.clone();
-        bare.set_ref_name(None);
-        copy_tree(ctx, ar, &bare)?;
-        entries.push(Entry {
-            source: 0,
-            descriptor: bare,
-            name: entry.ref_name().map(String::from),
-            image: false,
-        });
+        copy_entry(ctx, ar, entry, entries)?;
     }
     Ok(())
 }
