@@ -101,8 +101,8 @@ fn a_layer_member_larger_than_its_descriptor_is_refused_before_it_is_read() {
     assert_eq!(
         stderr(&o),
         format!(
-            "ocikit: error: `{}`: member `{lname}`: is 1073741824 bytes, its descriptor says 1024\n",
-            src.display()
+            "ocikit: error: blob `{layer_digest}` at `{}` is 1073741824 bytes, expected 1024\n",
+            src.join(&lname).display()
         )
     );
     assert!(!dest.exists());

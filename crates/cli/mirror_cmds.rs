@@ -4,6 +4,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use ocikit_layout::bundle::{self, BundleOptions, LoadReport};
+use ocikit_layout::engine::RefChange;
 use ocikit_layout::inventory::Inventory;
 use ocikit_layout::select::{self, SelectOptions};
 use ocikit_layout::{Layout, PlatformSpec};
@@ -188,21 +189,22 @@ fn print_load_report(cli: &Cli, r: &LoadReport) {
             p.skipped
         );
     }
-    for (name, digest, moved) in &r.committed {
+    for u in &r.committed {
         let verb = if r.dry_run {
             "would commit"
         } else {
             "committed"
         };
-        match moved {
-            Some(from) => eprintln!(
+        let (name, digest) = (u.label(), &u.digest);
+        match &u.change {
+            RefChange::Moved(from) => eprintln!(
                 "{verb} `{name}` -> `{digest}` (moved from {})",
                 from.iter()
                     .map(|d| format!("`{d}`"))
                     .collect::<Vec<_>>()
                     .join(", ")
             ),
-            None => eprintln!("{verb} `{name}` -> `{digest}`"),
+            _ => eprintln!("{verb} `{name}` -> `{digest}`"),
         }
     }
     for w in &r.waiting {
@@ -253,10 +255,15 @@ pub fn copy(
         }
     };
     if !cli.quiet {
-        for (name, digest, moved) in &report.entries {
-            if let Some(from) = moved {
+        for u in &report.entries {
+            if let RefChange::Moved(from) = &u.change {
                 let from: Vec<String> = from.iter().map(|d| format!("`{d}`")).collect();
-                eprintln!("moved `{name}` from {} to `{digest}`", from.join(", "));
+                eprintln!(
+                    "moved `{}` from {} to `{}`",
+                    u.label(),
+                    from.join(", "),
+                    u.digest
+                );
             }
         }
         eprintln!(
@@ -267,9 +274,9 @@ pub fn copy(
             } else {
                 "ies"
             },
-            report.linked,
-            report.copied,
-            report.present
+            report.blobs.linked,
+            report.blobs.copied,
+            report.blobs.present
         );
     }
     Ok(0)

@@ -26,7 +26,7 @@ use std::io;
 
 use ocikit_layout::compress::decompressor;
 use ocikit_layout::layer::{copy_large, CompressOptions, LayerInfo, LayerWriter};
-use ocikit_layout::rewrite::{patch_descriptor, DocEdit, Rewriter, RootChange, Transform};
+use ocikit_layout::rewrite::{patch_descriptor, DocEdit, Rewriter, RootChange, Store, Transform};
 use ocikit_layout::{
     refs, Class, Compression, Descriptor, Digest, ImageConfig, Layout, MediaType, Schema1,
     WriteLock, JSON_LIMIT,
@@ -229,6 +229,18 @@ pub fn convert(layout: &Layout, opts: &ConvertOptions) -> Result<ConvertReport, 
         Some(s)
     };
     let is_selected = |i: usize| selected.as_ref().is_none_or(|s| s.contains(&i));
+
+    // Plan first: anything unreadable or nested too deep fails here, before anything is
+    // written (and bounds the checker's and the rewriter's depth).
+    let roots: Vec<Descriptor> = index
+        .value
+        .manifests
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| is_selected(*i))
+        .map(|(_, d)| d.clone())
+        .collect();
+    ocikit_layout::engine::plan(layout, &roots)?;
 
     // Check first: nothing is written when something cannot be converted.
     let mut checker = Checker {
@@ -582,12 +594,12 @@ fn check_diff(
     Ok(info)
 }
 
-impl Transform for Converter<'_> {
+impl<'w, 'l> Transform<Store<'w, 'l>> for Converter<'_> {
     type Error = ConvertError;
 
     fn index(
         &mut self,
-        _lock: &WriteLock<'_>,
+        _lock: &Store<'w, 'l>,
         desc: &Descriptor,
         doc: &mut Map<String, Value>,
         children_changed: bool,
@@ -617,7 +629,7 @@ impl Transform for Converter<'_> {
 
     fn manifest(
         &mut self,
-        lock: &WriteLock<'_>,
+        lock: &Store<'w, 'l>,
         desc: &Descriptor,
         doc: &mut Map<String, Value>,
     ) -> Result<DocEdit, ConvertError> {
@@ -721,7 +733,7 @@ impl Transform for Converter<'_> {
 
     fn other(
         &mut self,
-        lock: &WriteLock<'_>,
+        lock: &Store<'w, 'l>,
         desc: &Descriptor,
     ) -> Result<Option<Descriptor>, ConvertError> {
         if desc.media_type.class() != Class::Schema1 {
@@ -782,7 +794,9 @@ mod tests {
         };
         let mut doc = fixture_json(name);
         let desc = Descriptor::new(from, Digest::sha256(b"x"), 1);
-        let edit = conv.index(&lock, &desc, &mut doc, false).expect("hook");
+        let edit = conv
+            .index(&Store(&lock), &desc, &mut doc, false)
+            .expect("hook");
         (doc, edit, conv.dropped)
     }
 

@@ -30,12 +30,11 @@
 //! before it is written, but possibly after earlier layers were: a file output is then
 //! removed; on stdout the archive is cut short and the exit code says so.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::io::{self, Read, Write};
 
 use ocikit_layout::compress::decompressor;
 use ocikit_layout::refs;
-use ocikit_layout::walk::{DocStatus, Walk};
 use ocikit_layout::{
     unwrap_io, Algorithm, Class, Compression, Descriptor, Digest, Hasher, ImageConfig, Index,
     Layout, Manifest, MediaType, PlatformSpec, JSON_LIMIT, OCI_LAYOUT_CONTENT, REF_NAME,
@@ -960,40 +959,31 @@ fn oci_archive(
         }
     }
     let mut entries: BTreeMap<String, Content> = BTreeMap::new();
-    let walk = Walk::from_index(layout, &index);
-    let mut seen = HashSet::new();
-    for n in &walk.nodes {
-        let d = &n.descriptor;
-        if !seen.insert(d.digest.clone()) {
-            continue;
-        }
-        match &n.status {
-            DocStatus::Missing => {
+    // One plan: a missing, corrupt or too-deep document fails the export; an absent `subject`
+    // or foreign layer is left out, as everywhere.
+    let plan = ocikit_layout::engine::plan(layout, &index.manifests)?;
+    for b in &plan.blobs {
+        let size = match (layout.blob_size(&b.digest)?, b.size) {
+            (None, _) if b.optional => continue,
+            (None, _) => {
                 return Err(Error::Layout(ocikit_layout::Error::MissingBlob {
-                    digest: d.digest.clone(),
-                    path: layout.blob_path(&d.digest),
+                    digest: b.digest.clone(),
+                    path: layout.blob_path(&b.digest),
                 }))
             }
-            DocStatus::Corrupt(e) => {
-                return Err(Error::Usage(format!("cannot export: {e}")));
-            }
-            _ => {}
-        }
-        let mut d = d.clone();
-        match layout.blob_size(&d.digest)? {
-            None if d.media_type.is_non_distributable() && d.urls.is_some() => continue,
-            None => {
-                return Err(Error::Layout(ocikit_layout::Error::MissingBlob {
-                    digest: d.digest.clone(),
-                    path: layout.blob_path(&d.digest),
-                }))
-            }
-            Some(s) if !n.size_known => d.size = s,
-            Some(_) => {}
-        }
-        let name = blob_name(&d.digest);
+            (Some(_), Some(declared)) => declared,
+            (Some(found), None) => found,
+        };
+        let name = blob_name(&b.digest);
         add_dirs(&mut entries, &name);
-        entries.insert(name, Content::Blob(d));
+        entries.insert(
+            name,
+            Content::Blob(Descriptor::new(
+                b.media_type.clone(),
+                b.digest.clone(),
+                size,
+            )),
+        );
     }
     entries.insert(
         "index.json".into(),

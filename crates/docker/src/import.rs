@@ -28,11 +28,12 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use ocikit_layout::compress::{decompressor, sniff, Sniffed, SNIFF_LEN};
+use ocikit_layout::engine::{self, merge_entry, ImageSource};
 use ocikit_layout::fsck::run_parallel_max;
 use ocikit_layout::layer::{copy_layer, write_layer, CompressOptions, LayerInfo};
 use ocikit_layout::refs;
 use ocikit_layout::validate::DocType;
-use ocikit_layout::walk::{shape_class, Walk};
+use ocikit_layout::walk::shape_class;
 use ocikit_layout::Class;
 use ocikit_layout::{
     peek, Descriptor, Digest, ImageConfig, Index, Layout, Manifest, MediaType, Options,
@@ -43,7 +44,7 @@ use serde_json::{Map, Value};
 
 use crate::archive::Archive;
 use crate::names::containerd_name;
-use crate::source::{detect, DirMembers, Kind, Members, Source};
+use crate::source::{detect, DirMembers, Kind, Members, MembersSource, Progress, Source};
 use crate::{Error, Result};
 
 /// The annotation containerd uses for an image's full name.
@@ -67,22 +68,6 @@ impl std::fmt::Debug for ImportOptions<'_> {
             .field("ref_name", &self.ref_name)
             .field("progress", &self.progress.is_some())
             .finish()
-    }
-}
-
-/// A reader that reports how much it read.
-struct Progress<'p, R> {
-    inner: R,
-    report: Option<&'p (dyn Fn(u64) + Sync)>,
-}
-
-impl<R: Read> Read for Progress<'_, R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        if let Some(p) = self.report {
-            p(n as u64);
-        }
-        Ok(n)
     }
 }
 
@@ -217,27 +202,23 @@ fn import_into(
     };
     for e in entries {
         let mut d = e.descriptor;
-        match &e.name {
-            Some(n) => {
-                if d.annotations
-                    .as_ref()
-                    .is_none_or(|a| !a.contains_key(CONTAINERD_NAME))
-                {
-                    if let Some(full) = containerd_name(n) {
-                        d.annotations
-                            .get_or_insert_with(BTreeMap::new)
-                            .insert(CONTAINERD_NAME.into(), full);
-                    }
-                }
-                refs::tag(&mut index, &d, n)?;
-                d.set_ref_name(Some(n));
-            }
-            None => {
-                if !index.manifests.iter().any(|m| m.digest == d.digest) {
-                    index.manifests.push(d.clone());
+        if let Some(n) = &e.name {
+            // Images built from Docker sources carry the full name for containerd; entries of
+            // OCI-shaped sources are merged as they are, exactly as `copy` merges them.
+            let has_name = d
+                .annotations
+                .as_ref()
+                .is_some_and(|a| a.contains_key(CONTAINERD_NAME));
+            if e.image && !has_name {
+                if let Some(full) = containerd_name(n) {
+                    d.annotations
+                        .get_or_insert_with(BTreeMap::new)
+                        .insert(CONTAINERD_NAME.into(), full);
                 }
             }
         }
+        d.set_ref_name(e.name.as_deref());
+        merge_entry(&mut index, &d)?;
         report.entries.push(Imported {
             source: paths[e.source].clone(),
             kind: sources[e.source].kind(),
@@ -927,91 +908,21 @@ fn oci_archive(ctx: &mut Ctx<'_>, ar: &Archive, entries: &mut Vec<Entry>) -> Res
     Ok(())
 }
 
-/// Copy everything `d` reaches from an OCI-shaped source, verified, bytes unchanged.
+/// Copy everything `d` reaches from an OCI-shaped source, verified, bytes unchanged: one
+/// [`plan`] (a `subject` and foreign layers may be absent; anything else missing, corrupt or
+/// nested too deep fails) and one [`transfer`].
 fn copy_tree(ctx: &mut Ctx<'_>, m: &dyn Members, d: &Descriptor) -> Result<()> {
-    if !ctx.copied.insert(d.digest.clone()) {
-        return Ok(());
-    }
-    let member = blob_member(&d.digest);
-    let mut class = d.media_type.class();
-    if class == Class::Unknown && d.size <= JSON_LIMIT && m.has(&member) {
-        let bytes = read_verified(m, d)?;
-        if let Ok(v) = serde_json::from_slice::<Value>(&bytes) {
-            let declared = v
-                .get("mediaType")
-                .and_then(Value::as_str)
-                .map(MediaType::parse);
-            class = match declared.map(|t| t.class()) {
-                Some(c @ (Class::Index | Class::Manifest | Class::Schema1)) => c,
-                _ => shape_class(&v),
-            };
-        }
-    }
-    match class {
-        Class::Index | Class::Manifest | Class::Schema1 => {
-            let bytes = read_verified(m, d)?;
-            ctx.lock.write_blob(&bytes)?;
-            let bad = |e: serde_json::Error| {
-                Error::member(m.path(), &member, format!("does not parse: {e}"))
-            };
-            let children: Vec<Descriptor> = match class {
-                Class::Index => {
-                    let ix: Index = serde_json::from_slice(&bytes).map_err(bad)?;
-                    ix.manifests.into_iter().chain(ix.subject).collect()
-                }
-                Class::Manifest => {
-                    let man: Manifest = serde_json::from_slice(&bytes).map_err(bad)?;
-                    std::iter::once(man.config)
-                        .chain(man.layers)
-                        .chain(man.subject)
-                        .collect()
-                }
-                _ => {
-                    let s1: ocikit_layout::Schema1 = serde_json::from_slice(&bytes).map_err(bad)?;
-                    // schema1 declares no sizes: copy those blobs unverified by size, by digest.
-                    for l in s1.fs_layers {
-                        if ctx.copied.insert(l.blob_sum.clone()) {
-                            let size = m.size(&blob_member(&l.blob_sum))?;
-                            copy_leaf(
-                                ctx,
-                                m,
-                                &Descriptor::new(MediaType::DockerLayerGzip, l.blob_sum, size),
-                            )?;
-                        }
-                    }
-                    Vec::new()
-                }
-            };
-            for c in &children {
-                copy_tree(ctx, m, c)?;
-            }
-            Ok(())
-        }
-        _ => copy_leaf(ctx, m, d),
-    }
+    let src = MembersSource::new(m, ctx.opts.progress);
+    carry(ctx, &src, std::slice::from_ref(d))
 }
 
-fn copy_leaf(ctx: &Ctx<'_>, m: &dyn Members, d: &Descriptor) -> Result<()> {
-    let member = blob_member(&d.digest);
-    if !m.has(&member) && d.media_type.is_non_distributable() && d.urls.is_some() {
-        return Ok(()); // a foreign layer that was not shipped
-    }
-    if ctx.lock.reuse_blob(&d.digest, d.size)? {
-        return Ok(());
-    }
-    check_member_size(m, &member, d.size)?;
-    let alg = d
-        .digest
-        .algorithm()
-        .ok_or_else(|| ocikit_layout::Error::Unverifiable(d.digest.clone()))?;
-    let mut r = Progress {
-        inner: m.open(&member)?,
-        report: ctx.opts.progress,
-    };
-    let mut w = ctx.lock.blob_writer_for(alg)?;
-    ocikit_layout::layer::copy_large(&mut r, &mut w).map_err(|e| Error::io(m.path(), e))?;
-    w.finish_expect(&d.digest, Some(d.size))
-        .map_err(|e| Error::member(m.path(), &member, e.to_string()))?;
+/// Plan what `roots` need from `src` and transfer what this import has not carried yet.
+fn carry<S: ImageSource + ?Sized>(ctx: &mut Ctx<'_>, src: &S, roots: &[Descriptor]) -> Result<()> {
+    let plan = engine::plan(src, roots)?;
+    let copied = &ctx.copied;
+    engine::transfer(src, &plan, |b| !copied.contains(&b.digest), ctx.lock)?;
+    ctx.copied
+        .extend(plan.blobs.iter().map(|b| b.digest.clone()));
     Ok(())
 }
 
@@ -1019,40 +930,17 @@ fn copy_leaf(ctx: &Ctx<'_>, m: &dyn Members, d: &Descriptor) -> Result<()> {
 
 fn layout_dir(ctx: &mut Ctx<'_>, src: &Layout, entries: &mut Vec<Entry>) -> Result<()> {
     let index = src.read_index()?.value;
-    for entry in &index.manifests {
-        let mut bare = entry.clone();
-        bare.set_ref_name(None);
-        let walk = Walk::from_descriptor(src, &bare);
-        for i in walk.unique() {
-            let n = &walk.nodes[i];
-            if let ocikit_layout::walk::DocStatus::Corrupt(e) = &n.status {
-                return Err(Error::BadSource {
-                    path: src.root().to_path_buf(),
-                    reason: e.to_string(),
-                });
-            }
-            let d = &n.descriptor;
-            if !n.size_known {
-                continue; // schema1 layers: sizes unknown, copied below by digest
-            }
-            if d.media_type.is_non_distributable()
-                && d.urls.is_some()
-                && src.blob_size(&d.digest)?.is_none()
-            {
-                continue;
-            }
-            ocikit_layout::copy::copy_blob(src, ctx.lock, d)?;
-        }
-        for i in walk.unique() {
-            let n = &walk.nodes[i];
-            if !n.size_known {
-                if let Some(size) = src.blob_size(&n.descriptor.digest)? {
-                    let mut d = n.descriptor.clone();
-                    d.size = size;
-                    ocikit_layout::copy::copy_blob(src, ctx.lock, &d)?;
-                }
-            }
-        }
+    let roots: Vec<Descriptor> = index
+        .manifests
+        .iter()
+        .map(|e| {
+            let mut bare = e.clone();
+            bare.set_ref_name(None);
+            bare
+        })
+        .collect();
+    carry(ctx, src, &roots)?;
+    for (entry, bare) in index.manifests.iter().zip(roots) {
         entries.push(Entry {
             source: 0,
             descriptor: bare,

@@ -14,6 +14,11 @@ use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
+use ocikit_layout::engine::ImageSource;
+use ocikit_layout::{
+    Digest, Error as LError, Index, Raw, Result as LResult, VerifyingReader, JSON_LIMIT,
+};
+
 use crate::archive::Archive;
 use crate::{Error, Result};
 
@@ -214,4 +219,147 @@ pub fn detect(path: &Path) -> Result<Source> {
         ));
     };
     Ok(Source::Archive(ar, kind))
+}
+
+/// The blobs of an OCI-shaped source (an oci-archive, a Docker 25 `docker save`) as an
+/// [`ImageSource`] for the engine: `blobs/<alg>/<encoded>` members, verified while read, with
+/// the bytes read reported to `progress`.
+pub struct MembersSource<'a> {
+    members: &'a dyn Members,
+    progress: Option<&'a (dyn Fn(u64) + Sync)>,
+}
+
+impl std::fmt::Debug for MembersSource<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MembersSource")
+            .field("path", &self.members.path())
+            .finish()
+    }
+}
+
+impl<'a> MembersSource<'a> {
+    /// The blobs of `members`.
+    pub fn new(members: &'a dyn Members, progress: Option<&'a (dyn Fn(u64) + Sync)>) -> Self {
+        MembersSource { members, progress }
+    }
+
+    fn member(&self, digest: &Digest) -> (String, PathBuf) {
+        let name = format!("blobs/{}/{}", digest.algorithm_str(), digest.encoded());
+        let path = self.members.path().join(&name);
+        (name, path)
+    }
+
+    /// The member's size, checked against `size`; `MissingBlob` when absent.
+    fn checked_size(&self, digest: &Digest, size: Option<u64>) -> LResult<(String, PathBuf)> {
+        let (name, path) = self.member(digest);
+        if !self.members.has(&name) {
+            return Err(LError::MissingBlob {
+                digest: digest.clone(),
+                path,
+            });
+        }
+        let found = self.members.size(&name).map_err(|e| LError::Invalid {
+            what: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        if let Some(expected) = size.filter(|&s| s != found) {
+            return Err(LError::SizeMismatch {
+                digest: digest.clone(),
+                expected,
+                found,
+                path,
+            });
+        }
+        Ok((name, path))
+    }
+}
+
+impl ImageSource for MembersSource<'_> {
+    fn roots(&self) -> LResult<Index> {
+        let bytes = self
+            .members
+            .read_small("index.json", JSON_LIMIT)
+            .map_err(|e| LError::Invalid {
+                what: self.members.path().join("index.json").display().to_string(),
+                reason: e.to_string(),
+            })?;
+        Ok(Raw::<Index>::parse(bytes, "index.json")?.value)
+    }
+
+    fn read_document(&self, digest: &Digest, size: Option<u64>, limit: u64) -> LResult<Vec<u8>> {
+        let (_, path) = self.member(digest);
+        if let Some(s) = size.filter(|&s| s > limit) {
+            return Err(LError::TooLarge {
+                what: path.display().to_string(),
+                size: s,
+                limit,
+            });
+        }
+        let mut r = self.open(digest, size)?;
+        let mut buf = Vec::new();
+        (&mut r)
+            .take(limit + 1)
+            .read_to_end(&mut buf)
+            .map_err(|e| ocikit_layout::unwrap_io(e, &path))?;
+        if buf.len() as u64 > limit {
+            return Err(LError::TooLarge {
+                what: path.display().to_string(),
+                size: buf.len() as u64,
+                limit,
+            });
+        }
+        Ok(buf)
+    }
+
+    fn stat(&self, digest: &Digest) -> LResult<Option<u64>> {
+        let (name, path) = self.member(digest);
+        if !self.members.has(&name) {
+            return Ok(None);
+        }
+        self.members
+            .size(&name)
+            .map(Some)
+            .map_err(|e| LError::Invalid {
+                what: path.display().to_string(),
+                reason: e.to_string(),
+            })
+    }
+
+    fn open(&self, digest: &Digest, size: Option<u64>) -> LResult<Box<dyn Read + '_>> {
+        let alg = digest
+            .algorithm()
+            .ok_or_else(|| LError::Unverifiable(digest.clone()))?;
+        let (name, path) = self.checked_size(digest, size)?;
+        let inner = self.members.open(&name).map_err(|e| LError::Invalid {
+            what: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        let counted = Progress {
+            inner,
+            report: self.progress,
+        };
+        Ok(Box::new(VerifyingReader::new(
+            counted,
+            alg.hasher(),
+            digest.clone(),
+            size,
+            path,
+        )))
+    }
+}
+
+/// A reader that reports how much it read.
+pub(crate) struct Progress<'p, R> {
+    pub(crate) inner: R,
+    pub(crate) report: Option<&'p (dyn Fn(u64) + Sync)>,
+}
+
+impl<R: Read> Read for Progress<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if let Some(p) = self.report {
+            p(n as u64);
+        }
+        Ok(n)
+    }
 }

@@ -34,10 +34,10 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::engine::{merge_entry, RefChange, RefUpdate};
 use crate::inventory::Inventory;
 use crate::layer::copy_large;
 use crate::layout::unwrap_io;
-use crate::refs::{self, TagOutcome};
 use crate::select::Selection;
 use crate::{Descriptor, Digest, Error, Index, Layout, Result, OCI_LAYOUT_CONTENT};
 
@@ -570,8 +570,8 @@ pub struct Waiting {
 pub struct LoadReport {
     /// One report per part, in the order given.
     pub parts: Vec<PartReport>,
-    /// Refs committed (name or digest, digest, what the tag did).
-    pub committed: Vec<(String, Digest, Option<Vec<Digest>>)>,
+    /// Entries merged into `index.json` (or that would be, in a dry run).
+    pub committed: Vec<RefUpdate>,
     /// Refs waiting for more parts.
     pub waiting: Vec<Waiting>,
     /// Blobs the bundle assumed present that the layout lacks.
@@ -587,16 +587,35 @@ impl LoadReport {
     }
 }
 
-/// Is `path` a bundle part (a tar whose first entry is `bundle.json`)?
+/// Is `path` a bundle part (a tar whose first entry is `bundle.json`)? Only the first 512-byte
+/// header is read and checked (name, type, checksum): no extension header is followed, so a
+/// hostile source costs one block here and meets the archive reader's limits after.
 pub fn is_bundle_part(path: &Path) -> bool {
-    let Ok(f) = File::open(path) else {
+    let Ok(mut f) = File::open(path) else {
         return false;
     };
-    let mut ar = tar::Archive::new(f);
-    let Ok(mut entries) = ar.entries() else {
+    let mut block = [0u8; 512];
+    if f.read_exact(&mut block).is_err() {
         return false;
-    };
-    matches!(entries.next(), Some(Ok(e)) if e.path().is_ok_and(|p| p == Path::new("bundle.json")))
+    }
+    let name_ok =
+        block[..100].starts_with(b"bundle.json") && block[11..100].iter().all(|&b| b == 0);
+    let regular = matches!(block[156], b'0' | 0);
+    let stored: Option<u32> = std::str::from_utf8(&block[148..156])
+        .ok()
+        .and_then(|t| u32::from_str_radix(t.trim_matches(|c: char| c == '\0' || c == ' '), 8).ok());
+    let sum: u32 = block
+        .iter()
+        .enumerate()
+        .map(|(i, &b)| {
+            if (148..156).contains(&i) {
+                32
+            } else {
+                u32::from(b)
+            }
+        })
+        .sum();
+    name_ok && regular && stored == Some(sum)
 }
 
 /// Load bundle parts into `layout` (which must exist). With `dry_run`, every part is read and
@@ -673,27 +692,10 @@ pub fn load(layout: &Layout, parts: &[PathBuf], dry_run: bool) -> Result<LoadRep
                 continue;
             }
             let mut entry = r.descriptor.clone();
-            entry.set_ref_name(None);
-            match &r.name {
-                Some(n) => {
-                    let outcome = refs::tag(&mut index, &entry, n)?;
-                    if outcome != TagOutcome::Unchanged {
-                        changed = true;
-                    }
-                    let moved = match outcome {
-                        TagOutcome::Moved(from) => Some(from),
-                        _ => None,
-                    };
-                    report.committed.push((label, entry.digest.clone(), moved));
-                }
-                None => {
-                    if !index.manifests.iter().any(|e| e.digest == entry.digest) {
-                        index.manifests.push(entry.clone());
-                        changed = true;
-                    }
-                    report.committed.push((label, entry.digest.clone(), None));
-                }
-            }
+            entry.set_ref_name(r.name.as_deref());
+            let update = merge_entry(&mut index, &entry)?;
+            changed |= update.change != RefChange::Unchanged;
+            report.committed.push(update);
         }
     }
     report.missing_assumed.sort();
@@ -1051,9 +1053,9 @@ mod tests {
             let lock = src.lock().expect("lock");
             let mut idx = Index::empty();
             let a = image(&lock, &big);
-            refs::tag(&mut idx, &a, "a").expect("tag");
+            crate::refs::tag(&mut idx, &a, "a").expect("tag");
             let b = image(&lock, b"small layer");
-            refs::tag(&mut idx, &b, "b").expect("tag");
+            crate::refs::tag(&mut idx, &b, "b").expect("tag");
             lock.commit_index(&idx).expect("commit");
         }
         let sel =

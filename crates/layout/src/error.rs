@@ -109,6 +109,15 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// A document nested deeper than [`crate::walk::MAX_DEPTH`] levels below its root: a
+    /// crafted chain, refused rather than carried in part.
+    #[error("`{digest}` is nested more than {depth} levels deep; refusing to follow it")]
+    TooDeep {
+        /// The first document past the limit.
+        digest: Digest,
+        /// The limit.
+        depth: usize,
+    },
     /// A document that is not what its position requires.
     #[error("`{digest}`: {reason}")]
     BadDocument {

@@ -22,6 +22,7 @@ pub mod compress;
 pub mod copy;
 mod descriptor;
 mod digest;
+pub mod engine;
 mod error;
 pub mod fault;
 pub mod fsck;

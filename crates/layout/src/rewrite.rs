@@ -13,24 +13,91 @@
 //!   (only it knows what a layer rewrite means: recompression needs the config's diff_ids);
 //! - anything else in a document position (schema1, unknown types) goes to
 //!   [`Transform::other`], which may return a replacement;
-//! - new documents are written through the [`WriteLock`]; results are memoized per digest, so a
-//!   manifest that several parents name is converted once; a digest that is its own ancestor is
-//!   left alone;
+//! - new documents go to a [`DocSink`]: the [`Store`] (blobs written through the
+//!   [`WriteLock`]) or [`Memory`] (kept by digest, the source untouched); results are memoized
+//!   per digest, so a manifest that several parents name is converted once; a digest that is its
+//!   own ancestor is left alone; nesting deeper than [`MAX_DEPTH`] is [`Error::TooDeep`] (the
+//!   recursion is bounded by it, so a crafted chain cannot overflow the stack);
+//! - an index whose every entry the transform removed ([`Transform::keep_entry`],
+//!   [`Transform::keep_later`]) is [`Rewritten::Dropped`], and its parent drops it too;
 //! - [`Rewriter::rewrite_index_json`] repoints `index.json` entries and commits `index.json`
 //!   once, at the end. Old blobs stay until `gc`.
 //!
 //! `subject` descriptors are not followed: a referrer keeps naming the original, which stays
 //! reachable through it.
 //!
-//! Users: `convert` (media types, recompression); planned: `copy --platform` (filtering index
-//! entries with [`Transform::keep_entry`]) and `append` (a manifest edit).
+//! Users: `convert` (media types, recompression, into the store) and the platform filter of
+//! `copy --platform` / `bundle --platform` ([`crate::select`], into memory); planned: the build
+//! verbs (`append`, `config`, `index`).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::ops::Deref;
 
 use serde_json::{Map, Value};
 
 use crate::media_type::Class;
-use crate::{Descriptor, Digest, Error, MediaType, WriteLock, JSON_LIMIT};
+use crate::walk::MAX_DEPTH;
+use crate::{Descriptor, Digest, Error, Layout, MediaType, Result, WriteLock, JSON_LIMIT};
+
+/// Where a rewrite reads documents from and puts the documents it makes.
+pub trait DocSink {
+    /// The layout documents are read from.
+    fn source(&self) -> &Layout;
+    /// Keep a new document; returns its digest and size.
+    fn put(&mut self, bytes: Vec<u8>) -> Result<(Digest, u64)>;
+}
+
+/// The store: new documents are blobs written through the writer lock (`convert`, the build
+/// verbs). Derefs to the lock, for transforms that write layers and configs themselves.
+#[derive(Debug)]
+pub struct Store<'w, 'l>(pub &'w WriteLock<'l>);
+
+impl<'l> Deref for Store<'_, 'l> {
+    type Target = WriteLock<'l>;
+    fn deref(&self) -> &WriteLock<'l> {
+        self.0
+    }
+}
+
+impl DocSink for Store<'_, '_> {
+    fn source(&self) -> &Layout {
+        self.0.layout()
+    }
+    fn put(&mut self, bytes: Vec<u8>) -> Result<(Digest, u64)> {
+        self.0.write_blob(&bytes)
+    }
+}
+
+/// Memory: new documents are kept by digest and the source is not touched (`copy --platform`
+/// and `bundle --platform` carry them to the destination; [`crate::engine::Overlay`] serves them).
+#[derive(Debug)]
+pub struct Memory<'a> {
+    source: &'a Layout,
+    /// The documents made, by digest.
+    pub documents: BTreeMap<Digest, Vec<u8>>,
+}
+
+impl<'a> Memory<'a> {
+    /// A memory sink reading from `source`.
+    pub fn new(source: &'a Layout) -> Self {
+        Memory {
+            source,
+            documents: BTreeMap::new(),
+        }
+    }
+}
+
+impl DocSink for Memory<'_> {
+    fn source(&self) -> &Layout {
+        self.source
+    }
+    fn put(&mut self, bytes: Vec<u8>) -> Result<(Digest, u64)> {
+        let digest = Digest::sha256(&bytes);
+        let size = bytes.len() as u64;
+        self.documents.insert(digest.clone(), bytes);
+        Ok((digest, size))
+    }
+}
 
 /// What a transform did to a document.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -48,13 +115,36 @@ impl DocEdit {
     }
 }
 
-/// A per-node transformation, called bottom-up by the [`Rewriter`].
-pub trait Transform {
+/// Whether an index keeps one of its entries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Keep {
+    /// Keep it (and rewrite what it names).
+    Yes,
+    /// Remove it.
+    No,
+    /// Decide with [`Transform::keep_later`], once the other entries are decided.
+    Later,
+}
+
+/// A per-node transformation, called bottom-up by the [`Rewriter`], over a sink `S`.
+pub trait Transform<S: DocSink> {
     /// The error type; layout errors convert into it.
     type Error: From<Error>;
 
     /// Whether an index keeps entry `entry` (default: all). Called before the entry is visited.
-    fn keep_entry(&mut self, _index: &Descriptor, _entry: &Descriptor) -> bool {
+    fn keep_entry(&mut self, _sink: &S, _index: &Descriptor, _entry: &Descriptor) -> Keep {
+        Keep::Yes
+    }
+
+    /// For an entry [`Transform::keep_entry`] deferred: keep it, given the entries kept (as
+    /// rewritten)? Deferred entries are kept as they are, not visited.
+    fn keep_later(
+        &mut self,
+        _sink: &S,
+        _index: &Descriptor,
+        _entry: &Descriptor,
+        _kept: &[Descriptor],
+    ) -> bool {
         true
     }
 
@@ -62,7 +152,7 @@ pub trait Transform {
     /// whether any entry's descriptor was patched (or an entry removed).
     fn index(
         &mut self,
-        lock: &WriteLock<'_>,
+        sink: &S,
         desc: &Descriptor,
         doc: &mut Map<String, Value>,
         children_changed: bool,
@@ -71,19 +161,38 @@ pub trait Transform {
     /// An image manifest (OCI or Docker schema2, artifacts included).
     fn manifest(
         &mut self,
-        lock: &WriteLock<'_>,
+        sink: &S,
         desc: &Descriptor,
         doc: &mut Map<String, Value>,
     ) -> Result<DocEdit, Self::Error>;
 
     /// Anything else standing where a manifest may stand (schema1, unknown media types): return
-    /// the descriptor of a replacement already written through `lock`, or `None` to keep it.
-    fn other(
-        &mut self,
-        _lock: &WriteLock<'_>,
-        _desc: &Descriptor,
-    ) -> Result<Option<Descriptor>, Self::Error> {
+    /// the descriptor of a replacement already written, or `None` to keep it.
+    fn other(&mut self, _sink: &S, _desc: &Descriptor) -> Result<Option<Descriptor>, Self::Error> {
         Ok(None)
+    }
+}
+
+/// What became of one descriptor.
+#[derive(Debug, Clone, PartialEq)]
+#[allow(clippy::large_enum_variant)] // one per visited document, returned by value once
+pub enum Rewritten {
+    /// Nothing changed.
+    Same,
+    /// Replaced: the new descriptor (the parent's `platform`, `annotations`, `urls` and unknown
+    /// fields kept; a stale `data` dropped).
+    New(Descriptor),
+    /// An index whose every entry was removed: its parent drops it too.
+    Dropped,
+}
+
+impl Rewritten {
+    /// The new descriptor, when there is one.
+    pub fn new_descriptor(self) -> Option<Descriptor> {
+        match self {
+            Rewritten::New(d) => Some(d),
+            _ => None,
+        }
     }
 }
 
@@ -100,153 +209,18 @@ pub struct RootChange {
 
 /// Applies a [`Transform`] bottom-up. See the module docs.
 #[derive(Debug)]
-pub struct Rewriter<'w, 'l, T> {
-    lock: &'w WriteLock<'l>,
+pub struct Rewriter<S, T> {
+    sink: S,
     transform: T,
-    memo: HashMap<Digest, Option<Descriptor>>,
+    memo: HashMap<Digest, Rewritten>,
+    /// The documents being visited, root first (ancestors of the current one).
     stack: HashSet<Digest>,
 }
 
-impl<'w, 'l, T: Transform> Rewriter<'w, 'l, T> {
+impl<'w, 'l, T: Transform<Store<'w, 'l>>> Rewriter<Store<'w, 'l>, T> {
     /// A rewriter writing through `lock`.
     pub fn new(lock: &'w WriteLock<'l>, transform: T) -> Self {
-        Rewriter {
-            lock,
-            transform,
-            memo: HashMap::new(),
-            stack: HashSet::new(),
-        }
-    }
-
-    /// The transform (to read what it collected).
-    pub fn transform(&self) -> &T {
-        &self.transform
-    }
-
-    /// Give the transform back.
-    pub fn into_transform(self) -> T {
-        self.transform
-    }
-
-    /// Rewrite what `desc` names. Returns the replacement descriptor (the caller's `platform`,
-    /// `annotations`, `urls` and unknown fields kept), or `None` when nothing changed.
-    pub fn visit(&mut self, desc: &Descriptor) -> Result<Option<Descriptor>, T::Error> {
-        let core = match self.memo.get(&desc.digest) {
-            Some(m) => m.clone(),
-            None => {
-                if !self.stack.insert(desc.digest.clone()) {
-                    return Ok(None); // a cycle: leave it
-                }
-                let r = self.visit_uncached(desc);
-                self.stack.remove(&desc.digest);
-                let r = r?;
-                self.memo.insert(desc.digest.clone(), r.clone());
-                r
-            }
-        };
-        Ok(core.map(|new| {
-            let mut d = desc.clone();
-            if d.digest != new.digest {
-                d.data = None;
-            }
-            d.media_type = new.media_type;
-            d.digest = new.digest;
-            d.size = new.size;
-            d
-        }))
-    }
-
-    fn visit_uncached(&mut self, desc: &Descriptor) -> Result<Option<Descriptor>, T::Error> {
-        let class = desc.media_type.class();
-        if !matches!(class, Class::Index | Class::Manifest) {
-            return self.transform.other(self.lock, desc);
-        }
-        let layout = self.lock.layout();
-        let bytes = layout.read_blob(&desc.digest, Some(desc.size), JSON_LIMIT)?;
-        let mut doc = match serde_json::from_slice::<Value>(&bytes) {
-            Ok(Value::Object(m)) => m,
-            Ok(_) => {
-                return Err(Error::BadDocument {
-                    digest: desc.digest.clone(),
-                    reason: "not a JSON object".into(),
-                }
-                .into())
-            }
-            Err(source) => {
-                return Err(Error::Json {
-                    what: desc.digest.to_string(),
-                    source,
-                }
-                .into())
-            }
-        };
-        let edit = if class == Class::Index {
-            let changed = self.rewrite_entries(desc, &mut doc)?;
-            self.transform.index(self.lock, desc, &mut doc, changed)?
-        } else {
-            self.transform.manifest(self.lock, desc, &mut doc)?
-        };
-        let media_type = edit.media_type.unwrap_or_else(|| desc.media_type.clone());
-        if edit.edited {
-            let new_bytes =
-                serde_json::to_vec(&Value::Object(doc)).map_err(|source| Error::Json {
-                    what: desc.digest.to_string(),
-                    source,
-                })?;
-            if new_bytes == bytes && media_type == desc.media_type {
-                return Ok(None);
-            }
-            let (digest, size) = self.lock.write_blob(&new_bytes)?;
-            Ok(Some(Descriptor::new(media_type, digest, size)))
-        } else if media_type != desc.media_type {
-            Ok(Some(Descriptor::new(
-                media_type,
-                desc.digest.clone(),
-                desc.size,
-            )))
-        } else {
-            Ok(None)
-        }
-    }
-
-    /// Visit and patch the `manifests` of an index; true when anything changed.
-    fn rewrite_entries(
-        &mut self,
-        desc: &Descriptor,
-        doc: &mut Map<String, Value>,
-    ) -> Result<bool, T::Error> {
-        let Some(Value::Array(entries)) = doc.get_mut("manifests") else {
-            return Ok(false);
-        };
-        let mut changed = false;
-        let mut kept = Vec::with_capacity(entries.len());
-        for mut entry in std::mem::take(entries) {
-            let child: Descriptor = match serde_json::from_value(entry.clone()) {
-                Ok(d) => d,
-                Err(e) => {
-                    return Err(Error::BadDocument {
-                        digest: desc.digest.clone(),
-                        reason: format!("an entry of `manifests` is not a descriptor: {e}"),
-                    }
-                    .into())
-                }
-            };
-            if !self.transform.keep_entry(desc, &child) {
-                changed = true;
-                continue;
-            }
-            if let Some(new) = self.visit(&child)? {
-                if let Value::Object(obj) = &mut entry {
-                    patch_descriptor(obj, &new);
-                }
-                changed = true;
-            }
-            kept.push(entry);
-        }
-        if let Some(Value::Array(entries)) = doc.get_mut("manifests") {
-            *entries = kept;
-        }
-        Ok(changed)
+        Rewriter::with_sink(Store(lock), transform)
     }
 
     /// Rewrite the `index.json` entries for which `select` is true, repoint them, and commit
@@ -256,8 +230,8 @@ impl<'w, 'l, T: Transform> Rewriter<'w, 'l, T> {
         &mut self,
         select: impl Fn(usize, &Descriptor) -> bool,
     ) -> Result<Vec<RootChange>, T::Error> {
-        let layout = self.lock.layout();
-        let raw = layout.read_index()?;
+        let lock = self.sink.0;
+        let raw = lock.layout().read_index()?;
         let mut doc: Map<String, Value> =
             serde_json::from_slice(&raw.bytes).map_err(|source| Error::Json {
                 what: "index.json".into(),
@@ -268,7 +242,7 @@ impl<'w, 'l, T: Transform> Rewriter<'w, 'l, T> {
             if !select(i, old) {
                 continue;
             }
-            let new = self.visit(old)?;
+            let new = self.visit(old)?.new_descriptor();
             if let Some(n) = &new {
                 if let Some(Value::Object(obj)) = doc
                     .get_mut("manifests")
@@ -289,9 +263,214 @@ impl<'w, 'l, T: Transform> Rewriter<'w, 'l, T> {
                 what: "index.json".into(),
                 source,
             })?;
-            self.lock.commit_index_bytes(&bytes)?;
+            lock.commit_index_bytes(&bytes)?;
         }
         Ok(changes)
+    }
+}
+
+impl<S: DocSink, T: Transform<S>> Rewriter<S, T> {
+    /// A rewriter putting new documents into `sink`.
+    pub fn with_sink(sink: S, transform: T) -> Self {
+        Rewriter {
+            sink,
+            transform,
+            memo: HashMap::new(),
+            stack: HashSet::new(),
+        }
+    }
+
+    /// The transform (to read what it collected).
+    pub fn transform(&self) -> &T {
+        &self.transform
+    }
+
+    /// Give the transform back.
+    pub fn into_transform(self) -> T {
+        self.transform
+    }
+
+    /// Give the sink and the transform back.
+    pub fn into_parts(self) -> (S, T) {
+        (self.sink, self.transform)
+    }
+
+    /// Rewrite what `desc` names. Nesting deeper than [`MAX_DEPTH`] is an error
+    /// ([`Error::TooDeep`]), so a crafted chain cannot exhaust the stack.
+    pub fn visit(&mut self, desc: &Descriptor) -> Result<Rewritten, T::Error> {
+        let core = match self.memo.get(&desc.digest) {
+            Some(m) => m.clone(),
+            None => {
+                if self.stack.contains(&desc.digest) {
+                    return Ok(Rewritten::Same); // a cycle: leave it
+                }
+                if self.stack.len() >= MAX_DEPTH {
+                    return Err(Error::TooDeep {
+                        digest: desc.digest.clone(),
+                        depth: MAX_DEPTH,
+                    }
+                    .into());
+                }
+                self.stack.insert(desc.digest.clone());
+                let r = self.visit_uncached(desc);
+                self.stack.remove(&desc.digest);
+                let r = r?;
+                self.memo.insert(desc.digest.clone(), r.clone());
+                r
+            }
+        };
+        Ok(match core {
+            Rewritten::New(new) => {
+                let mut d = desc.clone();
+                if d.digest != new.digest {
+                    d.data = None;
+                }
+                d.media_type = new.media_type;
+                d.digest = new.digest;
+                d.size = new.size;
+                Rewritten::New(d)
+            }
+            other => other,
+        })
+    }
+
+    fn visit_uncached(&mut self, desc: &Descriptor) -> Result<Rewritten, T::Error> {
+        let class = desc.media_type.class();
+        if !matches!(class, Class::Index | Class::Manifest) {
+            return Ok(match self.transform.other(&self.sink, desc)? {
+                Some(d) => Rewritten::New(d),
+                None => Rewritten::Same,
+            });
+        }
+        let bytes = self
+            .sink
+            .source()
+            .read_blob(&desc.digest, Some(desc.size), JSON_LIMIT)?;
+        let mut doc = match serde_json::from_slice::<Value>(&bytes) {
+            Ok(Value::Object(m)) => m,
+            Ok(_) => {
+                return Err(Error::BadDocument {
+                    digest: desc.digest.clone(),
+                    reason: "not a JSON object".into(),
+                }
+                .into())
+            }
+            Err(source) => {
+                return Err(Error::Json {
+                    what: desc.digest.to_string(),
+                    source,
+                }
+                .into())
+            }
+        };
+        let edit = if class == Class::Index {
+            let (changed, emptied) = self.rewrite_entries(desc, &mut doc)?;
+            if emptied {
+                return Ok(Rewritten::Dropped);
+            }
+            self.transform.index(&self.sink, desc, &mut doc, changed)?
+        } else {
+            self.transform.manifest(&self.sink, desc, &mut doc)?
+        };
+        let media_type = edit.media_type.unwrap_or_else(|| desc.media_type.clone());
+        if edit.edited {
+            let new_bytes =
+                serde_json::to_vec(&Value::Object(doc)).map_err(|source| Error::Json {
+                    what: desc.digest.to_string(),
+                    source,
+                })?;
+            if new_bytes == bytes && media_type == desc.media_type {
+                return Ok(Rewritten::Same);
+            }
+            let (digest, size) = self.sink.put(new_bytes)?;
+            Ok(Rewritten::New(Descriptor::new(media_type, digest, size)))
+        } else if media_type != desc.media_type {
+            Ok(Rewritten::New(Descriptor::new(
+                media_type,
+                desc.digest.clone(),
+                desc.size,
+            )))
+        } else {
+            Ok(Rewritten::Same)
+        }
+    }
+
+    /// Visit and patch the `manifests` of an index: (anything changed, every entry removed by
+    /// the transform).
+    fn rewrite_entries(
+        &mut self,
+        desc: &Descriptor,
+        doc: &mut Map<String, Value>,
+    ) -> Result<(bool, bool), T::Error> {
+        let Some(Value::Array(entries)) = doc.get_mut("manifests") else {
+            return Ok((false, false));
+        };
+        let entries = std::mem::take(entries);
+        let had = entries.len();
+        let mut changed = false;
+        // (entry as written, its descriptor, decision): None = removed.
+        let mut slots: Vec<Option<(Value, Descriptor)>> = Vec::with_capacity(had);
+        let mut later = Vec::new();
+        for mut entry in entries {
+            let child: Descriptor = match serde_json::from_value(entry.clone()) {
+                Ok(d) => d,
+                Err(e) => {
+                    return Err(Error::BadDocument {
+                        digest: desc.digest.clone(),
+                        reason: format!("an entry of `manifests` is not a descriptor: {e}"),
+                    }
+                    .into())
+                }
+            };
+            match self.transform.keep_entry(&self.sink, desc, &child) {
+                Keep::No => {
+                    changed = true;
+                    slots.push(None);
+                }
+                Keep::Later => {
+                    later.push(slots.len());
+                    slots.push(Some((entry, child)));
+                }
+                Keep::Yes => match self.visit(&child)? {
+                    Rewritten::Same => slots.push(Some((entry, child))),
+                    Rewritten::New(new) => {
+                        if let Value::Object(obj) = &mut entry {
+                            patch_descriptor(obj, &new);
+                        }
+                        changed = true;
+                        slots.push(Some((entry, new)));
+                    }
+                    Rewritten::Dropped => {
+                        changed = true;
+                        slots.push(None);
+                    }
+                },
+            }
+        }
+        if !later.is_empty() {
+            let kept: Vec<Descriptor> = slots
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| !later.contains(i))
+                .filter_map(|(_, s)| s.as_ref().map(|(_, d)| d.clone()))
+                .collect();
+            for i in later {
+                let keep = match &slots[i] {
+                    Some((_, d)) => self.transform.keep_later(&self.sink, desc, d, &kept),
+                    None => false,
+                };
+                if !keep {
+                    slots[i] = None;
+                    changed = true;
+                }
+            }
+        }
+        let kept: Vec<Value> = slots.into_iter().flatten().map(|(v, _)| v).collect();
+        let emptied = had > 0 && kept.is_empty();
+        if let Some(Value::Array(entries)) = doc.get_mut("manifests") {
+            *entries = kept;
+        }
+        Ok((changed, emptied))
     }
 }
 
@@ -319,11 +498,11 @@ mod tests {
         calls: usize,
     }
 
-    impl Transform for Relabel {
+    impl<S: DocSink> Transform<S> for Relabel {
         type Error = Error;
         fn index(
             &mut self,
-            _: &WriteLock<'_>,
+            _: &S,
             _: &Descriptor,
             _: &mut Map<String, Value>,
             changed: bool,
@@ -335,7 +514,7 @@ mod tests {
         }
         fn manifest(
             &mut self,
-            _: &WriteLock<'_>,
+            _: &S,
             _: &Descriptor,
             doc: &mut Map<String, Value>,
         ) -> Result<DocEdit, Error> {
@@ -421,17 +600,22 @@ mod tests {
     /// Keeps only the index entries of one architecture (what `copy --platform` needs).
     struct OnlyArch(&'static str);
 
-    impl Transform for OnlyArch {
+    impl<S: DocSink> Transform<S> for OnlyArch {
         type Error = Error;
-        fn keep_entry(&mut self, _: &Descriptor, entry: &Descriptor) -> bool {
-            entry
+        fn keep_entry(&mut self, _: &S, _: &Descriptor, entry: &Descriptor) -> Keep {
+            if entry
                 .platform
                 .as_ref()
                 .is_none_or(|p| p.architecture == self.0)
+            {
+                Keep::Yes
+            } else {
+                Keep::No
+            }
         }
         fn index(
             &mut self,
-            _: &WriteLock<'_>,
+            _: &S,
             _: &Descriptor,
             _: &mut Map<String, Value>,
             changed: bool,
@@ -443,7 +627,7 @@ mod tests {
         }
         fn manifest(
             &mut self,
-            _: &WriteLock<'_>,
+            _: &S,
             _: &Descriptor,
             _: &mut Map<String, Value>,
         ) -> Result<DocEdit, Error> {
@@ -466,7 +650,11 @@ mod tests {
         let (di, si) = lock.write_blob(idx.as_bytes()).expect("w");
         let root = Descriptor::new(MediaType::OciIndex, di, si);
         let mut rw = Rewriter::new(&lock, OnlyArch("arm64"));
-        let new = rw.visit(&root).expect("visit").expect("changed");
+        let new = rw
+            .visit(&root)
+            .expect("visit")
+            .new_descriptor()
+            .expect("changed");
         let expect = format!(
             r#"{{"schemaVersion":2,"manifests":[{{"mediaType":"{mt}","digest":"{m}","size":{ms},"platform":{{"architecture":"arm64","os":"linux"}}}}]}}"#
         );

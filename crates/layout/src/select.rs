@@ -1,20 +1,20 @@
 //! Selecting what to carry: refs, platforms and referrers, for `copy` and `bundle`.
 //!
 //! [`select`] resolves refs in a source layout, filters indexes down to the asked platforms
-//! (a filtered index is a new document: new bytes, new digest, every other field kept; its
-//! parents are rewritten too), adds referrers (manifests whose `subject` is selected) when
-//! asked, and returns the `index.json` entries to create, the new documents, and every blob the
-//! entries reach. Without platforms, nothing is rewritten and original bytes are carried.
+//! with the one rewriter ([`crate::rewrite`]) into memory (a filtered index is a new document:
+//! new bytes, new digest, every other field kept, a stale `data` dropped; its parents are
+//! rewritten too), adds referrers (manifests whose `subject` is selected) when asked, and plans
+//! what the entries need with [`crate::engine::plan`]. Without platforms, nothing is rewritten
+//! and original bytes are carried. Anything unreadable or nested too deep is an error.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 
+use crate::engine::{plan, Overlay, Plan};
 use crate::media_type::Class;
-use crate::walk::{Role, Walk};
-use crate::{
-    refs, Descriptor, Digest, Error, Index, Layout, Manifest, PlatformSpec, Result, JSON_LIMIT,
-};
+use crate::rewrite::{DocEdit, DocSink, Keep, Memory, Rewriter, Rewritten, Transform};
+use crate::{refs, Descriptor, Digest, Error, Layout, Manifest, PlatformSpec, Result};
 
 /// Docker's annotation on attestation manifests naming the image they describe.
 pub const DOCKER_REFERENCE_DIGEST: &str = "vnd.docker.reference.digest";
@@ -53,6 +53,8 @@ pub struct Selection {
     pub blobs: BTreeMap<Digest, BlobRef>,
     /// For each entry (same order), the digests it needs.
     pub closures: Vec<BTreeSet<Digest>>,
+    /// The plan the blobs come from (over the source with the generated documents on top).
+    pub plan: Plan,
 }
 
 /// Select from `layout`.
@@ -69,33 +71,41 @@ pub fn select(layout: &Layout, opts: &SelectOptions) -> Result<Selection> {
         v
     };
     let mut sel = Selection::default();
-    let mut filter = Filter {
-        layout,
-        platforms: &opts.platforms,
-        memo: HashMap::new(),
-        documents: BTreeMap::new(),
-    };
+    let mut rw = Rewriter::with_sink(
+        Memory::new(layout),
+        PlatformFilter {
+            platforms: &opts.platforms,
+        },
+    );
     for root in roots {
-        let Some(kept) = filter.filter(&root)? else {
-            let plats: Vec<String> = opts
-                .platforms
-                .iter()
-                .map(|p| {
-                    format!(
-                        "{}/{}{}",
-                        p.os,
-                        p.architecture,
-                        p.variant
-                            .as_ref()
-                            .map(|v| format!("/{v}"))
-                            .unwrap_or_default()
-                    )
-                })
-                .collect();
-            return Err(Error::Invalid {
-                what: root.ref_name().unwrap_or(root.digest.as_str()).to_string(),
-                reason: format!("no manifest for platform {}", plats.join(", ")),
-            });
+        let kept = if opts.platforms.is_empty() || root.media_type.class() != Class::Index {
+            root.clone()
+        } else {
+            match rw.visit(&root)? {
+                Rewritten::Same => root.clone(),
+                Rewritten::New(d) => d,
+                Rewritten::Dropped => {
+                    let plats: Vec<String> = opts
+                        .platforms
+                        .iter()
+                        .map(|p| {
+                            format!(
+                                "{}/{}{}",
+                                p.os,
+                                p.architecture,
+                                p.variant
+                                    .as_ref()
+                                    .map(|v| format!("/{v}"))
+                                    .unwrap_or_default()
+                            )
+                        })
+                        .collect();
+                    return Err(Error::Invalid {
+                        what: root.ref_name().unwrap_or(root.digest.as_str()).to_string(),
+                        reason: format!("no manifest for platform {}", plats.join(", ")),
+                    });
+                }
+            }
         };
         if sel
             .entries
@@ -106,22 +116,22 @@ pub fn select(layout: &Layout, opts: &SelectOptions) -> Result<Selection> {
         }
         sel.entries.push(kept);
     }
-    sel.documents = filter.documents;
+    sel.documents = rw.into_parts().0.documents;
 
     if opts.referrers {
-        let full = Walk::from_index(layout, &index);
+        // Referrers anywhere in the layout: one plan of everything index.json names (each
+        // document read once), then a fixpoint over the subjects it found.
+        let everything = plan(layout, &index.manifests)?;
         loop {
-            let selected = closure_digests(layout, &sel)?;
+            let overlay = Overlay::new(layout, &sel.documents);
+            let selected = plan(&overlay, &sel.entries)?;
             let mut added = false;
-            for n in &full.nodes {
-                if selected.contains(n.digest()) {
+            for (referrer, subject) in everything.referrers() {
+                if selected.get(&referrer.digest).is_some() || selected.get(subject).is_none() {
                     continue;
                 }
-                let refers = n.children.iter().any(|&c| {
-                    full.nodes[c].role == Role::Subject && selected.contains(full.nodes[c].digest())
-                });
-                if refers && !sel.entries.iter().any(|e| &e.digest == n.digest()) {
-                    let mut d = n.descriptor.clone();
+                if !sel.entries.iter().any(|e| e.digest == referrer.digest) {
+                    let mut d = referrer.clone();
                     d.set_ref_name(None);
                     sel.entries.push(d);
                     added = true;
@@ -133,193 +143,93 @@ pub fn select(layout: &Layout, opts: &SelectOptions) -> Result<Selection> {
         }
     }
 
-    for e in &sel.entries {
-        let c = closure_of(layout, &sel.documents, e)?;
-        for (d, (size, optional)) in &c {
-            let b = sel.blobs.entry(d.clone()).or_insert(BlobRef {
-                size: *size,
-                generated: sel.documents.contains_key(d),
-                optional: *optional,
-            });
-            b.optional &= *optional;
-        }
-        sel.closures.push(c.into_keys().collect());
+    let overlay = Overlay::new(layout, &sel.documents);
+    sel.plan = plan(&overlay, &sel.entries)?;
+    for b in &sel.plan.blobs {
+        sel.blobs.insert(
+            b.digest.clone(),
+            BlobRef {
+                size: b.size,
+                generated: sel.documents.contains_key(&b.digest),
+                optional: b.optional,
+            },
+        );
+    }
+    for i in 0..sel.entries.len() {
+        sel.closures.push(
+            sel.plan
+                .closure(i)
+                .into_iter()
+                .map(|b| b.digest.clone())
+                .collect(),
+        );
     }
     Ok(sel)
 }
 
-fn closure_digests(layout: &Layout, sel: &Selection) -> Result<BTreeSet<Digest>> {
-    let mut all = BTreeSet::new();
-    for e in &sel.entries {
-        all.extend(closure_of(layout, &sel.documents, e)?.into_keys());
-    }
-    Ok(all)
-}
-
-/// Every digest `desc` reaches, with its declared size and whether it may be absent, looking
-/// into generated documents first.
-fn closure_of(
-    layout: &Layout,
-    docs: &BTreeMap<Digest, Vec<u8>>,
-    desc: &Descriptor,
-) -> Result<BTreeMap<Digest, (Option<u64>, bool)>> {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![desc.clone()];
-    while let Some(d) = stack.pop() {
-        if out.contains_key(&d.digest) {
-            continue;
-        }
-        out.insert(d.digest.clone(), (Some(d.size), false));
-        match docs.get(&d.digest) {
-            Some(bytes) => {
-                // A generated (filtered) index: its entries are in the source or generated.
-                let ix: Index = serde_json::from_slice(bytes).map_err(|e| Error::Json {
-                    what: d.digest.to_string(),
-                    source: e,
-                })?;
-                stack.extend(ix.manifests);
-                stack.extend(ix.subject);
-            }
-            None => {
-                let walk = Walk::from_descriptor(layout, &d);
-                for n in &walk.nodes[1..] {
-                    let external = n.descriptor.media_type.is_non_distributable()
-                        && n.descriptor.urls.as_ref().is_some_and(|u| !u.is_empty());
-                    let optional = external || n.role == Role::Subject;
-                    let e = out
-                        .entry(n.digest().clone())
-                        .or_insert((n.size_known.then_some(n.descriptor.size), optional));
-                    e.1 &= optional;
-                }
-            }
-        }
-    }
-    Ok(out)
-}
-
-struct Filter<'a> {
-    layout: &'a Layout,
+/// Keeps the index entries of the asked platforms; entries without a platform stay when they
+/// refer to a kept one (attestations, referrers); nested indexes are filtered in turn and
+/// dropped when nothing in them is kept.
+struct PlatformFilter<'a> {
     platforms: &'a [PlatformSpec],
-    memo: HashMap<Digest, Option<Descriptor>>,
-    documents: BTreeMap<Digest, Vec<u8>>,
 }
 
-impl Filter<'_> {
-    /// The descriptor to keep for `desc` (itself, or a filtered index), or `None` when nothing
-    /// under it matches the platforms.
-    fn filter(&mut self, desc: &Descriptor) -> Result<Option<Descriptor>> {
-        if self.platforms.is_empty() || desc.media_type.class() != Class::Index {
-            return Ok(Some(desc.clone()));
+impl<S: DocSink> Transform<S> for PlatformFilter<'_> {
+    type Error = Error;
+
+    fn keep_entry(&mut self, _: &S, _: &Descriptor, m: &Descriptor) -> Keep {
+        if m.media_type.class() == Class::Index {
+            return Keep::Yes;
         }
-        if let Some(m) = self.memo.get(&desc.digest) {
-            return Ok(m.as_ref().map(|k| with_identity(desc, k)));
-        }
-        let raw = self
-            .layout
-            .read_blob(&desc.digest, Some(desc.size), JSON_LIMIT)?;
-        let mut value: Value = serde_json::from_slice(&raw).map_err(|e| Error::Json {
-            what: desc.digest.to_string(),
-            source: e,
-        })?;
-        let index: Index = serde_json::from_value(value.clone()).map_err(|e| Error::Json {
-            what: desc.digest.to_string(),
-            source: e,
-        })?;
-        let mut kept: Vec<Option<Descriptor>> = Vec::with_capacity(index.manifests.len());
-        let mut deferred = Vec::new();
-        for (i, m) in index.manifests.iter().enumerate() {
-            if m.media_type.class() == Class::Index {
-                kept.push(self.filter(m)?);
-            } else if let Some(p) = m
-                .platform
-                .as_ref()
-                .filter(|p| !(p.os == "unknown" && p.architecture == "unknown"))
-            {
-                kept.push(
-                    self.platforms
-                        .iter()
-                        .any(|s| p.matches(s))
-                        .then(|| m.clone()),
-                );
-            } else {
-                kept.push(None);
-                deferred.push(i);
-            }
-        }
-        // Entries without a platform stay when they refer to a kept one.
-        let kept_digests: BTreeSet<Digest> =
-            kept.iter().flatten().map(|d| d.digest.clone()).collect();
-        for i in deferred {
-            let m = &index.manifests[i];
-            let by_annotation = m
-                .annotations
-                .as_ref()
-                .and_then(|a| a.get(DOCKER_REFERENCE_DIGEST))
-                .and_then(|s| Digest::parse(s).ok())
-                .is_some_and(|d| kept_digests.contains(&d));
-            let by_subject = by_annotation
-                || (m.media_type.class() == Class::Manifest
-                    && self
-                        .layout
-                        .read_json::<Manifest>(&m.digest, Some(m.size))
-                        .ok()
-                        .and_then(|r| r.value.subject)
-                        .is_some_and(|s| kept_digests.contains(&s.digest)));
-            if by_subject {
-                kept[i] = Some(m.clone());
-            }
-        }
-        let result = if kept
-            .iter()
-            .zip(&index.manifests)
-            .all(|(k, m)| k.as_ref() == Some(m))
+        match m
+            .platform
+            .as_ref()
+            .filter(|p| !(p.os == "unknown" && p.architecture == "unknown"))
         {
-            Some(desc.clone())
-        } else if kept.iter().all(Option::is_none) {
-            None
-        } else {
-            // Keep the kept entries as written (unknown fields and order included); a filtered
-            // nested index gets its new digest and size patched in.
-            let originals = value
-                .get("manifests")
-                .and_then(Value::as_array)
-                .cloned()
-                .unwrap_or_default();
-            let entries: Vec<Value> = originals
-                .into_iter()
-                .zip(&kept)
-                .filter_map(|(mut v, k)| {
-                    let k = k.as_ref()?;
-                    if let Some(obj) = v.as_object_mut() {
-                        crate::rewrite::patch_descriptor(obj, k);
-                    }
-                    Some(v)
-                })
-                .collect();
-            if let Some(obj) = value.as_object_mut() {
-                obj.insert("manifests".into(), Value::Array(entries));
-            }
-            let bytes = serde_json::to_vec(&value).map_err(|e| Error::Json {
-                what: desc.digest.to_string(),
-                source: e,
-            })?;
-            let digest = Digest::sha256(&bytes);
-            let mut d = desc.clone();
-            d.digest = digest.clone();
-            d.size = bytes.len() as u64;
-            self.documents.insert(digest, bytes);
-            Some(d)
-        };
-        self.memo.insert(desc.digest.clone(), result.clone());
-        Ok(result.map(|k| with_identity(desc, &k)))
+            Some(p) if self.platforms.iter().any(|s| p.matches(s)) => Keep::Yes,
+            Some(_) => Keep::No,
+            None => Keep::Later,
+        }
     }
-}
 
-/// `kept`'s digest and size with `orig`'s other fields (each parent keeps its own annotations
-/// and platform for the same child).
-fn with_identity(orig: &Descriptor, kept: &Descriptor) -> Descriptor {
-    let mut d = orig.clone();
-    d.digest = kept.digest.clone();
-    d.size = kept.size;
-    d
+    fn keep_later(
+        &mut self,
+        sink: &S,
+        _: &Descriptor,
+        m: &Descriptor,
+        kept: &[Descriptor],
+    ) -> bool {
+        let kept_has = |d: &Digest| kept.iter().any(|k| &k.digest == d);
+        let by_annotation = m
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(DOCKER_REFERENCE_DIGEST))
+            .and_then(|s| Digest::parse(s).ok())
+            .is_some_and(|d| kept_has(&d));
+        by_annotation
+            || (m.media_type.class() == Class::Manifest
+                && sink
+                    .source()
+                    .read_json::<Manifest>(&m.digest, Some(m.size))
+                    .ok()
+                    .and_then(|r| r.value.subject)
+                    .is_some_and(|s| kept_has(&s.digest)))
+    }
+
+    fn index(
+        &mut self,
+        _: &S,
+        _: &Descriptor,
+        _: &mut Map<String, Value>,
+        changed: bool,
+    ) -> Result<DocEdit> {
+        Ok(DocEdit {
+            edited: changed,
+            media_type: None,
+        })
+    }
+
+    fn manifest(&mut self, _: &S, _: &Descriptor, _: &mut Map<String, Value>) -> Result<DocEdit> {
+        Ok(DocEdit::unchanged())
+    }
 }

@@ -17,6 +17,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
+use crate::engine::ImageSource;
 use crate::media_type::Class;
 use crate::{
     Descriptor, Digest, Error, Index, Layout, Manifest, MediaType, Platform, Schema1, JSON_LIMIT,
@@ -50,7 +51,7 @@ impl Role {
         }
     }
 
-    fn may_be_document(self) -> bool {
+    pub(crate) fn may_be_document(self) -> bool {
         matches!(self, Role::Root(_) | Role::Manifests(_) | Role::Subject)
     }
 }
@@ -174,7 +175,7 @@ impl Node {
 /// A parsed document and the descriptors it names.
 #[derive(Debug)]
 #[allow(clippy::large_enum_variant)] // behind an Arc, built once per document
-enum Parsed {
+pub(crate) enum Parsed {
     Index(Index),
     Manifest(Manifest),
     Schema1(Schema1),
@@ -183,7 +184,7 @@ enum Parsed {
 impl Parsed {
     /// The descriptors the document names, in document order: (descriptor, whether it declares
     /// a size, role). Schema1 layers get a synthesized gzip-layer descriptor of size 0.
-    fn children(&self) -> Vec<(Descriptor, bool, Role)> {
+    pub(crate) fn children(&self) -> Vec<(Descriptor, bool, Role)> {
         let mut children = Vec::new();
         match self {
             Parsed::Index(ix) => {
@@ -384,7 +385,7 @@ pub fn reach(layout: &Layout, index: &Index) -> Reach {
 
 /// How reading a document went: the class it was parsed as, the media type it declares, and
 /// the parsed document or why there is none.
-type ReadOutcome = (Class, Option<MediaType>, Result<Arc<Parsed>, DocStatus>);
+pub(crate) type ReadOutcome = (Class, Option<MediaType>, Result<Arc<Parsed>, DocStatus>);
 
 struct Walker<'a> {
     layout: &'a Layout,
@@ -543,7 +544,12 @@ impl Walker<'_> {
 }
 
 /// Read a document: (class parsed as, mediaType it declares, parsed or failure).
-fn read_doc(layout: &Layout, digest: &Digest, size: u64, mt: &MediaType) -> ReadOutcome {
+pub(crate) fn read_doc<S: ImageSource + ?Sized>(
+    layout: &S,
+    digest: &Digest,
+    size: u64,
+    mt: &MediaType,
+) -> ReadOutcome {
     {
         let class = mt.class();
         if digest.algorithm().is_none() {
@@ -552,7 +558,7 @@ fn read_doc(layout: &Layout, digest: &Digest, size: u64, mt: &MediaType) -> Read
         if class == Class::Unknown && size > JSON_LIMIT {
             return (class, None, Err(DocStatus::NotRead));
         }
-        let bytes = match layout.read_blob(digest, Some(size), JSON_LIMIT) {
+        let bytes = match layout.read_document(digest, Some(size), JSON_LIMIT) {
             Ok(b) => b,
             Err(Error::MissingBlob { .. }) => {
                 // An unknown type that is absent is just an unknown leaf.
