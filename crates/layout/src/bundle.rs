@@ -274,11 +274,15 @@ pub fn write_bundle(
     let refs: Vec<BundleRef> = sel
         .entries
         .iter()
-        .zip(&sel.closures)
-        .map(|(e, c)| BundleRef {
-            name: e.ref_name().map(String::from),
-            descriptor: e.clone(),
-            blobs: c.iter().cloned().collect(),
+        .enumerate()
+        .map(|(i, e)| {
+            let mut blobs = sel.closure(i);
+            blobs.sort();
+            BundleRef {
+                name: e.ref_name().map(String::from),
+                descriptor: e.clone(),
+                blobs,
+            }
         })
         .collect();
     let mut index = Index::empty();

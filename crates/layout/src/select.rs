@@ -7,7 +7,7 @@
 //! what the entries need with [`crate::engine::plan`]. Without platforms, nothing is rewritten
 //! and original bytes are carried. Anything unreadable or nested too deep is an error.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
 
@@ -51,10 +51,20 @@ pub struct Selection {
     pub documents: BTreeMap<Digest, Vec<u8>>,
     /// Every blob the entries reach, by digest (generated documents included).
     pub blobs: BTreeMap<Digest, BlobRef>,
-    /// For each entry (same order), the digests it needs.
-    pub closures: Vec<BTreeSet<Digest>>,
     /// The plan the blobs come from (over the source with the generated documents on top).
     pub plan: Plan,
+}
+
+impl Selection {
+    /// The digests entry `n` needs, in document order (computed from the plan, not stored:
+    /// many entries sharing one large index would otherwise hold its closure many times).
+    pub fn closure(&self, n: usize) -> Vec<Digest> {
+        self.plan
+            .closure(n)
+            .into_iter()
+            .map(|b| b.digest.clone())
+            .collect()
+    }
 }
 
 /// Select from `layout`.
@@ -153,15 +163,6 @@ pub fn select(layout: &Layout, opts: &SelectOptions) -> Result<Selection> {
                 generated: sel.documents.contains_key(&b.digest),
                 optional: b.optional,
             },
-        );
-    }
-    for i in 0..sel.entries.len() {
-        sel.closures.push(
-            sel.plan
-                .closure(i)
-                .into_iter()
-                .map(|b| b.digest.clone())
-                .collect(),
         );
     }
     Ok(sel)
