@@ -23,8 +23,10 @@ pub struct CopyReport {
     pub linked: usize,
     /// Blobs copied byte by byte (or written, for filtered indexes).
     pub copied: usize,
-    /// Blobs the destination already had.
+    /// Blobs the destination already had (size and digest checked).
     pub present: usize,
+    /// Blobs the destination had corrupt (wrong size or digest), replaced by the source's.
+    pub replaced: usize,
 }
 
 /// Copy what `opts` selects from `src` into `dst`.
@@ -78,6 +80,7 @@ pub fn copy(src: &Layout, dst: &Layout, opts: &SelectOptions) -> Result<CopyRepo
             Copied::Present => report.present += 1,
             Copied::Linked => report.linked += 1,
             Copied::Copied => report.copied += 1,
+            Copied::Replaced => report.replaced += 1,
         }
     }
     let mut index = dst.read_index()?.value;
