@@ -134,6 +134,8 @@ pub fn export(
         };
         let mut tmp = tempfile::Builder::new()
             .prefix(".ocikit-export-")
+            // A new file's mode (0666 less the umask), not tempfile's private 0600.
+            .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666))
             .tempfile_in(&parent)
             .with_context(|| format!("`{}`", parent.display()))?;
         let report = {

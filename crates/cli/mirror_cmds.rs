@@ -60,6 +60,7 @@ pub fn inventory(cli: &Cli, dir: &Path, out: Option<&Path>) -> anyhow::Result<Co
                 .unwrap_or(Path::new("."));
             let mut tmp = tempfile::Builder::new()
                 .prefix(".ocikit-inventory-")
+                .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666))
                 .tempfile_in(parent)?;
             tmp.write_all(&bytes)?;
             tmp.as_file().sync_all()?;
@@ -267,7 +268,7 @@ pub fn copy(
             }
         }
         eprintln!(
-            "copied {} entr{}: {} blob(s) linked, {} copied, {} already present",
+            "copied {} entr{}: {} blob(s) linked, {} copied, {} already present{}",
             report.entries.len(),
             if report.entries.len() == 1 {
                 "y"
@@ -276,7 +277,15 @@ pub fn copy(
             },
             report.blobs.linked,
             report.blobs.copied,
-            report.blobs.present
+            report.blobs.present,
+            if report.blobs.replaced > 0 {
+                format!(
+                    ", {} replaced (the destination's copy was corrupt)",
+                    report.blobs.replaced
+                )
+            } else {
+                String::new()
+            }
         );
     }
     Ok(0)

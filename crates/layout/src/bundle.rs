@@ -28,7 +28,7 @@
 //! it needs is present. An interrupted load resumes: finished blobs and chunks are kept.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
@@ -37,7 +37,7 @@ use serde::{Deserialize, Serialize};
 use crate::engine::{merge_entry, RefChange, RefUpdate};
 use crate::inventory::Inventory;
 use crate::layer::copy_large;
-use crate::layout::unwrap_io;
+use crate::layout::{open_regular, open_store_rw, unwrap_io, PARTIAL_PREFIX};
 use crate::select::Selection;
 use crate::{Descriptor, Digest, Error, Index, Layout, Result, OCI_LAYOUT_CONTENT};
 
@@ -349,8 +349,10 @@ pub fn write_bundle(
     // Chunked blobs stay open across parts, hashed in offset order.
     let mut open_chunked: HashMap<Digest, (File, crate::Hasher)> = HashMap::new();
     for part in 1..=plan.parts {
+        // 0666 less the umask, as any new file: not tempfile's private 0600.
         let tmp = tempfile::Builder::new()
             .prefix(".ocikit-bundle-")
+            .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666))
             .tempfile_in(&parent)
             .map_err(|e| Error::io(&parent, e))?;
         let mut file = tmp.reopen().map_err(|e| Error::io(tmp.path(), e))?;
@@ -396,7 +398,14 @@ pub fn write_bundle(
                         .digest
                         .algorithm()
                         .ok_or_else(|| Error::Unverifiable(b.digest.clone()))?;
-                    let f = File::open(&path).map_err(|e| Error::io(&path, e))?;
+                    let missing = || Error::MissingBlob {
+                        digest: b.digest.clone(),
+                        path: path.clone(),
+                    };
+                    if layout.blobs_dir(b.digest.algorithm_str())?.is_none() {
+                        return Err(missing());
+                    }
+                    let f = open_regular(&path)?.ok_or_else(missing)?;
                     open_chunked.insert(b.digest.clone(), (f, alg.hasher()));
                 }
                 let Some((f, whole)) = open_chunked.get_mut(&b.digest) else {
@@ -857,7 +866,7 @@ fn load_part(
                     continue;
                 }
                 if !dry_run {
-                    mark_chunk_done(layout, &digest, n, b)?;
+                    mark_chunk_done(lock, &digest, n, b)?;
                     if let Some(done) = finish_chunked(layout, lock, &digest, b)? {
                         pr.written.push(done);
                     }
@@ -890,13 +899,13 @@ fn load_part(
                     h.update(&buf[..k]);
                 }
             } else {
-                let partial = partial_path(layout, &digest);
-                let mut f = OpenOptions::new()
-                    .create(true)
-                    .truncate(false)
-                    .write(true)
-                    .open(&partial)
-                    .map_err(|e| Error::io(&partial, e))?;
+                let (partial, done) = partial_paths(&lock.blobs_dir_for_write(&digest)?, &digest);
+                // Never written through a link or into a FIFO: anything but a regular file
+                // is replaced by a new one, and the chunks it was said to hold are forgotten.
+                let (mut f, replaced) = open_store_rw(&partial)?;
+                if replaced {
+                    remove_if_present(&done)?;
+                }
                 f.set_len(b.size).map_err(|e| Error::io(&partial, e))?;
                 f.seek(SeekFrom::Start(c.offset))
                     .map_err(|e| Error::io(&partial, e))?;
@@ -934,40 +943,52 @@ fn verify_stream(r: &mut dyn Read, digest: &Digest, size: u64) -> Result<()> {
     Ok(())
 }
 
-fn partial_path(layout: &Layout, digest: &Digest) -> PathBuf {
-    layout
-        .root()
-        .join("blobs")
-        .join(digest.algorithm_str())
-        .join(format!(".partial-{}", digest.encoded()))
+/// `blobs/<alg>/.partial-<encoded>` and `.partial-<encoded>.chunks` in the checked `dir`.
+fn partial_paths(dir: &Path, digest: &Digest) -> (PathBuf, PathBuf) {
+    let partial = dir.join(format!("{PARTIAL_PREFIX}{}", digest.encoded()));
+    let done = dir.join(format!("{PARTIAL_PREFIX}{}.chunks", digest.encoded()));
+    (partial, done)
 }
 
-fn done_path(layout: &Layout, digest: &Digest) -> PathBuf {
-    layout
-        .root()
-        .join("blobs")
-        .join(digest.algorithm_str())
-        .join(format!(".partial-{}.chunks", digest.encoded()))
-}
-
-fn chunks_done(layout: &Layout, digest: &Digest) -> Result<BTreeSet<usize>> {
-    let p = done_path(layout, digest);
-    match fs::read_to_string(&p) {
-        Ok(s) => Ok(s.lines().filter_map(|l| l.trim().parse().ok()).collect()),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(BTreeSet::new()),
-        Err(e) => Err(Error::io(p, e)),
+/// Remove a file of the store (never what a link there points to); absent is fine.
+fn remove_if_present(path: &Path) -> Result<()> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io(path, e)),
     }
 }
 
-fn mark_chunk_done(layout: &Layout, digest: &Digest, n: usize, _b: &BundleBlob) -> Result<()> {
-    let p = done_path(layout, digest);
-    let mut f = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&p)
+/// The chunks of `digest` already written to its partial. A list that is not a regular file
+/// (a planted link or FIFO) is not read: nothing is known to be done.
+fn chunks_done(layout: &Layout, digest: &Digest) -> Result<BTreeSet<usize>> {
+    let Some(dir) = layout.blobs_dir(digest.algorithm_str())? else {
+        return Ok(BTreeSet::new());
+    };
+    let (_, p) = partial_paths(&dir, digest);
+    let f = match open_regular(&p) {
+        Ok(Some(f)) => f,
+        Ok(None) | Err(Error::UnsafePath { .. }) => return Ok(BTreeSet::new()),
+        Err(e) => return Err(e),
+    };
+    let mut s = String::new();
+    f.take(META_LIMIT)
+        .read_to_string(&mut s)
         .map_err(|e| Error::io(&p, e))?;
+    Ok(s.lines().filter_map(|l| l.trim().parse().ok()).collect())
+}
+
+fn mark_chunk_done(
+    lock: &crate::WriteLock<'_>,
+    digest: &Digest,
+    n: usize,
+    _b: &BundleBlob,
+) -> Result<()> {
+    let (_, p) = partial_paths(&lock.blobs_dir_for_write(digest)?, digest);
+    let (mut f, _) = open_store_rw(&p)?;
+    f.seek(SeekFrom::End(0)).map_err(|e| Error::io(&p, e))?;
     writeln!(f, "{n}").map_err(|e| Error::io(&p, e))?;
-    if layout.options().durable {
+    if lock.layout().options().durable {
         f.sync_all().map_err(|e| Error::io(&p, e))?;
     }
     Ok(())
@@ -976,7 +997,7 @@ fn mark_chunk_done(layout: &Layout, digest: &Digest, n: usize, _b: &BundleBlob) 
 /// When every chunk of a blob is in, verify the whole and rename it into place.
 fn finish_chunked(
     layout: &Layout,
-    _lock: &crate::WriteLock<'_>,
+    lock: &crate::WriteLock<'_>,
     digest: &Digest,
     b: &BundleBlob,
 ) -> Result<Option<Digest>> {
@@ -984,8 +1005,9 @@ fn finish_chunked(
     if done.len() < b.chunks.len() {
         return Ok(None);
     }
-    let partial = partial_path(layout, digest);
-    let f = File::open(&partial).map_err(|e| Error::io(&partial, e))?;
+    let (partial, done_list) = partial_paths(&lock.blobs_dir_for_write(digest)?, digest);
+    let f = open_regular(&partial)?
+        .ok_or_else(|| Error::io(&partial, io::Error::from(io::ErrorKind::NotFound)))?;
     let alg = digest
         .algorithm()
         .ok_or_else(|| Error::Unverifiable(digest.clone()))?;
@@ -999,12 +1021,12 @@ fn finish_chunked(
     if let Err(e) = copy_large(&mut v, &mut io::sink()) {
         // A bad assembly: start this blob over.
         let _ = fs::remove_file(&partial);
-        let _ = fs::remove_file(done_path(layout, digest));
+        let _ = fs::remove_file(&done_list);
         return Err(unwrap_io(e, &partial));
     }
     let dest = layout.blob_path(digest);
     fs::rename(&partial, &dest).map_err(|e| Error::io(&dest, e))?;
-    let _ = fs::remove_file(done_path(layout, digest));
+    let _ = fs::remove_file(&done_list);
     Ok(Some(digest.clone()))
 }
 

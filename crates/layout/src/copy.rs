@@ -1,7 +1,8 @@
 //! Copying blobs between layouts: [`copy_blob`] hard-links a blob when both layouts are on the
 //! same filesystem (after verifying the source), else streams a verified copy. A blob the
-//! destination already holds (same size) is left alone. Used by `import` of a layout directory
-//! and meant for the `copy` verb.
+//! destination already holds is left alone once its size and digest are checked; a corrupt one
+//! is replaced from the source (and reported as [`Copied::Replaced`]). Used by `copy` and by
+//! `import` of a layout directory.
 
 use std::fs;
 use std::io;
@@ -9,9 +10,8 @@ use std::io;
 use crate::layer::copy_large;
 use std::path::Path;
 
-use crate::{
-    unwrap_io, Descriptor, Error, Layout, Result, VerifyingReader, WriteLock, TEMP_PREFIX,
-};
+use crate::layout::{new_temp_in, open_regular};
+use crate::{unwrap_io, Descriptor, Error, Existing, Layout, Result, VerifyingReader, WriteLock};
 
 /// How a blob reached the destination.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,29 +22,31 @@ pub enum Copied {
     Linked,
     /// Copied byte by byte.
     Copied,
+    /// The destination had a corrupt file in its place (wrong size or digest); it was
+    /// replaced by the source's verified bytes.
+    Replaced,
 }
 
 /// Copy the blob `desc` names from `src` into the layout `dst` holds the lock of. The source
 /// bytes are verified (size and digest) either way; nothing unverified lands in `dst`.
 pub fn copy_blob(src: &Layout, dst: &WriteLock<'_>, desc: &Descriptor) -> Result<Copied> {
     let layout = dst.layout();
-    if dst.reuse_blob(&desc.digest, desc.size)? {
-        return Ok(Copied::Present);
-    }
+    let replacing = match dst.existing_blob(&desc.digest, desc.size)? {
+        Existing::Intact => return Ok(Copied::Present),
+        Existing::Corrupt => true,
+        Existing::Absent => false,
+    };
+    let done = |how| Ok(if replacing { Copied::Replaced } else { how });
     let from = src.blob_path(&desc.digest);
     let to = layout.blob_path(&desc.digest);
-    let dir = to
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| layout.root().to_path_buf());
-    fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-    if same_filesystem(&from, &dir) {
+    let dir = dst.blobs_dir_for_write(&desc.digest)?;
+    // A corrupt file in the destination is replaced by a rename, never linked over.
+    if !replacing && src.blob_size(&desc.digest)?.is_some() && same_filesystem(&from, &dir) {
         // Verify first: a link shares the bytes, so they must be right.
         src.verify_blob(&desc.digest, Some(desc.size))?;
-        // When a link fails (a file of the wrong size sits there, or links are not allowed),
-        // copy instead.
+        // When a link fails (links are not allowed here), copy instead.
         if fs::hard_link(&from, &to).is_ok() {
-            return Ok(Copied::Linked);
+            return done(Copied::Linked);
         }
     }
     let alg = desc
@@ -52,14 +54,14 @@ pub fn copy_blob(src: &Layout, dst: &WriteLock<'_>, desc: &Descriptor) -> Result
         .algorithm()
         .ok_or_else(|| Error::Unverifiable(desc.digest.clone()))?;
     if kernel_copy(src, dst, desc, &dir)? {
-        return Ok(Copied::Copied);
+        return done(Copied::Copied);
     }
     // No kernel-side copy here: stream it, hashed on the way.
     let mut reader = src.open_blob(&desc.digest, Some(desc.size))?;
     let mut w = dst.blob_writer_for(alg)?;
     copy_large(&mut reader, &mut w).map_err(|e| unwrap_io(e, &from))?;
     w.finish_expect(&desc.digest, Some(desc.size))?;
-    Ok(Copied::Copied)
+    done(Copied::Copied)
 }
 
 fn same_filesystem(a: &Path, b: &Path) -> bool {
@@ -72,16 +74,14 @@ fn same_filesystem(a: &Path, b: &Path) -> bool {
 /// cannot do it for these files (the caller streams instead).
 fn kernel_copy(src: &Layout, dst: &WriteLock<'_>, desc: &Descriptor, dir: &Path) -> Result<bool> {
     let from = src.blob_path(&desc.digest);
-    let input = match fs::File::open(&from) {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            return Err(Error::MissingBlob {
-                digest: desc.digest.clone(),
-                path: from,
-            });
-        }
-        Err(e) => return Err(Error::io(&from, e)),
+    let missing = || Error::MissingBlob {
+        digest: desc.digest.clone(),
+        path: from.clone(),
     };
+    if src.blobs_dir(desc.digest.algorithm_str())?.is_none() {
+        return Err(missing());
+    }
+    let input = open_regular(&from)?.ok_or_else(missing)?;
     let found = input.metadata().map_err(|e| Error::io(&from, e))?.len();
     if found != desc.size {
         return Err(Error::SizeMismatch {
@@ -91,10 +91,7 @@ fn kernel_copy(src: &Layout, dst: &WriteLock<'_>, desc: &Descriptor, dir: &Path)
             path: from,
         });
     }
-    let tmp = tempfile::Builder::new()
-        .prefix(TEMP_PREFIX)
-        .tempfile_in(dir)
-        .map_err(|e| Error::io(dir, e))?;
+    let tmp = new_temp_in(dir)?;
     let mut left = desc.size;
     while left > 0 {
         let chunk = left.min(1 << 30) as usize;
@@ -129,8 +126,9 @@ fn kernel_copy(src: &Layout, dst: &WriteLock<'_>, desc: &Descriptor, dir: &Path)
         .digest
         .algorithm()
         .ok_or_else(|| Error::Unverifiable(desc.digest.clone()))?;
+    let landed = tmp.reopen().map_err(|e| Error::io(tmp.path(), e))?;
     let mut check = VerifyingReader::new(
-        fs::File::open(tmp.path()).map_err(|e| Error::io(tmp.path(), e))?,
+        landed,
         alg.hasher(),
         desc.digest.clone(),
         Some(desc.size),
@@ -150,7 +148,7 @@ fn kernel_copy(src: &Layout, dst: &WriteLock<'_>, desc: &Descriptor, dir: &Path)
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{MediaType, Options};
+    use crate::{MediaType, Options, TEMP_PREFIX};
 
     #[test]
     fn links_or_copies_verified() {

@@ -32,6 +32,9 @@ pub enum Algorithm {
 }
 
 impl Algorithm {
+    /// Every algorithm ocikit computes.
+    pub const ALL: [Algorithm; 2] = [Algorithm::Sha256, Algorithm::Sha512];
+
     /// The name used in digests and in `blobs/<alg>/`.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -16,6 +16,16 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// A path in the layout that is not what the store accepts: a symbolic link, a FIFO, a
+    /// device, a directory where a file belongs (or a file where a directory belongs), or a
+    /// path that leads out of the layout. Nothing is read, written or deleted through it.
+    #[error("refusing `{}`: {reason}", path.display())]
+    UnsafePath {
+        /// The path.
+        path: PathBuf,
+        /// What it is instead of what it should be.
+        reason: String,
+    },
     /// The directory is not an OCI image layout.
     #[error("`{}` is not an OCI image layout: {reason}", path.display())]
     NotALayout {

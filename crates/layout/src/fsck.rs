@@ -6,7 +6,7 @@
 //! checks the declared compression, and compares diff_ids with the config's `rootfs`.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::fs;
+
 use std::io::{self, Read};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -14,11 +14,11 @@ use std::sync::Mutex;
 use base64::Engine as _;
 
 use crate::compress::{decompressor, sniff, Sniffed, SNIFF_LEN};
-use crate::layout::{peek, unwrap_io, TEMP_PREFIX};
+use crate::layout::{peek, unwrap_io};
 use crate::media_type::Class;
 use crate::validate::{self, DocType};
 use crate::walk::{DocStatus, Kind, Role, Walk};
-use crate::{Digest, Error, ImageConfig, Layout, MediaType, Result, JSON_LIMIT};
+use crate::{BlobFileKind, Digest, Error, ImageConfig, Layout, MediaType, Result, JSON_LIMIT};
 
 /// How serious a finding is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -66,8 +66,12 @@ pub enum FindingKind {
     External,
     /// An absent `subject`: the referrer is kept, the manifest it refers to is elsewhere.
     MissingSubject,
-    /// A leftover temp file from an interrupted write.
+    /// A leftover temp file from an interrupted write (or a partial blob of an interrupted
+    /// bundle load).
     TempFile,
+    /// A blob's path holds something that is not a regular file (a symbolic link, a FIFO, a
+    /// directory), or it cannot be read.
+    Unreadable,
 }
 
 impl FindingKind {
@@ -92,6 +96,7 @@ impl FindingKind {
             External => "external",
             MissingSubject => "missing-subject",
             TempFile => "temp-file",
+            Unreadable => "unreadable",
         }
     }
 
@@ -357,44 +362,42 @@ pub fn fsck(layout: &Layout, opts: &FsckOptions<'_>) -> Result<Report> {
     // nobody knows what it names, so no blob is called unreferenced (gc refuses to run then).
     let reachable: HashSet<&Digest> = walk.nodes.iter().map(|n| n.digest()).collect();
     let walk_complete = walk.nodes.iter().all(|n| n.unreadable().is_none());
-    for (digest, path) in list_blobs(layout)? {
-        match digest {
-            Some(d) if !reachable.contains(&d) && walk_complete => findings.push(Finding {
-                kind: FindingKind::Unreferenced,
-                digest: Some(d),
-                path: vec![],
-                detail: "no reachable descriptor names this blob".into(),
-            }),
-            Some(_) => {}
-            None if path
-                .file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with(TEMP_PREFIX)) =>
-            {
+    for f in layout.blob_files()? {
+        match f.kind {
+            BlobFileKind::Blob(d) if !reachable.contains(&d) && walk_complete => {
                 findings.push(Finding {
-                    kind: FindingKind::TempFile,
-                    digest: None,
-                    path: vec![path.display().to_string()],
-                    detail: "leftover of an interrupted write; gc removes it".into(),
+                    kind: FindingKind::Unreferenced,
+                    digest: Some(d),
+                    path: vec![],
+                    detail: "no reachable descriptor names this blob".into(),
                 })
             }
-            None => {}
+            BlobFileKind::Temp => findings.push(Finding {
+                kind: FindingKind::TempFile,
+                digest: None,
+                path: vec![f.path.display().to_string()],
+                detail: "leftover of an interrupted write; gc removes it".into(),
+            }),
+            BlobFileKind::Partial => findings.push(Finding {
+                kind: FindingKind::TempFile,
+                digest: None,
+                path: vec![f.path.display().to_string()],
+                detail: "partial blob of an interrupted bundle load (a new load of the same \
+                         bundle resumes it); gc removes it"
+                    .into(),
+            }),
+            BlobFileKind::Blob(_) | BlobFileKind::Other => {}
         }
     }
 
     // Temp files of interrupted index.json writes, in the root.
-    if let Ok(entries) = fs::read_dir(layout.root()) {
-        for e in entries.flatten() {
-            if e.file_name().to_string_lossy().starts_with(TEMP_PREFIX)
-                && e.file_type().is_ok_and(|t| t.is_file())
-            {
-                findings.push(Finding {
-                    kind: FindingKind::TempFile,
-                    digest: None,
-                    path: vec![e.path().display().to_string()],
-                    detail: "leftover of an interrupted write; gc removes it".into(),
-                });
-            }
-        }
+    for path in layout.root_temp_files()? {
+        findings.push(Finding {
+            kind: FindingKind::TempFile,
+            digest: None,
+            path: vec![path.display().to_string()],
+            detail: "leftover of an interrupted write; gc removes it".into(),
+        });
     }
 
     findings.sort_by(|a, b| {
@@ -422,6 +425,7 @@ fn error_finding(e: &Error, walk: &Walk, i: usize) -> Finding {
         Error::SizeMismatch { .. } => FindingKind::SizeMismatch,
         Error::DigestMismatch { .. } => FindingKind::DigestMismatch,
         Error::TooLarge { .. } | Error::Json { .. } => FindingKind::Unparseable,
+        Error::UnsafePath { .. } | Error::Io { .. } => FindingKind::Unreadable,
         _ => FindingKind::Missing,
     };
     Finding {
@@ -453,8 +457,7 @@ fn check_blob(
     let on_disk = match layout.blob_size(digest) {
         Ok(s) => s,
         Err(e) => {
-            out.findings
-                .push(finding(FindingKind::Missing, e.to_string()));
+            out.findings.push(error_finding(&e, walk, i));
             return out;
         }
     };
@@ -684,34 +687,17 @@ fn deep_diff_ids(
     }
 }
 
-/// Every file under `blobs/<alg>/`: its digest, when the name is one.
+/// Every regular file under `blobs/<alg>/`: its digest, when the name is one (the store's
+/// [`Layout::blob_files`], which refuses a `blobs` or `blobs/<alg>` that is a link).
 pub fn list_blobs(layout: &Layout) -> Result<Vec<(Option<Digest>, std::path::PathBuf)>> {
-    let blobs = layout.root().join("blobs");
-    let mut out = Vec::new();
-    let algs = match fs::read_dir(&blobs) {
-        Ok(r) => r,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
-        Err(e) => return Err(Error::io(blobs, e)),
-    };
-    let mut algs: Vec<_> = algs.flatten().collect();
-    algs.sort_by_key(|e| e.file_name());
-    for alg in algs {
-        if !alg.file_type().is_ok_and(|t| t.is_dir()) {
-            continue;
-        }
-        let alg_name = alg.file_name().to_string_lossy().into_owned();
-        let entries = fs::read_dir(alg.path()).map_err(|e| Error::io(alg.path(), e))?;
-        let mut files: Vec<_> = entries.flatten().collect();
-        files.sort_by_key(|e| e.file_name());
-        for f in files {
-            if !f.file_type().is_ok_and(|t| t.is_file()) {
-                continue;
-            }
-            let name = f.file_name().to_string_lossy().into_owned();
-            out.push((Digest::parse(&format!("{alg_name}:{name}")).ok(), f.path()));
-        }
-    }
-    Ok(out)
+    Ok(layout
+        .blob_files()?
+        .into_iter()
+        .map(|f| match f.kind {
+            BlobFileKind::Blob(d) => (Some(d), f.path),
+            _ => (None, f.path),
+        })
+        .collect())
 }
 
 /// Run `f` over `items` on all cores, keeping order.

@@ -6,17 +6,26 @@
 //! digests, not the tree. Then one streaming pass over each `blobs/<alg>/` directory deletes
 //! what is not in the set; only the deleted entries are kept for the report. Memory and time
 //! grow linearly with the number of blobs.
-//! Deletes unreachable blobs of any algorithm and leftover temp files, under the writer lock.
+//!
+//! What gc deletes, under the writer lock, is only what the store itself writes:
+//! - files in `blobs/sha256/` and `blobs/sha512/` whose names are valid encodings of that
+//!   algorithm and that nothing reachable names;
+//! - its temp files (`.tmp-*`, there and in the layout root);
+//! - bundle partials (`.partial-*`, `.partial-*.chunks`): gc holds the writer lock, so no load
+//!   is using them (a later load of the same bundle starts those blobs over).
+//!
+//! Anything else (other names, other algorithms' directories, links, FIFOs) is left alone. The
+//! listing is the store's [`Layout::blob_files`], which refuses a `blobs/` or `blobs/<alg>` that is
+//! a symbolic link or not a directory, so gc never deletes outside the layout.
 //! If a reachable manifest or index is missing, corrupt or unparseable, gc cannot know what it
 //! keeps alive, so it deletes nothing and reports it.
 
 use std::fs;
-use std::io;
 use std::path::PathBuf;
 
-use crate::layout::{sync_dir, TEMP_PREFIX};
+use crate::layout::sync_dir;
 use crate::walk::reach;
-use crate::{Digest, Error, Layout, Result};
+use crate::{Algorithm, BlobFileKind, Digest, Error, Layout, Result};
 
 /// What gc removed (or, with `dry_run`, would remove).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -55,68 +64,43 @@ pub fn gc(layout: &Layout, dry_run: bool) -> Result<GcReport, GcError> {
         dry_run,
         ..GcReport::default()
     };
-    let mut dirs = Vec::new();
-    let blobs = layout.root().join("blobs");
-    let algs = match fs::read_dir(&blobs) {
-        Ok(r) => r.flatten().collect(),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
-        Err(e) => return Err(Error::io(blobs, e).into()),
-    };
-    // One pass over each blob directory, streaming: only what is deleted is kept.
-    let mut name = String::new();
-    for alg in algs {
-        if !alg.file_type().is_ok_and(|t| t.is_dir()) {
+    let mut dirs: Vec<PathBuf> = Vec::new();
+    // The store lists `blobs/<alg>/` (refusing a `blobs` or `blobs/<alg>` that is a link, so
+    // nothing outside the layout is ever deleted). Only what the store itself writes goes:
+    // unreachable blobs of an algorithm ocikit knows, its temp files and bundle partials (gc
+    // holds the writer lock, so no load is using them). Anything else is left alone.
+    for f in layout.blob_files()? {
+        let known_alg = f
+            .path
+            .parent()
+            .and_then(|d| d.file_name())
+            .is_some_and(|n| Algorithm::ALL.iter().any(|a| n == a.as_str()));
+        if !known_alg {
             continue;
         }
-        let alg_name = alg.file_name().to_string_lossy().into_owned();
-        let dir = alg.path();
-        let entries = fs::read_dir(&dir).map_err(|e| Error::io(&dir, e))?;
-        let mut deleted_here = false;
-        for f in entries.flatten() {
-            if !f.file_type().is_ok_and(|t| t.is_file()) {
-                continue;
+        match &f.kind {
+            BlobFileKind::Blob(d) if d.algorithm().is_some() && !reachable.contains(d) => {
+                report.blobs.push((d.clone(), f.size))
             }
-            let file_name = f.file_name();
-            let file_name = file_name.to_string_lossy();
-            name.clear();
-            name.push_str(&alg_name);
-            name.push(':');
-            name.push_str(&file_name);
-            let temp = file_name.starts_with(TEMP_PREFIX);
-            let digest = match Digest::parse(&name) {
-                Ok(d) if reachable.contains(&d) => continue,
-                Ok(d) => Some(d),
-                Err(_) if temp => None,
-                Err(_) => continue,
-            };
-            let size = f.metadata().map(|m| m.len()).unwrap_or(0);
-            report.bytes += size;
-            match digest {
-                Some(d) => report.blobs.push((d, size)),
-                None => report.temp_files.push(f.path()),
-            }
-            if !dry_run {
-                crate::fault::point("gc-mid-delete");
-                let path = f.path();
-                fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
-                deleted_here = true;
-            }
+            BlobFileKind::Temp | BlobFileKind::Partial => report.temp_files.push(f.path.clone()),
+            _ => continue,
         }
-        if deleted_here {
-            dirs.push(dir);
+        report.bytes += f.size;
+        if !dry_run {
+            crate::fault::point("gc-mid-delete");
+            fs::remove_file(&f.path).map_err(|e| Error::io(&f.path, e))?;
+            if let Some(dir) = f.path.parent() {
+                if dirs.last().map(PathBuf::as_path) != Some(dir) {
+                    dirs.push(dir.to_path_buf());
+                }
+            }
         }
     }
     // Temp files of interrupted index.json writes, in the root.
-    if let Ok(entries) = fs::read_dir(layout.root()) {
-        for e in entries.flatten() {
-            if e.file_name().to_string_lossy().starts_with(TEMP_PREFIX)
-                && e.file_type().is_ok_and(|t| t.is_file())
-            {
-                report.temp_files.push(e.path());
-                if !dry_run {
-                    fs::remove_file(e.path()).map_err(|err| Error::io(e.path(), err))?;
-                }
-            }
+    for path in layout.root_temp_files()? {
+        report.temp_files.push(path.clone());
+        if !dry_run {
+            fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
         }
     }
     if layout.options().durable {

@@ -10,8 +10,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::fsck::list_blobs;
-use crate::{Digest, Error, Layout, Result};
+use crate::{BlobFileKind, Digest, Error, Layout, Result};
 
 /// The inventory format version ocikit writes and reads.
 pub const INVENTORY_VERSION: u32 = 1;
@@ -50,12 +49,13 @@ impl Inventory {
     /// Take the inventory of a layout.
     pub fn of(layout: &Layout) -> Result<Inventory> {
         let mut blobs = Vec::new();
-        for (digest, path) in list_blobs(layout)? {
-            let Some(digest) = digest else { continue };
-            let size = std::fs::metadata(&path)
-                .map_err(|e| Error::io(&path, e))?
-                .len();
-            blobs.push(InventoryBlob { digest, size });
+        for f in layout.blob_files()? {
+            if let BlobFileKind::Blob(digest) = f.kind {
+                blobs.push(InventoryBlob {
+                    digest,
+                    size: f.size,
+                });
+            }
         }
         blobs.sort();
         let index = layout.read_index()?.value;

@@ -25,10 +25,13 @@
 //! Crash tests use the fault points of [`crate::fault`]; `tests/crash.rs` kills writers there
 //! and at random moments, `tests/durability.rs` counts the fsyncs under strace.
 
-use std::fs::{self, File};
+use std::fs::{self, File, OpenOptions, Permissions};
 use std::io::{self, Read, Write};
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+
+use rustix::fs::OFlags;
 
 use crate::compress::read_full;
 use crate::{Algorithm, Digest, Error, Hasher, Index, Raw, Result, JSON_LIMIT};
@@ -38,6 +41,10 @@ pub const OCI_LAYOUT_CONTENT: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
 
 /// Prefix of temp files inside `blobs/<alg>/` and the layout root.
 pub const TEMP_PREFIX: &str = ".tmp-";
+
+/// Prefix of the files a bundle load assembles a chunked blob in, inside `blobs/<alg>/`:
+/// `.partial-<encoded>` (the bytes) and `.partial-<encoded>.chunks` (the chunks done).
+pub const PARTIAL_PREFIX: &str = ".partial-";
 
 /// How a layout is opened.
 #[derive(Debug, Clone)]
@@ -85,21 +92,25 @@ impl Layout {
             });
         }
         let header_path = root.join("oci-layout");
-        let bytes = match File::open(&header_path) {
-            Ok(f) => read_capped(f, &header_path)?,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+        let bytes = match open_regular(&header_path)? {
+            Some(f) => read_capped(f, &header_path)?,
+            None => {
                 return Err(Error::NotALayout {
                     path: root,
                     reason: "no `oci-layout` file".into(),
                 })
             }
-            Err(e) => return Err(Error::io(header_path, e)),
         };
         check_layout_header(&bytes).map_err(|reason| Error::NotALayout {
             path: root.clone(),
             reason,
         })?;
-        Ok(Layout { root, opts })
+        let layout = Layout { root, opts };
+        // Refuse a layout whose blob store leads elsewhere before any verb reads or writes it.
+        for alg in Algorithm::ALL {
+            layout.blobs_dir(alg.as_str())?;
+        }
+        Ok(layout)
     }
 
     /// Create a layout in `root` (created if missing, which must be empty or already a layout).
@@ -157,12 +168,131 @@ impl Layout {
         self.root.join(digest.blob_rel_path())
     }
 
-    /// The size of a blob on disk, or `None` when it is absent.
+    /// `blobs/<alg>` (`alg` as a digest names it), checked: `Ok(None)` when it (or `blobs`) is
+    /// absent, [`Error::UnsafePath`] when either is a symbolic link or not a directory. This is
+    /// the one check every read, write, listing and deletion under `blobs/` goes through, so
+    /// nothing outside the layout is reached through a link planted in it.
+    pub fn blobs_dir(&self, alg: &str) -> Result<Option<PathBuf>> {
+        let blobs = self.root.join("blobs");
+        if !check_store_dir(&blobs)? {
+            return Ok(None);
+        }
+        let dir = blobs.join(alg);
+        if !check_store_dir(&dir)? {
+            return Ok(None);
+        }
+        Ok(Some(dir))
+    }
+
+    /// `blobs/<alg>`, created (with the umask's modes) when absent, checked as
+    /// [`Layout::blobs_dir`] checks it.
+    fn create_blobs_dir(&self, alg: &str) -> Result<PathBuf> {
+        let blobs = self.root.join("blobs");
+        let dir = blobs.join(alg);
+        for d in [&blobs, &dir] {
+            if !check_store_dir(d)? {
+                match fs::create_dir(d) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                    Err(e) => return Err(Error::io(d, e)),
+                }
+                if !check_store_dir(d)? {
+                    return Err(Error::io(d, io::Error::from(io::ErrorKind::NotFound)));
+                }
+            }
+        }
+        Ok(dir)
+    }
+
+    /// Every file the store holds under `blobs/<alg>/`, sorted by path: blobs (named by a
+    /// digest), temp files, bundle partials and anything else. Only regular files are listed;
+    /// a `blobs` or `blobs/<alg>` that is a symbolic link is refused ([`Error::UnsafePath`]),
+    /// and a regular file directly in `blobs/` is not a blob directory and is skipped.
+    pub fn blob_files(&self) -> Result<Vec<BlobFile>> {
+        let blobs = self.root.join("blobs");
+        let mut out = Vec::new();
+        if !check_store_dir(&blobs)? {
+            return Ok(out);
+        }
+        let io_err = |e| Error::io(&blobs, e);
+        let mut algs: Vec<_> = fs::read_dir(&blobs)
+            .map_err(io_err)?
+            .collect::<io::Result<_>>()
+            .map_err(io_err)?;
+        algs.sort_by_key(|e| e.file_name());
+        for alg in algs {
+            let dir = alg.path();
+            let ty = alg.file_type().map_err(|e| Error::io(&dir, e))?;
+            if ty.is_symlink() {
+                return Err(unsafe_path(&dir, ty, "a directory"));
+            }
+            if !ty.is_dir() {
+                if Algorithm::ALL.iter().any(|a| alg.file_name() == a.as_str()) {
+                    return Err(unsafe_path(&dir, ty, "a directory"));
+                }
+                continue;
+            }
+            let alg_name = alg.file_name().to_string_lossy().into_owned();
+            let io_err = |e| Error::io(&dir, e);
+            let mut files: Vec<_> = fs::read_dir(&dir)
+                .map_err(io_err)?
+                .collect::<io::Result<_>>()
+                .map_err(io_err)?;
+            files.sort_by_key(|e| e.file_name());
+            for f in files {
+                let path = f.path();
+                let meta = f.metadata().map_err(|e| Error::io(&path, e))?;
+                if !meta.file_type().is_file() {
+                    continue;
+                }
+                let name = f.file_name().to_string_lossy().into_owned();
+                let kind = if name.starts_with(TEMP_PREFIX) {
+                    BlobFileKind::Temp
+                } else if name.starts_with(PARTIAL_PREFIX) {
+                    BlobFileKind::Partial
+                } else {
+                    match Digest::parse(&format!("{alg_name}:{name}")) {
+                        Ok(d) => BlobFileKind::Blob(d),
+                        Err(_) => BlobFileKind::Other,
+                    }
+                };
+                out.push(BlobFile {
+                    path,
+                    kind,
+                    size: meta.len(),
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Temp files of interrupted `index.json` and `oci-layout` writes: regular files named
+    /// `.tmp-*` in the layout root, sorted.
+    pub fn root_temp_files(&self) -> Result<Vec<PathBuf>> {
+        let io_err = |e| Error::io(&self.root, e);
+        let mut out = Vec::new();
+        for e in fs::read_dir(&self.root).map_err(io_err)? {
+            let e = e.map_err(io_err)?;
+            if e.file_name().to_string_lossy().starts_with(TEMP_PREFIX)
+                && e.file_type().is_ok_and(|t| t.is_file())
+            {
+                out.push(e.path());
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// The size of a blob on disk, or `None` when it is absent. Anything but a regular file
+    /// at its path (a symbolic link, a FIFO, a directory) is [`Error::UnsafePath`].
     pub fn blob_size(&self, digest: &Digest) -> Result<Option<u64>> {
+        if self.blobs_dir(digest.algorithm_str())?.is_none() {
+            return Ok(None);
+        }
         let path = self.blob_path(digest);
-        match fs::metadata(&path) {
+        match fs::symlink_metadata(&path) {
             Ok(m) if m.is_file() => Ok(Some(m.len())),
-            Ok(_) => Ok(None),
+            Ok(m) => Err(unsafe_path(&path, m.file_type(), "a regular file")),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(Error::io(path, e)),
         }
@@ -175,15 +305,15 @@ impl Layout {
             .algorithm()
             .ok_or_else(|| Error::Unverifiable(digest.clone()))?;
         let path = self.blob_path(digest);
-        let file = match File::open(&path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Err(Error::MissingBlob {
-                    digest: digest.clone(),
-                    path,
-                })
-            }
-            Err(e) => return Err(Error::io(path, e)),
+        let missing = || Error::MissingBlob {
+            digest: digest.clone(),
+            path: path.clone(),
+        };
+        if self.blobs_dir(alg.as_str())?.is_none() {
+            return Err(missing());
+        }
+        let Some(file) = open_regular(&path)? else {
+            return Err(missing());
         };
         if let Some(expected) = size {
             let found = file.metadata().map_err(|e| Error::io(&path, e))?.len();
@@ -251,15 +381,11 @@ impl Layout {
     /// document it is capped at [`JSON_LIMIT`]; a larger file is refused before it is read.
     pub fn read_index(&self) -> Result<Raw<Index>> {
         let path = self.root.join("index.json");
-        let file = match File::open(&path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Err(Error::NotALayout {
-                    path: self.root.clone(),
-                    reason: "no `index.json` file".into(),
-                })
-            }
-            Err(e) => return Err(Error::io(path, e)),
+        let Some(file) = open_regular(&path)? else {
+            return Err(Error::NotALayout {
+                path: self.root.clone(),
+                reason: "no `index.json` file".into(),
+            });
         };
         let bytes = read_capped(file, &path)?;
         Raw::parse(bytes, &path.display().to_string())
@@ -291,19 +417,24 @@ impl Layout {
         }
     }
 
-    /// Write a file in the layout root by temp file + fsync + rename + directory fsync.
+    /// Write a file in the layout root by temp file + fsync + rename + directory fsync. A new
+    /// file gets the umask's mode; a replaced one keeps the mode it had.
     fn write_file_atomic(&self, name: &str, bytes: &[u8]) -> Result<()> {
-        let mut tmp = tempfile::Builder::new()
-            .prefix(TEMP_PREFIX)
-            .tempfile_in(&self.root)
-            .map_err(|e| Error::io(&self.root, e))?;
+        let dest = self.root.join(name);
+        let mut tmp = new_temp_in(&self.root)?;
+        match fs::symlink_metadata(&dest) {
+            Ok(m) if m.is_file() => tmp
+                .as_file()
+                .set_permissions(Permissions::from_mode(m.permissions().mode() & 0o7777))
+                .map_err(|e| Error::io(tmp.path(), e))?,
+            _ => {}
+        }
         tmp.write_all(bytes).map_err(|e| Error::io(tmp.path(), e))?;
         if self.opts.durable {
             tmp.as_file()
                 .sync_all()
                 .map_err(|e| Error::io(tmp.path(), e))?;
         }
-        let dest = self.root.join(name);
         crate::fault::point("before-rename");
         tmp.persist(&dest).map_err(|e| Error::io(&dest, e.error))?;
         if self.opts.durable {
@@ -329,7 +460,11 @@ fn unfinished_init(root: &Path, empty_index: &[u8]) -> Result<bool> {
             temps.push(path);
             ty.is_file()
         } else if name == "index.json" {
-            ty.is_file() && fs::read(&path).map_err(|e| Error::io(&path, e))? == empty_index
+            ty.is_file()
+                && match open_regular(&path)? {
+                    Some(f) => read_capped(f, &path)? == empty_index,
+                    None => false,
+                }
         } else if name == "blobs" {
             ty.is_dir() && {
                 let mut inner = fs::read_dir(&path).map_err(|e| Error::io(&path, e))?;
@@ -396,11 +531,162 @@ fn read_capped(file: File, path: &Path) -> Result<Vec<u8>> {
     Ok(bytes)
 }
 
-/// fsync a file that is already in place.
+/// fsync a file that is already in place (a regular file, not followed through a link).
 pub fn sync_file(path: &Path) -> Result<()> {
-    File::open(path)
-        .and_then(|f| f.sync_all())
-        .map_err(|e| Error::io(path, e))
+    let f = open_regular(path)?
+        .ok_or_else(|| Error::io(path, io::Error::from(io::ErrorKind::NotFound)))?;
+    f.sync_all().map_err(|e| Error::io(path, e))
+}
+
+/// A file under `blobs/<alg>/`, as [`Layout::blob_files`] lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlobFile {
+    /// Its path.
+    pub path: PathBuf,
+    /// What its name says it is.
+    pub kind: BlobFileKind,
+    /// Its size.
+    pub size: u64,
+}
+
+/// What a file under `blobs/<alg>/` is, by its name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BlobFileKind {
+    /// A blob: `<alg>:<name>` is a valid digest (of any algorithm).
+    Blob(Digest),
+    /// A temp file of an interrupted blob write (`.tmp-*`).
+    Temp,
+    /// A chunked blob of an interrupted bundle load (`.partial-*`, `.partial-*.chunks`).
+    Partial,
+    /// Anything else: not the store's, never deleted.
+    Other,
+}
+
+/// What a file type is, in words.
+fn describe(ty: fs::FileType) -> &'static str {
+    if ty.is_symlink() {
+        "a symbolic link"
+    } else if ty.is_dir() {
+        "a directory"
+    } else if ty.is_fifo() {
+        "a FIFO"
+    } else if ty.is_socket() {
+        "a socket"
+    } else if ty.is_block_device() || ty.is_char_device() {
+        "a device"
+    } else if ty.is_file() {
+        "a regular file"
+    } else {
+        "not a regular file"
+    }
+}
+
+fn unsafe_path(path: &Path, ty: fs::FileType, wanted: &str) -> Error {
+    Error::UnsafePath {
+        path: path.to_path_buf(),
+        reason: format!("it is {}, not {wanted}", describe(ty)),
+    }
+}
+
+/// Is `path` a real directory? `Ok(false)` when absent; a symbolic link (even to a directory)
+/// or anything else is [`Error::UnsafePath`].
+fn check_store_dir(path: &Path) -> Result<bool> {
+    match fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => Ok(true),
+        Ok(m) => Err(unsafe_path(path, m.file_type(), "a directory")),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(Error::io(path, e)),
+    }
+}
+
+/// `O_NOFOLLOW | O_NONBLOCK | O_NOCTTY` as `OpenOptionsExt::custom_flags` takes them.
+fn nofollow_flags() -> i32 {
+    (OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY).bits() as i32
+}
+
+fn is_symlink_refusal(e: &io::Error) -> bool {
+    e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error())
+}
+
+/// Open a file of the layout (a blob, `index.json`, `oci-layout`, a partial) for reading:
+/// never through a symbolic link (`O_NOFOLLOW`), never blocking on a FIFO (`O_NONBLOCK`), and
+/// only when it is a regular file (checked on the open descriptor). `Ok(None)` when absent;
+/// anything else at the path is [`Error::UnsafePath`].
+pub fn open_regular(path: &Path) -> Result<Option<File>> {
+    let file = match OpenOptions::new()
+        .read(true)
+        .custom_flags(nofollow_flags())
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if is_symlink_refusal(&e) => {
+            return Err(Error::UnsafePath {
+                path: path.to_path_buf(),
+                reason: "it is a symbolic link, not a regular file".into(),
+            })
+        }
+        Err(e) => return Err(Error::io(path, e)),
+    };
+    check_regular(&file, path)?;
+    Ok(Some(file))
+}
+
+/// Fail unless the open `file` is a regular file; then clear `O_NONBLOCK`.
+fn check_regular(file: &File, path: &Path) -> Result<()> {
+    let ty = file.metadata().map_err(|e| Error::io(path, e))?.file_type();
+    if !ty.is_file() {
+        return Err(unsafe_path(path, ty, "a regular file"));
+    }
+    let flags = rustix::fs::fcntl_getfl(file).map_err(|e| Error::io(path, e.into()))?;
+    rustix::fs::fcntl_setfl(file, flags - OFlags::NONBLOCK).map_err(|e| Error::io(path, e.into()))
+}
+
+/// Open (creating it when absent) a file the store writes in place, such as a bundle partial,
+/// for reading and writing without truncating it: never through a symbolic link. Whatever
+/// else sits at the path (a link, a FIFO, a leftover of another kind) is removed and a new
+/// empty file created exclusively in its place; the `bool` says that happened, so the caller
+/// forgets what it knew about the old one.
+pub fn open_store_rw(path: &Path) -> Result<(File, bool)> {
+    let open = |create_new: bool| {
+        let mut o = OpenOptions::new();
+        o.read(true).write(true).custom_flags(nofollow_flags());
+        if create_new {
+            o.create_new(true);
+        } else {
+            o.create(true);
+        }
+        o.mode(0o666).open(path)
+    };
+    match open(false) {
+        Ok(f) => match check_regular(&f, path) {
+            Ok(()) => return Ok((f, false)),
+            Err(Error::UnsafePath { .. }) => {}
+            Err(e) => return Err(e),
+        },
+        Err(e) if is_symlink_refusal(&e) => {}
+        Err(e) => return Err(Error::io(path, e)),
+    }
+    // Not a regular file: remove the entry itself (never what a link points to).
+    match fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => return Err(unsafe_path(path, m.file_type(), "a regular file")),
+        Ok(_) => fs::remove_file(path).map_err(|e| Error::io(path, e))?,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(Error::io(path, e)),
+    }
+    let f = open(true).map_err(|e| Error::io(path, e))?;
+    check_regular(&f, path)?;
+    Ok((f, true))
+}
+
+/// A temp file in `dir` for something that is renamed into place: created exclusively, with
+/// the mode a new file gets (0666 less the umask), not tempfile's private 0600.
+pub fn new_temp_in(dir: &Path) -> Result<tempfile::NamedTempFile> {
+    tempfile::Builder::new()
+        .prefix(TEMP_PREFIX)
+        .permissions(Permissions::from_mode(0o666))
+        .tempfile_in(dir)
+        .map_err(|e| Error::io(dir, e))
 }
 
 /// fsync a directory, so renames in it are durable.
@@ -445,12 +731,8 @@ impl<'a> WriteLock<'a> {
 
     /// A writer for a new blob hashed with `alg`.
     pub fn blob_writer_for(&self, alg: Algorithm) -> Result<BlobWriter> {
-        let dir = self.layout.root.join("blobs").join(alg.as_str());
-        fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-        let file = tempfile::Builder::new()
-            .prefix(TEMP_PREFIX)
-            .tempfile_in(&dir)
-            .map_err(|e| Error::io(&dir, e))?;
+        let dir = self.layout.create_blobs_dir(alg.as_str())?;
+        let file = new_temp_in(&dir)?;
         Ok(BlobWriter {
             file,
             hasher: alg.hasher(),
@@ -461,17 +743,57 @@ impl<'a> WriteLock<'a> {
         })
     }
 
-    /// Whether the blob is already in the layout with `size`. When it is and writes are
-    /// durable, it is fsynced first: the index this writer commits will rely on it, and an
-    /// earlier `--no-fsync` run may have left it in the page cache only.
-    pub fn reuse_blob(&self, digest: &Digest, size: u64) -> Result<bool> {
-        if self.layout.blob_size(digest)? != Some(size) {
-            return Ok(false);
+    /// `blobs/<alg>` for a blob about to be written, created when absent and checked as
+    /// [`Layout::blobs_dir`] checks it.
+    pub fn blobs_dir_for_write(&self, digest: &Digest) -> Result<PathBuf> {
+        self.layout.create_blobs_dir(digest.algorithm_str())
+    }
+
+    /// Whether the blob is already in the layout, intact: `size` bytes that hash to `digest`
+    /// (a digest ocikit cannot compute is checked by size only). When it is and writes are
+    /// durable, it is fsynced: the index this writer commits will rely on it, and an earlier
+    /// `--no-fsync` run may have left it in the page cache only.
+    pub fn existing_blob(&self, digest: &Digest, size: u64) -> Result<Existing> {
+        match self.layout.blob_size(digest)? {
+            None => return Ok(Existing::Absent),
+            Some(s) if s != size => return Ok(Existing::Corrupt),
+            Some(_) => {}
         }
+        let path = self.layout.blob_path(digest);
+        let file = match digest.algorithm() {
+            None => open_regular(&path)?,
+            Some(_) => {
+                let mut reader = match self.layout.open_blob(digest, Some(size)) {
+                    Ok(r) => r,
+                    Err(Error::SizeMismatch { .. }) => return Ok(Existing::Corrupt),
+                    Err(Error::MissingBlob { .. }) => return Ok(Existing::Absent),
+                    Err(e) => return Err(e),
+                };
+                match crate::layer::copy_large(&mut reader, &mut io::sink()) {
+                    Ok(_) => {}
+                    Err(e) => match unwrap_io(e, &path) {
+                        Error::SizeMismatch { .. } | Error::DigestMismatch { .. } => {
+                            return Ok(Existing::Corrupt)
+                        }
+                        e => return Err(e),
+                    },
+                }
+                Some(reader.into_inner())
+            }
+        };
+        let Some(file) = file else {
+            return Ok(Existing::Absent);
+        };
         if self.layout.opts.durable {
-            sync_file(&self.layout.blob_path(digest))?;
+            file.sync_all().map_err(|e| Error::io(&path, e))?;
         }
-        Ok(true)
+        Ok(Existing::Intact)
+    }
+
+    /// Whether the blob is already in the layout, intact ([`WriteLock::existing_blob`]). When
+    /// it is not, the caller writes it; a corrupt file in its place is replaced by the rename.
+    pub fn reuse_blob(&self, digest: &Digest, size: u64) -> Result<bool> {
+        Ok(self.existing_blob(digest, size)? == Existing::Intact)
     }
 
     /// Write a small blob from memory; an existing blob is kept.
@@ -495,8 +817,11 @@ impl<'a> WriteLock<'a> {
     pub fn commit_index_bytes(&self, bytes: &[u8]) -> Result<()> {
         if self.layout.opts.durable {
             let blobs = self.layout.root.join("blobs");
-            if let Ok(entries) = fs::read_dir(&blobs) {
-                for entry in entries.flatten() {
+            if check_store_dir(&blobs)? {
+                for entry in fs::read_dir(&blobs)
+                    .map_err(|e| Error::io(&blobs, e))?
+                    .flatten()
+                {
                     if entry.file_type().is_ok_and(|t| t.is_dir()) {
                         sync_dir(&entry.path())?;
                     }
@@ -506,6 +831,17 @@ impl<'a> WriteLock<'a> {
         crate::fault::point("before-index-commit");
         self.layout.write_file_atomic("index.json", bytes)
     }
+}
+
+/// What [`WriteLock::existing_blob`] found at a blob's path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Existing {
+    /// Nothing.
+    Absent,
+    /// The blob, of the right size and digest.
+    Intact,
+    /// A file of the wrong size or digest: it is to be replaced.
+    Corrupt,
 }
 
 /// A durable blob is flushed to disk by a helper thread every this many bytes while it is
@@ -668,12 +1004,11 @@ impl BlobWriter {
             e.stop().map_err(|e| Error::io(file.path(), e))?;
         }
         let dest = dir.join(digest.encoded());
-        if fs::metadata(&dest).is_ok_and(|m| m.is_file() && m.len() == size) {
-            // Kept, and about to be relied on: an earlier `--no-fsync` run may have left it in
-            // the page cache only.
-            if durable {
-                sync_file(&dest)?;
-            }
+        if fs::symlink_metadata(&dest).is_ok_and(|m| m.is_file() && m.len() == size)
+            && intact(&dest, &digest, size, durable)?
+        {
+            // Kept, and about to be relied on: `intact` fsynced it when durable, as an earlier
+            // `--no-fsync` run may have left it in the page cache only.
             return Ok((digest, size));
         }
         if durable {
@@ -712,6 +1047,40 @@ impl BlobWriter {
     }
 }
 
+/// Does the regular file at `path` hold exactly the blob `digest` of `size` bytes? fsynced
+/// when it does and `durable`. Anything else there is not intact (and is replaced by the
+/// caller's rename).
+fn intact(path: &Path, digest: &Digest, size: u64, durable: bool) -> Result<bool> {
+    let Some(alg) = digest.algorithm() else {
+        return Ok(false);
+    };
+    let file = match open_regular(path) {
+        Ok(Some(f)) => f,
+        Ok(None) | Err(Error::UnsafePath { .. }) => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    let mut reader = VerifyingReader::new(
+        file,
+        alg.hasher(),
+        digest.clone(),
+        Some(size),
+        path.to_path_buf(),
+    );
+    if let Err(e) = crate::layer::copy_large(&mut reader, &mut io::sink()) {
+        return match unwrap_io(e, path) {
+            Error::SizeMismatch { .. } | Error::DigestMismatch { .. } => Ok(false),
+            e => Err(e),
+        };
+    }
+    if durable {
+        reader
+            .get_ref()
+            .sync_all()
+            .map_err(|e| Error::io(path, e))?;
+    }
+    Ok(true)
+}
+
 /// A reader that hashes and counts while reading and fails at EOF (or as soon as it reads past
 /// the expected size) unless the content matches.
 #[derive(Debug)]
@@ -746,6 +1115,11 @@ impl<R: Read> VerifyingReader<R> {
     /// The wrapped reader.
     pub fn get_ref(&self) -> &R {
         &self.inner
+    }
+
+    /// The wrapped reader, unwrapped.
+    pub fn into_inner(self) -> R {
+        self.inner
     }
 
     /// Bytes read so far.

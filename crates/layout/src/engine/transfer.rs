@@ -2,6 +2,7 @@
 
 use crate::copy::{copy_blob, Copied};
 use crate::fsck::run_parallel;
+use crate::layout::Existing;
 use crate::{unwrap_io, Descriptor, Error, Result, WriteLock};
 
 use super::{ImageSource, Plan, PlannedBlob};
@@ -15,6 +16,8 @@ pub enum Moved {
     Linked,
     /// Copied or streamed, verified on the way.
     Copied,
+    /// The destination had a corrupt file in its place; replaced by the source's bytes.
+    Replaced,
     /// Optional and absent from the source: not carried.
     Absent,
 }
@@ -26,8 +29,10 @@ pub struct TransferReport {
     pub linked: usize,
     /// Blobs copied or streamed.
     pub copied: usize,
-    /// Blobs the destination already had.
+    /// Blobs the destination already had (size and digest checked).
     pub present: usize,
+    /// Blobs the destination had corrupt (wrong size or digest), replaced.
+    pub replaced: usize,
     /// Optional blobs the source does not have (a `subject` elsewhere, a foreign layer).
     pub absent: usize,
 }
@@ -38,6 +43,7 @@ impl TransferReport {
             Moved::Present => self.present += 1,
             Moved::Linked => self.linked += 1,
             Moved::Copied => self.copied += 1,
+            Moved::Replaced => self.replaced += 1,
             Moved::Absent => self.absent += 1,
         }
     }
@@ -84,9 +90,6 @@ fn move_one<S: ImageSource + ?Sized>(
         None
     };
     let size = b.size.or(held).unwrap_or_default();
-    if dst.reuse_blob(&b.digest, size)? {
-        return Ok(Moved::Present);
-    }
     if let Some(layout) = src.local_layout() {
         if layout.blob_size(&b.digest)?.is_some() {
             let desc = Descriptor::new(b.media_type.clone(), b.digest.clone(), size);
@@ -94,9 +97,15 @@ fn move_one<S: ImageSource + ?Sized>(
                 Copied::Present => Moved::Present,
                 Copied::Linked => Moved::Linked,
                 Copied::Copied => Moved::Copied,
+                Copied::Replaced => Moved::Replaced,
             });
         }
     }
+    let replacing = match dst.existing_blob(&b.digest, size)? {
+        Existing::Intact => return Ok(Moved::Present),
+        Existing::Corrupt => true,
+        Existing::Absent => false,
+    };
     let alg = b
         .digest
         .algorithm()
@@ -106,5 +115,9 @@ fn move_one<S: ImageSource + ?Sized>(
     let where_ = dst.layout().blob_path(&b.digest);
     crate::layer::copy_large(&mut r, &mut w).map_err(|e| unwrap_io(e, &where_))?;
     w.finish_expect(&b.digest, Some(size))?;
-    Ok(Moved::Copied)
+    Ok(if replacing {
+        Moved::Replaced
+    } else {
+        Moved::Copied
+    })
 }
