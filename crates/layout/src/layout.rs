@@ -8,6 +8,29 @@
 //! file + rename + directory fsync. A crash leaves at most unreferenced blobs and `.tmp-*` files,
 //! which `gc` removes.
 //!
+//! # File safety
+//!
+//! This module is the only code that touches `blobs/`, and the layout is not trusted:
+//! - `blobs/` and `blobs/<alg>/` must be real directories: one that is a symbolic link or not a
+//!   directory is [`Error::UnsafePath`], checked by [`Layout::open`] and again by
+//!   [`Layout::blobs_dir`] before every read, write and listing ([`Layout::blob_files`], which
+//!   `fsck`, `gc` and inventories use). Nothing outside the layout is read, written or deleted
+//!   because of what the layout contains.
+//! - Blobs, `index.json` and `oci-layout` are opened by [`open_regular`]: `O_NOFOLLOW` (a link is
+//!   refused), `O_NONBLOCK` (a FIFO cannot block the open), then the descriptor must be a
+//!   regular file. [`Layout::blob_size`] uses `lstat` and refuses anything but a regular file.
+//! - Files written in place (bundle partials) are opened by [`open_store_rw`], which never
+//!   follows a link and replaces anything that is not a regular file; temp files are created
+//!   with `O_EXCL`.
+//! - A blob a writer would reuse is checked for size and digest first
+//!   ([`WriteLock::existing_blob`]); a corrupt one is rewritten.
+//! - New files are created 0666 and directories 0777, less the umask; a replaced `index.json`
+//!   keeps the mode of the file it replaces.
+//!
+//! The checks are made on paths just before use, so a writer racing ocikit inside the layout
+//! directory could still swap a directory for a link in between; what they stop is a layout
+//! that was crafted or damaged before ocikit ran.
+//!
 //! # Durability policy
 //!
 //! With [`Options::durable`] (the default; the CLI's `--no-fsync` turns it off):
@@ -1316,6 +1339,154 @@ mod tests {
             fs::read_to_string(dir.path().join("new/index.json")).expect("read"),
             r#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}"#
         );
+    }
+
+    fn make_fifo(path: &Path) {
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            path,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o644),
+            0,
+        )
+        .expect("mkfifo");
+    }
+
+    #[test]
+    fn open_regular_refuses_links_fifos_and_directories() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("file");
+        fs::write(&file, b"x").expect("write");
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&file, &link).expect("symlink");
+        let fifo = dir.path().join("fifo");
+        make_fifo(&fifo);
+        let sub = dir.path().join("sub");
+        fs::create_dir(&sub).expect("mkdir");
+
+        let mut f = open_regular(&file).expect("open").expect("present");
+        let mut buf = Vec::new();
+        f.read_to_end(&mut buf).expect("read");
+        assert_eq!(buf, b"x");
+        assert!(open_regular(&dir.path().join("absent"))
+            .expect("absent is fine")
+            .is_none());
+        for (path, what) in [
+            (&link, "a symbolic link"),
+            (&fifo, "a FIFO"),
+            (&sub, "a directory"),
+        ] {
+            match open_regular(path) {
+                Err(e @ Error::UnsafePath { .. }) => assert_eq!(
+                    e.to_string(),
+                    format!(
+                        "refusing `{}`: it is {what}, not a regular file",
+                        path.display()
+                    )
+                ),
+                other => panic!("{}: {other:?}", path.display()),
+            }
+        }
+    }
+
+    #[test]
+    fn a_linked_blobs_dir_is_refused_on_open_and_listing() {
+        let (d, l) = tmp_layout();
+        let outside = d.path().join("outside");
+        fs::rename(l.root().join("blobs"), &outside).expect("move");
+        std::os::unix::fs::symlink(&outside, l.root().join("blobs")).expect("symlink");
+        let want = format!(
+            "refusing `{}`: it is a symbolic link, not a directory",
+            l.root().join("blobs").display()
+        );
+        let err = Layout::open(l.root(), Options::default()).expect_err("refused");
+        assert_eq!(err.to_string(), want);
+        assert_eq!(l.blob_files().expect_err("refused").to_string(), want);
+        assert_eq!(
+            l.blob_size(&Digest::sha256(b"x"))
+                .expect_err("refused")
+                .to_string(),
+            want
+        );
+        let lock = l.lock().expect("lock");
+        assert_eq!(
+            lock.write_blob(b"x").expect_err("refused").to_string(),
+            want
+        );
+        assert_eq!(
+            fs::read_dir(&outside).expect("ls").count(),
+            1,
+            "nothing written outside"
+        );
+    }
+
+    #[test]
+    fn a_corrupt_blob_is_not_reused_and_is_rewritten() {
+        let (_d, l) = tmp_layout();
+        let lock = l.lock().expect("lock");
+        let (digest, size) = lock.write_blob(b"hello").expect("write");
+        assert_eq!(
+            lock.existing_blob(&digest, size).expect("check"),
+            Existing::Intact
+        );
+        fs::write(l.blob_path(&digest), b"hellO").expect("corrupt");
+        assert_eq!(
+            lock.existing_blob(&digest, size).expect("check"),
+            Existing::Corrupt
+        );
+        assert!(!lock.reuse_blob(&digest, size).expect("check"));
+        assert_eq!(
+            lock.existing_blob(&digest, 4).expect("check"),
+            Existing::Corrupt
+        );
+        assert_eq!(
+            lock.write_blob(b"hello").expect("rewrite"),
+            (digest.clone(), 5)
+        );
+        assert_eq!(fs::read(l.blob_path(&digest)).expect("read"), b"hello");
+        fs::remove_file(l.blob_path(&digest)).expect("rm");
+        assert_eq!(
+            lock.existing_blob(&digest, size).expect("check"),
+            Existing::Absent
+        );
+    }
+
+    #[test]
+    fn a_replaced_index_keeps_its_mode_and_new_blobs_follow_the_umask() {
+        let (_d, l) = tmp_layout();
+        let index = l.root().join("index.json");
+        fs::set_permissions(&index, Permissions::from_mode(0o640)).expect("chmod");
+        let lock = l.lock().expect("lock");
+        lock.commit_index(&Index::empty()).expect("commit");
+        let mode = |p: &Path| fs::metadata(p).expect("stat").permissions().mode() & 0o777;
+        assert_eq!(mode(&index), 0o640);
+        // Not tempfile's 0600: some of 0666 survives any usual umask (022, 002, 027, 077).
+        let (digest, _) = lock.write_blob(b"mode").expect("write");
+        let m = mode(&l.blob_path(&digest));
+        assert_eq!(m & 0o600, 0o600, "{m:o}");
+        assert_eq!(m & 0o111, 0, "{m:o}");
+    }
+
+    #[test]
+    fn a_planted_partial_link_is_replaced_not_followed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let victim = dir.path().join("victim");
+        fs::write(&victim, b"precious").expect("write");
+        let partial = dir.path().join(".partial-x");
+        std::os::unix::fs::symlink(&victim, &partial).expect("symlink");
+        let (mut f, replaced) = open_store_rw(&partial).expect("open");
+        assert!(replaced);
+        f.write_all(b"data").expect("write");
+        assert_eq!(fs::read(&victim).expect("read"), b"precious");
+        assert_eq!(fs::read(&partial).expect("read"), b"data");
+        assert!(fs::symlink_metadata(&partial).expect("stat").is_file());
+        let (_, replaced) = open_store_rw(&partial).expect("reopen");
+        assert!(!replaced, "a regular file is kept");
+        fs::remove_file(&partial).expect("rm");
+        make_fifo(&partial);
+        let (_, replaced) = open_store_rw(&partial).expect("open");
+        assert!(replaced);
+        assert!(fs::symlink_metadata(&partial).expect("stat").is_file());
     }
 
     #[test]
