@@ -114,6 +114,9 @@ fn node_json(walk: &Walk, i: usize) -> Value {
         if let Some(s) = status_text(&n.status) {
             obj.insert("problem".into(), json!(s));
         }
+        if n.expanded_at.is_some() {
+            obj.insert("shownAbove".into(), json!(true));
+        }
     }
     v
 }
@@ -163,6 +166,9 @@ fn print_tree(
     }
     if let Some(s) = status_text(&n.status) {
         line.push_str(&format!(" !! {s}"));
+    }
+    if n.expanded_at.is_some() {
+        line.push_str(" (shown above)");
     }
     writeln!(out, "{line}")?;
     let count = n.children.len();

@@ -142,6 +142,11 @@ pub struct Node {
     /// For documents: the media type the document declares itself, when it differs from its
     /// descriptor's.
     pub declared: Option<MediaType>,
+    /// For a document already expanded elsewhere in the walk: the node that holds its children
+    /// (this one has none). Each document is expanded once, so a layout built to explode as a
+    /// tree (1,000 refs naming one index of 1,000 manifests) costs one node per edge, not per
+    /// path.
+    pub expanded_at: Option<usize>,
 }
 
 impl Node {
@@ -239,6 +244,7 @@ impl Walk {
         let mut w = Walker {
             layout,
             memo: HashMap::new(),
+            expanded: HashMap::new(),
             walk: Walk::default(),
         };
         for (i, d) in index.manifests.iter().enumerate() {
@@ -253,6 +259,7 @@ impl Walk {
         let mut w = Walker {
             layout,
             memo: HashMap::new(),
+            expanded: HashMap::new(),
             walk: Walk::default(),
         };
         let n = w.visit(desc.clone(), true, Role::Root(0), None);
@@ -390,6 +397,8 @@ pub(crate) type ReadOutcome = (Class, Option<MediaType>, Result<Arc<Parsed>, Doc
 struct Walker<'a> {
     layout: &'a Layout,
     memo: HashMap<Digest, ReadOutcome>,
+    /// The node each expanded document's children hang under.
+    expanded: HashMap<Digest, usize>,
     walk: Walk,
 }
 
@@ -466,6 +475,7 @@ impl Walker<'_> {
             children: Vec::new(),
             status: DocStatus::NotRead,
             declared: None,
+            expanded_at: None,
         });
         if let Some(p) = parent {
             self.walk.nodes[p].children.push(idx);
@@ -533,6 +543,11 @@ impl Walker<'_> {
                 _ => Kind::Unknown,
             };
         }
+        if let Some(&first) = self.expanded.get(&digest) {
+            node.expanded_at = Some(first);
+            return (idx, no_children);
+        }
+        self.expanded.insert(digest, idx);
         let children = parsed.children();
         (idx, children)
     }
@@ -702,14 +717,15 @@ mod tests {
             ("config", Kind::Config, Some(5)),
             ("layers[0]", Kind::Layer, Some(5)),
             ("layers[1]", Kind::Layer, Some(5)),
+            // `a` again: already expanded under node 1, so a node without children.
             ("index.json[1]", Kind::Manifest, None),
-            ("config", Kind::Config, Some(9)),
-            ("layers[0]", Kind::Layer, Some(9)),
-            ("layers[1]", Kind::Layer, Some(9)),
         ]
         .map(|(r, k, p)| (r.to_string(), k, p));
         assert_eq!(got, want);
         assert_eq!(w.roots, vec![0, 9]);
+        assert_eq!(w.nodes[9].expanded_at, Some(1));
+        assert!(w.nodes[9].children.is_empty());
+        assert_eq!(w.nodes[1].expanded_at, None);
         assert_eq!(w.nodes[0].children, vec![1, 5]);
         assert_eq!(w.nodes[5].children, vec![6, 7, 8]);
         assert_eq!(w.nodes[5].digest(), &b.digest);
@@ -717,6 +733,36 @@ mod tests {
             n.status,
             DocStatus::Missing | DocStatus::Corrupt(_) | DocStatus::Unparseable(_)
         )));
+    }
+
+    /// 1,000 refs naming one index of 1,000 manifests: one node per edge (1,000 roots, the
+    /// index's 1,000 entries and their 2,000 leaves, expanded once), not one per path (3
+    /// million). The walk used to stop at NODE_LIMIT here, after 600 MB.
+    #[test]
+    fn a_dag_is_expanded_once_per_document() {
+        let (_d, l) = layout();
+        let lock = l.lock().expect("lock");
+        let manifests: Vec<Descriptor> = (0..1000)
+            .map(|i| {
+                let cfg = put(&lock, MediaType::OciConfig, b"{}");
+                let layer = put(&lock, MediaType::OciLayer, format!("layer {i}").as_bytes());
+                let m = format!(
+                    r#"{{"schemaVersion":2,"config":{{"mediaType":"{}","digest":"{}","size":{}}},"layers":[{{"mediaType":"{}","digest":"{}","size":{}}}]}}"#,
+                    cfg.media_type, cfg.digest, cfg.size, layer.media_type, layer.digest, layer.size
+                );
+                put(&lock, MediaType::OciManifest, m.as_bytes())
+            })
+            .collect();
+        let ix = put(&lock, MediaType::OciIndex, &index_of(&manifests));
+        let mut root = Index::empty();
+        root.manifests = vec![ix; 1000];
+        let w = Walk::from_index(&l, &root);
+        assert_eq!(w.nodes.len(), 1000 + 1000 + 2000);
+        assert!(w
+            .nodes
+            .iter()
+            .all(|n| matches!(n.status, DocStatus::Ok | DocStatus::NotRead)));
+        assert_eq!(w.nodes[w.roots[999]].expanded_at, Some(w.roots[0]));
     }
 
     /// A chain of 10,000 indexes, each naming the next: the walk must neither recurse 10,000
@@ -758,6 +804,7 @@ mod tests {
         let mut w = Walker {
             layout: &l,
             memo: HashMap::new(),
+            expanded: HashMap::new(),
             walk: Walk::default(),
         };
         w.memo.insert(
