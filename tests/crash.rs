@@ -152,6 +152,10 @@ fn run_at_fault(lay: &Lay, op: &Op, point: &str) -> ExitStatus {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "fault-injection"),
+    ignore = "fault points need `--features fault-injection`"
+)]
 fn tag_and_untag_at_fault_points() {
     let lay = populated(20);
     let ops = [
@@ -194,6 +198,10 @@ fn tag_and_untag_at_fault_points() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "fault-injection"),
+    ignore = "fault points need `--features fault-injection`"
+)]
 fn gc_at_fault_points() {
     let lay = populated(10);
     let images = blob_count(&lay);
@@ -215,6 +223,10 @@ fn gc_at_fault_points() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "fault-injection"),
+    ignore = "fault points need `--features fault-injection`"
+)]
 fn interrupted_init_can_be_completed() {
     let dir = tempfile::tempdir().expect("tempdir");
     let root = dir.path().join("new");
@@ -353,6 +365,10 @@ fn bundle_of_multiarch(dir: &Path) -> String {
 /// The writers that take other inputs: import (a docker save archive, a bundle), copy and
 /// convert, each stopped at every fault point it passes.
 #[test]
+#[cfg_attr(
+    not(feature = "fault-injection"),
+    ignore = "fault points need `--features fault-injection`"
+)]
 fn import_convert_copy_and_bundle_load_at_fault_points() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let bundle = bundle_of_multiarch(tmp.path());

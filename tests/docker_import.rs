@@ -1062,6 +1062,10 @@ fn oci_archive_with_dot_slash_prefixes_imports() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "fault-injection"),
+    ignore = "fault points need `--features fault-injection`"
+)]
 fn an_interrupted_import_leaves_the_layout_as_it_was() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path().join("l");

@@ -554,6 +554,10 @@ fn corrupt_part_is_rejected_and_others_load() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "fault-injection"),
+    ignore = "fault points need `--features fault-injection`"
+)]
 fn interrupted_load_resumes() {
     let tmp = tempfile::tempdir().expect("tmp");
     let src = big_source(tmp.path());

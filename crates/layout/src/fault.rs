@@ -11,14 +11,25 @@
 //! - `import-mid-layers`: some layers written;
 //! - `bundle-mid-load`: a blob of a bundle part written, no ref committed yet.
 //!
-//! Unset in normal use; the check costs one environment lookup per point passed.
+//! Only builds with the `fault-injection` feature have them (the test suite enables it:
+//! `cargo nextest run --workspace --all-features`); in any other build [`point`] is an empty
+//! function and `OCIKIT_FAULT_POINT` means nothing, so no environment variable can make a
+//! shipped binary abort half-way through a write.
 
+#[cfg(feature = "fault-injection")]
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// How often the point named in `OCIKIT_FAULT_POINT` has been passed in this process.
+#[cfg(feature = "fault-injection")]
 static PASSED: AtomicUsize = AtomicUsize::new(0);
 
+/// Without the `fault-injection` feature: nothing.
+#[cfg(not(feature = "fault-injection"))]
+#[inline(always)]
+pub fn point(_name: &str) {}
+
 /// Abort here if `OCIKIT_FAULT_POINT` names `name` (and this is the N-th pass it asks for).
+#[cfg(feature = "fault-injection")]
 pub fn point(name: &str) {
     let Some(value) = std::env::var_os("OCIKIT_FAULT_POINT") else {
         return;
