@@ -684,57 +684,6 @@ fn long_name_header() -> (Vec<u8>, u64) {
     (h.as_bytes().to_vec(), size)
 }
 
-/// Run `ocikit ARGS` like [`run_capped`] (1 GiB of address space), polling its peak resident
-/// set (`VmHWM`) while it runs; returns the output and the largest peak seen, in KiB.
-fn run_capped_peak(args: &[&str]) -> (Output, u64) {
-    use std::io::Read as _;
-    use std::process::{Command, Stdio};
-    let mut child = Command::new("sh")
-        .arg("-c")
-        .arg(r#"ulimit -v 1048576 && exec "$0" "$@""#)
-        .arg(assert_cmd::cargo::cargo_bin("ocikit"))
-        .args(args)
-        .env_remove("OCIKIT_FAULT_POINT")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn ocikit");
-    let status_file = format!("/proc/{}/status", child.id());
-    let mut peak = 0u64;
-    let status = loop {
-        if let Ok(text) = fs::read_to_string(&status_file) {
-            let hwm = text
-                .lines()
-                .find_map(|l| l.strip_prefix("VmHWM:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok());
-            peak = peak.max(hwm.unwrap_or(0));
-        }
-        if let Some(status) = child.try_wait().expect("wait") {
-            break status;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    };
-    let mut out = Output {
-        status,
-        stdout: Vec::new(),
-        stderr: Vec::new(),
-    };
-    child
-        .stdout
-        .take()
-        .expect("stdout")
-        .read_to_end(&mut out.stdout)
-        .expect("read stdout");
-    child
-        .stderr
-        .take()
-        .expect("stderr")
-        .read_to_end(&mut out.stderr)
-        .expect("read stderr");
-    (out, peak)
-}
-
 /// `import FILE DST` with 1 GiB of address space: exit 2 within 5 s and 64 MiB of resident
 /// memory, refusing the header by its declared size, and DST not created.
 fn assert_long_name_refused(file: &Path, size: u64) {

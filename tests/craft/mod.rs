@@ -204,3 +204,52 @@ impl Rng {
         &items[self.below(items.len())]
     }
 }
+
+/// Run `ocikit ARGS` like [`run_capped`] (1 GiB of address space), polling its peak resident
+/// set (`VmHWM`) every 2 ms while it runs (its output is drained on other threads, so a large
+/// output cannot stall it); returns the output and the largest peak seen, in KiB.
+pub fn run_capped_peak(args: &[&str]) -> (Output, u64) {
+    use std::io::Read as _;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(r#"ulimit -v 1048576 && exec "$0" "$@""#)
+        .arg(assert_cmd::cargo::cargo_bin("ocikit"))
+        .args(args)
+        .env_remove("OCIKIT_FAULT_POINT")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn ocikit");
+    let drain = |mut r: Box<dyn std::io::Read + Send>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            r.read_to_end(&mut buf).expect("read output");
+            buf
+        })
+    };
+    let out_t = drain(Box::new(child.stdout.take().expect("stdout")));
+    let err_t = drain(Box::new(child.stderr.take().expect("stderr")));
+    let status_file = format!("/proc/{}/status", child.id());
+    let mut peak = 0u64;
+    let status = loop {
+        if let Ok(text) = std::fs::read_to_string(&status_file) {
+            let hwm = text
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok());
+            peak = peak.max(hwm.unwrap_or(0));
+        }
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    };
+    let out = Output {
+        status,
+        stdout: out_t.join().expect("stdout thread"),
+        stderr: err_t.join().expect("stderr thread"),
+    };
+    (out, peak)
+}
