@@ -841,6 +841,27 @@ fn ref_flag_needs_exactly_one_untagged_image() {
     assert!(!dir.exists());
 }
 
+#[test]
+fn ref_flag_refuses_several_untagged_images() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (a, _, _) = make_dir_copy(&tmp.path().join("a"));
+    let (b, _, _) = make_dir_copy(&tmp.path().join("b"));
+    let dir = tmp.path().join("l");
+    let out = ocikit()
+        .args(["import", "--ref", "x:1"])
+        .arg(&a)
+        .arg(&b)
+        .arg(&dir)
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "ocikit: error: --ref `x:1` names one image, but the sources hold 2 untagged images\n"
+    );
+    assert!(!dir.exists());
+}
+
 // ---------------------------------------------------------------- skopeo dir:, containerd, crashes
 
 /// A skopeo `dir:` copy of test_image_1 as Docker schema2: blobs named by hex, a gzip layer.

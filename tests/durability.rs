@@ -82,3 +82,66 @@ fn blobs_a_durable_run_reuses_are_synced_even_if_first_written_without() {
     // the temp index.json and the layout directory.
     assert_eq!(syncs(&["-q", "import", archive, l]), 6);
 }
+
+#[test]
+fn export_bundle_and_inventory_files_sync_unless_told_not_to() {
+    let lay = layout_with_garbage();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = |n: &str| dir.path().join(n).to_str().expect("utf-8").to_string();
+    // Each output file: the file, then its directory after the rename.
+    assert_eq!(
+        syncs(&[
+            "-q",
+            "export",
+            lay.path(),
+            "a",
+            "--format",
+            "oci-archive",
+            "-o",
+            &p("a.tar")
+        ]),
+        2
+    );
+    assert_eq!(
+        syncs(&[
+            "--no-fsync",
+            "-q",
+            "export",
+            lay.path(),
+            "a",
+            "--format",
+            "oci-archive",
+            "-o",
+            &p("b.tar")
+        ]),
+        0
+    );
+    assert_eq!(syncs(&["-q", "bundle", lay.path(), "-o", &p("c.tar")]), 2);
+    assert_eq!(
+        syncs(&["--no-fsync", "-q", "bundle", lay.path(), "-o", &p("d.tar")]),
+        0
+    );
+    assert_eq!(
+        syncs(&["-q", "inventory", lay.path(), "-o", &p("e.json")]),
+        2
+    );
+    assert_eq!(
+        syncs(&[
+            "--no-fsync",
+            "-q",
+            "inventory",
+            lay.path(),
+            "-o",
+            &p("f.json")
+        ]),
+        0
+    );
+    assert_eq!(
+        std::fs::read(p("a.tar")).expect("a"),
+        std::fs::read(p("b.tar")).expect("b")
+    );
+    assert_eq!(
+        std::fs::read(p("c.tar")).expect("c"),
+        std::fs::read(p("d.tar")).expect("d")
+    );
+}

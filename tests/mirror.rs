@@ -680,3 +680,154 @@ fn copy_across_filesystems_copies_and_verifies() {
     assert_eq!(ls(&dst), ls(Path::new(MULTIARCH)));
     fsck_clean(&dst);
 }
+
+/// The names in a directory, sorted.
+fn names_in(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = fs::read_dir(dir)
+        .expect("ls")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn a_part_size_too_small_names_the_flag_and_writes_nothing() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let src = source(tmp.path());
+    let out_dir = tmp.path().join("out");
+    fs::create_dir(&out_dir).expect("mkdir");
+    let o = ocikit(&[
+        &"bundle",
+        &src,
+        &"-o",
+        &out_dir.join("b"),
+        &"--part-size",
+        &"1K",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(
+        stderr(&o),
+        "ocikit: error: `--part-size`: too small to hold the bundle's metadata and any data\n"
+    );
+    assert_eq!(names_in(&out_dir), Vec::<String>::new());
+}
+
+#[test]
+fn bundle_parts_and_other_sources_are_refused_together() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let src = source(tmp.path());
+    let out = tmp.path().join("b.tar");
+    ok(&[&"bundle", &src, &"-o", &out]);
+    let far = tmp.path().join("far");
+    let o = ocikit(&[&"import", &out, &ONE_IMAGE, &far]);
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(
+        stderr(&o),
+        "ocikit: error: bundle parts and other sources cannot be imported in one command\n"
+    );
+    assert!(!far.exists());
+    // A dry run is for bundle parts only.
+    let o = ocikit(&[&"import", &"--dry-run", &ONE_IMAGE, &far]);
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(
+        stderr(&o),
+        "ocikit: error: --dry-run is for bundle parts; the sources are not bundle parts\n"
+    );
+    assert!(!far.exists());
+    // --level without compression is refused whatever the sources are.
+    let o = ocikit(&[
+        &"import",
+        &"--compress",
+        &"none",
+        &"--level",
+        &"3",
+        &out,
+        &far,
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(
+        stderr(&o),
+        "ocikit: error: --level needs --compress gzip or zstd\n"
+    );
+    assert!(!far.exists());
+}
+
+#[test]
+fn a_dry_run_load_writes_nothing_into_a_missing_or_empty_directory() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let src = source(tmp.path());
+    let out = tmp.path().join("b.tar");
+    ok(&[&"bundle", &src, &"-o", &out]);
+    let missing = tmp.path().join("missing");
+    let o = ok(&[&"import", &"--dry-run", &out, &missing]);
+    assert!(
+        stderr(&o).contains("would commit `app:1`"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!missing.exists());
+    let empty = tmp.path().join("empty");
+    fs::create_dir(&empty).expect("mkdir");
+    let o2 = ok(&[&"import", &"--dry-run", &out, &empty]);
+    assert_eq!(
+        stderr(&o2).replace(empty.to_str().expect("utf-8"), "DIR"),
+        stderr(&o).replace(missing.to_str().expect("utf-8"), "DIR")
+    );
+    assert_eq!(names_in(&empty), Vec::<String>::new());
+    // A non-empty directory that is not a layout is refused, as a real load refuses it.
+    fs::write(empty.join("x"), b"x").expect("write");
+    let o = ocikit(&[&"import", &"--dry-run", &out, &empty]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert_eq!(names_in(&empty), ["x"]);
+}
+
+#[test]
+fn a_failed_copy_into_a_new_directory_leaves_none() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dst = tmp.path().join("dst");
+    let o = ocikit(&[&"copy", &ONE_IMAGE, &dst, &"no-such-ref"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(
+        stderr(&o),
+        "ocikit: error: no ref or digest `no-such-ref` in index.json\n"
+    );
+    assert!(!dst.exists());
+    // An existing destination stays.
+    ok(&[&"init", &dst]);
+    let o = ocikit(&[&"copy", &ONE_IMAGE, &dst, &"no-such-ref"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(dst.join("oci-layout").exists());
+}
+
+#[test]
+fn inventory_to_a_file_is_written_whole() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let src = source(tmp.path());
+    let out_dir = tmp.path().join("out");
+    fs::create_dir(&out_dir).expect("mkdir");
+    let file = out_dir.join("inv.json");
+    let o = ok(&[&"inventory", &src, &"-o", &file]);
+    let stdout = ok(&[&"inventory", &src]).stdout;
+    assert_eq!(fs::read(&file).expect("read"), stdout);
+    assert!(
+        stderr(&o).starts_with("wrote inventory of "),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(names_in(&out_dir), ["inv.json"]);
+    // A target that cannot be replaced (a directory) fails naming it, leaving no temp file.
+    fs::create_dir(out_dir.join("d")).expect("mkdir");
+    let o = ocikit(&[&"inventory", &src, &"-o", &out_dir.join("d")]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).starts_with(&format!(
+            "ocikit: error: `{}`: ",
+            out_dir.join("d").display()
+        )),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(names_in(&out_dir), ["d", "inv.json"]);
+}

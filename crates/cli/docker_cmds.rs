@@ -2,15 +2,15 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::Context as _;
-
-use ocikit_docker::import::{import as run_import, ImportOptions};
+use ocikit_docker::import::{import_any, AnyReport, ImportOptions};
 use ocikit_docker::source::Kind;
 use ocikit_layout::layer::CompressOptions;
 
 use crate::output::CompressArg;
 use crate::{Cli, Code};
 
+/// `import`: images (docker archives, OCI archives and layouts, `dir:` copies) or bundle parts,
+/// whichever the sources are; the library decides.
 pub fn import(
     cli: &Cli,
     sources: &[PathBuf],
@@ -18,6 +18,7 @@ pub fn import(
     asked: Option<CompressArg>,
     level: Option<i32>,
     ref_name: Option<&str>,
+    dry_run: bool,
 ) -> anyhow::Result<Code> {
     let compress = asked.unwrap_or(CompressArg::Gzip);
     if level.is_some() && compress == CompressArg::None {
@@ -39,9 +40,12 @@ pub fn import(
         ref_name: ref_name.map(String::from),
         progress: Some(&progress),
     };
-    let result = run_import(sources, dir, cli.layout_options(), &opts);
+    let result = import_any(sources, dir, cli.layout_options(), &opts, dry_run);
     bar.finish_and_clear();
-    let report = result?;
+    let report = match result? {
+        AnyReport::Images(r) => r,
+        AnyReport::Bundle(r) => return crate::mirror_cmds::render_load(cli, &r),
+    };
     for m in report.moved.iter().filter(|_| !cli.quiet) {
         let from: Vec<String> = m.from.iter().map(|d| format!("`{d}`")).collect();
         eprintln!(
@@ -109,7 +113,7 @@ pub fn export(
     format: FormatArg,
     platform: Option<ocikit_layout::PlatformSpec>,
 ) -> anyhow::Result<Code> {
-    use ocikit_docker::export::{export as run_export, ExportOptions, Format};
+    use ocikit_docker::export::{export as run_export, export_to_file, ExportOptions, Format};
     let layout = ocikit_layout::Layout::open(dir, cli.layout_options())?;
     let bar = spinner(cli.quiet, "exporting");
     let progress = |n: u64| bar.inc(n);
@@ -127,34 +131,7 @@ pub fn export(
         let mut out = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
         run_export(&layout, refs, &opts, &mut out)?
     } else {
-        // Written beside the target and renamed at the end: a failed export leaves no file.
-        let parent = match output.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        let mut tmp = tempfile::Builder::new()
-            .prefix(".ocikit-export-")
-            // A new file's mode (0666 less the umask), not tempfile's private 0600.
-            .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666))
-            .tempfile_in(&parent)
-            .with_context(|| format!("`{}`", parent.display()))?;
-        let report = {
-            // Flushed to disk while it is written; the last fsync waits for the tail only.
-            let mut out = std::io::BufWriter::with_capacity(
-                1 << 20,
-                ocikit_layout::SyncingFile::new(tmp.as_file_mut()),
-            );
-            let r = run_export(&layout, refs, &opts, &mut out)?;
-            out.into_inner()
-                .map_err(|e| e.into_error())
-                .and_then(|f| f.finish())
-                .with_context(|| format!("`{}`", output.display()))?;
-            r
-        };
-        tmp.persist(output)
-            .map_err(|e| e.error)
-            .with_context(|| format!("`{}`", output.display()))?;
-        report
+        export_to_file(&layout, refs, &opts, output)?
     };
     bar.finish_and_clear();
     if !cli.quiet {

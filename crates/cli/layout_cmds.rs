@@ -343,21 +343,14 @@ pub fn gc(cli: &Cli, dir: &Path, dry_run: bool, json: bool) -> anyhow::Result<Co
 
 pub fn tag(cli: &Cli, dir: &Path, source: &str, new_ref: &str) -> anyhow::Result<Code> {
     let layout = open(cli, dir)?;
-    refs::check_ref_name(new_ref)?;
-    let lock = layout.lock()?;
-    let mut index = layout.read_index()?.value;
-    let target = refs::resolve_anywhere(&layout, &index, source)?;
-    let outcome = refs::tag(&mut index, &target, new_ref)?;
-    if outcome != TagOutcome::Unchanged {
-        lock.commit_index(&index)?;
-    }
-    if let TagOutcome::Moved(from) = &outcome {
+    let tagged = refs::tag_in(&layout, source, new_ref)?;
+    if let TagOutcome::Moved(from) = &tagged.outcome {
         if !cli.quiet {
             let from: Vec<String> = from.iter().map(|d| format!("`{d}`")).collect();
             eprintln!(
                 "moved `{new_ref}` from {} to `{}`",
                 from.join(", "),
-                target.digest
+                tagged.target.digest
             );
         }
     }
@@ -366,10 +359,7 @@ pub fn tag(cli: &Cli, dir: &Path, source: &str, new_ref: &str) -> anyhow::Result
 
 pub fn untag(cli: &Cli, dir: &Path, name: &str) -> anyhow::Result<Code> {
     let layout = open(cli, dir)?;
-    let lock = layout.lock()?;
-    let mut index = layout.read_index()?.value;
-    let removed = refs::untag(&mut index, name)?;
-    lock.commit_index(&index)?;
+    let removed = refs::untag_in(&layout, name)?;
     if removed.len() > 1 && !cli.quiet {
         eprintln!("removed {} entries named `{name}`", removed.len());
     }

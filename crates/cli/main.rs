@@ -292,22 +292,15 @@ fn run(cli: &Cli) -> anyhow::Result<Code> {
             let (dir, sources) = paths
                 .split_last()
                 .ok_or_else(|| anyhow::anyhow!("import needs SRC... DIR"))?;
-            let parts = sources
-                .iter()
-                .filter(|s| ocikit_layout::bundle::is_bundle_part(s))
-                .count();
-            if parts > 0 {
-                if parts < sources.len() {
-                    anyhow::bail!(
-                        "bundle parts and other sources cannot be imported in one command"
-                    );
-                }
-                return mirror_cmds::load_bundles(cli, sources, dir, *dry_run);
-            }
-            if *dry_run {
-                anyhow::bail!("--dry-run is for bundle parts; the sources are not bundle parts");
-            }
-            docker_cmds::import(cli, sources, dir, *compress, *level, ref_name.as_deref())
+            docker_cmds::import(
+                cli,
+                sources,
+                dir,
+                *compress,
+                *level,
+                ref_name.as_deref(),
+                *dry_run,
+            )
         }
         Command::Convert {
             dir,

@@ -43,29 +43,9 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
 pub fn inventory(cli: &Cli, dir: &Path, out: Option<&Path>) -> anyhow::Result<Code> {
     let layout = Layout::open(dir, cli.layout_options())?;
     let inv = Inventory::of(&layout)?;
-    let bytes = inv.to_bytes();
     match out {
-        None => {
-            let mut o = std::io::stdout().lock();
-            o.write_all(&bytes)?;
-            o.flush()?;
-        }
-        Some(path) if path == Path::new("-") => {
-            std::io::stdout().lock().write_all(&bytes)?;
-        }
-        Some(path) => {
-            let parent = path
-                .parent()
-                .filter(|p| !p.as_os_str().is_empty())
-                .unwrap_or(Path::new("."));
-            let mut tmp = tempfile::Builder::new()
-                .prefix(".ocikit-inventory-")
-                .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666))
-                .tempfile_in(parent)?;
-            tmp.write_all(&bytes)?;
-            tmp.as_file().sync_all()?;
-            tmp.persist(path)
-                .map_err(|e| anyhow::anyhow!("`{}`: {}", path.display(), e.error))?;
+        Some(path) if path != Path::new("-") => {
+            inv.write_file(path, cli.layout_options().durable)?;
             if !cli.quiet {
                 eprintln!(
                     "wrote inventory of {} blob(s) and {} ref(s) to `{}`",
@@ -74,6 +54,11 @@ pub fn inventory(cli: &Cli, dir: &Path, out: Option<&Path>) -> anyhow::Result<Co
                     path.display()
                 );
             }
+        }
+        _ => {
+            let mut o = std::io::stdout().lock();
+            o.write_all(&inv.to_bytes())?;
+            o.flush()?;
         }
     }
     Ok(0)
@@ -131,30 +116,10 @@ pub fn bundle(
     Ok(0)
 }
 
-/// Load bundle parts into `dir` (created if missing); report; exit 1 when a part was rejected
+/// Render what a bundle load did (`import` of bundle parts); exit 1 when a part was rejected
 /// or the layout lacks blobs the bundle assumed.
-pub fn load_bundles(
-    cli: &Cli,
-    parts: &[PathBuf],
-    dir: &Path,
-    dry_run: bool,
-) -> anyhow::Result<Code> {
-    let existed = dir.exists();
-    let layout = if dry_run && !existed {
-        None
-    } else {
-        Some(Layout::init(dir, cli.layout_options())?.0)
-    };
-    let report = match &layout {
-        Some(l) => bundle::load(l, parts, dry_run)?,
-        None => {
-            // Dry run into a directory that does not exist: verify in a scratch layout.
-            let scratch = tempfile::tempdir()?;
-            let (l, _) = Layout::init(scratch.path().join("layout"), cli.layout_options())?;
-            bundle::load(&l, parts, true)?
-        }
-    };
-    print_load_report(cli, &report);
+pub fn render_load(cli: &Cli, report: &LoadReport) -> anyhow::Result<Code> {
+    print_load_report(cli, report);
     if report.ok() {
         Ok(0)
     } else {
@@ -232,29 +197,16 @@ pub fn copy(
     referrers: bool,
 ) -> anyhow::Result<Code> {
     let source = Layout::open(src, cli.layout_options())?;
-    let existed = dst.exists();
-    let result = (|| -> anyhow::Result<ocikit_layout::mirror::CopyReport> {
-        let (dest, _) = Layout::init(dst, cli.layout_options())?;
-        Ok(ocikit_layout::mirror::copy(
-            &source,
-            &dest,
-            &SelectOptions {
-                refs: refs.to_vec(),
-                platforms: platforms.to_vec(),
-                referrers,
-            },
-        )?)
-    })();
-    let report = match result {
-        Ok(r) => r,
-        Err(e) => {
-            // A destination this command created is removed again: nothing half-written.
-            if !existed {
-                let _ = std::fs::remove_dir_all(dst);
-            }
-            return Err(e);
-        }
-    };
+    let report = ocikit_layout::mirror::copy_to_path(
+        &source,
+        dst,
+        cli.layout_options(),
+        &SelectOptions {
+            refs: refs.to_vec(),
+            platforms: platforms.to_vec(),
+            referrers,
+        },
+    )?;
     if !cli.quiet {
         for u in &report.entries {
             if let RefChange::Moved(from) = &u.change {

@@ -11,17 +11,84 @@ use serde_json::{json, Value};
 #[error("{0}")]
 pub struct CheckFailed(pub String);
 
-/// The whole error chain on one line, lowercase messages joined by `: `.
+/// The whole error chain on one line, lowercase messages joined by `: `. Library errors that
+/// a flag answers are said in the CLI's terms ([`flag_hint`]).
 pub fn chain(e: &anyhow::Error) -> String {
     let mut parts: Vec<String> = Vec::new();
     for c in e.chain() {
-        let s = c.to_string();
+        let s = flag_hint(c).unwrap_or_else(|| c.to_string());
         if parts.last().is_some_and(|p| p.contains(&s)) {
             continue;
         }
         parts.push(s);
     }
     parts.join(": ")
+}
+
+/// The message of a library error that names the flag which answers it, or `None` for errors
+/// the library's own message says well. Library errors never name flags; this is where the
+/// command line's names are added.
+pub fn flag_hint(e: &(dyn std::error::Error + 'static)) -> Option<String> {
+    use ocikit_docker::convert::{ConvertError, Reason};
+    use ocikit_docker::Error as DockerError;
+    use ocikit_layout::Error as LayoutError;
+    if let Some(e) = e.downcast_ref::<LayoutError>() {
+        return match e {
+            LayoutError::PartTooSmall { .. } => {
+                Some("`--part-size`: too small to hold the bundle's metadata and any data".into())
+            }
+            _ => None,
+        };
+    }
+    if let Some(e) = e.downcast_ref::<DockerError>() {
+        return match e {
+            DockerError::Layout(inner) => flag_hint(inner),
+            DockerError::NeedPlatform { name, platforms } => Some(format!(
+                "ref `{name}` names an index; choose one of its platforms with --platform: {}",
+                platforms.join(", ")
+            )),
+            DockerError::RefNeedsOneUntagged { name, untagged: 0 } => Some(format!(
+                "--ref `{name}` names an untagged image, but every image in the sources has a name"
+            )),
+            DockerError::RefNeedsOneUntagged { name, untagged } => Some(format!(
+                "--ref `{name}` names one image, but the sources hold {untagged} untagged images"
+            )),
+            DockerError::DryRunNeedsBundle => {
+                Some("--dry-run is for bundle parts; the sources are not bundle parts".into())
+            }
+            _ => None,
+        };
+    }
+    if let Some(e) = e.downcast_ref::<ConvertError>() {
+        return match e {
+            ConvertError::Layout(inner) => flag_hint(inner),
+            ConvertError::ZstdForDocker => Some(
+                "docker manifests cannot hold zstd layers: use `--compress gzip` or `--compress none` with `--to docker`".into(),
+            ),
+            ConvertError::Refused { target, cases } => {
+                let lines: Vec<String> = cases
+                    .iter()
+                    .map(|c| {
+                        let why = match &c.reason {
+                            Reason::ZstdLayer {
+                                index,
+                                digest,
+                                media_type,
+                            } => format!("layers[{index}] `{digest}` is zstd-compressed (`{media_type}`); add `--compress gzip` or `--compress none`"),
+                            other => other.to_string(),
+                        };
+                        format!("  {}: {why}", c.path)
+                    })
+                    .collect();
+                Some(format!(
+                    "cannot convert to {target}, nothing was written:\n{}",
+                    lines.join("\n")
+                ))
+            }
+            _ => None,
+        };
+    }
+    None
 }
 
 /// 1 for failed checks, 2 for everything else.
@@ -128,5 +195,84 @@ pub fn source_date_epoch() -> anyhow::Result<u64> {
             anyhow::anyhow!("SOURCE_DATE_EPOCH `{v}` is not a whole number of seconds")
         }),
         _ => Ok(0),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hinted(e: impl Into<anyhow::Error>) -> String {
+        chain(&e.into())
+    }
+
+    #[test]
+    fn library_errors_name_no_flag_and_the_cli_adds_it() {
+        use ocikit_docker::convert::{ConvertError, Reason, Refusal, Target};
+        use ocikit_docker::Error as DockerError;
+        let digest = ocikit_layout::Digest::sha256(b"x");
+        let cases: Vec<(anyhow::Error, String, &str)> = vec![
+            (
+                ocikit_layout::Error::PartTooSmall { size: 1024, needed: 7168 }.into(),
+                "a part size of 1024 bytes is too small to hold the bundle's metadata and any data (at least 7168 bytes)".into(),
+                "`--part-size`: too small to hold the bundle's metadata and any data",
+            ),
+            (
+                DockerError::Layout(ocikit_layout::Error::PartTooSmall { size: 1, needed: 2 }).into(),
+                "a part size of 1 bytes is too small to hold the bundle's metadata and any data (at least 2 bytes)".into(),
+                "`--part-size`: too small to hold the bundle's metadata and any data",
+            ),
+            (
+                DockerError::NeedPlatform { name: "m:1".into(), platforms: vec!["linux/amd64".into(), "linux/arm64".into()] }.into(),
+                "ref `m:1` names an index; choose one of its platforms: linux/amd64, linux/arm64".into(),
+                "ref `m:1` names an index; choose one of its platforms with --platform: linux/amd64, linux/arm64",
+            ),
+            (
+                DockerError::RefNeedsOneUntagged { name: "x:1".into(), untagged: 0 }.into(),
+                "ref `x:1` is for an untagged image, but every image in the sources has a name".into(),
+                "--ref `x:1` names an untagged image, but every image in the sources has a name",
+            ),
+            (
+                DockerError::RefNeedsOneUntagged { name: "x:1".into(), untagged: 3 }.into(),
+                "ref `x:1` is for one image, but the sources hold 3 untagged images".into(),
+                "--ref `x:1` names one image, but the sources hold 3 untagged images",
+            ),
+            (
+                DockerError::DryRunNeedsBundle.into(),
+                "a dry run is for bundle parts; the sources are not bundle parts".into(),
+                "--dry-run is for bundle parts; the sources are not bundle parts",
+            ),
+            (
+                ConvertError::ZstdForDocker.into(),
+                "docker manifests cannot hold zstd layers: recompress to gzip or none when converting to docker".into(),
+                "docker manifests cannot hold zstd layers: use `--compress gzip` or `--compress none` with `--to docker`",
+            ),
+            (
+                ConvertError::Refused {
+                    target: Target::Docker,
+                    cases: vec![
+                        Refusal {
+                            path: "img".into(),
+                            reason: Reason::ZstdLayer { index: 1, digest: digest.clone(), media_type: ocikit_layout::MediaType::parse("application/vnd.oci.image.layer.v1.tar+zstd") },
+                        },
+                        Refusal { path: "img".into(), reason: Reason::Other("manifest has a subject".into()) },
+                    ],
+                }
+                .into(),
+                format!("cannot convert to docker, nothing was written:\n  img: layers[1] `{digest}` is zstd-compressed (`application/vnd.oci.image.layer.v1.tar+zstd`); recompress it to gzip or none\n  img: manifest has a subject"),
+                "",
+            ),
+        ];
+        for (e, library, cli) in cases {
+            let own = e.to_string();
+            assert_eq!(own, library);
+            assert!(!own.contains("--"), "{own}");
+            let cli = if cli.is_empty() {
+                format!("cannot convert to docker, nothing was written:\n  img: layers[1] `{digest}` is zstd-compressed (`application/vnd.oci.image.layer.v1.tar+zstd`); add `--compress gzip` or `--compress none`\n  img: manifest has a subject")
+            } else {
+                cli.to_string()
+            };
+            assert_eq!(hinted(e), cli);
+        }
     }
 }

@@ -106,7 +106,40 @@ pub struct Refusal {
     /// Where: the chain from the ref down to the node.
     pub path: String,
     /// Why.
-    pub reason: String,
+    pub reason: Reason,
+}
+
+/// Why a node is refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reason {
+    /// A zstd layer, which Docker manifests cannot hold; recompressing it (to gzip or none)
+    /// in the same conversion lifts the refusal.
+    ZstdLayer {
+        /// Its position in the manifest's `layers`.
+        index: usize,
+        /// The layer.
+        digest: Digest,
+        /// Its media type.
+        media_type: MediaType,
+    },
+    /// Anything else, in words.
+    Other(String),
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Reason::ZstdLayer {
+                index,
+                digest,
+                media_type,
+            } => write!(
+                f,
+                "layers[{index}] `{digest}` is zstd-compressed (`{media_type}`); recompress it to gzip or none"
+            ),
+            Reason::Other(s) => f.write_str(s),
+        }
+    }
 }
 
 /// Annotations dropped from a document converted to Docker, which has no field for them.
@@ -154,8 +187,8 @@ pub enum ConvertError {
         /// Every case found.
         cases: Vec<Refusal>,
     },
-    /// `--compress zstd` asked together with `--to docker`.
-    #[error("docker manifests cannot hold zstd layers: use `--compress gzip` or `--compress none` with `--to docker`")]
+    /// Recompression to zstd asked together with a conversion to Docker.
+    #[error("docker manifests cannot hold zstd layers: recompress to gzip or none when converting to docker")]
     ZstdForDocker,
     /// A recompressed layer's content differs from the config's diff_id.
     #[error("layer `{}` of manifest `{}`: its content has diff_id `{}`, the config says `{}`", .0.layer, .0.manifest, .0.found, .0.expected)]
@@ -345,6 +378,10 @@ struct Checker<'a> {
 
 impl Checker<'_> {
     fn refuse(&mut self, path: &str, reason: String) {
+        self.refuse_for(path, Reason::Other(reason));
+    }
+
+    fn refuse_for(&mut self, path: &str, reason: Reason) {
         self.cases.push(Refusal {
             path: path.to_string(),
             reason,
@@ -472,9 +509,13 @@ impl Checker<'_> {
                                 format!("{what} is a non-distributable zstd layer (`{mt}`), which ocikit does not recompress"),
                             );
                         } else if recompress.is_none() {
-                            self.refuse(
+                            self.refuse_for(
                                 here,
-                                format!("{what} is zstd-compressed (`{mt}`); add `--compress gzip` or `--compress none`"),
+                                Reason::ZstdLayer {
+                                    index: i,
+                                    digest: l.digest.clone(),
+                                    media_type: mt.clone(),
+                                },
                             );
                         }
                     } else if mt.class() != Class::Layer || mt.to_docker().is_none() {

@@ -36,7 +36,7 @@ pub enum Error {
         reason: String,
     },
     /// A ref names an index, and no platform was chosen.
-    #[error("ref `{name}` names an index; choose one of its platforms with --platform: {}", platforms.join(", "))]
+    #[error("ref `{name}` names an index; choose one of its platforms: {}", platforms.join(", "))]
     NeedPlatform {
         /// The ref.
         name: String,
@@ -53,9 +53,32 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+    /// A ref for the one untagged image of the sources, which hold `untagged` untagged images
+    /// (not one).
+    #[error("{}", ref_needs_one_untagged(name, *untagged))]
+    RefNeedsOneUntagged {
+        /// The ref asked for.
+        name: String,
+        /// How many untagged images the sources hold.
+        untagged: usize,
+    },
+    /// Bundle parts given together with sources of other kinds.
+    #[error("bundle parts and other sources cannot be imported in one command")]
+    MixedBundleParts,
+    /// A dry run asked for sources that are not bundle parts (only a bundle load has one).
+    #[error("a dry run is for bundle parts; the sources are not bundle parts")]
+    DryRunNeedsBundle,
     /// Options that do not fit together.
     #[error("{0}")]
     Usage(String),
+}
+
+fn ref_needs_one_untagged(name: &str, untagged: usize) -> String {
+    if untagged == 0 {
+        format!("ref `{name}` is for an untagged image, but every image in the sources has a name")
+    } else {
+        format!("ref `{name}` is for one image, but the sources hold {untagged} untagged images")
+    }
 }
 
 impl Error {

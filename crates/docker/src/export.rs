@@ -32,6 +32,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::{self, Read, Write};
+use std::path::Path;
 
 use ocikit_layout::compress::decompressor;
 use ocikit_layout::refs;
@@ -139,6 +140,21 @@ pub fn export(
     };
     counter.flush().map_err(|e| Error::io("output", e))?;
     report.bytes = counter.count;
+    Ok(report)
+}
+
+/// [`export`] to the file `path`, whole or not at all: written beside it and renamed at the end
+/// ([`ocikit_layout::output::write_atomically`], fsynced when the layout is durable), so a
+/// failed export leaves no file and an existing one as it was.
+pub fn export_to_file(
+    layout: &Layout,
+    what: &[String],
+    opts: &ExportOptions<'_>,
+    path: &Path,
+) -> Result<ExportReport> {
+    let durable = layout.options().durable;
+    let (report, _) =
+        ocikit_layout::output::write_atomically(path, durable, |w| export(layout, what, opts, w))?;
     Ok(report)
 }
 

@@ -22,15 +22,20 @@
 //! entry also carries `io.containerd.image.name` (the normalized full name). An existing ref is
 //! moved; the report lists it. All or nothing: `index.json` is committed once, at the end, under
 //! the layout lock; a destination that did not exist before is removed when the import fails.
+//!
+//! [`import_any`] is the one entry point for any sources: bundle parts (recognised by their
+//! first tar header) go to the bundle loader, everything else to [`import`].
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
+use ocikit_layout::bundle::LoadReport;
 use ocikit_layout::compress::{decompressor, sniff, Sniffed, SNIFF_LEN};
 use ocikit_layout::engine::{self, merge_entry, ImageSource};
 use ocikit_layout::fsck::run_parallel_max;
 use ocikit_layout::layer::{copy_layer, write_layer, CompressOptions, LayerInfo};
+use ocikit_layout::output::NewDir;
 use ocikit_layout::refs;
 use ocikit_layout::validate::DocType;
 use ocikit_layout::walk::shape_class;
@@ -127,13 +132,48 @@ pub fn import(
         .iter()
         .map(|p| detect(p))
         .collect::<Result<Vec<_>>>()?;
-    let existed = dest.exists();
-    let result = import_into(sources, &detected, dest, layout_opts, opts);
-    if result.is_err() && !existed {
-        // Nothing of a failed import may remain where nothing was.
-        let _ = std::fs::remove_dir_all(dest);
+    // Nothing of a failed import may remain where nothing was.
+    NewDir::run(dest, || {
+        import_into(sources, &detected, dest, layout_opts, opts)
+    })
+}
+
+/// What [`import_any`] did: an import of images, or a bundle load.
+#[derive(Debug, Clone)]
+pub enum AnyReport {
+    /// The sources were images (archives, `dir:` copies, layouts): [`import`].
+    Images(ImportReport),
+    /// The sources were bundle parts: [`ocikit_layout::bundle::load_into`].
+    Bundle(LoadReport),
+}
+
+/// Import `sources` into the layout `dest` (created if missing), whatever they are: bundle
+/// parts are loaded ([`ocikit_layout::bundle::load_into`]; `dry_run` verifies them and writes
+/// nothing), anything else is imported ([`import`]). Bundle parts cannot be mixed with other
+/// sources ([`Error::MixedBundleParts`]), and a dry run is for bundle parts only
+/// ([`Error::DryRunNeedsBundle`]).
+pub fn import_any(
+    sources: &[PathBuf],
+    dest: &Path,
+    layout_opts: Options,
+    opts: &ImportOptions<'_>,
+    dry_run: bool,
+) -> Result<AnyReport> {
+    let parts = sources
+        .iter()
+        .filter(|s| ocikit_layout::bundle::is_bundle_part(s))
+        .count();
+    if parts > 0 {
+        if parts < sources.len() {
+            return Err(Error::MixedBundleParts);
+        }
+        let report = ocikit_layout::bundle::load_into(dest, sources, layout_opts, dry_run)?;
+        return Ok(AnyReport::Bundle(report));
     }
-    result
+    if dry_run {
+        return Err(Error::DryRunNeedsBundle);
+    }
+    Ok(AnyReport::Images(import(sources, dest, layout_opts, opts)?))
 }
 
 fn import_into(
@@ -173,15 +213,11 @@ fn import_into(
             .collect();
         match untagged.len() {
             1 => entries[untagged[0]].name = Some(r.clone()),
-            0 => {
-                return Err(Error::Usage(format!(
-                    "--ref `{r}` names an untagged image, but every image in the sources has a name"
-                )))
-            }
             n => {
-                return Err(Error::Usage(format!(
-                    "--ref `{r}` names one image, but the sources hold {n} untagged images"
-                )))
+                return Err(Error::RefNeedsOneUntagged {
+                    name: r.clone(),
+                    untagged: n,
+                })
             }
         }
     }

@@ -38,6 +38,7 @@ use crate::engine::{merge_entry, RefChange, RefUpdate};
 use crate::inventory::Inventory;
 use crate::layer::copy_large;
 use crate::layout::{open_regular, open_store_rw, unwrap_io, PARTIAL_PREFIX};
+use crate::output::AtomicFile;
 use crate::select::Selection;
 use crate::{Descriptor, Digest, Error, Index, Layout, Result, OCI_LAYOUT_CONTENT};
 
@@ -175,9 +176,9 @@ fn plan(blobs: &[(Digest, u64)], capacity: Option<u64>) -> Result<Plan> {
     // A chunk costs its data entry plus its digest entry.
     let digest_entry = entry_cost(128);
     if cap < BLOCK * 4 + digest_entry {
-        return Err(Error::Invalid {
-            what: "--part-size".into(),
-            reason: "too small to hold the bundle's metadata and any data".into(),
+        return Err(Error::PartTooSmall {
+            size: cap,
+            needed: BLOCK * 4 + digest_entry,
         });
     }
     let mut free: Vec<u64> = Vec::new();
@@ -305,7 +306,14 @@ pub fn write_bundle(
     let mut reserve = 4096u64;
     let (plan, manifest_bytes) = loop {
         let capacity = opts.part_size.map(|p| p.saturating_sub(reserve));
-        let plan = plan(&carried, capacity)?;
+        // The part size, not the capacity left after the metadata, is what was asked for.
+        let plan = plan(&carried, capacity).map_err(|e| match (e, opts.part_size) {
+            (Error::PartTooSmall { needed, .. }, Some(size)) => Error::PartTooSmall {
+                size,
+                needed: needed + reserve,
+            },
+            (e, _) => e,
+        })?;
         let manifest = BundleManifest {
             version: BUNDLE_VERSION,
             parts: plan.parts,
@@ -341,26 +349,14 @@ pub fn write_bundle(
     let split = opts.part_size.is_some();
 
     // Write every part to a temp file beside the output, then rename them all.
-    let parent = match out.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
+    let durable = layout.options().durable;
     let mut temps = Vec::new();
     // Chunked blobs stay open across parts, hashed in offset order.
     let mut open_chunked: HashMap<Digest, (File, crate::Hasher)> = HashMap::new();
     for part in 1..=plan.parts {
-        // 0666 less the umask, as any new file: not tempfile's private 0600.
-        let tmp = tempfile::Builder::new()
-            .prefix(".ocikit-bundle-")
-            .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666))
-            .tempfile_in(&parent)
-            .map_err(|e| Error::io(&parent, e))?;
-        let mut file = tmp.reopen().map_err(|e| Error::io(tmp.path(), e))?;
-        // Flushed to disk while written, so the fsync at the end waits for the tail only.
-        let mut tar = tar::Builder::new(io::BufWriter::with_capacity(
-            1 << 20,
-            crate::SyncingFile::new(&mut file),
-        ));
+        let mut file = AtomicFile::create(part_path(out, part, split), durable)?;
+        let dest = file.dest().to_path_buf();
+        let mut tar = tar::Builder::new(file.writer());
         let tw = TarW { mtime: opts.mtime };
         tw.file(&mut tar, "bundle.json", &manifest_bytes)?;
         tw.file(&mut tar, "oci-layout", OCI_LAYOUT_CONTENT)?;
@@ -446,18 +442,15 @@ pub fn write_bundle(
                 }
             }
         }
-        let w = tar.into_inner().map_err(|e| Error::io(tmp.path(), e))?;
-        w.into_inner()
-            .map_err(|e| e.into_error())
-            .and_then(|f| f.finish())
-            .map_err(|e| Error::io(tmp.path(), e))?;
-        let len = file.metadata().map_err(|e| Error::io(tmp.path(), e))?.len();
-        temps.push((tmp, part_path(out, part, split), len));
+        tar.into_inner()
+            .map_err(|e| Error::io(&dest, e))?
+            .finish()?;
+        temps.push(file);
     }
     let mut parts = Vec::new();
-    for (tmp, dest, len) in temps {
-        tmp.persist(&dest).map_err(|e| Error::io(&dest, e.error))?;
-        parts.push((dest, len));
+    for file in temps {
+        let len = file.len();
+        parts.push((file.commit()?, len));
     }
     let manifest: BundleManifest =
         serde_json::from_slice(&manifest_bytes).map_err(|e| Error::Json {
@@ -629,6 +622,38 @@ pub fn is_bundle_part(path: &Path) -> bool {
         })
         .sum();
     name_ok && regular && stored == Some(sum)
+}
+
+/// Load bundle parts into the layout at `dir`, created (with `layout_opts`) when missing.
+///
+/// A `dir` this call created is removed again when the load fails (an `Err`); a load that
+/// returns a report keeps what it wrote, rejected parts included, so that it resumes. A dry run
+/// writes nothing: when `dir` is not a layout yet (absent, or an empty directory), the parts
+/// are verified in a scratch layout that is removed afterwards.
+pub fn load_into(
+    dir: &Path,
+    parts: &[PathBuf],
+    layout_opts: crate::Options,
+    dry_run: bool,
+) -> Result<LoadReport> {
+    if dry_run && !dir.join("oci-layout").exists() {
+        let empty_dir = match fs::read_dir(dir) {
+            Ok(mut entries) => entries.next().is_none(),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => true,
+            Err(e) => return Err(Error::io(dir, e)),
+        };
+        if empty_dir {
+            let scratch = tempfile::tempdir().map_err(|e| Error::io(std::env::temp_dir(), e))?;
+            let (l, _) = Layout::init(scratch.path().join("layout"), layout_opts)?;
+            return load(&l, parts, true);
+        }
+        // Not a layout and not empty: the same refusal a real load meets.
+        return load(&Layout::open(dir, layout_opts)?, parts, true);
+    }
+    crate::output::NewDir::run(dir, || {
+        let (layout, _) = Layout::init(dir, layout_opts)?;
+        load(&layout, parts, dry_run)
+    })
 }
 
 /// Load bundle parts into `layout` (which must exist). With `dry_run`, every part is read and

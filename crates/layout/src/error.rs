@@ -119,6 +119,14 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// A bundle part size too small for the bundle's metadata and any data.
+    #[error("a part size of {size} bytes is too small to hold the bundle's metadata and any data (at least {needed} bytes)")]
+    PartTooSmall {
+        /// The part size asked for.
+        size: u64,
+        /// The least a part needs here.
+        needed: u64,
+    },
     /// A document nested deeper than [`crate::walk::MAX_DEPTH`] levels below its root: a
     /// crafted chain, refused rather than carried in part.
     #[error("`{digest}` is nested more than {depth} levels deep; refusing to follow it")]

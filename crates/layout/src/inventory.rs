@@ -84,6 +84,16 @@ impl Inventory {
         v
     }
 
+    /// Write the inventory to the file `path`, whole or not at all (see
+    /// [`crate::output::write_atomically`]); fsynced when `durable`.
+    pub fn write_file(&self, path: &Path, durable: bool) -> Result<()> {
+        let bytes = self.to_bytes();
+        crate::output::write_atomically(path, durable, |w| {
+            w.write_all(&bytes).map_err(|e| Error::io(path, e))
+        })?;
+        Ok(())
+    }
+
     /// Read an inventory file.
     pub fn read(path: &Path) -> Result<Inventory> {
         let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;

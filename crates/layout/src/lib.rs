@@ -32,6 +32,7 @@ pub mod layer;
 mod layout;
 mod media_type;
 pub mod mirror;
+pub mod output;
 mod raw;
 pub mod refs;
 pub mod rewrite;

@@ -6,9 +6,12 @@
 //! [`crate::engine::merge_entry`], committed once, under its writer lock. An existing ref in
 //! the destination moves to the copied image.
 
+use std::path::Path;
+
 use crate::engine::{merge_entry, transfer, Overlay, RefUpdate, TransferReport};
+use crate::output::NewDir;
 use crate::select::{select, SelectOptions};
-use crate::{Layout, Result};
+use crate::{Layout, Options, Result};
 
 /// What [`copy`] did.
 #[derive(Debug, Clone, Default)]
@@ -32,4 +35,18 @@ pub fn copy(src: &Layout, dst: &Layout, opts: &SelectOptions) -> Result<CopyRepo
     }
     lock.commit_index(&index)?;
     Ok(CopyReport { entries, blobs })
+}
+
+/// [`copy`] into the layout at `dst`, created (with `layout_opts`) when missing. A `dst` this
+/// call created is removed again when the copy fails: nothing half-written remains.
+pub fn copy_to_path(
+    src: &Layout,
+    dst: &Path,
+    layout_opts: Options,
+    opts: &SelectOptions,
+) -> Result<CopyReport> {
+    NewDir::run(dst, || {
+        let (dest, _) = Layout::init(dst, layout_opts)?;
+        copy(src, &dest, opts)
+    })
 }

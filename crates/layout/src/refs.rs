@@ -150,6 +150,40 @@ pub fn untag(index: &mut Index, name: &str) -> Result<Vec<Digest>> {
     Ok(removed)
 }
 
+/// What [`tag_in`] did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tagged {
+    /// What the ref names now (without its ref annotation).
+    pub target: Descriptor,
+    /// Whether it was new, unchanged or moved.
+    pub outcome: TagOutcome,
+}
+
+/// `tag` on a layout: under its writer lock, point `name` at what `source` (a ref, or a digest
+/// reachable from `index.json`, see [`resolve_anywhere`]) names, and commit `index.json` when
+/// something changed.
+pub fn tag_in(layout: &crate::Layout, source: &str, name: &str) -> Result<Tagged> {
+    check_ref_name(name)?;
+    let lock = layout.lock()?;
+    let mut index = layout.read_index()?.value;
+    let target = resolve_anywhere(layout, &index, source)?;
+    let outcome = tag(&mut index, &target, name)?;
+    if outcome != TagOutcome::Unchanged {
+        lock.commit_index(&index)?;
+    }
+    Ok(Tagged { target, outcome })
+}
+
+/// `untag` on a layout: under its writer lock, remove every entry named `name` and commit;
+/// returns their digests. A name that names nothing is [`Error::RefNotFound`].
+pub fn untag_in(layout: &crate::Layout, name: &str) -> Result<Vec<Digest>> {
+    let lock = layout.lock()?;
+    let mut index = layout.read_index()?.value;
+    let removed = untag(&mut index, name)?;
+    lock.commit_index(&index)?;
+    Ok(removed)
+}
+
 /// Resolve a ref or digest like [`resolve`]; a digest that is not an `index.json` entry may
 /// also name any manifest or index reachable from one (a platform image inside an index).
 pub fn resolve_anywhere(layout: &crate::Layout, index: &Index, what: &str) -> Result<Descriptor> {

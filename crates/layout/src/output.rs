@@ -1,0 +1,344 @@
+//! What a command writes outside a layout, whole or not at all.
+//!
+//! - [`AtomicFile`] / [`write_atomically`]: an output file (archive, bundle part, inventory) is
+//!   written to a temp file beside it (created exclusively, with the mode a new file gets: 0666
+//!   less the umask), flushed to disk while it is written and fsynced at the end when durable,
+//!   then renamed over the target (and the directory fsynced). Dropped before
+//!   [`AtomicFile::commit`], the temp file is removed: a failure leaves nothing.
+//! - [`NewDir`]: a destination directory that did not exist before the command is removed
+//!   again when the command fails, so a failed copy, import or bundle load leaves no
+//!   destination it created.
+
+use std::fs::{self, File, Permissions};
+use std::io::{self, BufWriter, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use crate::{sync_dir, Error, Result, SyncingFile};
+
+/// Prefix of the temp files beside an output file.
+pub const OUTPUT_TEMP_PREFIX: &str = ".ocikit-tmp-";
+
+/// An output file being written; it replaces its target only on [`AtomicFile::commit`].
+#[derive(Debug)]
+pub struct AtomicFile {
+    tmp: tempfile::NamedTempFile,
+    dest: PathBuf,
+    durable: bool,
+    written: u64,
+    /// fsynced since the last write (by [`OutputWriter::finish`]).
+    synced: bool,
+}
+
+/// The directory a path's file is in (`.` for a bare name).
+fn parent_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+impl AtomicFile {
+    /// Start writing `dest`: a new temp file in its directory. With `durable`, what is written
+    /// is flushed to disk as it goes and fsynced before the rename.
+    pub fn create(dest: impl AsRef<Path>, durable: bool) -> Result<AtomicFile> {
+        let dest = dest.as_ref().to_path_buf();
+        let dir = parent_of(&dest);
+        let tmp = tempfile::Builder::new()
+            .prefix(OUTPUT_TEMP_PREFIX)
+            // 0666 less the umask, as any new file: not tempfile's private 0600.
+            .permissions(Permissions::from_mode(0o666))
+            .tempfile_in(dir)
+            .map_err(|e| Error::io(dir, e))?;
+        Ok(AtomicFile {
+            tmp,
+            dest,
+            durable,
+            written: 0,
+            synced: false,
+        })
+    }
+
+    /// The file it will become.
+    pub fn dest(&self) -> &Path {
+        &self.dest
+    }
+
+    /// Bytes written so far.
+    pub fn len(&self) -> u64 {
+        self.written
+    }
+
+    /// Nothing written yet.
+    pub fn is_empty(&self) -> bool {
+        self.written == 0
+    }
+
+    /// A writer for the content, through a 1 MiB buffer (flushed to disk while it is written
+    /// when durable, so the fsync at [`AtomicFile::commit`] waits for the tail only). Call
+    /// [`OutputWriter::finish`] when done.
+    pub fn writer(&mut self) -> OutputWriter<'_> {
+        let AtomicFile {
+            tmp,
+            dest,
+            durable,
+            written,
+            synced,
+        } = self;
+        *synced = false;
+        let file: &mut File = tmp.as_file_mut();
+        let sink = if *durable {
+            Sink::Syncing(SyncingFile::new(file))
+        } else {
+            Sink::Plain(file)
+        };
+        OutputWriter {
+            inner: BufWriter::with_capacity(1 << 20, sink),
+            count: 0,
+            written,
+            synced,
+            dest,
+        }
+    }
+
+    /// Make the file its target: fsync (when durable), rename over the target, fsync the
+    /// directory (when durable).
+    pub fn commit(self) -> Result<PathBuf> {
+        let AtomicFile {
+            tmp,
+            dest,
+            durable,
+            synced,
+            ..
+        } = self;
+        if durable && !synced {
+            tmp.as_file().sync_all().map_err(|e| Error::io(&dest, e))?;
+        }
+        tmp.persist(&dest).map_err(|e| Error::io(&dest, e.error))?;
+        if durable {
+            sync_dir(parent_of(&dest))?;
+        }
+        Ok(dest)
+    }
+}
+
+/// Where an [`OutputWriter`]'s buffer goes.
+enum Sink<'a> {
+    Syncing(SyncingFile<'a>),
+    Plain(&'a mut File),
+}
+
+impl Write for Sink<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Sink::Syncing(s) => s.write(buf),
+            Sink::Plain(f) => f.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Sink::Syncing(s) => s.flush(),
+            Sink::Plain(f) => f.flush(),
+        }
+    }
+}
+
+/// Writes the content of an [`AtomicFile`]; counts the bytes.
+pub struct OutputWriter<'a> {
+    inner: BufWriter<Sink<'a>>,
+    count: u64,
+    written: &'a mut u64,
+    synced: &'a mut bool,
+    dest: &'a Path,
+}
+
+impl std::fmt::Debug for OutputWriter<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OutputWriter")
+            .field("dest", &self.dest)
+            .field("count", &self.count)
+            .finish()
+    }
+}
+
+impl OutputWriter<'_> {
+    /// Flush the buffer (and, when durable, wait for the early flushes to disk).
+    pub fn finish(self) -> Result<()> {
+        let OutputWriter {
+            inner,
+            count,
+            written,
+            synced,
+            dest,
+        } = self;
+        let sink = inner
+            .into_inner()
+            .map_err(|e| Error::io(dest, e.into_error()))?;
+        if let Sink::Syncing(s) = sink {
+            s.finish().map_err(|e| Error::io(dest, e))?;
+            *synced = true;
+        }
+        *written += count;
+        Ok(())
+    }
+}
+
+impl Write for OutputWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.count += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Write `dest` whole or not at all: `f` writes the content, then the file replaces `dest`.
+/// When `f` (or anything after it) fails, `dest` is as it was and no temp file remains.
+/// Returns what `f` returned and the file's size.
+pub fn write_atomically<T, E: From<Error>>(
+    dest: impl AsRef<Path>,
+    durable: bool,
+    f: impl FnOnce(&mut dyn Write) -> std::result::Result<T, E>,
+) -> std::result::Result<(T, u64), E> {
+    let mut file = AtomicFile::create(dest, durable)?;
+    let mut w = file.writer();
+    let value = f(&mut w)?;
+    w.finish()?;
+    let len = file.len();
+    file.commit()?;
+    Ok((value, len))
+}
+
+/// A destination directory: when it did not exist before the command, it is removed again
+/// unless [`NewDir::keep`] is called (a failed command, or a panic, leaves no destination it
+/// created). A directory that existed, or anything else at the path, is never touched.
+#[derive(Debug)]
+pub struct NewDir {
+    path: PathBuf,
+    created: bool,
+}
+
+impl NewDir {
+    /// Look at `path` before anything is written there.
+    pub fn guard(path: impl AsRef<Path>) -> NewDir {
+        let path = path.as_ref().to_path_buf();
+        let created =
+            matches!(fs::symlink_metadata(&path), Err(e) if e.kind() == io::ErrorKind::NotFound);
+        NewDir { path, created }
+    }
+
+    /// Whether the path was absent (so this command creates it).
+    pub fn is_new(&self) -> bool {
+        self.created
+    }
+
+    /// The command succeeded: keep the directory.
+    pub fn keep(mut self) {
+        self.created = false;
+    }
+
+    /// Run `f`, keeping the directory only when it succeeds.
+    pub fn run<T, E>(
+        path: impl AsRef<Path>,
+        f: impl FnOnce() -> std::result::Result<T, E>,
+    ) -> std::result::Result<T, E> {
+        let guard = NewDir::guard(path);
+        let result = f();
+        if result.is_ok() {
+            guard.keep();
+        }
+        result
+    }
+}
+
+impl Drop for NewDir {
+    fn drop(&mut self) {
+        if self.created {
+            // Nothing of a failed command may remain where nothing was.
+            let _ = fs::remove_dir_all(&self.path);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = fs::read_dir(dir)
+            .expect("read_dir")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn written_whole_with_the_umask_mode() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let dest = tmp.path().join("out");
+        let ((), len) = write_atomically(&dest, true, |w| -> Result<()> {
+            w.write_all(b"hello").map_err(|e| Error::io("out", e))
+        })
+        .expect("write");
+        assert_eq!(len, 5);
+        assert_eq!(fs::read(&dest).expect("read"), b"hello");
+        assert_eq!(names(tmp.path()), ["out"]);
+        // Not tempfile's 0600: some of 0666 survives any usual umask (022, 002, 027, 077)
+        // beyond the owner's bits only under 077.
+        let mode = fs::metadata(&dest).expect("meta").permissions().mode() & 0o777;
+        assert_eq!(mode & !0o666, 0, "{mode:o}");
+        assert_eq!(mode & 0o600, 0o600, "{mode:o}");
+    }
+
+    #[test]
+    fn a_failure_leaves_the_target_as_it_was_and_no_temp_file() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let dest = tmp.path().join("out");
+        fs::write(&dest, b"old").expect("write");
+        let r = write_atomically(&dest, false, |w| -> Result<()> {
+            w.write_all(&[7u8; 3 << 20])
+                .map_err(|e| Error::io("out", e))?;
+            Err(Error::Invalid {
+                what: "test".into(),
+                reason: "stop".into(),
+            })
+        });
+        assert!(matches!(r, Err(Error::Invalid { .. })));
+        assert_eq!(fs::read(&dest).expect("read"), b"old");
+        assert_eq!(names(tmp.path()), ["out"]);
+        // Dropped uncommitted: nothing either.
+        let mut f = AtomicFile::create(tmp.path().join("other"), true).expect("create");
+        let mut w = f.writer();
+        w.write_all(b"x").expect("write");
+        w.finish().expect("finish");
+        assert_eq!(f.len(), 1);
+        drop(f);
+        assert_eq!(names(tmp.path()), ["out"]);
+    }
+
+    #[test]
+    fn a_new_dir_is_removed_on_failure_and_an_existing_one_never() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let new = tmp.path().join("new");
+        let r: std::result::Result<(), &str> = NewDir::run(&new, || {
+            fs::create_dir_all(new.join("blobs")).expect("mkdir");
+            Err("failed")
+        });
+        assert!(r.is_err());
+        assert!(!new.exists());
+        NewDir::run(&new, || {
+            fs::create_dir(&new)?;
+            Ok::<_, io::Error>(())
+        })
+        .expect("ok");
+        assert!(new.is_dir());
+        let r: std::result::Result<(), &str> = NewDir::run(&new, || Err("failed"));
+        assert!(r.is_err());
+        assert!(new.is_dir(), "an existing directory is not touched");
+    }
+}
