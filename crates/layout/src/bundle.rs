@@ -34,6 +34,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::archive::{checked_header, ArchiveError, TarWriter, BLOCK};
 use crate::engine::{merge_entry, RefChange, RefUpdate};
 use crate::inventory::Inventory;
 use crate::layer::copy_large;
@@ -43,7 +44,6 @@ use crate::{Descriptor, Digest, Error, Index, Layout, Result, OCI_LAYOUT_CONTENT
 
 /// The bundle format version.
 pub const BUNDLE_VERSION: u32 = 1;
-const BLOCK: u64 = 512;
 const META_LIMIT: u64 = 256 << 20;
 
 /// `bundle.json`.
@@ -357,37 +357,36 @@ pub fn write_bundle(
             .map_err(|e| Error::io(&parent, e))?;
         let mut file = tmp.reopen().map_err(|e| Error::io(tmp.path(), e))?;
         // Flushed to disk while written, so the fsync at the end waits for the tail only.
-        let mut tar = tar::Builder::new(io::BufWriter::with_capacity(
-            1 << 20,
-            crate::SyncingFile::new(&mut file),
-        ));
-        let tw = TarW { mtime: opts.mtime };
-        tw.file(&mut tar, "bundle.json", &manifest_bytes)?;
-        tw.file(&mut tar, "oci-layout", OCI_LAYOUT_CONTENT)?;
-        tw.file(&mut tar, "index.json", &index_bytes)?;
-        tw.dir(&mut tar, "blobs/")?;
+        let mut tw = TarWriter::new(
+            io::BufWriter::with_capacity(1 << 20, crate::SyncingFile::new(&mut file)),
+            opts.mtime,
+        );
+        let part_err = |e: ArchiveError| tar_error(e, tmp.path(), tmp.path());
+        tw.file("bundle.json", &manifest_bytes).map_err(part_err)?;
+        tw.file("oci-layout", OCI_LAYOUT_CONTENT)
+            .map_err(part_err)?;
+        tw.file("index.json", &index_bytes).map_err(part_err)?;
+        tw.dir("blobs/").map_err(part_err)?;
         for a in &algs {
-            tw.dir(&mut tar, &format!("blobs/{a}/"))?;
+            tw.dir(&format!("blobs/{a}/")).map_err(part_err)?;
         }
         for b in plan.blobs.iter().filter(|b| b.part == Some(part)) {
             let name = format!("blobs/{}/{}", b.digest.algorithm_str(), b.digest.encoded());
             match sel.documents.get(&b.digest) {
-                Some(bytes) => tw.file(&mut tar, &name, bytes)?,
+                Some(bytes) => tw.file(&name, bytes).map_err(part_err)?,
                 None => {
                     let path = layout.blob_path(&b.digest);
                     let mut r = layout.open_blob(&b.digest, Some(b.size))?;
-                    tw.stream(&mut tar, &name, b.size, &mut r)
-                        .map_err(|e| unwrap_io(e, &path))?;
-                    // Reach EOF so the reader checks the digest.
-                    let mut probe = [0u8; 1];
-                    r.read(&mut probe).map_err(|e| unwrap_io(e, &path))?;
+                    // The writer reads to EOF, where the reader checks the digest.
+                    tw.stream(&name, b.size, &mut r)
+                        .map_err(|e| tar_error(e, &path, tmp.path()))?;
                 }
             }
         }
         if chunks_used {
-            tw.dir(&mut tar, "chunks/")?;
+            tw.dir("chunks/").map_err(part_err)?;
             for a in &algs {
-                tw.dir(&mut tar, &format!("chunks/{a}/"))?;
+                tw.dir(&format!("chunks/{a}/")).map_err(part_err)?;
             }
         }
         for b in &plan.blobs {
@@ -424,14 +423,11 @@ pub fn write_bundle(
                     b.digest.algorithm_str(),
                     b.digest.encoded()
                 );
-                tw.stream(&mut tar, &name, c.size, &mut reader)
-                    .map_err(|e| Error::io(&path, e))?;
+                tw.stream(&name, c.size, &mut reader)
+                    .map_err(|e| tar_error(e, &path, tmp.path()))?;
                 let chunk_digest = chunk_hash.finish();
-                tw.file(
-                    &mut tar,
-                    &format!("{name}.digest"),
-                    chunk_digest.as_str().as_bytes(),
-                )?;
+                tw.file(&format!("{name}.digest"), chunk_digest.as_str().as_bytes())
+                    .map_err(part_err)?;
                 if n + 1 == b.chunks.len() {
                     if let Some((_, h)) = open_chunked.remove(&b.digest) {
                         let found = h.finish();
@@ -446,7 +442,7 @@ pub fn write_bundle(
                 }
             }
         }
-        let w = tar.into_inner().map_err(|e| Error::io(tmp.path(), e))?;
+        let w = tw.finish().map_err(part_err)?;
         w.into_inner()
             .map_err(|e| e.into_error())
             .and_then(|f| f.finish())
@@ -482,73 +478,13 @@ impl<R: Read> Read for HashTee<'_, R> {
     }
 }
 
-/// Deterministic tar entries: uid/gid 0, fixed modes, one mtime.
-struct TarW {
-    mtime: u64,
-}
-
-impl TarW {
-    fn header(&self, kind: tar::EntryType, mode: u32, size: u64) -> tar::Header {
-        let mut h = tar::Header::new_ustar();
-        h.set_entry_type(kind);
-        h.set_mode(mode);
-        h.set_uid(0);
-        h.set_gid(0);
-        h.set_mtime(self.mtime);
-        h.set_size(size);
-        h
-    }
-
-    fn file<W: Write>(&self, tar: &mut tar::Builder<W>, name: &str, bytes: &[u8]) -> Result<()> {
-        let mut h = self.header(tar::EntryType::Regular, 0o644, bytes.len() as u64);
-        tar.append_data(&mut h, name, bytes)
-            .map_err(|e| Error::io(name, e))
-    }
-
-    fn dir<W: Write>(&self, tar: &mut tar::Builder<W>, name: &str) -> Result<()> {
-        let mut h = self.header(tar::EntryType::Directory, 0o755, 0);
-        tar.append_data(&mut h, name, io::empty())
-            .map_err(|e| Error::io(name, e))
-    }
-
-    fn stream<W: Write>(
-        &self,
-        tar: &mut tar::Builder<W>,
-        name: &str,
-        size: u64,
-        r: &mut dyn Read,
-    ) -> io::Result<()> {
-        let mut h = self.header(tar::EntryType::Regular, 0o644, size);
-        let mut limited = ExactReader {
-            inner: r,
-            left: size,
-        };
-        tar.append_data(&mut h, name, &mut limited)?;
-        if limited.left != 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                format!("`{name}`: {} bytes short", limited.left),
-            ));
-        }
-        Ok(())
-    }
-}
-
-/// Reads at most `left` bytes.
-struct ExactReader<'a> {
-    inner: &'a mut dyn Read,
-    left: u64,
-}
-
-impl Read for ExactReader<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.left == 0 {
-            return Ok(0);
-        }
-        let max = buf.len().min(self.left as usize);
-        let n = self.inner.read(&mut buf[..max])?;
-        self.left -= n as u64;
-        Ok(n)
+/// A tar writing error as the library's: a failed read of `source` (a blob or chunk that fails
+/// verification) gives back the error it carries; the output failing names the part file.
+fn tar_error(e: ArchiveError, source: &Path, part: &Path) -> Error {
+    match e {
+        ArchiveError::Source { source: io, .. } => unwrap_io(io, source),
+        ArchiveError::Output { source: io } => Error::io(part, io),
+        e => Error::Archive(e),
     }
 }
 
@@ -607,28 +543,13 @@ pub fn is_bundle_part(path: &Path) -> bool {
     let Ok(mut f) = File::open(path) else {
         return false;
     };
-    let mut block = [0u8; 512];
+    let mut block = [0u8; BLOCK as usize];
     if f.read_exact(&mut block).is_err() {
         return false;
     }
-    let name_ok =
-        block[..100].starts_with(b"bundle.json") && block[11..100].iter().all(|&b| b == 0);
-    let regular = matches!(block[156], b'0' | 0);
-    let stored: Option<u32> = std::str::from_utf8(&block[148..156])
-        .ok()
-        .and_then(|t| u32::from_str_radix(t.trim_matches(|c: char| c == '\0' || c == ' '), 8).ok());
-    let sum: u32 = block
-        .iter()
-        .enumerate()
-        .map(|(i, &b)| {
-            if (148..156).contains(&i) {
-                32
-            } else {
-                u32::from(b)
-            }
-        })
-        .sum();
-    name_ok && regular && stored == Some(sum)
+    checked_header(&block).is_some_and(|h| {
+        &*h.path_bytes() == b"bundle.json" && h.entry_type() == tar::EntryType::Regular
+    })
 }
 
 /// Load bundle parts into `layout` (which must exist). With `dry_run`, every part is read and
