@@ -20,6 +20,10 @@
 //! and the entry after it, `chunks/<alg>/<encoded>.<n>.digest`, the chunk's own digest (written
 //! after the data, so bundling stays one pass).
 //!
+//! Parts are written by [`crate::archive::TarWriter`] and read, once and front to back, by
+//! [`crate::archive::Stream`] within the archive module's [`Limits`] (extension headers bounded
+//! before they are read, names checked, members counted); a part that breaks them is rejected.
+//!
 //! Loading streams each part into the layout under its writer lock: blobs go through a
 //! [`crate::BlobWriter`] and are verified against `bundle.json` before they are renamed into
 //! place; chunks are written at their offset into `blobs/<alg>/.partial-<encoded>` (so extra disk
@@ -34,7 +38,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::archive::{checked_header, ArchiveError, TarWriter, BLOCK};
+use crate::archive::{checked_header, ArchiveError, Limits, MemberKind, Stream, TarWriter, BLOCK};
 use crate::engine::{merge_entry, RefChange, RefUpdate};
 use crate::inventory::Inventory;
 use crate::layer::copy_large;
@@ -658,27 +662,31 @@ fn load_part(
     virtual_present: &mut BTreeSet<Digest>,
 ) -> Result<(Vec<u8>, BundleManifest)> {
     let file = File::open(path).map_err(|e| Error::io(path, e))?;
-    let mut ar = tar::Archive::new(BufReader::with_capacity(1 << 20, file));
-    let mut entries = ar.entries().map_err(|e| Error::io(path, e))?;
+    // Read once, front to back, within the archive module's limits: extension headers are
+    // bounded before their data is read, names checked, members counted.
+    let mut stream = Stream::new(
+        BufReader::with_capacity(1 << 20, file),
+        path,
+        &Limits::default(),
+    );
+    let mut entries = stream.members()?;
     let what = path.display().to_string();
     let not_bundle = |reason: &str| Error::Invalid {
         what: what.clone(),
         reason: reason.to_string(),
     };
-    let mut first = match entries.next() {
-        Some(Ok(e)) => e,
-        Some(Err(e)) => return Err(Error::io(path, e)),
-        None => return Err(not_bundle("empty archive")),
+    let Some(mut first) = entries.next_member()? else {
+        return Err(not_bundle("empty archive"));
     };
-    if first.path().map_err(|e| Error::io(path, e))?.as_ref() != Path::new("bundle.json") {
+    if first.name != "bundle.json" || first.kind != MemberKind::File {
         return Err(not_bundle(
             "not a bundle part: the first entry is not `bundle.json`",
         ));
     }
-    if first.size() > META_LIMIT {
+    if first.size > META_LIMIT {
         return Err(Error::TooLarge {
             what: format!("{what}: bundle.json"),
-            size: first.size(),
+            size: first.size,
             limit: META_LIMIT,
         });
     }
@@ -700,17 +708,15 @@ fn load_part(
         manifest.blobs.iter().map(|b| (&b.digest, b)).collect();
     // The chunk just read, waiting for its `.digest` entry.
     let mut pending: Option<(Digest, usize, Digest)> = None;
-    for entry in entries {
-        let mut entry = entry.map_err(|e| Error::io(path, e))?;
-        let name = entry
-            .path()
-            .map_err(|e| Error::io(path, e))?
-            .to_string_lossy()
-            .into_owned();
-        if entry.header().entry_type().is_dir()
-            || matches!(name.as_str(), "oci-layout" | "index.json")
-        {
+    while let Some(mut entry) = entries.next_member()? {
+        let name = entry.name.clone();
+        if entry.kind == MemberKind::Dir || matches!(name.as_str(), "oci-layout" | "index.json") {
             continue;
+        }
+        if entry.kind != MemberKind::File
+            && (name.starts_with("blobs/") || name.starts_with("chunks/"))
+        {
+            return Err(not_bundle(&format!("`{name}` is not a regular file")));
         }
         if let Some(rest) = name.strip_prefix("blobs/") {
             let Some((alg, enc)) = rest.split_once('/') else {
@@ -723,11 +729,10 @@ fn load_part(
                     "`{name}` is not listed in bundle.json"
                 )));
             };
-            if entry.size() != b.size {
+            if entry.size != b.size {
                 pr.errors.push(format!(
                     "blob `{digest}` is {} bytes in the part, bundle.json says {}",
-                    entry.size(),
-                    b.size
+                    entry.size, b.size
                 ));
                 continue;
             }
@@ -798,11 +803,10 @@ fn load_part(
                 continue;
             }
             let c = b.chunks[n];
-            if entry.size() != c.size {
+            if entry.size != c.size {
                 pr.errors.push(format!(
                     "chunk {n} of blob `{digest}` is {} bytes, bundle.json says {}",
-                    entry.size(),
-                    c.size
+                    entry.size, c.size
                 ));
                 continue;
             }
