@@ -16,7 +16,7 @@
 //!   instead of a header pass plus a data pass, and because `unpack` will read layers that
 //!   arrive decompressed from a pipe, where there is nothing to seek.
 //!
-//! Writing ([`write`]): [`TarWriter`] makes ustar entries with uid/gid 0, no user or group
+//! Writing ([`write`](mod@write)): [`TarWriter`] makes ustar entries with uid/gid 0, no user or group
 //! names, mode 0644 for files and 0755 for directories and one mtime for all (the caller's:
 //! `SOURCE_DATE_EPOCH` or 0, decided at the command line). A streamed member must yield exactly
 //! the size its header declared; a short or long source fails naming the member. A name too long
