@@ -279,3 +279,63 @@ fn ten_thousand_nested_indexes_do_not_overflow() {
         .expect("line")
         .ends_with("!! not expanded: nested too deep"));
 }
+
+/// A bundle part whose second member is a GNU long-name header declaring 1.5 GB (a sparse file):
+/// the tar reader would read the whole "name" into memory. The part is refused from the header
+/// alone, quickly and within 1 GiB of address space, as a rejected part (exit 1).
+#[test]
+fn bundle_part_with_a_huge_long_name_header_is_refused_quickly() {
+    let lay = Lay::new();
+    let img = lay.image("app");
+    lay.set_index(&[named(&img, "app:1")]);
+    let tmp = tempfile::tempdir().expect("tmp");
+    let good = tmp.path().join("good.tar");
+    let o = run(&[
+        "--no-fsync",
+        "bundle",
+        lay.path(),
+        "-o",
+        good.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    // Keep the first member (bundle.json, so the part is recognised and its manifest parses).
+    let bytes = fs::read(&good).expect("read");
+    let size = tar::Header::from_byte_slice(&bytes[..512])
+        .entry_size()
+        .expect("size");
+    let mut part = bytes[..512 + (size as usize).div_ceil(512) * 512].to_vec();
+    let declared: u64 = 1_500_000_000;
+    let mut h = tar::Header::new_gnu();
+    h.as_gnu_mut().expect("gnu").name[..13].copy_from_slice(b"././@LongLink");
+    h.set_entry_type(tar::EntryType::GNULongName);
+    h.set_mode(0o644);
+    h.set_size(declared);
+    h.set_cksum();
+    part.extend_from_slice(h.as_bytes());
+    let bad = tmp.path().join("bad.tar");
+    fs::write(&bad, &part).expect("write");
+    // The "name" is there, as a hole.
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&bad)
+        .and_then(|f| f.set_len(part.len() as u64 + declared.div_ceil(512) * 512 + 1024))
+        .expect("extend");
+    let dst = tmp.path().join("dst");
+    let started = std::time::Instant::now();
+    let o = run_capped(&[
+        "--no-fsync",
+        "import",
+        bad.to_str().expect("utf-8"),
+        dst.to_str().expect("utf-8"),
+    ]);
+    let took = started.elapsed();
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains(
+            "member `././@LongLink`: an extension header (long name or PAX records) of 1500000000 bytes, over the 1048576-byte limit"
+        ),
+        "{}",
+        stderr(&o)
+    );
+    assert!(took < std::time::Duration::from_secs(5), "took {took:?}");
+}

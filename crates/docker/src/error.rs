@@ -100,5 +100,27 @@ impl Error {
     }
 }
 
+impl From<ocikit_layout::archive::ArchiveError> for Error {
+    /// Reading errors keep the shape they had when the reader lived in this crate (a source, a
+    /// member or an I/O error naming the archive); writing errors are the layout's.
+    fn from(e: ocikit_layout::archive::ArchiveError) -> Error {
+        use ocikit_layout::archive::ArchiveError as A;
+        match e {
+            A::Io { path, source } => Error::Io { path, source },
+            A::Bad { path, reason } => Error::BadSource { path, reason },
+            A::Member {
+                path,
+                member,
+                reason,
+            } => Error::BadMember {
+                path,
+                member,
+                reason,
+            },
+            e => Error::Layout(ocikit_layout::Error::Archive(e)),
+        }
+    }
+}
+
 /// The crate's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

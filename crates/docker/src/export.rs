@@ -34,11 +34,13 @@ use std::collections::{BTreeMap, HashMap};
 use std::io::{self, Read, Write};
 use std::path::Path;
 
+use ocikit_layout::archive::{ArchiveError, TarWriter};
+
 use ocikit_layout::compress::decompressor;
 use ocikit_layout::refs;
 use ocikit_layout::{
-    unwrap_io, Algorithm, Class, Compression, Descriptor, Digest, Hasher, ImageConfig, Index,
-    Layout, Manifest, MediaType, PlatformSpec, JSON_LIMIT, OCI_LAYOUT_CONTENT, REF_NAME,
+    unwrap_io, Algorithm, Class, Compression, Descriptor, Digest, ImageConfig, Index, Layout,
+    Manifest, MediaType, PlatformSpec, JSON_LIMIT, OCI_LAYOUT_CONTENT, REF_NAME,
 };
 use serde_json::{Map, Value};
 
@@ -244,20 +246,8 @@ enum Content {
     Layer(Descriptor, Digest, u64),
 }
 
-fn header(mtime: u64, size: u64, dir: bool) -> tar::Header {
-    let mut h = tar::Header::new_ustar();
-    h.set_mode(if dir { 0o755 } else { 0o644 });
-    h.set_uid(0);
-    h.set_gid(0);
-    h.set_mtime(mtime);
-    h.set_size(size);
-    h.set_entry_type(if dir {
-        tar::EntryType::Directory
-    } else {
-        tar::EntryType::Regular
-    });
-    h
-}
+/// The tar of an export, written through the one deterministic writer.
+type Tar<'a> = TarWriter<&'a mut dyn Write>;
 
 fn write_tar(
     layout: &Layout,
@@ -265,47 +255,44 @@ fn write_tar(
     mtime: u64,
     out: &mut dyn Write,
 ) -> Result<usize> {
-    let mut b = tar::Builder::new(out);
-    let blobs = write_entries(layout, &mut b, entries, mtime)?;
-    b.into_inner().map_err(|e| Error::io("output", e))?;
+    let mut b = TarWriter::new(out, mtime);
+    let blobs = write_entries(layout, &mut b, entries)?;
+    b.finish().map_err(|e| tar_error(e, Path::new("")))?;
     Ok(blobs)
+}
+
+/// A tar writing error as the crate's: a failed read of the blob at `blob` (a digest that no
+/// longer matches) gives back the layout error it carries; the output failing is `output`'s.
+fn tar_error(e: ArchiveError, blob: &Path) -> Error {
+    match e {
+        ArchiveError::Source { source, .. } => Error::Layout(unwrap_io(source, blob)),
+        ArchiveError::Output { source } => Error::io("output", source),
+        e => Error::Layout(ocikit_layout::Error::Archive(e)),
+    }
 }
 
 /// Append `entries` to `b`, in their order; returns how many blobs were written.
 fn write_entries(
     layout: &Layout,
-    b: &mut tar::Builder<&mut dyn Write>,
+    b: &mut Tar<'_>,
     entries: &BTreeMap<String, Content>,
-    mtime: u64,
 ) -> Result<usize> {
     let mut blobs = 0;
-    let io_err = |e: io::Error| Error::io("output", e);
+    let output = |e| tar_error(e, Path::new(""));
     for (name, c) in entries {
         match c {
-            Content::Dir => {
-                let mut h = header(mtime, 0, true);
-                b.append_data(&mut h, format!("{name}/"), io::empty())
-                    .map_err(io_err)?;
-            }
+            Content::Dir => b.dir(name).map_err(output)?,
             Content::Bytes(bytes) => {
-                let mut h = header(mtime, bytes.len() as u64, false);
-                b.append_data(&mut h, name, &bytes[..]).map_err(io_err)?;
+                b.file(name, bytes).map_err(output)?;
                 if name.starts_with("blobs/") {
                     blobs += 1;
                 }
             }
             Content::Blob(d) => {
                 let path = layout.blob_path(&d.digest);
-                let r = layout.open_blob(&d.digest, Some(d.size))?;
-                let mut h = header(mtime, d.size, false);
-                let mut r = Exact {
-                    inner: r,
-                    left: d.size,
-                    hasher: None,
-                    what: d.digest.to_string(),
-                };
-                b.append_data(&mut h, name, &mut r)
-                    .map_err(|e| unwrap_err(e, &path))?;
+                let mut r = layout.open_blob(&d.digest, Some(d.size))?;
+                b.stream(name, d.size, &mut r)
+                    .map_err(|e| tar_error(e, &path))?;
                 blobs += 1;
             }
             Content::Layer(d, _diff_id, size) => {
@@ -318,35 +305,19 @@ fn write_entries(
                 // before the entry ends), so the output is not hashed again.
                 std::thread::scope(|scope| {
                     let (stored, reader) = Pipe::start(scope, move || Ok(Box::new(raw)));
-                    let (inner, inflater) =
+                    let (mut inner, inflater) =
                         Pipe::start(scope, move || decompressor(stored, compression));
-                    let mut r = Exact {
-                        inner,
-                        left: *size,
-                        hasher: None,
-                        what: d.digest.to_string(),
-                    };
-                    let mut h = header(mtime, *size, false);
-                    let res = b.append_data(&mut h, name, &mut r);
-                    drop(r);
+                    let res = b.stream(name, *size, &mut inner);
+                    drop(inner);
                     let _ = inflater.join();
                     let _ = reader.join();
-                    res.map_err(|e| unwrap_err(e, &path))
+                    res.map_err(|e| tar_error(e, &path))
                 })?;
                 blobs += 1;
             }
         }
     }
     Ok(blobs)
-}
-
-fn unwrap_err(e: io::Error, path: &std::path::Path) -> Error {
-    match unwrap_io(e, path) {
-        ocikit_layout::Error::Io { path, source } if path == std::path::Path::new("") => {
-            Error::io("output", source)
-        }
-        other => Error::Layout(other),
-    }
 }
 
 /// Blocks of [`Pipe`].
@@ -438,53 +409,6 @@ impl Read for Pipe {
         let n = buf.len().min(self.cur.len() - self.pos);
         buf[..n].copy_from_slice(&self.cur[self.pos..self.pos + n]);
         self.pos += n;
-        Ok(n)
-    }
-}
-
-/// A reader that must yield exactly `left` bytes (and, with a hasher, hash to a digest): the
-/// tar header already promised that size.
-struct Exact<R> {
-    inner: R,
-    left: u64,
-    hasher: Option<(Hasher, Digest)>,
-    what: String,
-}
-
-impl<R: Read> Read for Exact<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.left == 0 {
-            // Make sure the source is really at its end (and let a verifying reader check).
-            let mut probe = [0u8; 1];
-            if self.inner.read(&mut probe)? != 0 {
-                return Err(io::Error::other(format!(
-                    "`{}` changed while being exported: it grew",
-                    self.what
-                )));
-            }
-            if let Some((h, expected)) = self.hasher.take() {
-                let found = h.finish();
-                if found != expected {
-                    return Err(io::Error::other(format!(
-                        "`{}` changed while being exported: its content now has digest `{found}`, expected `{expected}`",
-                        self.what
-                    )));
-                }
-            }
-            return Ok(0);
-        }
-        let want = buf.len().min(self.left.min(usize::MAX as u64) as usize);
-        let n = self.inner.read(&mut buf[..want])?;
-        if n == 0 {
-            return Err(io::Error::other(format!(
-                "`{}` changed while being exported: it shrank",
-                self.what
-            )));
-        }
-        if let Some((h, _)) = &mut self.hasher {
-            h.update(&buf[..n]);
-        }
-        self.left -= n as u64;
         Ok(n)
     }
 }
@@ -646,9 +570,9 @@ fn docker_archive(
     for p in &planned {
         add_dirs(&mut dirs, &blob_name(&p.man.config.digest));
     }
-    let mut b = tar::Builder::new(out);
-    let mut blobs = write_entries(layout, &mut b, &dirs, opts.mtime)?;
-    let (written, sizes) = write_layers(layout, &mut b, &jobs, opts.mtime)?;
+    let mut b = TarWriter::new(out, opts.mtime);
+    let mut blobs = write_entries(layout, &mut b, &dirs)?;
+    let (written, sizes) = write_layers(layout, &mut b, &jobs)?;
     blobs += written;
 
     // 3. Configs, the archive's manifests (which name the layers' sizes), and the indexes.
@@ -800,8 +724,8 @@ fn docker_archive(
         r.push(b'\n');
         entries.insert("repositories".into(), Content::Bytes(r));
     }
-    blobs += write_entries(layout, &mut b, &entries, opts.mtime)?;
-    b.into_inner().map_err(|e| Error::io("output", e))?;
+    blobs += write_entries(layout, &mut b, &entries)?;
+    b.finish().map_err(|e| tar_error(e, Path::new("")))?;
     Ok(ExportReport {
         entries: images.len(),
         blobs,
@@ -838,9 +762,8 @@ struct LayerJob<'a> {
 /// before is being written. Returns the blobs written and each layer's uncompressed size.
 fn write_layers(
     layout: &Layout,
-    b: &mut tar::Builder<&mut dyn Write>,
+    b: &mut Tar<'_>,
     jobs: &BTreeMap<String, LayerJob<'_>>,
-    mtime: u64,
 ) -> Result<(usize, HashMap<String, u64>)> {
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     use std::sync::{Condvar, Mutex};
@@ -910,7 +833,7 @@ fn write_layers(
                 };
                 let one: BTreeMap<String, Content> =
                     std::iter::once(((*name).clone(), content)).collect();
-                written += write_entries(layout, b, &one, mtime)?;
+                written += write_entries(layout, b, &one)?;
                 sizes.insert((*name).clone(), size);
             }
             Ok(())

@@ -1,6 +1,7 @@
 //! ocikit-docker: Docker formats in and out of OCI image layouts.
 //!
-//! - [`archive`]: safe, streaming, random access to tar archives (plain, gzip, zstd);
+//! - [`archive`]: safe, random access to tar archives (plain, gzip, zstd), re-exported from
+//!   [`ocikit_layout::archive`];
 //! - [`source`]: what an import source is (docker-save legacy or Docker 25+, oci-archive,
 //!   the oldest `repositories`-only archives, skopeo `dir:`, OCI layout directories);
 //! - [`import`]: sources into a layout, all or nothing;

@@ -97,13 +97,13 @@ impl Members for Archive {
         self.contains(name)
     }
     fn size(&self, name: &str) -> Result<u64> {
-        Archive::size(self, name)
+        Ok(Archive::size(self, name)?)
     }
     fn open(&self, name: &str) -> Result<Box<dyn Read + '_>> {
         Ok(Box::new(self.open_member(name)?))
     }
     fn canonical(&self, name: &str) -> Result<String> {
-        self.resolve(name)
+        Ok(self.resolve(name)?)
     }
 }
 

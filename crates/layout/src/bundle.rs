@@ -20,6 +20,10 @@
 //! and the entry after it, `chunks/<alg>/<encoded>.<n>.digest`, the chunk's own digest (written
 //! after the data, so bundling stays one pass).
 //!
+//! Parts are written by [`crate::archive::TarWriter`] and read, once and front to back, by
+//! [`crate::archive::Stream`] within the archive module's [`Limits`] (extension headers bounded
+//! before they are read, names checked, members counted); a part that breaks them is rejected.
+//!
 //! Loading streams each part into the layout under its writer lock: blobs go through a
 //! [`crate::BlobWriter`] and are verified against `bundle.json` before they are renamed into
 //! place; chunks are written at their offset into `blobs/<alg>/.partial-<encoded>` (so extra disk
@@ -34,6 +38,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::archive::{checked_header, ArchiveError, Limits, MemberKind, Stream, TarWriter, BLOCK};
 use crate::engine::{merge_entry, RefChange, RefUpdate};
 use crate::inventory::Inventory;
 use crate::layer::copy_large;
@@ -44,7 +49,6 @@ use crate::{Descriptor, Digest, Error, Index, Layout, Result, OCI_LAYOUT_CONTENT
 
 /// The bundle format version.
 pub const BUNDLE_VERSION: u32 = 1;
-const BLOCK: u64 = 512;
 const META_LIMIT: u64 = 256 << 20;
 
 /// `bundle.json`.
@@ -356,34 +360,33 @@ pub fn write_bundle(
     for part in 1..=plan.parts {
         let mut file = AtomicFile::create(part_path(out, part, split), durable)?;
         let dest = file.dest().to_path_buf();
-        let mut tar = tar::Builder::new(file.writer());
-        let tw = TarW { mtime: opts.mtime };
-        tw.file(&mut tar, "bundle.json", &manifest_bytes)?;
-        tw.file(&mut tar, "oci-layout", OCI_LAYOUT_CONTENT)?;
-        tw.file(&mut tar, "index.json", &index_bytes)?;
-        tw.dir(&mut tar, "blobs/")?;
+        let mut tw = TarWriter::new(file.writer(), opts.mtime);
+        let part_err = |e: ArchiveError| tar_error(e, &dest, &dest);
+        tw.file("bundle.json", &manifest_bytes).map_err(part_err)?;
+        tw.file("oci-layout", OCI_LAYOUT_CONTENT)
+            .map_err(part_err)?;
+        tw.file("index.json", &index_bytes).map_err(part_err)?;
+        tw.dir("blobs/").map_err(part_err)?;
         for a in &algs {
-            tw.dir(&mut tar, &format!("blobs/{a}/"))?;
+            tw.dir(&format!("blobs/{a}/")).map_err(part_err)?;
         }
         for b in plan.blobs.iter().filter(|b| b.part == Some(part)) {
             let name = format!("blobs/{}/{}", b.digest.algorithm_str(), b.digest.encoded());
             match sel.documents.get(&b.digest) {
-                Some(bytes) => tw.file(&mut tar, &name, bytes)?,
+                Some(bytes) => tw.file(&name, bytes).map_err(part_err)?,
                 None => {
                     let path = layout.blob_path(&b.digest);
                     let mut r = layout.open_blob(&b.digest, Some(b.size))?;
-                    tw.stream(&mut tar, &name, b.size, &mut r)
-                        .map_err(|e| unwrap_io(e, &path))?;
-                    // Reach EOF so the reader checks the digest.
-                    let mut probe = [0u8; 1];
-                    r.read(&mut probe).map_err(|e| unwrap_io(e, &path))?;
+                    // The writer reads to EOF, where the reader checks the digest.
+                    tw.stream(&name, b.size, &mut r)
+                        .map_err(|e| tar_error(e, &path, &dest))?;
                 }
             }
         }
         if chunks_used {
-            tw.dir(&mut tar, "chunks/")?;
+            tw.dir("chunks/").map_err(part_err)?;
             for a in &algs {
-                tw.dir(&mut tar, &format!("chunks/{a}/"))?;
+                tw.dir(&format!("chunks/{a}/")).map_err(part_err)?;
             }
         }
         for b in &plan.blobs {
@@ -420,14 +423,11 @@ pub fn write_bundle(
                     b.digest.algorithm_str(),
                     b.digest.encoded()
                 );
-                tw.stream(&mut tar, &name, c.size, &mut reader)
-                    .map_err(|e| Error::io(&path, e))?;
+                tw.stream(&name, c.size, &mut reader)
+                    .map_err(|e| tar_error(e, &path, &dest))?;
                 let chunk_digest = chunk_hash.finish();
-                tw.file(
-                    &mut tar,
-                    &format!("{name}.digest"),
-                    chunk_digest.as_str().as_bytes(),
-                )?;
+                tw.file(&format!("{name}.digest"), chunk_digest.as_str().as_bytes())
+                    .map_err(part_err)?;
                 if n + 1 == b.chunks.len() {
                     if let Some((_, h)) = open_chunked.remove(&b.digest) {
                         let found = h.finish();
@@ -442,9 +442,7 @@ pub fn write_bundle(
                 }
             }
         }
-        tar.into_inner()
-            .map_err(|e| Error::io(&dest, e))?
-            .finish()?;
+        tw.finish().map_err(part_err)?.finish()?;
         temps.push(file);
     }
     let mut parts = Vec::new();
@@ -475,73 +473,13 @@ impl<R: Read> Read for HashTee<'_, R> {
     }
 }
 
-/// Deterministic tar entries: uid/gid 0, fixed modes, one mtime.
-struct TarW {
-    mtime: u64,
-}
-
-impl TarW {
-    fn header(&self, kind: tar::EntryType, mode: u32, size: u64) -> tar::Header {
-        let mut h = tar::Header::new_ustar();
-        h.set_entry_type(kind);
-        h.set_mode(mode);
-        h.set_uid(0);
-        h.set_gid(0);
-        h.set_mtime(self.mtime);
-        h.set_size(size);
-        h
-    }
-
-    fn file<W: Write>(&self, tar: &mut tar::Builder<W>, name: &str, bytes: &[u8]) -> Result<()> {
-        let mut h = self.header(tar::EntryType::Regular, 0o644, bytes.len() as u64);
-        tar.append_data(&mut h, name, bytes)
-            .map_err(|e| Error::io(name, e))
-    }
-
-    fn dir<W: Write>(&self, tar: &mut tar::Builder<W>, name: &str) -> Result<()> {
-        let mut h = self.header(tar::EntryType::Directory, 0o755, 0);
-        tar.append_data(&mut h, name, io::empty())
-            .map_err(|e| Error::io(name, e))
-    }
-
-    fn stream<W: Write>(
-        &self,
-        tar: &mut tar::Builder<W>,
-        name: &str,
-        size: u64,
-        r: &mut dyn Read,
-    ) -> io::Result<()> {
-        let mut h = self.header(tar::EntryType::Regular, 0o644, size);
-        let mut limited = ExactReader {
-            inner: r,
-            left: size,
-        };
-        tar.append_data(&mut h, name, &mut limited)?;
-        if limited.left != 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                format!("`{name}`: {} bytes short", limited.left),
-            ));
-        }
-        Ok(())
-    }
-}
-
-/// Reads at most `left` bytes.
-struct ExactReader<'a> {
-    inner: &'a mut dyn Read,
-    left: u64,
-}
-
-impl Read for ExactReader<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.left == 0 {
-            return Ok(0);
-        }
-        let max = buf.len().min(self.left as usize);
-        let n = self.inner.read(&mut buf[..max])?;
-        self.left -= n as u64;
-        Ok(n)
+/// A tar writing error as the library's: a failed read of `source` (a blob or chunk that fails
+/// verification) gives back the error it carries; the output failing names the part file.
+fn tar_error(e: ArchiveError, source: &Path, part: &Path) -> Error {
+    match e {
+        ArchiveError::Source { source: io, .. } => unwrap_io(io, source),
+        ArchiveError::Output { source: io } => Error::io(part, io),
+        e => Error::Archive(e),
     }
 }
 
@@ -600,28 +538,13 @@ pub fn is_bundle_part(path: &Path) -> bool {
     let Ok(mut f) = File::open(path) else {
         return false;
     };
-    let mut block = [0u8; 512];
+    let mut block = [0u8; BLOCK as usize];
     if f.read_exact(&mut block).is_err() {
         return false;
     }
-    let name_ok =
-        block[..100].starts_with(b"bundle.json") && block[11..100].iter().all(|&b| b == 0);
-    let regular = matches!(block[156], b'0' | 0);
-    let stored: Option<u32> = std::str::from_utf8(&block[148..156])
-        .ok()
-        .and_then(|t| u32::from_str_radix(t.trim_matches(|c: char| c == '\0' || c == ' '), 8).ok());
-    let sum: u32 = block
-        .iter()
-        .enumerate()
-        .map(|(i, &b)| {
-            if (148..156).contains(&i) {
-                32
-            } else {
-                u32::from(b)
-            }
-        })
-        .sum();
-    name_ok && regular && stored == Some(sum)
+    checked_header(&block).is_some_and(|h| {
+        &*h.path_bytes() == b"bundle.json" && h.entry_type() == tar::EntryType::Regular
+    })
 }
 
 /// Load bundle parts into the layout at `dir`, created (with `layout_opts`) when missing.
@@ -762,27 +685,31 @@ fn load_part(
     virtual_present: &mut BTreeSet<Digest>,
 ) -> Result<(Vec<u8>, BundleManifest)> {
     let file = File::open(path).map_err(|e| Error::io(path, e))?;
-    let mut ar = tar::Archive::new(BufReader::with_capacity(1 << 20, file));
-    let mut entries = ar.entries().map_err(|e| Error::io(path, e))?;
+    // Read once, front to back, within the archive module's limits: extension headers are
+    // bounded before their data is read, names checked, members counted.
+    let mut stream = Stream::new(
+        BufReader::with_capacity(1 << 20, file),
+        path,
+        &Limits::default(),
+    );
+    let mut entries = stream.members()?;
     let what = path.display().to_string();
     let not_bundle = |reason: &str| Error::Invalid {
         what: what.clone(),
         reason: reason.to_string(),
     };
-    let mut first = match entries.next() {
-        Some(Ok(e)) => e,
-        Some(Err(e)) => return Err(Error::io(path, e)),
-        None => return Err(not_bundle("empty archive")),
+    let Some(mut first) = entries.next_member()? else {
+        return Err(not_bundle("empty archive"));
     };
-    if first.path().map_err(|e| Error::io(path, e))?.as_ref() != Path::new("bundle.json") {
+    if first.name != "bundle.json" || first.kind != MemberKind::File {
         return Err(not_bundle(
             "not a bundle part: the first entry is not `bundle.json`",
         ));
     }
-    if first.size() > META_LIMIT {
+    if first.size > META_LIMIT {
         return Err(Error::TooLarge {
             what: format!("{what}: bundle.json"),
-            size: first.size(),
+            size: first.size,
             limit: META_LIMIT,
         });
     }
@@ -804,17 +731,15 @@ fn load_part(
         manifest.blobs.iter().map(|b| (&b.digest, b)).collect();
     // The chunk just read, waiting for its `.digest` entry.
     let mut pending: Option<(Digest, usize, Digest)> = None;
-    for entry in entries {
-        let mut entry = entry.map_err(|e| Error::io(path, e))?;
-        let name = entry
-            .path()
-            .map_err(|e| Error::io(path, e))?
-            .to_string_lossy()
-            .into_owned();
-        if entry.header().entry_type().is_dir()
-            || matches!(name.as_str(), "oci-layout" | "index.json")
-        {
+    while let Some(mut entry) = entries.next_member()? {
+        let name = entry.name.clone();
+        if entry.kind == MemberKind::Dir || matches!(name.as_str(), "oci-layout" | "index.json") {
             continue;
+        }
+        if entry.kind != MemberKind::File
+            && (name.starts_with("blobs/") || name.starts_with("chunks/"))
+        {
+            return Err(not_bundle(&format!("`{name}` is not a regular file")));
         }
         if let Some(rest) = name.strip_prefix("blobs/") {
             let Some((alg, enc)) = rest.split_once('/') else {
@@ -827,11 +752,10 @@ fn load_part(
                     "`{name}` is not listed in bundle.json"
                 )));
             };
-            if entry.size() != b.size {
+            if entry.size != b.size {
                 pr.errors.push(format!(
                     "blob `{digest}` is {} bytes in the part, bundle.json says {}",
-                    entry.size(),
-                    b.size
+                    entry.size, b.size
                 ));
                 continue;
             }
@@ -902,11 +826,10 @@ fn load_part(
                 continue;
             }
             let c = b.chunks[n];
-            if entry.size() != c.size {
+            if entry.size != c.size {
                 pr.errors.push(format!(
                     "chunk {n} of blob `{digest}` is {} bytes, bundle.json says {}",
-                    entry.size(),
-                    c.size
+                    entry.size, c.size
                 ));
                 continue;
             }

@@ -136,6 +136,9 @@ pub enum Error {
         /// The limit.
         depth: usize,
     },
+    /// A tar that cannot be read safely, or a tar entry that cannot be written as declared.
+    #[error(transparent)]
+    Archive(#[from] crate::archive::ArchiveError),
     /// A document that is not what its position requires.
     #[error("`{digest}`: {reason}")]
     BadDocument {

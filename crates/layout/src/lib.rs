@@ -8,6 +8,8 @@
 //!   writer lock ([`WriteLock`]);
 //! - [`walk::Walk`]: everything reachable, Docker and OCI, nested and unknown;
 //! - [`fsck`], [`gc`], [`refs`]: the checks and edits built on the walk;
+//! - [`archive`]: the safe tar reader (indexed or streamed, within limits) and the
+//!   deterministic tar writer that bundles and exports share;
 //! - [`rewrite`]: bottom-up rewriting (a changed child gives its parents new bytes), for
 //!   `convert` and the verbs that edit documents.
 //!
@@ -16,6 +18,7 @@
 
 #![warn(missing_docs)]
 
+pub mod archive;
 pub mod bundle;
 pub mod chunked;
 pub mod compress;

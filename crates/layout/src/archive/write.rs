@@ -1,0 +1,277 @@
+//! Writing deterministic tars: [`TarWriter`] (see the module doc of [`crate::archive`]).
+
+use std::io::{self, Read, Write};
+
+use super::{ArchiveError, Result};
+
+/// Mode of every regular file written.
+pub const FILE_MODE: u32 = 0o644;
+/// Mode of every directory written.
+pub const DIR_MODE: u32 = 0o755;
+
+/// A tar being written: ustar headers, uid/gid 0, no user or group names, modes
+/// [`FILE_MODE`] and [`DIR_MODE`], one mtime. Entries are written in the order they are added;
+/// [`TarWriter::finish`] writes the two zero blocks that end the archive. Names are written as
+/// given (a name too long for ustar gets a GNU long-name entry first).
+pub struct TarWriter<W: Write> {
+    tar: tar::Builder<W>,
+    mtime: u64,
+}
+
+impl<W: Write> std::fmt::Debug for TarWriter<W> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TarWriter")
+            .field("mtime", &self.mtime)
+            .finish()
+    }
+}
+
+impl<W: Write> TarWriter<W> {
+    /// A tar written to `out`, every entry with mtime `mtime` (seconds since the epoch).
+    pub fn new(out: W, mtime: u64) -> TarWriter<W> {
+        TarWriter {
+            tar: tar::Builder::new(out),
+            mtime,
+        }
+    }
+
+    fn header(&self, kind: tar::EntryType, mode: u32, size: u64) -> tar::Header {
+        let mut h = tar::Header::new_ustar();
+        h.set_entry_type(kind);
+        h.set_mode(mode);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(self.mtime);
+        h.set_size(size);
+        h
+    }
+
+    /// A directory entry; `name` gets a trailing `/` if it has none.
+    pub fn dir(&mut self, name: &str) -> Result<()> {
+        let mut h = self.header(tar::EntryType::Directory, DIR_MODE, 0);
+        let name = if name.ends_with('/') {
+            name.to_string()
+        } else {
+            format!("{name}/")
+        };
+        self.tar
+            .append_data(&mut h, name, io::empty())
+            .map_err(|source| ArchiveError::Output { source })
+    }
+
+    /// A regular file holding `bytes`.
+    pub fn file(&mut self, name: &str, bytes: &[u8]) -> Result<()> {
+        let mut h = self.header(tar::EntryType::Regular, FILE_MODE, bytes.len() as u64);
+        self.tar
+            .append_data(&mut h, name, bytes)
+            .map_err(|source| ArchiveError::Output { source })
+    }
+
+    /// A regular file of `size` bytes read from `data`, which must yield exactly that many: it is
+    /// read once more at the end (a verifying reader checks its digest there), and a short or
+    /// long source fails naming the member ([`ArchiveError::Short`], [`ArchiveError::Long`]).
+    /// An error of `data` itself comes back as [`ArchiveError::Source`].
+    pub fn stream(&mut self, name: &str, size: u64, data: &mut dyn Read) -> Result<()> {
+        let mut h = self.header(tar::EntryType::Regular, FILE_MODE, size);
+        let mut r = Exact {
+            inner: data,
+            left: size,
+            size,
+            name,
+            failure: None,
+        };
+        let res = self.tar.append_data(&mut h, name, &mut r);
+        if let Some(f) = r.failure.take() {
+            return Err(f);
+        }
+        res.map_err(|source| ArchiveError::Output { source })
+    }
+
+    /// End the archive (two zero blocks); returns the output.
+    pub fn finish(self) -> Result<W> {
+        self.tar
+            .into_inner()
+            .map_err(|source| ArchiveError::Output { source })
+    }
+}
+
+/// A reader that must yield exactly `size` bytes: the tar header already promised that size.
+/// Its failures are kept aside, so that the writer can tell them from the output's.
+struct Exact<'a> {
+    inner: &'a mut dyn Read,
+    left: u64,
+    size: u64,
+    name: &'a str,
+    failure: Option<ArchiveError>,
+}
+
+impl Exact<'_> {
+    fn fail(&mut self, e: ArchiveError) -> io::Error {
+        let msg = e.to_string();
+        self.failure = Some(e);
+        io::Error::other(msg)
+    }
+}
+
+impl Read for Exact<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.left == 0 {
+            // Make sure the source is really at its end (and let a verifying reader check).
+            let mut probe = [0u8; 1];
+            return match self.inner.read(&mut probe) {
+                Ok(0) => Ok(0),
+                Ok(_) => Err(self.fail(ArchiveError::Long {
+                    member: self.name.to_string(),
+                    declared: self.size,
+                })),
+                Err(source) => Err(self.fail(ArchiveError::Source {
+                    member: self.name.to_string(),
+                    source,
+                })),
+            };
+        }
+        let want = buf.len().min(self.left.min(usize::MAX as u64) as usize);
+        match self.inner.read(&mut buf[..want]) {
+            Ok(0) if want > 0 => Err(self.fail(ArchiveError::Short {
+                member: self.name.to_string(),
+                declared: self.size,
+                missing: self.left,
+            })),
+            Ok(n) => {
+                self.left -= n as u64;
+                Ok(n)
+            }
+            Err(source) => Err(self.fail(ArchiveError::Source {
+                member: self.name.to_string(),
+                source,
+            })),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::archive::{Limits, MemberKind, Stream};
+
+    fn read_back(bytes: &[u8]) -> Vec<(String, MemberKind, u64, Vec<u8>, tar::Header)> {
+        let mut out = Vec::new();
+        let mut ar = tar::Archive::new(bytes);
+        for e in ar.entries().expect("entries") {
+            let mut e = e.expect("entry");
+            let mut data = Vec::new();
+            e.read_to_end(&mut data).expect("data");
+            let kind = if e.header().entry_type().is_dir() {
+                MemberKind::Dir
+            } else {
+                MemberKind::File
+            };
+            out.push((
+                String::from_utf8_lossy(&e.path_bytes()).into_owned(),
+                kind,
+                e.size(),
+                data,
+                e.header().clone(),
+            ));
+        }
+        out
+    }
+
+    #[test]
+    fn headers_are_fixed_and_names_kept() {
+        let mut w = TarWriter::new(Vec::new(), 1_700_000_000);
+        w.dir("blobs").expect("dir");
+        w.dir("blobs/sha256/").expect("dir");
+        w.file("index.json", b"{}").expect("file");
+        w.stream("blobs/sha256/x", 5, &mut &b"hello"[..])
+            .expect("stream");
+        let bytes = w.finish().expect("finish");
+        assert_eq!(bytes.len() % 512, 0);
+        assert_eq!(&bytes[bytes.len() - 1024..], &[0u8; 1024][..]);
+        let got = read_back(&bytes);
+        let names: Vec<&str> = got.iter().map(|g| g.0.as_str()).collect();
+        assert_eq!(
+            names,
+            ["blobs/", "blobs/sha256/", "index.json", "blobs/sha256/x"]
+        );
+        for (name, kind, _, _, h) in &got {
+            assert_eq!(h.uid().expect("uid"), 0, "{name}");
+            assert_eq!(h.gid().expect("gid"), 0, "{name}");
+            assert_eq!(h.mtime().expect("mtime"), 1_700_000_000, "{name}");
+            assert_eq!(h.username_bytes(), Some(&b""[..]), "{name}");
+            assert_eq!(h.groupname_bytes(), Some(&b""[..]), "{name}");
+            let mode = if *kind == MemberKind::Dir {
+                0o755
+            } else {
+                0o644
+            };
+            assert_eq!(h.mode().expect("mode"), mode, "{name}");
+            assert!(h.as_ustar().is_some(), "{name}");
+        }
+        assert_eq!(got[3].3, b"hello");
+    }
+
+    /// A sha512 blob name is longer than ustar's name field and cannot be split at a `/` into
+    /// prefix and name: it gets a GNU long-name entry, which both readers take back.
+    #[test]
+    fn long_names_get_a_gnu_long_name_entry() {
+        let long = format!("blobs/sha512/{}", "a".repeat(128));
+        let mut w = TarWriter::new(Vec::new(), 0);
+        w.file(&long, b"x").expect("file");
+        let bytes = w.finish().expect("finish");
+        assert_eq!(&bytes[..13], b"././@LongLink");
+        assert_eq!(bytes[156], b'L');
+        assert_eq!(read_back(&bytes)[0].0, long);
+        let mut s = Stream::new(&bytes[..], "t".as_ref(), &Limits::default());
+        let mut m = s.members().expect("members");
+        let got = m.next_member().expect("ok").expect("one");
+        assert_eq!(got.name, long);
+        assert_eq!(got.size, 1);
+    }
+
+    #[test]
+    fn short_and_long_sources_fail_naming_the_member() {
+        let mut w = TarWriter::new(Vec::new(), 0);
+        let e = w
+            .stream("blobs/sha256/short", 10, &mut &b"12345"[..])
+            .expect_err("short");
+        assert_eq!(
+            e.to_string(),
+            "tar member `blobs/sha256/short`: its data ended 5 bytes short of the 10 bytes declared"
+        );
+        let mut w = TarWriter::new(Vec::new(), 0);
+        let e = w
+            .stream("blobs/sha256/long", 3, &mut &b"12345"[..])
+            .expect_err("long");
+        assert_eq!(
+            e.to_string(),
+            "tar member `blobs/sha256/long`: its data is longer than the 3 bytes declared"
+        );
+        struct Broken;
+        impl Read for Broken {
+            fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
+                Err(io::Error::other("boom"))
+            }
+        }
+        let mut w = TarWriter::new(Vec::new(), 0);
+        let e = w.stream("m", 3, &mut Broken).expect_err("broken");
+        assert!(matches!(&e, ArchiveError::Source { member, .. } if member == "m"));
+        assert_eq!(e.to_string(), "tar member `m`: reading its data: boom");
+    }
+
+    #[test]
+    fn output_errors_are_told_apart() {
+        struct Full;
+        impl Write for Full {
+            fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+                Err(io::Error::other("disk full"))
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let mut w = TarWriter::new(Full, 0);
+        let e = w.stream("m", 3, &mut &b"abc"[..]).expect_err("full");
+        assert!(matches!(e, ArchiveError::Output { .. }), "{e:?}");
+    }
+}
