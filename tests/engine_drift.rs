@@ -364,6 +364,22 @@ fn absent_subject_oci_archive_export_carries_the_referrer() {
     fsck_clean(&back);
 }
 
+/// A bundle of a referrer whose subject is absent: version 1 of `bundle.json` listed the
+/// subject among the ref's blobs, so the load left the ref waiting for a blob no part carries.
+/// It must commit the referrer (exit 0).
+#[test]
+fn absent_subject_bundle_load_commits_the_referrer() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (src, want, _) = absent_subject_source();
+    let out = tmp.path().join("b.tar");
+    ok(&["bundle", src.path(), "-o", s(&out)]);
+    let far = tmp.path().join("far");
+    ok(&["import", s(&out), s(&far)]);
+    assert_eq!(entries(&far), want);
+    assert_eq!(blob_set(&far), blob_set(&src.root));
+    fsck_clean(&far);
+}
+
 // ---- 3. nesting past the depth cap ----
 
 /// 70 nested indexes above an image, tagged `deep`; `fsck` reports the one index past the
@@ -735,4 +751,77 @@ fn huge_long_name_header_is_refused_before_the_bundle_sniffing() {
     f.set_len(512 + size + 1024).expect("set_len");
     drop(f);
     assert_long_name_refused(&file, size);
+}
+
+/// Bundles written before `bundle.json` version 2 list every blob of every ref in
+/// `refs[].blobs` and have no `graph`; loading still reads them.
+#[test]
+fn a_version_1_bundle_still_loads() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let src = Lay::new();
+    let img = src.image("a");
+    src.set_index(&[named(&img, "a")]);
+    let mut blobs: Vec<(String, Vec<u8>)> = fs::read_dir(src.root.join("blobs/sha256"))
+        .expect("ls")
+        .map(|e| {
+            let e = e.expect("entry");
+            (
+                format!("sha256:{}", e.file_name().to_string_lossy()),
+                fs::read(e.path()).expect("read"),
+            )
+        })
+        .collect();
+    blobs.sort();
+    let manifest = json!({
+        "ocikitBundle": 1,
+        "parts": 1,
+        "partSize": null,
+        "inventories": [],
+        "refs": [{
+            "name": "a",
+            "descriptor": named(&img, "a"),
+            "blobs": blobs.iter().map(|(d, _)| d.clone()).collect::<Vec<_>>(),
+        }],
+        "blobs": blobs
+            .iter()
+            .map(|(d, b)| json!({"digest": d, "size": b.len(), "part": 1}))
+            .collect::<Vec<_>>(),
+        "assumed": [],
+    });
+    let index = json!({"schemaVersion": 2, "manifests": [named(&img, "a")]});
+    let mut files: Vec<(String, Vec<u8>)> = vec![
+        (
+            "bundle.json".into(),
+            serde_json::to_vec(&manifest).expect("json"),
+        ),
+        (
+            "oci-layout".into(),
+            br#"{"imageLayoutVersion":"1.0.0"}"#.to_vec(),
+        ),
+        (
+            "index.json".into(),
+            serde_json::to_vec(&index).expect("json"),
+        ),
+    ];
+    for (d, b) in &blobs {
+        files.push((format!("blobs/sha256/{}", &d[7..]), b.clone()));
+    }
+    let mut t = tar::Builder::new(Vec::new());
+    for (name, data) in &files {
+        let mut h = tar::Header::new_ustar();
+        h.set_path(name).expect("path");
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_mtime(0);
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_cksum();
+        t.append(&h, data.as_slice()).expect("append");
+    }
+    let part = tmp.path().join("v1.tar");
+    fs::write(&part, t.into_inner().expect("tar")).expect("write part");
+    let far = tmp.path().join("far");
+    ok(&["import", s(&part), s(&far)]);
+    assert_eq!(entries(&far), entries(&src.root));
+    assert_eq!(blob_set(&far), blob_set(&src.root));
+    fsck_clean(&far);
 }

@@ -77,3 +77,25 @@ fn copy_stays_small_and_carries_every_blob_once() {
     assert_eq!(blobs, MANIFESTS * 2 + 2);
     bounded("fsck of the copy", &["fsck", s(&dst)]);
 }
+
+#[test]
+fn bundle_and_its_load_stay_small() {
+    let lay = explode();
+    let tmp = tempfile::tempdir().expect("tmp");
+    let out = tmp.path().join("b.tar");
+    bounded(
+        "bundle",
+        &["--no-fsync", "bundle", lay.path(), "-o", s(&out)],
+    );
+    // bundle.json names each blob once (a graph), not every blob of every ref.
+    let size = std::fs::metadata(&out).expect("stat").len();
+    assert!(size < 8 << 20, "bundle of {size} bytes");
+    let far = tmp.path().join("far");
+    bounded("bundle load", &["--no-fsync", "import", s(&out), s(&far)]);
+    let ls = bounded("ls of the loaded layout", &["ls", s(&far)]);
+    assert_eq!(
+        ls.lines().count(),
+        REFS + 1,
+        "a header and one line per ref"
+    );
+}

@@ -5,17 +5,24 @@
 //! `index.json`, so a complete single-part bundle is an oci-archive other tools read, and any
 //! part can be verified and loaded alone, in any order.
 //!
-//! `bundle.json` (version 1):
+//! `bundle.json` (version 2):
 //! ```json
-//! {"ocikitBundle": 1, "parts": 2, "partSize": 1048576,
+//! {"ocikitBundle": 2, "parts": 2, "partSize": 1048576,
 //!  "inventories": ["sha256:…"],
-//!  "refs": [{"name": "app:1", "descriptor": {…}, "blobs": ["sha256:…", …]}],
+//!  "refs": [{"name": "app:1", "descriptor": {…}, "root": 0}],
+//!  "graph": [{"digest": "sha256:…", "children": [1, 2]}, {"digest": "sha256:…"},
+//!            {"digest": "sha256:…", "optional": true}, …],
 //!  "blobs": [{"digest": "sha256:…", "size": 1234, "part": 1},
 //!            {"digest": "sha256:…", "size": 9999999, "chunks": [{"part": 1, "offset": 0, "size": 1048064}, …]}],
 //!  "assumed": [{"digest": "sha256:…", "size": 42}]}
 //! ```
-//! `refs[].blobs` is everything the ref needs; `blobs` what the bundle carries and in which
-//! part; `assumed` what it leaves out because an inventory (`--have`) said the far side has it.
+//! `graph` is every blob the refs reach, once, with the positions of the blobs each names
+//! (`optional`: a `subject` or foreign layer that may be absent); a ref needs the blobs
+//! reachable from its `root`. `blobs` is what the bundle carries and in which part; `assumed`
+//! what it leaves out because an inventory (`--have`) said the far side has it. Version 1
+//! listed every blob of every ref in `refs[].blobs` instead of the graph, which grows with refs
+//! times image size (1,000 refs naming one index of 1,000 manifests: two million digests);
+//! loading still reads it.
 //! A blob larger than a part is split into chunks: `chunks/<alg>/<encoded>.<n>` holds the bytes,
 //! and the entry after it, `chunks/<alg>/<encoded>.<n>.digest`, the chunk's own digest (written
 //! after the data, so bundling stays one pass).
@@ -47,8 +54,8 @@ use crate::output::AtomicFile;
 use crate::select::Selection;
 use crate::{Descriptor, Digest, Error, Index, Layout, Result, OCI_LAYOUT_CONTENT};
 
-/// The bundle format version.
-pub const BUNDLE_VERSION: u32 = 1;
+/// The bundle format version written.
+pub const BUNDLE_VERSION: u32 = 2;
 const META_LIMIT: u64 = 256 << 20;
 
 /// `bundle.json`.
@@ -66,6 +73,9 @@ pub struct BundleManifest {
     pub inventories: Vec<Digest>,
     /// The refs to create.
     pub refs: Vec<BundleRef>,
+    /// Every blob the refs reach, once, with what each names (version 2).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub graph: Vec<GraphNode>,
     /// The blobs carried.
     pub blobs: Vec<BundleBlob>,
     /// The blobs left out because the far side has them.
@@ -79,8 +89,25 @@ pub struct BundleRef {
     pub name: Option<String>,
     /// The `index.json` entry.
     pub descriptor: Descriptor,
-    /// Every blob the ref needs.
+    /// Its position in `graph` (version 2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root: Option<u32>,
+    /// Every blob the ref needs (version 1).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub blobs: Vec<Digest>,
+}
+
+/// One blob of the graph a bundle's refs reach.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GraphNode {
+    /// Its digest.
+    pub digest: Digest,
+    /// The positions in `graph` of the blobs it names (documents only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub children: Vec<u32>,
+    /// It may be absent (every descriptor naming it is a `subject` or a foreign layer).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub optional: bool,
 }
 
 /// A blob carried by the bundle.
@@ -280,14 +307,22 @@ pub fn write_bundle(
         .entries
         .iter()
         .enumerate()
-        .map(|(i, e)| {
-            let mut blobs = sel.closure(i);
-            blobs.sort();
-            BundleRef {
-                name: e.ref_name().map(String::from),
-                descriptor: e.clone(),
-                blobs,
-            }
+        .map(|(i, e)| BundleRef {
+            name: e.ref_name().map(String::from),
+            descriptor: e.clone(),
+            root: Some(sel.plan.root(i)),
+            blobs: Vec::new(),
+        })
+        .collect();
+    let graph: Vec<GraphNode> = sel
+        .plan
+        .blobs
+        .iter()
+        .enumerate()
+        .map(|(i, b)| GraphNode {
+            digest: b.digest.clone(),
+            children: sel.plan.children_of(i).to_vec(),
+            optional: b.optional,
         })
         .collect();
     let mut index = Index::empty();
@@ -324,6 +359,7 @@ pub fn write_bundle(
             part_size: opts.part_size,
             inventories: inventories.clone(),
             refs: refs.clone(),
+            graph: graph.clone(),
             blobs: plan.blobs.clone(),
             assumed: assumed.clone(),
         };
@@ -632,8 +668,12 @@ pub fn load(layout: &Layout, parts: &[PathBuf], dry_run: bool) -> Result<LoadRep
                 )
             })
             .collect();
+        let mut known: HashMap<u32, bool> = HashMap::new();
         for r in &m.refs {
-            let missing: Vec<Digest> = r.blobs.iter().filter(|d| !present(d)).cloned().collect();
+            let missing: Vec<Digest> = match r.root {
+                Some(root) => missing_below(&m.graph, root, &mut known, &present)?,
+                None => r.blobs.iter().filter(|d| !present(d)).cloned().collect(),
+            };
             let label = r
                 .name
                 .clone()
@@ -665,6 +705,40 @@ pub fn load(layout: &Layout, parts: &[PathBuf], dry_run: bool) -> Result<LoadRep
         lock.commit_index(&index)?;
     }
     Ok(report)
+}
+
+/// The required blobs reachable from `root` in `graph` that are not `present`, each once,
+/// sorted. `known` remembers presence across refs (many refs share most of their blobs).
+fn missing_below(
+    graph: &[GraphNode],
+    root: u32,
+    known: &mut HashMap<u32, bool>,
+    present: &dyn Fn(&Digest) -> bool,
+) -> Result<Vec<Digest>> {
+    let bad = |i: u32| Error::Invalid {
+        what: "bundle.json".into(),
+        reason: format!("`graph` has no node {i}"),
+    };
+    let mut seen = vec![false; graph.len()];
+    let mut missing = Vec::new();
+    let mut stack = vec![root];
+    while let Some(i) = stack.pop() {
+        let node = graph.get(i as usize).ok_or_else(|| bad(i))?;
+        if std::mem::replace(&mut seen[i as usize], true) {
+            continue;
+        }
+        let here = *known.entry(i).or_insert_with(|| present(&node.digest));
+        if !here && !node.optional {
+            missing.push(i);
+        }
+        stack.extend(node.children.iter().rev());
+    }
+    let mut missing: Vec<Digest> = missing
+        .into_iter()
+        .map(|i| graph[i as usize].digest.clone())
+        .collect();
+    missing.sort();
+    Ok(missing)
 }
 
 fn parse_chunk_name(rest: &str) -> Option<(&str, usize, bool)> {
@@ -721,7 +795,7 @@ fn load_part(
         what: format!("{what}: bundle.json"),
         source: e,
     })?;
-    if manifest.version != BUNDLE_VERSION {
+    if !(1..=BUNDLE_VERSION).contains(&manifest.version) {
         return Err(not_bundle(&format!(
             "bundle version {} is not supported",
             manifest.version

@@ -51,6 +51,16 @@ impl Plan {
         self.referrers.iter().map(|(d, s)| (d, s))
     }
 
+    /// The positions (in [`Plan::blobs`]) of the blobs blob `i` names, in document order.
+    pub fn children_of(&self, i: usize) -> &[u32] {
+        &self.children[i]
+    }
+
+    /// The position of root `n`'s blob (in the order given to [`plan()`]).
+    pub fn root(&self, n: usize) -> u32 {
+        self.roots[n]
+    }
+
     /// Every blob root `n` (in the order given to [`plan()`]) needs, itself first, each once,
     /// in document order. Computed from the kept child lists: nothing is read again.
     pub fn closure(&self, n: usize) -> Vec<&PlannedBlob> {
