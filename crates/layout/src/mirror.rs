@@ -8,7 +8,7 @@
 
 use std::path::Path;
 
-use crate::engine::{merge_entry, transfer, Overlay, RefUpdate, TransferReport};
+use crate::engine::{transfer, ImageSink, Overlay, RefUpdate, TransferReport};
 use crate::output::NewDir;
 use crate::select::{select, SelectOptions};
 use crate::{Layout, Options, Result};
@@ -28,12 +28,7 @@ pub fn copy(src: &Layout, dst: &Layout, opts: &SelectOptions) -> Result<CopyRepo
     let lock = dst.lock()?;
     let source = Overlay::new(src, &sel.documents);
     let blobs = transfer(&source, &sel.plan, |_| true, &lock)?;
-    let mut index = dst.read_index()?.value;
-    let mut entries = Vec::with_capacity(sel.entries.len());
-    for e in &sel.entries {
-        entries.push(merge_entry(&mut index, e)?);
-    }
-    lock.commit_index(&index)?;
+    let entries = lock.commit(&sel.entries)?;
     Ok(CopyReport { entries, blobs })
 }
 

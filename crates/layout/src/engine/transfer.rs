@@ -1,11 +1,10 @@
 //! [`transfer()`]: move what a plan names into a layout.
 
-use crate::copy::{copy_blob, Copied};
 use crate::fsck::run_parallel;
 use crate::layout::Existing;
-use crate::{unwrap_io, Descriptor, Error, Result, WriteLock};
+use crate::{Error, Result};
 
-use super::{ImageSource, Plan, PlannedBlob};
+use super::{ImageSink, ImageSource, Plan, PlannedBlob};
 
 /// How one blob reached the destination.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,15 +48,14 @@ impl TransferReport {
     }
 }
 
-/// Move every blob of `plan` for which `wanted` is true from `src` into the layout `dst` holds
-/// the lock of: in parallel, every byte verified, blobs the destination has kept. Commits
-/// nothing to `index.json`: the caller merges its entries ([`super::merge_entry`]) and commits
-/// once, after every blob is in place.
-pub fn transfer<S: ImageSource + ?Sized>(
+/// Move every blob of `plan` for which `wanted` is true from `src` into `dst`: in parallel,
+/// every byte verified, blobs the destination holds intact kept, corrupt ones replaced.
+/// Commits no ref: the caller commits ([`ImageSink::commit`]) once every blob is in place.
+pub fn transfer<S: ImageSource + ?Sized, K: ImageSink + ?Sized>(
     src: &S,
     plan: &Plan,
     wanted: impl Fn(&PlannedBlob) -> bool + Sync,
-    dst: &WriteLock<'_>,
+    dst: &K,
 ) -> Result<TransferReport> {
     let items: Vec<&PlannedBlob> = plan.blobs.iter().filter(|b| wanted(b)).collect();
     let results = run_parallel(&items, |b| Some(move_one(src, b, dst)));
@@ -68,10 +66,10 @@ pub fn transfer<S: ImageSource + ?Sized>(
     Ok(report)
 }
 
-fn move_one<S: ImageSource + ?Sized>(
+fn move_one<S: ImageSource + ?Sized, K: ImageSink + ?Sized>(
     src: &S,
     b: &PlannedBlob,
-    dst: &WriteLock<'_>,
+    dst: &K,
 ) -> Result<Moved> {
     let held = if b.optional || b.size.is_none() {
         match src.stat(&b.digest)? {
@@ -91,33 +89,140 @@ fn move_one<S: ImageSource + ?Sized>(
     };
     let size = b.size.or(held).unwrap_or_default();
     if let Some(layout) = src.local_layout() {
-        if layout.blob_size(&b.digest)?.is_some() {
-            let desc = Descriptor::new(b.media_type.clone(), b.digest.clone(), size);
-            return Ok(match copy_blob(layout, dst, &desc)? {
-                Copied::Present => Moved::Present,
-                Copied::Linked => Moved::Linked,
-                Copied::Copied => Moved::Copied,
-                Copied::Replaced => Moved::Replaced,
-            });
+        if let Some(moved) = dst.link_from(layout, &b.digest, size)? {
+            return Ok(moved);
         }
     }
-    let replacing = match dst.existing_blob(&b.digest, size)? {
+    let replacing = match dst.existing(&b.digest, size)? {
         Existing::Intact => return Ok(Moved::Present),
         Existing::Corrupt => true,
         Existing::Absent => false,
     };
-    let alg = b
-        .digest
-        .algorithm()
-        .ok_or_else(|| Error::Unverifiable(b.digest.clone()))?;
     let mut r = src.open(&b.digest, Some(size))?;
-    let mut w = dst.blob_writer_for(alg)?;
-    let where_ = dst.layout().blob_path(&b.digest);
-    crate::layer::copy_large(&mut r, &mut w).map_err(|e| unwrap_io(e, &where_))?;
-    w.finish_expect(&b.digest, Some(size))?;
+    dst.put_blob(&b.digest, size, &mut r)?;
     Ok(if replacing {
         Moved::Replaced
     } else {
         Moved::Copied
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::io::Read;
+
+    use super::*;
+    use crate::engine::{plan, RefChange};
+    use crate::{Descriptor, Digest, Index, Layout, MediaType, Options};
+
+    /// A source that is not a layout: blobs in memory, verified on read.
+    struct Mem(BTreeMap<Digest, Vec<u8>>, Vec<Descriptor>);
+
+    impl ImageSource for Mem {
+        fn roots(&self) -> Result<Index> {
+            let mut ix = Index::empty();
+            ix.manifests = self.1.clone();
+            Ok(ix)
+        }
+        fn read_document(&self, d: &Digest, size: Option<u64>, limit: u64) -> Result<Vec<u8>> {
+            let mut buf = Vec::new();
+            self.open(d, size)?
+                .take(limit)
+                .read_to_end(&mut buf)
+                .map_err(|e| crate::unwrap_io(e, std::path::Path::new("mem")))?;
+            Ok(buf)
+        }
+        fn stat(&self, d: &Digest) -> Result<Option<u64>> {
+            Ok(self.0.get(d).map(|b| b.len() as u64))
+        }
+        fn open(&self, d: &Digest, size: Option<u64>) -> Result<Box<dyn Read + '_>> {
+            let b = self.0.get(d).ok_or_else(|| Error::MissingBlob {
+                digest: d.clone(),
+                path: "mem".into(),
+            })?;
+            Ok(Box::new(crate::VerifyingReader::new(
+                b.as_slice(),
+                crate::Algorithm::Sha256.hasher(),
+                d.clone(),
+                size,
+                "mem".into(),
+            )))
+        }
+    }
+
+    fn desc(mt: MediaType, b: &[u8]) -> Descriptor {
+        Descriptor::new(mt, Digest::sha256(b), b.len() as u64)
+    }
+
+    #[test]
+    fn a_source_that_is_not_a_layout_moves_verified_and_skips_what_is_there() {
+        let config = br#"{"architecture":"amd64","os":"linux"}"#.to_vec();
+        let layer = b"a layer".to_vec();
+        let absent_subject = desc(MediaType::OciManifest, b"not here");
+        let (c, l) = (
+            desc(MediaType::OciConfig, &config),
+            desc(MediaType::OciLayer, &layer),
+        );
+        let manifest = format!(
+            r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{},"layers":[{}],"subject":{}}}"#,
+            serde_json::to_string(&c).expect("json"),
+            serde_json::to_string(&l).expect("json"),
+            serde_json::to_string(&absent_subject).expect("json"),
+        );
+        let mut m = desc(MediaType::OciManifest, manifest.as_bytes());
+        m.set_ref_name(Some("app:1"));
+        let blobs: BTreeMap<Digest, Vec<u8>> = [
+            (c.digest.clone(), config),
+            (l.digest.clone(), layer.clone()),
+            (m.digest.clone(), manifest.into_bytes()),
+        ]
+        .into_iter()
+        .collect();
+        let src = Mem(blobs, vec![m.clone()]);
+        let dir = tempfile::tempdir().expect("tmp");
+        let opts = Options {
+            durable: false,
+            ..Options::default()
+        };
+        let (dst, _) = Layout::init(dir.path().join("dst"), opts).expect("init");
+        let lock = dst.lock().expect("lock");
+        let roots = src.roots().expect("roots").manifests;
+        let p = plan(&src, &roots).expect("plan");
+        assert_eq!(p.blobs.len(), 4);
+
+        let r = transfer(&src, &p, |_| true, &lock).expect("transfer");
+        assert_eq!(
+            r,
+            TransferReport {
+                copied: 3,
+                absent: 1,
+                ..TransferReport::default()
+            }
+        );
+        let updates = lock.commit(&roots).expect("commit");
+        assert_eq!(updates[0].change, RefChange::Created);
+        assert_eq!(updates[0].name.as_deref(), Some("app:1"));
+
+        // Again: everything is there, verified.
+        let r = transfer(&src, &p, |_| true, &lock).expect("transfer");
+        assert_eq!((r.present, r.copied, r.absent), (3, 0, 1));
+
+        // A corrupt copy in the destination is replaced.
+        std::fs::write(dst.blob_path(&l.digest), b"a lAyer").expect("corrupt");
+        let r = transfer(&src, &p, |_| true, &lock).expect("transfer");
+        assert_eq!((r.present, r.replaced), (2, 1));
+        assert_eq!(dst.read_blob(&l.digest, Some(7), 64).expect("read"), layer);
+
+        // A required blob the source lacks fails, naming it.
+        let mut lacking = src.0.clone();
+        lacking.remove(&l.digest);
+        let lacking = Mem(lacking, roots.clone());
+        std::fs::remove_file(dst.blob_path(&l.digest)).expect("rm");
+        let e = transfer(&lacking, &p, |_| true, &lock).expect_err("missing");
+        assert!(
+            matches!(&e, Error::MissingBlob { digest, .. } if digest == &l.digest),
+            "{e}"
+        );
+    }
 }
