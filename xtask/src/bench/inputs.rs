@@ -27,15 +27,18 @@ use super::fmt;
 use super::measure::{self, run_ok};
 
 /// Version of the generated inputs; part of the cache key.
-pub const INPUTS_VERSION: &str = "2";
+pub const INPUTS_VERSION: &str = "3";
 
 const MB: f64 = 1_000_000.0;
 
 /// The size of image A's content at `--size-scale 1`.
 pub const A_FULL_BYTES: u64 = 750_000_000;
 
-/// The ref of images in the layouts the benchmark makes.
-pub const REF: &str = "a";
+/// The ref of images in the layouts the benchmark makes: a Docker name with a tag, so that
+/// `export --format docker-archive` (which `docker load` must read) accepts it.
+pub const REF: &str = "a:latest";
+/// The tag umoci builds image A under (umoci's `--image PATH:TAG` takes no colon in the tag).
+const UMOCI_TAG: &str = "a";
 /// The name of image A in its docker-archive.
 pub const A_NAME: &str = "bench/a:latest";
 /// The name of image B in its docker-archive.
@@ -205,7 +208,7 @@ fn build_image(dir: &Path, spec: &ImageSpec, name: &str, out: &Path) -> anyhow::
     let bundle = dir.join(format!("{}-bundle.tmp", spec.name));
     measure::remove(&oci)?;
     measure::remove(&bundle)?;
-    let image = format!("{}:{REF}", oci.display());
+    let image = format!("{}:{UMOCI_TAG}", oci.display());
     eprintln!("bench: building image {} with umoci", spec.name);
     run_ok(Command::new("umoci").args(["init", "--layout"]).arg(&oci))?;
     run_ok(Command::new("umoci").args(["new", "--image", &image]))?;
