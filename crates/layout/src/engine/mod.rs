@@ -8,6 +8,8 @@
 //!   non-distributable layer with `urls` may be absent.
 //! - [`transfer()`]: moves what a [`Plan`] names from a source into a layout under its writer
 //!   lock, in parallel, verified, skipping what the destination has.
+//! - [`ImageBuilder`]: a config and layer streams in, layers (compressed in parallel, diff_ids
+//!   checked), config and a new manifest written under the writer lock.
 //! - [`merge_entry`]: the one rule for putting an entry into `index.json`, and the
 //!   [`RefUpdate`] every verb reports.
 //!
@@ -15,11 +17,16 @@
 //! the store or memory ([`crate::rewrite::Memory`]); the documents it makes in memory reach a
 //! transfer through [`Overlay`].
 
+mod builder;
 mod plan;
 mod refs;
 mod source;
 mod transfer;
 
+pub use builder::{
+    parse_config, BuildError, BuildResult, BuiltImage, BuiltLayer, ImageBuilder, ImageInput,
+    LayerInput, LayerSource, ManifestFormat, Problem, SourceError, PARALLEL_LAYERS,
+};
 pub use plan::{plan, Plan, PlannedBlob};
 pub use refs::{merge_entry, RefChange, RefUpdate};
 pub use source::{ImageSource, Overlay};
