@@ -2,12 +2,17 @@
 //! `<hex>.manifest.json` per instance copied, or schema1) and blobs named by their hex digest.
 //! Images are built through the image builder; schema1 manifests are converted (`schema1.rs`).
 
+use ocikit_layout::engine::ImageBuilder;
 use ocikit_layout::walk::shape_class;
-use ocikit_layout::{Class, Descriptor, Index, Manifest, MediaType, JSON_LIMIT};
+use ocikit_layout::{
+    Class, Compression, Descriptor, ImageConfig, Index, Manifest, MediaType, JSON_LIMIT,
+};
 use serde_json::{Map, Value};
 
-use super::image::{write_image, ImagePlan, LayerPlan};
+use super::image::{build_error, layer_input, write_image, ImagePlan, LayerPlan};
 use super::{push_named, Ctx, Entry};
+use crate::convert::Target;
+use crate::schema1::{self, LayerFacts};
 use crate::source::{DirMembers, Members};
 use crate::{Error, Result};
 
@@ -29,53 +34,7 @@ pub(super) fn skopeo_dir(
     };
     match class {
         Class::Schema1 => {
-            // The layer blobs first (schema1 declares no sizes: the files say), then the
-            // conversion, which reads them back verified to compute the diff_ids.
-            let s1: ocikit_layout::Schema1 = serde_json::from_slice(&bytes).map_err(|e| {
-                Error::member(
-                    dir.path(),
-                    "manifest.json",
-                    format!("not a schema1 manifest: {e}"),
-                )
-            })?;
-            for l in &s1.fs_layers {
-                let member = l.blob_sum.encoded().to_string();
-                if !ctx.copied.insert(l.blob_sum.clone()) {
-                    continue;
-                }
-                if let Some(size) = ctx.lock.layout().blob_size(&l.blob_sum)? {
-                    if ctx.lock.reuse_blob(&l.blob_sum, size)? {
-                        continue;
-                    }
-                }
-                let alg = l
-                    .blob_sum
-                    .algorithm()
-                    .ok_or_else(|| ocikit_layout::Error::Unverifiable(l.blob_sum.clone()))?;
-                let mut r = dir.open(&member)?;
-                let mut w = ctx.lock.blob_writer_for(alg)?;
-                ocikit_layout::layer::copy_large(&mut r, &mut w)
-                    .map_err(|e| Error::io(dir.path(), e))?;
-                w.finish_expect(&l.blob_sum, None)
-                    .map_err(|e| Error::member(dir.path(), &member, e.to_string()))?;
-            }
-            // schema1 layers are gzip: kept as they are unless another compression is asked.
-            let recompress = (ctx.opts.compress.compression != ocikit_layout::Compression::Gzip)
-                .then_some(ctx.opts.compress);
-            let mut d =
-                crate::schema1::convert(ctx.lock, &bytes, crate::convert::Target::Oci, recompress)
-                    .map_err(|e| Error::member(dir.path(), "manifest.json", e.to_string()))?;
-            let config = ctx
-                .lock
-                .layout()
-                .read_json::<Manifest>(&d.digest, Some(d.size))
-                .and_then(|m| {
-                    ctx.lock.layout().read_json::<ocikit_layout::ImageConfig>(
-                        &m.value.config.digest,
-                        Some(m.value.config.size),
-                    )
-                })?;
-            d.platform = config.value.platform();
+            let d = schema1_image(ctx, dir, &bytes)?;
             push_named(entries, d, &[]);
             Ok(())
         }
@@ -165,4 +124,65 @@ fn dir_image(
         annotations: man.annotations.clone(),
     };
     write_image(ctx, dir, &plan)
+}
+
+/// A schema1 manifest, converted as containers/image converts it (`crate::schema1`): its
+/// layers (throwaways aside, which the new manifest does not name) go through the image
+/// builder, verified against their blobSums, diff_ids computed in the same pass; gzip layers are
+/// kept as they are unless another compression is asked.
+fn schema1_image(ctx: &mut Ctx<'_>, dir: &DirMembers, bytes: &[u8]) -> Result<Descriptor> {
+    let bad = |e: &dyn std::fmt::Display| Error::member(dir.path(), "manifest.json", e.to_string());
+    let s1: ocikit_layout::Schema1 =
+        serde_json::from_slice(bytes).map_err(|e| bad(&format!("not a schema1 manifest: {e}")))?;
+    let throwaway = schema1::throwaways(&s1).map_err(|e| bad(&e))?;
+    let mut kept = Vec::new();
+    let mut plans = Vec::new();
+    for (i, l) in s1.fs_layers.iter().enumerate() {
+        if throwaway[i] {
+            continue;
+        }
+        // schema1 declares no sizes: the file says; its digest is verified while read.
+        let member = l.blob_sum.encoded().to_string();
+        let size = dir.size(&member)?;
+        plans.push(LayerPlan {
+            source: Some(Descriptor::new(
+                MediaType::DockerLayerGzip,
+                l.blob_sum.clone(),
+                size,
+            )),
+            member,
+        });
+        kept.push(i);
+    }
+    let inputs: Vec<_> = plans
+        .iter()
+        .map(|lp| layer_input(ctx.opts.progress, dir, lp))
+        .collect();
+    let builder = ImageBuilder::new(ctx.lock);
+    let mut builder = if ctx.opts.compress.compression == Compression::Gzip {
+        builder.keep_compression()
+    } else {
+        builder.compress(ctx.opts.compress)
+    };
+    let layers = builder
+        .write_layers(&inputs, None)
+        .map_err(|e| build_error(dir, "manifest.json", e))?;
+    let mut facts = vec![None; s1.fs_layers.len()];
+    for (i, l) in kept.into_iter().zip(layers) {
+        facts[i] = Some(LayerFacts {
+            media_type: l.descriptor.media_type,
+            digest: l.info.digest,
+            size: l.info.size,
+            diff_id: l.info.diff_id,
+        });
+    }
+    let built = schema1::build(bytes, &facts, Target::Oci).map_err(|e| bad(&e))?;
+    let mut d = schema1::write(ctx.lock, &built)?;
+    let config: ImageConfig =
+        serde_json::from_slice(&built.config).map_err(|e| ocikit_layout::Error::Json {
+            what: "converted config".into(),
+            source: e,
+        })?;
+    d.platform = config.platform();
+    Ok(d)
 }
