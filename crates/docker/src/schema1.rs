@@ -21,9 +21,15 @@
 //! through its OCI struct when the target is OCI; ocikit keeps the Docker config, which is a valid
 //! OCI config, and only labels it). Signatures are ignored.
 //!
-//! Entry points: [`convert`] (and [`to_oci`]) for a manifest whose layer blobs are already in the
-//! layout — `convert` uses it for schema1 manifests it meets, and `import` for skopeo `dir:`
-//! copies; [`build`] is the pure part, given the layer facts.
+//! Entry points: [`convert`] for a manifest whose layer blobs are already in the layout (the
+//! `convert` verb, for schema1 manifests it meets): each layer blob is read in place for its
+//! diff_id, and written only when recompressed. [`build`] is the pure part, given the layer
+//! facts, and [`write`] stores its result: `import` uses them for skopeo `dir:` copies, whose
+//! layers it streams from the directory through the image builder
+//! ([`ocikit_layout::engine::ImageBuilder`]). `convert` does not use the builder: the builder
+//! stores every layer it reads, which for a blob already in the layout is a second copy of its
+//! bytes (and a re-hash of the present one); and the manifest keeps containers/image's field
+//! order (`mediaType`, `size`, `digest`), which differs from the builder's.
 
 use std::collections::HashMap;
 use std::io::{self, Read};
@@ -492,14 +498,15 @@ pub fn convert(
         facts.push(Some(f));
     }
     let built = build(schema1_bytes, &facts, target)?;
-    lock.write_blob(&built.config)?;
-    let (digest, size) = lock.write_blob(&built.manifest)?;
-    Ok(Descriptor::new(built.media_type, digest, size))
+    Ok(write(lock, &built)?)
 }
 
-/// [`convert`] to OCI, layer bytes kept: what `import` uses for schema1 `dir:` copies.
-pub fn to_oci(lock: &WriteLock<'_>, schema1_bytes: &[u8]) -> Result<Descriptor, Schema1Error> {
-    convert(lock, schema1_bytes, Target::Oci, None)
+/// Write a converted config and manifest (the layers are already in the layout); returns the
+/// manifest's descriptor.
+pub fn write(lock: &WriteLock<'_>, built: &Built) -> Result<Descriptor, ocikit_layout::Error> {
+    lock.write_blob(&built.config)?;
+    let (digest, size) = lock.write_blob(&built.manifest)?;
+    Ok(Descriptor::new(built.media_type.clone(), digest, size))
 }
 
 #[cfg(test)]

@@ -11,6 +11,8 @@
 //! - [`transfer()`]: moves what a [`Plan`] names from a source into a sink, in parallel,
 //!   verified, skipping what the sink holds intact (hard links or kernel copies from a local
 //!   layout into a layout).
+//! - [`ImageBuilder`]: a config and layer streams in, layers (compressed in parallel, diff_ids
+//!   checked), config and a new manifest written under the writer lock.
 //! - [`merge_entry`]: the one rule for putting an entry into `index.json`, and the
 //!   [`RefUpdate`] every verb reports.
 //!
@@ -22,12 +24,17 @@
 //! the store or memory ([`crate::rewrite::Memory`]); the documents it makes in memory reach a
 //! transfer through [`Overlay`].
 
+mod builder;
 mod plan;
 mod refs;
 mod sink;
 mod source;
 mod transfer;
 
+pub use builder::{
+    parse_config, BuildError, BuildResult, BuiltImage, BuiltLayer, ImageBuilder, ImageInput,
+    LayerInput, LayerSource, ManifestFormat, Problem, SourceError, PARALLEL_LAYERS,
+};
 pub use plan::{plan, Plan, PlannedBlob};
 pub use refs::{merge_entry, RefChange, RefUpdate};
 pub use sink::ImageSink;
