@@ -46,25 +46,23 @@ fn carry<S: ImageSource + ?Sized>(ctx: &mut Ctx<'_>, src: &S, roots: &[Descripto
 
 pub(super) fn layout_dir(ctx: &mut Ctx<'_>, src: &Layout, entries: &mut Vec<Entry>) -> Result<()> {
     let index = src.read_index()?.value;
-    let roots: Vec<Descriptor> = index
-        .manifests
-        .iter()
-        .map(|e| {
-            let mut bare = e.clone();
-            bare.set_ref_name(None);
-            bare
-        })
-        .collect();
+    let copied: Vec<Entry> = index.manifests.iter().map(copied_entry).collect();
+    let roots: Vec<Descriptor> = copied.iter().map(|e| e.descriptor.clone()).collect();
     carry(ctx, src, &roots)?;
-    for (entry, bare) in index.manifests.iter().zip(roots) {
-        entries.push(Entry {
-            source: 0,
-            descriptor: bare,
-            name: entry.ref_name().map(String::from),
-            image: false,
-        });
-    }
+    entries.extend(copied);
     Ok(())
+}
+
+/// An `index.json` entry of an OCI-shaped source, to be merged as it is under its ref.
+fn copied_entry(entry: &Descriptor) -> Entry {
+    let mut bare = entry.clone();
+    bare.set_ref_name(None);
+    Entry {
+        source: 0,
+        descriptor: bare,
+        name: entry.ref_name().map(String::from),
+        image: false,
+    }
 }
 
 /// Copy an `index.json` entry of an OCI-shaped source as it is, and record it under its ref.
@@ -74,15 +72,9 @@ pub(super) fn copy_entry(
     entry: &Descriptor,
     entries: &mut Vec<Entry>,
 ) -> Result<()> {
-    let mut bare = entry.clone();
-    bare.set_ref_name(None);
-    copy_tree(ctx, m, &bare)?;
-    entries.push(Entry {
-        source: 0,
-        descriptor: bare,
-        name: entry.ref_name().map(String::from),
-        image: false,
-    });
+    let copied = copied_entry(entry);
+    copy_tree(ctx, m, &copied.descriptor)?;
+    entries.push(copied);
     Ok(())
 }
 
