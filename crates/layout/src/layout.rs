@@ -10,7 +10,9 @@
 //!
 //! # File safety
 //!
-//! This module is the only code that touches `blobs/`, and the layout is not trusted:
+//! This module and its submodules are the only code that touches `blobs/`: blobs from another
+//! local layout are linked or copied by [`WriteLock::link_or_copy_from`] (`link.rs`). The
+//! layout is not trusted:
 //! - `blobs/` and `blobs/<alg>/` must be real directories: one that is a symbolic link or not a
 //!   directory is [`Error::UnsafePath`], checked by [`Layout::open`] and again by
 //!   [`Layout::blobs_dir`] before every read, write and listing ([`Layout::blob_files`], which
@@ -58,6 +60,10 @@ use rustix::fs::OFlags;
 
 use crate::compress::read_full;
 use crate::{Algorithm, Digest, Error, Hasher, Index, Raw, Result, JSON_LIMIT};
+
+mod link;
+
+pub use link::Copied;
 
 /// The content of `oci-layout` that ocikit writes.
 pub const OCI_LAYOUT_CONTENT: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
