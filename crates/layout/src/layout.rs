@@ -11,8 +11,9 @@
 //! # File safety
 //!
 //! This module and its submodules are the only code that touches `blobs/`: blobs from another
-//! local layout are linked or copied by [`WriteLock::link_or_copy_from`] (`link.rs`). The
-//! layout is not trusted:
+//! local layout are linked or copied by [`WriteLock::link_or_copy_from`] (`link.rs`), and `gc`
+//! deletes through a [`Removal`] (`remove.rs`), which checks each file again before unlinking
+//! it. The layout is not trusted:
 //! - `blobs/` and `blobs/<alg>/` must be real directories: one that is a symbolic link or not a
 //!   directory is [`Error::UnsafePath`], checked by [`Layout::open`] and again by
 //!   [`Layout::blobs_dir`] before every read, write and listing ([`Layout::blob_files`], which
@@ -41,7 +42,8 @@
 //!   blob is durable before `index.json` can name it), then writes `.tmp-*` in the root, fsyncs
 //!   it, renames it over `index.json` and fsyncs the root directory;
 //! - `init` writes `index.json`, then `oci-layout`, each the same way;
-//! - gc fsyncs the directories it deleted from (a lost deletion only brings garbage back).
+//! - gc fsyncs the directories it deleted from ([`Removal::finish`]; a lost deletion only brings
+//!   garbage back).
 //!
 //! Without it nothing is fsynced; renames are still atomic, so a killed process still leaves the
 //! old or the new `index.json`, but a power loss may leave an index naming blobs that never
@@ -62,8 +64,10 @@ use crate::compress::read_full;
 use crate::{Algorithm, Digest, Error, Hasher, Index, Raw, Result, JSON_LIMIT};
 
 mod link;
+mod remove;
 
 pub use link::Copied;
+pub use remove::Removal;
 
 /// The content of `oci-layout` that ocikit writes.
 pub const OCI_LAYOUT_CONTENT: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
@@ -275,19 +279,9 @@ impl Layout {
                     continue;
                 }
                 let name = f.file_name().to_string_lossy().into_owned();
-                let kind = if name.starts_with(TEMP_PREFIX) {
-                    BlobFileKind::Temp
-                } else if name.starts_with(PARTIAL_PREFIX) {
-                    BlobFileKind::Partial
-                } else {
-                    match Digest::parse(&format!("{alg_name}:{name}")) {
-                        Ok(d) => BlobFileKind::Blob(d),
-                        Err(_) => BlobFileKind::Other,
-                    }
-                };
                 out.push(BlobFile {
                     path,
-                    kind,
+                    kind: BlobFileKind::of(&alg_name, &name),
                     size: meta.len(),
                 });
             }
@@ -589,6 +583,22 @@ pub enum BlobFileKind {
     Partial,
     /// Anything else: not the store's, never deleted.
     Other,
+}
+
+impl BlobFileKind {
+    /// What the file `name` in `blobs/<alg_name>/` is, by its name.
+    fn of(alg_name: &str, name: &str) -> BlobFileKind {
+        if name.starts_with(TEMP_PREFIX) {
+            BlobFileKind::Temp
+        } else if name.starts_with(PARTIAL_PREFIX) {
+            BlobFileKind::Partial
+        } else {
+            match Digest::parse(&format!("{alg_name}:{name}")) {
+                Ok(d) => BlobFileKind::Blob(d),
+                Err(_) => BlobFileKind::Other,
+            }
+        }
+    }
 }
 
 /// What a file type is, in words.

@@ -52,7 +52,8 @@ pub use error::{Error, Result};
 pub use layout::{
     check_layout_header, new_temp_in, open_regular, open_store_rw, peek, sync_dir, sync_file,
     unwrap_io, BlobFile, BlobFileKind, BlobWriter, Copied, Existing, Layout, Options, Peeked,
-    SyncingFile, VerifyingReader, WriteLock, OCI_LAYOUT_CONTENT, PARTIAL_PREFIX, TEMP_PREFIX,
+    Removal, SyncingFile, VerifyingReader, WriteLock, OCI_LAYOUT_CONTENT, PARTIAL_PREFIX,
+    TEMP_PREFIX,
 };
 pub use media_type::{Class, Compression, MediaType};
 pub use raw::{Raw, JSON_LIMIT};
