@@ -33,14 +33,14 @@
 //!
 //! Loading streams each part into the layout under its writer lock: blobs go through a
 //! [`crate::BlobWriter`] and are verified against `bundle.json` before they are renamed into
-//! place; chunks are written at their offset into `blobs/<alg>/.partial-<encoded>` (so extra disk
-//! is at most one blob), with finished chunks listed in `.partial-<encoded>.chunks`; when the
-//! last chunk arrives the whole blob is verified and renamed. A ref is committed once every blob
+//! place; chunks are written at their offset into the store's [`crate::Partial`] of the blob (so
+//! extra disk is at most one blob), accepted once their `.digest` entry matches; when the last
+//! chunk is accepted the whole blob is verified and renamed. A ref is committed once every blob
 //! it needs is present. An interrupted load resumes: finished blobs and chunks are kept.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::{self, File};
-use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
+use std::io::{self, BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -49,7 +49,7 @@ use crate::archive::{checked_header, ArchiveError, Limits, MemberKind, Stream, T
 use crate::engine::{merge_entry, RefChange, RefUpdate};
 use crate::inventory::Inventory;
 use crate::layer::copy_large;
-use crate::layout::{open_regular, open_store_rw, unwrap_io, PARTIAL_PREFIX};
+use crate::layout::{unwrap_io, Partial, WrittenChunk};
 use crate::output::AtomicFile;
 use crate::select::Selection;
 use crate::{Descriptor, Digest, Error, Index, Layout, Result, OCI_LAYOUT_CONTENT};
@@ -433,14 +433,7 @@ pub fn write_bundle(
                         .digest
                         .algorithm()
                         .ok_or_else(|| Error::Unverifiable(b.digest.clone()))?;
-                    let missing = || Error::MissingBlob {
-                        digest: b.digest.clone(),
-                        path: path.clone(),
-                    };
-                    if layout.blobs_dir(b.digest.algorithm_str())?.is_none() {
-                        return Err(missing());
-                    }
-                    let f = open_regular(&path)?.ok_or_else(missing)?;
+                    let f = layout.open_blob_unverified(&b.digest)?;
                     open_chunked.insert(b.digest.clone(), (f, alg.hasher()));
                 }
                 let Some((f, whole)) = open_chunked.get_mut(&b.digest) else {
@@ -631,7 +624,7 @@ pub fn load(layout: &Layout, parts: &[PathBuf], dry_run: bool) -> Result<LoadRep
             path: path.clone(),
             ..PartReport::default()
         };
-        match load_part(layout, &lock, path, dry_run, &mut pr, &mut virtual_present) {
+        match load_part(&lock, path, dry_run, &mut pr, &mut virtual_present) {
             Ok((bytes, m)) => {
                 bundles.insert(bytes, m);
             }
@@ -751,7 +744,6 @@ fn parse_chunk_name(rest: &str) -> Option<(&str, usize, bool)> {
 }
 
 fn load_part(
-    layout: &Layout,
     lock: &crate::WriteLock<'_>,
     path: &Path,
     dry_run: bool,
@@ -804,7 +796,7 @@ fn load_part(
     let blobs: HashMap<&Digest, &BundleBlob> =
         manifest.blobs.iter().map(|b| (&b.digest, b)).collect();
     // The chunk just read, waiting for its `.digest` entry.
-    let mut pending: Option<(Digest, usize, Digest)> = None;
+    let mut pending: Option<Pending<'_>> = None;
     while let Some(mut entry) = entries.next_member()? {
         let name = entry.name.clone();
         if entry.kind == MemberKind::Dir || matches!(name.as_str(), "oci-layout" | "index.json") {
@@ -878,23 +870,40 @@ fn load_part(
                     .take(256)
                     .read_to_string(&mut text)
                     .map_err(|e| Error::io(path, e))?;
-                let Some((d, k, found)) =
-                    pending.take().filter(|(d, k, _)| d == &digest && *k == n)
-                else {
+                let Some(p) = pending.take().filter(|p| p.digest == digest && p.n == n) else {
                     continue;
                 };
-                let _ = (d, k);
-                if text.trim() != found.as_str() {
-                    pr.errors.push(format!("rejected chunk {n} of blob `{digest}`: its bytes hash to `{found}`, the part says `{}`", text.trim()));
-                    continue;
-                }
-                if !dry_run {
-                    mark_chunk_done(lock, &digest, n, b)?;
-                    if let Some(done) = finish_chunked(layout, lock, &digest, b)? {
-                        pr.written.push(done);
+                let claimed = text.trim();
+                match p.written {
+                    // The store checks the digest of what it wrote before the chunk counts.
+                    Some((mut partial, chunk)) => match partial.accept(chunk, claimed) {
+                        Ok(()) => {
+                            if partial.done_chunks().len() >= b.chunks.len() {
+                                partial.finish()?;
+                                pr.written.push(digest.clone());
+                            }
+                        }
+                        Err(e @ Error::ChunkMismatch { .. }) => {
+                            pr.errors.push(e.to_string());
+                            continue;
+                        }
+                        Err(e) => return Err(e),
+                    },
+                    None => {
+                        if claimed != p.found.as_str() {
+                            let e = Error::ChunkMismatch {
+                                digest: digest.clone(),
+                                chunk: n,
+                                found: Box::new(p.found),
+                                claimed: claimed.into(),
+                            };
+                            pr.errors.push(e.to_string());
+                            continue;
+                        }
+                        if lock.partial_chunks_done(&digest)?.len() + 1 >= b.chunks.len() {
+                            virtual_present.insert(digest.clone());
+                        }
                     }
-                } else if chunks_done(layout, &digest)?.len() + 1 >= b.chunks.len() {
-                    virtual_present.insert(digest.clone());
                 }
                 pr.chunks += 1;
                 continue;
@@ -907,11 +916,14 @@ fn load_part(
                 ));
                 continue;
             }
-            if lock.reuse_blob(&digest, b.size)? || chunks_done(layout, &digest)?.contains(&n) {
+            if lock.reuse_blob(&digest, b.size)? {
                 continue;
             }
-            let mut h = crate::Algorithm::Sha256.hasher();
             if dry_run {
+                if lock.partial_chunks_done(&digest)?.contains(&n) {
+                    continue;
+                }
+                let mut h = crate::Algorithm::Sha256.hasher();
                 let mut buf = vec![0u8; 1 << 20];
                 loop {
                     let k = entry.read(&mut buf).map_err(|e| Error::io(path, e))?;
@@ -920,34 +932,39 @@ fn load_part(
                     }
                     h.update(&buf[..k]);
                 }
+                pending = Some(Pending {
+                    digest,
+                    n,
+                    found: h.finish(),
+                    written: None,
+                });
             } else {
-                let (partial, done) = partial_paths(&lock.blobs_dir_for_write(&digest)?, &digest);
-                // Never written through a link or into a FIFO: anything but a regular file
-                // is replaced by a new one, and the chunks it was said to hold are forgotten.
-                let (mut f, replaced) = open_store_rw(&partial)?;
-                if replaced {
-                    remove_if_present(&done)?;
+                // The store's partial: never written through a link or into a FIFO.
+                let mut partial = lock.partial(&digest, b.size)?;
+                if partial.done_chunks().contains(&n) {
+                    continue;
                 }
-                f.set_len(b.size).map_err(|e| Error::io(&partial, e))?;
-                f.seek(SeekFrom::Start(c.offset))
-                    .map_err(|e| Error::io(&partial, e))?;
-                let mut buf = vec![0u8; 1 << 20];
-                loop {
-                    let k = entry.read(&mut buf).map_err(|e| Error::io(path, e))?;
-                    if k == 0 {
-                        break;
-                    }
-                    h.update(&buf[..k]);
-                    f.write_all(&buf[..k]).map_err(|e| Error::io(&partial, e))?;
-                }
-                if layout.options().durable {
-                    f.sync_all().map_err(|e| Error::io(&partial, e))?;
-                }
+                let chunk = partial.write_chunk(n, c.offset, c.size, &mut entry, path)?;
+                pending = Some(Pending {
+                    digest,
+                    n,
+                    found: chunk.digest().clone(),
+                    written: Some((partial, chunk)),
+                });
             }
-            pending = Some((digest, n, h.finish()));
         }
     }
     Ok((mbytes, manifest))
+}
+
+/// A chunk read from a part, waiting for the `.digest` entry that follows it.
+struct Pending<'l> {
+    digest: Digest,
+    n: usize,
+    /// The sha256 of the chunk's bytes.
+    found: Digest,
+    /// Where it was written (not in a dry run).
+    written: Option<(Partial<'l>, WrittenChunk)>,
 }
 
 fn verify_stream(r: &mut dyn Read, digest: &Digest, size: u64) -> Result<()> {
@@ -963,93 +980,6 @@ fn verify_stream(r: &mut dyn Read, digest: &Digest, size: u64) -> Result<()> {
     );
     copy_large(&mut v, &mut io::sink()).map_err(|e| unwrap_io(e, Path::new(digest.as_str())))?;
     Ok(())
-}
-
-/// `blobs/<alg>/.partial-<encoded>` and `.partial-<encoded>.chunks` in the checked `dir`.
-fn partial_paths(dir: &Path, digest: &Digest) -> (PathBuf, PathBuf) {
-    let partial = dir.join(format!("{PARTIAL_PREFIX}{}", digest.encoded()));
-    let done = dir.join(format!("{PARTIAL_PREFIX}{}.chunks", digest.encoded()));
-    (partial, done)
-}
-
-/// Remove a file of the store (never what a link there points to); absent is fine.
-fn remove_if_present(path: &Path) -> Result<()> {
-    match fs::remove_file(path) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(Error::io(path, e)),
-    }
-}
-
-/// The chunks of `digest` already written to its partial. A list that is not a regular file
-/// (a planted link or FIFO) is not read: nothing is known to be done.
-fn chunks_done(layout: &Layout, digest: &Digest) -> Result<BTreeSet<usize>> {
-    let Some(dir) = layout.blobs_dir(digest.algorithm_str())? else {
-        return Ok(BTreeSet::new());
-    };
-    let (_, p) = partial_paths(&dir, digest);
-    let f = match open_regular(&p) {
-        Ok(Some(f)) => f,
-        Ok(None) | Err(Error::UnsafePath { .. }) => return Ok(BTreeSet::new()),
-        Err(e) => return Err(e),
-    };
-    let mut s = String::new();
-    f.take(META_LIMIT)
-        .read_to_string(&mut s)
-        .map_err(|e| Error::io(&p, e))?;
-    Ok(s.lines().filter_map(|l| l.trim().parse().ok()).collect())
-}
-
-fn mark_chunk_done(
-    lock: &crate::WriteLock<'_>,
-    digest: &Digest,
-    n: usize,
-    _b: &BundleBlob,
-) -> Result<()> {
-    let (_, p) = partial_paths(&lock.blobs_dir_for_write(digest)?, digest);
-    let (mut f, _) = open_store_rw(&p)?;
-    f.seek(SeekFrom::End(0)).map_err(|e| Error::io(&p, e))?;
-    writeln!(f, "{n}").map_err(|e| Error::io(&p, e))?;
-    if lock.layout().options().durable {
-        f.sync_all().map_err(|e| Error::io(&p, e))?;
-    }
-    Ok(())
-}
-
-/// When every chunk of a blob is in, verify the whole and rename it into place.
-fn finish_chunked(
-    layout: &Layout,
-    lock: &crate::WriteLock<'_>,
-    digest: &Digest,
-    b: &BundleBlob,
-) -> Result<Option<Digest>> {
-    let done = chunks_done(layout, digest)?;
-    if done.len() < b.chunks.len() {
-        return Ok(None);
-    }
-    let (partial, done_list) = partial_paths(&lock.blobs_dir_for_write(digest)?, digest);
-    let f = open_regular(&partial)?
-        .ok_or_else(|| Error::io(&partial, io::Error::from(io::ErrorKind::NotFound)))?;
-    let alg = digest
-        .algorithm()
-        .ok_or_else(|| Error::Unverifiable(digest.clone()))?;
-    let mut v = crate::VerifyingReader::new(
-        f,
-        alg.hasher(),
-        digest.clone(),
-        Some(b.size),
-        partial.clone(),
-    );
-    if let Err(e) = copy_large(&mut v, &mut io::sink()) {
-        // A bad assembly: start this blob over.
-        let _ = fs::remove_file(&partial);
-        let _ = fs::remove_file(&done_list);
-        return Err(unwrap_io(e, &partial));
-    }
-    let dest = layout.blob_path(digest);
-    fs::rename(&partial, &dest).map_err(|e| Error::io(&dest, e))?;
-    let _ = fs::remove_file(&done_list);
-    Ok(Some(digest.clone()))
 }
 
 #[cfg(test)]

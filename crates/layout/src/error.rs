@@ -139,6 +139,19 @@ pub enum Error {
     /// A tar that cannot be read safely, or a tar entry that cannot be written as declared.
     #[error(transparent)]
     Archive(#[from] crate::archive::ArchiveError),
+    /// A chunk of a blob assembled in place whose bytes do not hash to the digest its source
+    /// (a bundle part) gives for it.
+    #[error("rejected chunk {chunk} of blob `{digest}`: its bytes hash to `{found}`, the part says `{claimed}`")]
+    ChunkMismatch {
+        /// The blob.
+        digest: Digest,
+        /// The chunk's number.
+        chunk: usize,
+        /// The digest of the bytes (boxed, as `claimed`, to keep the error small).
+        found: Box<Digest>,
+        /// The digest the source claims, as given.
+        claimed: Box<str>,
+    },
     /// A document that is not what its position requires.
     #[error("`{digest}`: {reason}")]
     BadDocument {

@@ -16,14 +16,14 @@
 //!
 //! Anything else (other names, other algorithms' directories, links, FIFOs) is left alone. The
 //! listing is the store's [`Layout::blob_files`], which refuses a `blobs/` or `blobs/<alg>` that is
-//! a symbolic link or not a directory, so gc never deletes outside the layout.
+//! a symbolic link or not a directory, and the deleting is the store's [`crate::Removal`], which
+//! checks each entry again (its directory, its name, a regular file) before unlinking it, so gc
+//! never deletes outside the layout.
 //! If a reachable manifest or index is missing, corrupt or unparseable, gc cannot know what it
 //! keeps alive, so it deletes nothing and reports it.
 
-use std::fs;
 use std::path::PathBuf;
 
-use crate::layout::sync_dir;
 use crate::walk::reach;
 use crate::{Algorithm, BlobFileKind, Digest, Error, Layout, Result};
 
@@ -64,11 +64,12 @@ pub fn gc(layout: &Layout, dry_run: bool) -> Result<GcReport, GcError> {
         dry_run,
         ..GcReport::default()
     };
-    let mut dirs: Vec<PathBuf> = Vec::new();
+    let mut removal = lock.removal();
     // The store lists `blobs/<alg>/` (refusing a `blobs` or `blobs/<alg>` that is a link, so
-    // nothing outside the layout is ever deleted). Only what the store itself writes goes:
-    // unreachable blobs of an algorithm ocikit knows, its temp files and bundle partials (gc
-    // holds the writer lock, so no load is using them). Anything else is left alone.
+    // nothing outside the layout is ever deleted) and deletes (checking again what it is given).
+    // Only what the store itself writes goes: unreachable blobs of an algorithm ocikit knows,
+    // its temp files and bundle partials (gc holds the writer lock, so no load is using them).
+    // Anything else is left alone.
     for f in layout.blob_files()? {
         let known_alg = f
             .path
@@ -88,26 +89,18 @@ pub fn gc(layout: &Layout, dry_run: bool) -> Result<GcReport, GcError> {
         report.bytes += f.size;
         if !dry_run {
             crate::fault::point("gc-mid-delete");
-            fs::remove_file(&f.path).map_err(|e| Error::io(&f.path, e))?;
-            if let Some(dir) = f.path.parent() {
-                if dirs.last().map(PathBuf::as_path) != Some(dir) {
-                    dirs.push(dir.to_path_buf());
-                }
-            }
+            removal.remove(&f)?;
         }
     }
     // Temp files of interrupted index.json writes, in the root.
     for path in layout.root_temp_files()? {
         report.temp_files.push(path.clone());
         if !dry_run {
-            fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
+            removal.remove_root_temp(&path)?;
         }
     }
-    if layout.options().durable {
-        for d in dirs {
-            sync_dir(&d)?;
-        }
-    }
+    // The directories deleted from are fsynced when the layout is durable.
+    removal.finish()?;
     drop(lock);
     report.blobs.sort();
     report.temp_files.sort();

@@ -10,7 +10,11 @@
 //!
 //! # File safety
 //!
-//! This module is the only code that touches `blobs/`, and the layout is not trusted:
+//! This module and its submodules are the only code that touches `blobs/`: blobs from another
+//! local layout are linked or copied by [`WriteLock::link_or_copy_from`] (`link.rs`), `gc`
+//! deletes through a [`Removal`] (`remove.rs`), which checks each file again before unlinking
+//! it, and bundle loads assemble chunked blobs in a [`Partial`] (`partial.rs`). Everything else
+//! names blob paths only in error messages. The layout is not trusted:
 //! - `blobs/` and `blobs/<alg>/` must be real directories: one that is a symbolic link or not a
 //!   directory is [`Error::UnsafePath`], checked by [`Layout::open`] and again by
 //!   [`Layout::blobs_dir`] before every read, write and listing ([`Layout::blob_files`], which
@@ -19,9 +23,9 @@
 //! - Blobs, `index.json` and `oci-layout` are opened by [`open_regular`]: `O_NOFOLLOW` (a link is
 //!   refused), `O_NONBLOCK` (a FIFO cannot block the open), then the descriptor must be a
 //!   regular file. [`Layout::blob_size`] uses `lstat` and refuses anything but a regular file.
-//! - Files written in place (bundle partials) are opened by [`open_store_rw`], which never
-//!   follows a link and replaces anything that is not a regular file; temp files are created
-//!   with `O_EXCL`.
+//! - Files written in place (bundle partials, [`Partial`] in `partial.rs`) are opened by
+//!   `open_store_rw`, which never follows a link and replaces anything that is not a regular
+//!   file; temp files are created with `O_EXCL`.
 //! - A blob a writer would reuse is checked for size and digest first
 //!   ([`WriteLock::existing_blob`]); a corrupt one is rewritten.
 //! - New files are created 0666 and directories 0777, less the umask; a replaced `index.json`
@@ -39,7 +43,8 @@
 //!   blob is durable before `index.json` can name it), then writes `.tmp-*` in the root, fsyncs
 //!   it, renames it over `index.json` and fsyncs the root directory;
 //! - `init` writes `index.json`, then `oci-layout`, each the same way;
-//! - gc fsyncs the directories it deleted from (a lost deletion only brings garbage back).
+//! - gc fsyncs the directories it deleted from ([`Removal::finish`]; a lost deletion only brings
+//!   garbage back).
 //!
 //! Without it nothing is fsynced; renames are still atomic, so a killed process still leaves the
 //! old or the new `index.json`, but a power loss may leave an index naming blobs that never
@@ -58,6 +63,14 @@ use rustix::fs::OFlags;
 
 use crate::compress::read_full;
 use crate::{Algorithm, Digest, Error, Hasher, Index, Raw, Result, JSON_LIMIT};
+
+mod link;
+mod partial;
+mod remove;
+
+pub use link::Copied;
+pub use partial::{Partial, WrittenChunk};
+pub use remove::Removal;
 
 /// The content of `oci-layout` that ocikit writes.
 pub const OCI_LAYOUT_CONTENT: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
@@ -269,19 +282,9 @@ impl Layout {
                     continue;
                 }
                 let name = f.file_name().to_string_lossy().into_owned();
-                let kind = if name.starts_with(TEMP_PREFIX) {
-                    BlobFileKind::Temp
-                } else if name.starts_with(PARTIAL_PREFIX) {
-                    BlobFileKind::Partial
-                } else {
-                    match Digest::parse(&format!("{alg_name}:{name}")) {
-                        Ok(d) => BlobFileKind::Blob(d),
-                        Err(_) => BlobFileKind::Other,
-                    }
-                };
                 out.push(BlobFile {
                     path,
-                    kind,
+                    kind: BlobFileKind::of(&alg_name, &name),
                     size: meta.len(),
                 });
             }
@@ -356,6 +359,21 @@ impl Layout {
             size,
             path,
         ))
+    }
+
+    /// Open a blob's file to read at any offset (a bundle reads a large blob chunk by chunk),
+    /// checked as [`Layout::open_blob`] checks it (a regular file, never through a link) but
+    /// not verified: the caller hashes what it reads and checks the digest at the end.
+    pub fn open_blob_unverified(&self, digest: &Digest) -> Result<File> {
+        let path = self.blob_path(digest);
+        let missing = || Error::MissingBlob {
+            digest: digest.clone(),
+            path: path.clone(),
+        };
+        if self.blobs_dir(digest.algorithm_str())?.is_none() {
+            return Err(missing());
+        }
+        open_regular(&path)?.ok_or_else(missing)
     }
 
     /// Read a whole blob, verified, refusing more than `limit` bytes.
@@ -585,6 +603,22 @@ pub enum BlobFileKind {
     Other,
 }
 
+impl BlobFileKind {
+    /// What the file `name` in `blobs/<alg_name>/` is, by its name.
+    fn of(alg_name: &str, name: &str) -> BlobFileKind {
+        if name.starts_with(TEMP_PREFIX) {
+            BlobFileKind::Temp
+        } else if name.starts_with(PARTIAL_PREFIX) {
+            BlobFileKind::Partial
+        } else {
+            match Digest::parse(&format!("{alg_name}:{name}")) {
+                Ok(d) => BlobFileKind::Blob(d),
+                Err(_) => BlobFileKind::Other,
+            }
+        }
+    }
+}
+
 /// What a file type is, in words.
 fn describe(ty: fs::FileType) -> &'static str {
     if ty.is_symlink() {
@@ -670,7 +704,7 @@ fn check_regular(file: &File, path: &Path) -> Result<()> {
 /// else sits at the path (a link, a FIFO, a leftover of another kind) is removed and a new
 /// empty file created exclusively in its place; the `bool` says that happened, so the caller
 /// forgets what it knew about the old one.
-pub fn open_store_rw(path: &Path) -> Result<(File, bool)> {
+pub(crate) fn open_store_rw(path: &Path) -> Result<(File, bool)> {
     let open = |create_new: bool| {
         let mut o = OpenOptions::new();
         o.read(true).write(true).custom_flags(nofollow_flags());
@@ -764,12 +798,6 @@ impl<'a> WriteLock<'a> {
             durable: self.layout.opts.durable,
             early: None,
         })
-    }
-
-    /// `blobs/<alg>` for a blob about to be written, created when absent and checked as
-    /// [`Layout::blobs_dir`] checks it.
-    pub fn blobs_dir_for_write(&self, digest: &Digest) -> Result<PathBuf> {
-        self.layout.create_blobs_dir(digest.algorithm_str())
     }
 
     /// Whether the blob is already in the layout, intact: `size` bytes that hash to `digest`

@@ -22,7 +22,6 @@ pub mod archive;
 pub mod bundle;
 pub mod chunked;
 pub mod compress;
-pub mod copy;
 mod descriptor;
 mod digest;
 pub mod engine;
@@ -50,9 +49,10 @@ pub use descriptor::{
 pub use digest::{Algorithm, Digest, DigestError, Hasher};
 pub use error::{Error, Result};
 pub use layout::{
-    check_layout_header, new_temp_in, open_regular, open_store_rw, peek, sync_dir, sync_file,
-    unwrap_io, BlobFile, BlobFileKind, BlobWriter, Existing, Layout, Options, Peeked, SyncingFile,
-    VerifyingReader, WriteLock, OCI_LAYOUT_CONTENT, PARTIAL_PREFIX, TEMP_PREFIX,
+    check_layout_header, new_temp_in, open_regular, peek, sync_dir, sync_file, unwrap_io, BlobFile,
+    BlobFileKind, BlobWriter, Copied, Existing, Layout, Options, Partial, Peeked, Removal,
+    SyncingFile, VerifyingReader, WriteLock, WrittenChunk, OCI_LAYOUT_CONTENT, PARTIAL_PREFIX,
+    TEMP_PREFIX,
 };
 pub use media_type::{Class, Compression, MediaType};
 pub use raw::{Raw, JSON_LIMIT};

@@ -13,8 +13,8 @@
 //! - OCI archives and Docker 25+ index entries that are not plain images (indexes, unknown types)
 //!   are *copied* (`oci`): every blob reachable from the entry is streamed over, verified against
 //!   its descriptor, and the entry is kept as it is (annotations included).
-//! - OCI layout directories are carried the same way, through [`ocikit_layout::copy::copy_blob`]
-//!   (hard links on the same filesystem).
+//! - OCI layout directories are carried the same way, with `engine::plan` and
+//!   `engine::transfer` (hard links on the same filesystem, through the store).
 //!
 //! Names: every RepoTag becomes a ref (`org.opencontainers.image.ref.name`, as written) and the
 //! entry also carries `io.containerd.image.name` (the normalized full name). An existing ref is

@@ -2,9 +2,8 @@
 
 use std::io::Read;
 
-use crate::copy::{copy_blob, Copied};
-use crate::layout::Existing;
-use crate::{unwrap_io, Descriptor, Digest, Error, Layout, MediaType, Result, WriteLock};
+use crate::layout::{Copied, Existing};
+use crate::{unwrap_io, Descriptor, Digest, Error, Layout, Result, WriteLock};
 
 use super::{merge_entry, Moved, RefUpdate};
 
@@ -41,8 +40,7 @@ impl ImageSink for WriteLock<'_> {
         if src.blob_size(digest)?.is_none() {
             return Ok(None);
         }
-        let desc = Descriptor::new(MediaType::Other(String::new()), digest.clone(), size);
-        Ok(Some(match copy_blob(src, self, &desc)? {
+        Ok(Some(match self.link_or_copy_from(src, digest, size)? {
             Copied::Present => Moved::Present,
             Copied::Linked => Moved::Linked,
             Copied::Copied => Moved::Copied,
