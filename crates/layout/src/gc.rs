@@ -79,14 +79,19 @@ pub fn gc(layout: &Layout, dry_run: bool) -> Result<GcReport, GcError> {
         if !known_alg {
             continue;
         }
-        match &f.kind {
+        let size = match &f.kind {
             BlobFileKind::Blob(d) if d.algorithm().is_some() && !reachable.contains(d) => {
-                report.blobs.push((d.clone(), f.size))
+                let size = f.size()?;
+                report.blobs.push((d.clone(), size));
+                size
             }
-            BlobFileKind::Temp | BlobFileKind::Partial => report.temp_files.push(f.path.clone()),
+            BlobFileKind::Temp | BlobFileKind::Partial => {
+                report.temp_files.push(f.path.clone());
+                f.size()?
+            }
             _ => continue,
-        }
-        report.bytes += f.size;
+        };
+        report.bytes += size;
         if !dry_run {
             crate::fault::point("gc-mid-delete");
             removal.remove(&f)?;

@@ -50,10 +50,10 @@ impl Inventory {
     pub fn of(layout: &Layout) -> Result<Inventory> {
         let mut blobs = Vec::new();
         for f in layout.blob_files()? {
-            if let BlobFileKind::Blob(digest) = f.kind {
+            if let BlobFileKind::Blob(digest) = &f.kind {
                 blobs.push(InventoryBlob {
-                    digest,
-                    size: f.size,
+                    size: f.size()?,
+                    digest: digest.clone(),
                 });
             }
         }

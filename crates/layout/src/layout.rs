@@ -277,15 +277,15 @@ impl Layout {
             files.sort_by_key(|e| e.file_name());
             for f in files {
                 let path = f.path();
-                let meta = f.metadata().map_err(|e| Error::io(&path, e))?;
-                if !meta.file_type().is_file() {
+                // The directory entry's own type (no stat): links and other kinds are skipped.
+                let ty = f.file_type().map_err(|e| Error::io(&path, e))?;
+                if !ty.is_file() {
                     continue;
                 }
                 let name = f.file_name().to_string_lossy().into_owned();
                 out.push(BlobFile {
                     path,
                     kind: BlobFileKind::of(&alg_name, &name),
-                    size: meta.len(),
                 });
             }
         }
@@ -586,8 +586,16 @@ pub struct BlobFile {
     pub path: PathBuf,
     /// What its name says it is.
     pub kind: BlobFileKind,
-    /// Its size.
-    pub size: u64,
+}
+
+impl BlobFile {
+    /// Its size (one `lstat`: the listing itself reads no metadata, so that gc over 51,000
+    /// blobs stats only those it deletes).
+    pub fn size(&self) -> Result<u64> {
+        fs::symlink_metadata(&self.path)
+            .map(|m| m.len())
+            .map_err(|e| Error::io(&self.path, e))
+    }
 }
 
 /// What a file under `blobs/<alg>/` is, by its name.
