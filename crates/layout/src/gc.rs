@@ -70,14 +70,14 @@ pub fn gc(layout: &Layout, dry_run: bool) -> Result<GcReport, GcError> {
     // Only what the store itself writes goes: unreachable blobs of an algorithm ocikit knows,
     // its temp files and bundle partials (gc holds the writer lock, so no load is using them).
     // Anything else is left alone.
-    for f in layout.blob_files()? {
+    layout.each_blob_file(|f| {
         let known_alg = f
             .path
             .parent()
             .and_then(|d| d.file_name())
             .is_some_and(|n| Algorithm::ALL.iter().any(|a| n == a.as_str()));
         if !known_alg {
-            continue;
+            return Ok(());
         }
         let size = match &f.kind {
             BlobFileKind::Blob(d) if d.algorithm().is_some() && !reachable.contains(d) => {
@@ -89,14 +89,15 @@ pub fn gc(layout: &Layout, dry_run: bool) -> Result<GcReport, GcError> {
                 report.temp_files.push(f.path.clone());
                 f.size()?
             }
-            _ => continue,
+            _ => return Ok(()),
         };
         report.bytes += size;
         if !dry_run {
             crate::fault::point("gc-mid-delete");
             removal.remove(&f)?;
         }
-    }
+        Ok(())
+    })?;
     // Temp files of interrupted index.json writes, in the root.
     for path in layout.root_temp_files()? {
         report.temp_files.push(path.clone());

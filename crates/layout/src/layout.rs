@@ -245,18 +245,25 @@ impl Layout {
     /// a `blobs` or `blobs/<alg>` that is a symbolic link is refused ([`Error::UnsafePath`]),
     /// and a regular file directly in `blobs/` is not a blob directory and is skipped.
     pub fn blob_files(&self) -> Result<Vec<BlobFile>> {
-        let blobs = self.root.join("blobs");
         let mut out = Vec::new();
+        self.each_blob_file(|f| {
+            out.push(f);
+            Ok(())
+        })?;
+        out.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(out)
+    }
+
+    /// The files of [`Layout::blob_files`], one at a time in directory order, without holding
+    /// the list: gc over 51,000 blobs keeps only what it deletes.
+    pub fn each_blob_file(&self, mut f: impl FnMut(BlobFile) -> Result<()>) -> Result<()> {
+        let blobs = self.root.join("blobs");
         if !check_store_dir(&blobs)? {
-            return Ok(out);
+            return Ok(());
         }
         let io_err = |e| Error::io(&blobs, e);
-        let mut algs: Vec<_> = fs::read_dir(&blobs)
-            .map_err(io_err)?
-            .collect::<io::Result<_>>()
-            .map_err(io_err)?;
-        algs.sort_by_key(|e| e.file_name());
-        for alg in algs {
+        for alg in fs::read_dir(&blobs).map_err(io_err)? {
+            let alg = alg.map_err(io_err)?;
             let dir = alg.path();
             let ty = alg.file_type().map_err(|e| Error::io(&dir, e))?;
             if ty.is_symlink() {
@@ -270,26 +277,22 @@ impl Layout {
             }
             let alg_name = alg.file_name().to_string_lossy().into_owned();
             let io_err = |e| Error::io(&dir, e);
-            let mut files: Vec<_> = fs::read_dir(&dir)
-                .map_err(io_err)?
-                .collect::<io::Result<_>>()
-                .map_err(io_err)?;
-            files.sort_by_key(|e| e.file_name());
-            for f in files {
-                let path = f.path();
+            for e in fs::read_dir(&dir).map_err(io_err)? {
+                let e = e.map_err(io_err)?;
                 // The directory entry's own type (no stat): links and other kinds are skipped.
-                let ty = f.file_type().map_err(|e| Error::io(&path, e))?;
+                let ty = e.file_type().map_err(|err| Error::io(e.path(), err))?;
                 if !ty.is_file() {
                     continue;
                 }
-                let name = f.file_name().to_string_lossy().into_owned();
-                out.push(BlobFile {
-                    path,
-                    kind: BlobFileKind::of(&alg_name, &name),
-                });
+                let name = e.file_name();
+                let kind = BlobFileKind::of(&alg_name, &name.to_string_lossy());
+                f(BlobFile {
+                    path: e.path(),
+                    kind,
+                })?;
             }
         }
-        Ok(out)
+        Ok(())
     }
 
     /// Temp files of interrupted `index.json` and `oci-layout` writes: regular files named
@@ -327,6 +330,15 @@ impl Layout {
     /// Open a blob for reading; the reader fails at EOF unless the bytes match `digest` (and
     /// `size`, when given). A digest of an algorithm ocikit cannot compute is an error.
     pub fn open_blob(&self, digest: &Digest, size: Option<u64>) -> Result<VerifyingReader<File>> {
+        Ok(self.open_blob_len(digest, size)?.0)
+    }
+
+    /// [`Layout::open_blob`], with the blob's length on disk.
+    fn open_blob_len(
+        &self,
+        digest: &Digest,
+        size: Option<u64>,
+    ) -> Result<(VerifyingReader<File>, u64)> {
         let alg = digest
             .algorithm()
             .ok_or_else(|| Error::Unverifiable(digest.clone()))?;
@@ -338,27 +350,19 @@ impl Layout {
         if self.blobs_dir(alg.as_str())?.is_none() {
             return Err(missing());
         }
-        let Some(file) = open_regular(&path)? else {
+        let Some((file, found)) = open_regular_len(&path)? else {
             return Err(missing());
         };
-        if let Some(expected) = size {
-            let found = file.metadata().map_err(|e| Error::io(&path, e))?.len();
-            if found != expected {
-                return Err(Error::SizeMismatch {
-                    digest: digest.clone(),
-                    expected,
-                    found,
-                    path,
-                });
-            }
+        if let Some(expected) = size.filter(|&e| e != found) {
+            return Err(Error::SizeMismatch {
+                digest: digest.clone(),
+                expected,
+                found,
+                path,
+            });
         }
-        Ok(VerifyingReader::new(
-            file,
-            alg.hasher(),
-            digest.clone(),
-            size,
-            path,
-        ))
+        let reader = VerifyingReader::new(file, alg.hasher(), digest.clone(), size, path);
+        Ok((reader, found))
     }
 
     /// Open a blob's file to read at any offset (a bundle reads a large blob chunk by chunk),
@@ -379,12 +383,7 @@ impl Layout {
     /// Read a whole blob, verified, refusing more than `limit` bytes.
     pub fn read_blob(&self, digest: &Digest, size: Option<u64>, limit: u64) -> Result<Vec<u8>> {
         let path = self.blob_path(digest);
-        let mut reader = self.open_blob(digest, size)?;
-        let len = reader
-            .get_ref()
-            .metadata()
-            .map_err(|e| Error::io(&path, e))?
-            .len();
+        let (mut reader, len) = self.open_blob_len(digest, size)?;
         if len > limit {
             return Err(Error::TooLarge {
                 what: digest.to_string(),
@@ -678,6 +677,11 @@ fn is_symlink_refusal(e: &io::Error) -> bool {
 /// only when it is a regular file (checked on the open descriptor). `Ok(None)` when absent;
 /// anything else at the path is [`Error::UnsafePath`].
 pub fn open_regular(path: &Path) -> Result<Option<File>> {
+    Ok(open_regular_len(path)?.map(|(f, _)| f))
+}
+
+/// [`open_regular`], with the file's length (from the same `fstat`).
+fn open_regular_len(path: &Path) -> Result<Option<(File, u64)>> {
     let file = match OpenOptions::new()
         .read(true)
         .custom_flags(nofollow_flags())
@@ -693,18 +697,20 @@ pub fn open_regular(path: &Path) -> Result<Option<File>> {
         }
         Err(e) => return Err(Error::io(path, e)),
     };
-    check_regular(&file, path)?;
-    Ok(Some(file))
+    let len = check_regular(&file, path)?;
+    Ok(Some((file, len)))
 }
 
-/// Fail unless the open `file` is a regular file; then clear `O_NONBLOCK`.
-fn check_regular(file: &File, path: &Path) -> Result<()> {
-    let ty = file.metadata().map_err(|e| Error::io(path, e))?.file_type();
+/// Fail unless the open `file` is a regular file; then clear `O_NONBLOCK` (the only status flag
+/// the store's opens set). Returns its length.
+fn check_regular(file: &File, path: &Path) -> Result<u64> {
+    let meta = file.metadata().map_err(|e| Error::io(path, e))?;
+    let ty = meta.file_type();
     if !ty.is_file() {
         return Err(unsafe_path(path, ty, "a regular file"));
     }
-    let flags = rustix::fs::fcntl_getfl(file).map_err(|e| Error::io(path, e.into()))?;
-    rustix::fs::fcntl_setfl(file, flags - OFlags::NONBLOCK).map_err(|e| Error::io(path, e.into()))
+    rustix::fs::fcntl_setfl(file, OFlags::empty()).map_err(|e| Error::io(path, e.into()))?;
+    Ok(meta.len())
 }
 
 /// Open (creating it when absent) a file the store writes in place, such as a bundle partial,
@@ -725,7 +731,7 @@ pub(crate) fn open_store_rw(path: &Path) -> Result<(File, bool)> {
     };
     match open(false) {
         Ok(f) => match check_regular(&f, path) {
-            Ok(()) => return Ok((f, false)),
+            Ok(_) => return Ok((f, false)),
             Err(Error::UnsafePath { .. }) => {}
             Err(e) => return Err(e),
         },

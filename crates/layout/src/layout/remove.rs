@@ -119,7 +119,6 @@ mod tests {
         BlobFile {
             path,
             kind,
-            size: 0,
         }
     }
 
