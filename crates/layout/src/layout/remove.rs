@@ -116,10 +116,7 @@ mod tests {
     use crate::{Digest, PARTIAL_PREFIX};
 
     fn entry(path: PathBuf, kind: BlobFileKind) -> BlobFile {
-        BlobFile {
-            path,
-            kind,
-        }
+        BlobFile { path, kind }
     }
 
     #[test]
