@@ -825,3 +825,38 @@ fn a_version_1_bundle_still_loads() {
     assert_eq!(blob_set(&far), blob_set(&src.root));
     fsck_clean(&far);
 }
+
+/// `copy --referrers app:1` finds the referrers of `app:1` anywhere in the layout; a broken
+/// image under another ref (its manifest missing) must not stop it: only what is copied has to
+/// be readable.
+#[test]
+fn referrers_of_one_ref_copy_past_a_broken_other_ref() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let lay = Lay::new();
+    let app = lay.image("app");
+    let empty = lay.desc("application/vnd.oci.empty.v1+json", b"{}");
+    let sig = lay.desc("application/vnd.example.sig.v1", b"signature bytes");
+    let referrer = json!({"schemaVersion": 2, "mediaType": OCI_MANIFEST,
+        "artifactType": "application/vnd.example.sig",
+        "config": empty, "layers": [sig],
+        "subject": {"mediaType": OCI_MANIFEST, "digest": app["digest"], "size": app["size"]}});
+    let (referrer, _) = put_doc(&lay, OCI_MANIFEST, &referrer);
+    let broken = b"a manifest that is not in the layout";
+    let broken = json!({"mediaType": OCI_MANIFEST, "digest": sha256(broken), "size": broken.len()});
+    lay.set_index(&[
+        named(&app, "app:1"),
+        referrer.clone(),
+        named(&broken, "broken"),
+    ]);
+    let dst = tmp.path().join("dst");
+    ok(&["copy", "--referrers", lay.path(), s(&dst), "app:1"]);
+    let digest = |v: &Value| v["digest"].as_str().expect("digest").to_string();
+    assert_eq!(
+        entries(&dst),
+        vec![
+            (Some("app:1".to_string()), digest(&app)),
+            (None, digest(&referrer)),
+        ]
+    );
+    fsck_clean(&dst);
+}

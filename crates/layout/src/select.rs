@@ -14,6 +14,7 @@ use serde_json::{Map, Value};
 use crate::engine::{plan, Overlay, Plan};
 use crate::media_type::Class;
 use crate::rewrite::{DocEdit, DocSink, Keep, Memory, Rewriter, Rewritten, Transform};
+use crate::walk::{Role, Walk};
 use crate::{refs, Descriptor, Digest, Error, Layout, Manifest, PlatformSpec, Result};
 
 /// Docker's annotation on attestation manifests naming the image they describe.
@@ -129,14 +130,27 @@ pub fn select(layout: &Layout, opts: &SelectOptions) -> Result<Selection> {
     sel.documents = rw.into_parts().0.documents;
 
     if opts.referrers {
-        // Referrers anywhere in the layout: one plan of everything index.json names (each
-        // document read once), then a fixpoint over the subjects it found.
-        let everything = plan(layout, &index.manifests)?;
+        // Referrers anywhere in the layout, found by the tolerant walk (each document read
+        // once): an unreadable image elsewhere in the layout must not stop copying this one.
+        // Then a fixpoint over the subjects found.
+        let referrers: Vec<(Descriptor, Digest)> = {
+            let walk = Walk::from_index(layout, &index);
+            walk.nodes
+                .iter()
+                .filter_map(|n| {
+                    let s = n
+                        .children
+                        .iter()
+                        .find(|&&c| walk.nodes[c].role == Role::Subject)?;
+                    Some((n.descriptor.clone(), walk.nodes[*s].digest().clone()))
+                })
+                .collect()
+        };
         loop {
             let overlay = Overlay::new(layout, &sel.documents);
             let selected = plan(&overlay, &sel.entries)?;
             let mut added = false;
-            for (referrer, subject) in everything.referrers() {
+            for (referrer, subject) in &referrers {
                 if selected.get(&referrer.digest).is_some() || selected.get(subject).is_none() {
                     continue;
                 }

@@ -35,20 +35,12 @@ pub struct Plan {
     /// The position of each root's blob, in the order the roots were given.
     roots: Vec<u32>,
     by_digest: HashMap<Digest, u32>,
-    /// Documents with a `subject`: (the referrer as first named, the subject's digest).
-    referrers: Vec<(Descriptor, Digest)>,
 }
 
 impl Plan {
     /// The blob with this digest.
     pub fn get(&self, digest: &Digest) -> Option<&PlannedBlob> {
         self.by_digest.get(digest).map(|&i| &self.blobs[i as usize])
-    }
-
-    /// Every document with a `subject`, as its parent (or `index.json`) first named it, with
-    /// the subject's digest.
-    pub fn referrers(&self) -> impl Iterator<Item = (&Descriptor, &Digest)> {
-        self.referrers.iter().map(|(d, s)| (d, s))
     }
 
     /// The positions (in [`Plan::blobs`]) of the blobs blob `i` names, in document order.
@@ -182,9 +174,6 @@ fn visit_all<S: ImageSource + ?Sized>(
             Ok(doc) => {
                 p.blobs[i as usize].document = true;
                 let children = doc.children();
-                if let Some((s, _, _)) = children.iter().find(|c| c.2 == Role::Subject) {
-                    p.referrers.push((desc.clone(), s.digest.clone()));
-                }
                 stack.extend(children.into_iter().rev().map(|(d, known, role)| Pending {
                     desc: d,
                     size_known: known,
