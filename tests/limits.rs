@@ -339,3 +339,23 @@ fn bundle_part_with_a_huge_long_name_header_is_refused_quickly() {
     );
     assert!(took < std::time::Duration::from_secs(5), "took {took:?}");
 }
+
+/// `ls` pads its columns; a ref or media type longer than 65,535 characters made it panic
+/// (exit 101: `format!` widths stop there). Every row is printed in full.
+#[test]
+fn ls_prints_columns_wider_than_65535_characters() {
+    let lay = Lay::new();
+    let img = lay.image("long");
+    let long_ref = format!("r{}", "a".repeat(70_000));
+    lay.set_index(&[named(&img, &long_ref)]);
+    let o = run(&["ls", lay.path()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = stdout(&o);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 2);
+    assert!(lines[0].starts_with(&format!("REF{}  DIGEST", " ".repeat(70_001 - 3))));
+    assert!(lines[1].starts_with(&format!(
+        "{long_ref}  {}",
+        img["digest"].as_str().expect("digest")
+    )));
+}

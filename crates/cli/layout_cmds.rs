@@ -61,7 +61,7 @@ pub fn ls(cli: &Cli, dir: &Path, json: bool) -> anyhow::Result<Code> {
     let mut widths = [3usize, 6, 10, 4, 8];
     for r in &rows {
         for (w, c) in widths.iter_mut().zip(r) {
-            *w = (*w).max(c.len());
+            *w = (*w).max(c.chars().count());
         }
     }
     let mut out = io::stdout().lock();
@@ -70,7 +70,9 @@ pub fn ls(cli: &Cli, dir: &Path, json: bool) -> anyhow::Result<Code> {
         let line = r
             .iter()
             .zip(widths)
-            .map(|(c, w)| format!("{c:<w$}"))
+            // Padded by hand: `format!`'s width stops at 65,535 and panics past it, and a
+            // layout can hold a longer ref or media type.
+            .map(|(c, w)| format!("{c}{}", " ".repeat(w.saturating_sub(c.chars().count()))))
             .collect::<Vec<_>>()
             .join("  ");
         writeln!(out, "{}", line.trim_end())?;
