@@ -74,7 +74,7 @@ fn huge_index_json_is_refused_before_it_is_read() {
     assert_eq!(o.status.code(), Some(2));
     assert_eq!(
         stderr(&o).replace(lay.path(), "<L>"),
-        "ocikit: error: `<L>/index.json` is 5368709120 bytes, larger than the 4194304-byte limit for JSON documents\n"
+        "ocikit: error: `<L>/index.json` is 5368709120 bytes, larger than the 67108864-byte limit for JSON documents\n"
     );
     // The same for a sparse manifest blob named by a (lying) descriptor.
     lay.set_index(&[]);
@@ -358,4 +358,43 @@ fn ls_prints_columns_wider_than_65535_characters() {
         "{long_ref}  {}",
         img["digest"].as_str().expect("digest")
     )));
+}
+
+/// An `index.json` over the 4 MiB cap of other JSON documents (30,000 refs, about 5 MiB) is the
+/// layout's own file: ocikit wrote it one ref at a time, so every verb reads it and `tag` and
+/// `untag` still work (they used to exit 2 past 4 MiB, `untag` included).
+#[test]
+fn an_index_json_of_30000_refs_is_read_and_edited() {
+    let lay = Lay::new();
+    let img = lay.image("many");
+    let entries: Vec<Value> = (0..30_000)
+        .map(|i| {
+            let mut e = named(&img, &format!("registry.example.com/team/app:build-{i:06}"));
+            e["annotations"]["org.opencontainers.image.created"] = json!("2026-11-29T00:00:00Z");
+            e
+        })
+        .collect();
+    lay.set_index(&entries);
+    let size = fs::metadata(lay.root.join("index.json"))
+        .expect("stat")
+        .len();
+    assert!(size > 4 << 20, "index.json of {size} bytes");
+    let o = run(&["ls", lay.path()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(stdout(&o).lines().count(), 30_001);
+    let o = run(&[
+        "tag",
+        lay.path(),
+        "registry.example.com/team/app:build-000000",
+        "one-more",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let o = run(&[
+        "untag",
+        lay.path(),
+        "registry.example.com/team/app:build-000001",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let o = run(&["fsck", lay.path()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
 }

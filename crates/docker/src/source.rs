@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use ocikit_layout::engine::ImageSource;
 use ocikit_layout::{
-    Digest, Error as LError, Index, Raw, Result as LResult, VerifyingReader, JSON_LIMIT,
+    Digest, Error as LError, Index, Raw, Result as LResult, VerifyingReader, INDEX_LIMIT,
 };
 
 use crate::archive::Archive;
@@ -278,12 +278,13 @@ impl ImageSource for MembersSource<'_> {
     fn roots(&self) -> LResult<Index> {
         let bytes = self
             .members
-            .read_small("index.json", JSON_LIMIT)
+            .read_small("index.json", INDEX_LIMIT)
             .map_err(|e| LError::Invalid {
                 what: self.members.path().join("index.json").display().to_string(),
                 reason: e.to_string(),
             })?;
-        Ok(Raw::<Index>::parse(bytes, "index.json")?.value)
+        let digest = Digest::sha256(&bytes);
+        Ok(Raw::<Index>::parse_limited(bytes, digest, "index.json", INDEX_LIMIT)?.value)
     }
 
     fn read_document(&self, digest: &Digest, size: Option<u64>, limit: u64) -> LResult<Vec<u8>> {

@@ -62,7 +62,7 @@ use std::time::{Duration, Instant};
 use rustix::fs::OFlags;
 
 use crate::compress::read_full;
-use crate::{Algorithm, Digest, Error, Hasher, Index, Raw, Result, JSON_LIMIT};
+use crate::{Algorithm, Digest, Error, Hasher, Index, Raw, Result, INDEX_LIMIT, JSON_LIMIT};
 
 mod link;
 mod partial;
@@ -129,7 +129,7 @@ impl Layout {
         }
         let header_path = root.join("oci-layout");
         let bytes = match open_regular(&header_path)? {
-            Some(f) => read_capped(f, &header_path)?,
+            Some(f) => read_capped(f, &header_path, JSON_LIMIT)?,
             None => {
                 return Err(Error::NotALayout {
                     path: root,
@@ -427,8 +427,9 @@ impl Layout {
                 reason: "no `index.json` file".into(),
             });
         };
-        let bytes = read_capped(file, &path)?;
-        Raw::parse(bytes, &path.display().to_string())
+        let bytes = read_capped(file, &path, INDEX_LIMIT)?;
+        let digest = Digest::sha256(&bytes);
+        Raw::parse_limited(bytes, digest, &path.display().to_string(), INDEX_LIMIT)
     }
 
     /// Take the writer lock, waiting up to the configured timeout for another writer.
@@ -502,7 +503,7 @@ fn unfinished_init(root: &Path, empty_index: &[u8]) -> Result<bool> {
         } else if name == "index.json" {
             ty.is_file()
                 && match open_regular(&path)? {
-                    Some(f) => read_capped(f, &path)? == empty_index,
+                    Some(f) => read_capped(f, &path, INDEX_LIMIT)? == empty_index,
                     None => false,
                 }
         } else if name == "blobs" {
@@ -551,21 +552,21 @@ pub fn check_layout_header(bytes: &[u8]) -> std::result::Result<(), String> {
 /// Read a JSON file of the layout itself (`index.json`, `oci-layout`), refusing more than
 /// [`JSON_LIMIT`] bytes without reading them: the size is checked first, and the read stops one
 /// byte past the limit in case the file grows meanwhile (or is not a regular file).
-fn read_capped(file: File, path: &Path) -> Result<Vec<u8>> {
+fn read_capped(file: File, path: &Path, limit: u64) -> Result<Vec<u8>> {
     let too_large = |size| Error::TooLarge {
         what: path.display().to_string(),
         size,
-        limit: JSON_LIMIT,
+        limit,
     };
     let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
-    if len > JSON_LIMIT {
+    if len > limit {
         return Err(too_large(len));
     }
     let mut bytes = Vec::with_capacity(len as usize);
-    file.take(JSON_LIMIT + 1)
+    file.take(limit + 1)
         .read_to_end(&mut bytes)
         .map_err(|e| Error::io(path, e))?;
-    if bytes.len() as u64 > JSON_LIMIT {
+    if bytes.len() as u64 > limit {
         return Err(too_large(bytes.len() as u64));
     }
     Ok(bytes)
@@ -880,6 +881,14 @@ impl<'a> WriteLock<'a> {
 
     /// Commit `index.json` from exact bytes.
     pub fn commit_index_bytes(&self, bytes: &[u8]) -> Result<()> {
+        if bytes.len() as u64 > INDEX_LIMIT {
+            // Never write an index.json that no verb (`untag` included) could read back.
+            return Err(Error::TooLarge {
+                what: self.layout.root.join("index.json").display().to_string(),
+                size: bytes.len() as u64,
+                limit: INDEX_LIMIT,
+            });
+        }
         if self.layout.opts.durable {
             let blobs = self.layout.root.join("blobs");
             if check_store_dir(&blobs)? {
@@ -1529,6 +1538,23 @@ mod tests {
         let (_, replaced) = open_store_rw(&partial).expect("open");
         assert!(replaced);
         assert!(fs::symlink_metadata(&partial).expect("stat").is_file());
+    }
+
+    #[test]
+    fn an_index_json_over_the_cap_is_never_committed() {
+        let (_d, l) = tmp_layout();
+        let lock = l.lock().expect("lock");
+        let before = fs::read(l.root().join("index.json")).expect("read");
+        let huge = vec![b' '; INDEX_LIMIT as usize + 1];
+        let e = lock.commit_index_bytes(&huge).expect_err("over the cap");
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "`{}` is 67108865 bytes, larger than the 67108864-byte limit for JSON documents",
+                l.root().join("index.json").display()
+            )
+        );
+        assert_eq!(fs::read(l.root().join("index.json")).expect("read"), before);
     }
 
     #[test]

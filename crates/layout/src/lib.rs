@@ -55,4 +55,4 @@ pub use layout::{
     TEMP_PREFIX,
 };
 pub use media_type::{Class, Compression, MediaType};
-pub use raw::{Raw, JSON_LIMIT};
+pub use raw::{Raw, INDEX_LIMIT, JSON_LIMIT};

@@ -7,6 +7,11 @@ use crate::{Digest, Error, Result};
 /// The largest JSON document ocikit reads (registries use the same cap).
 pub const JSON_LIMIT: u64 = 4 << 20;
 
+/// The largest `index.json` read or written. The layout's own file, grown by ocikit one ref at a
+/// time: 100,000 refs with names and annotations fit under it (about 25 MiB), and no commit may
+/// exceed it, so ocikit never writes an `index.json` it would then refuse to read.
+pub const INDEX_LIMIT: u64 = 64 << 20;
+
 /// A parsed document that remembers its bytes. Writing it out again writes `bytes`, never a
 /// re-serialization, so an unedited document keeps its digest.
 #[derive(Debug, Clone, PartialEq)]
@@ -28,11 +33,16 @@ impl<T: DeserializeOwned> Raw<T> {
 
     /// Parse bytes already known to have `digest`.
     pub fn parse_with_digest(bytes: Vec<u8>, digest: Digest, what: &str) -> Result<Raw<T>> {
-        if bytes.len() as u64 > JSON_LIMIT {
+        Raw::parse_limited(bytes, digest, what, JSON_LIMIT)
+    }
+
+    /// Parse bytes already known to have `digest`, refusing more than `limit` of them.
+    pub fn parse_limited(bytes: Vec<u8>, digest: Digest, what: &str, limit: u64) -> Result<Raw<T>> {
+        if bytes.len() as u64 > limit {
             return Err(Error::TooLarge {
                 what: what.to_string(),
                 size: bytes.len() as u64,
-                limit: JSON_LIMIT,
+                limit,
             });
         }
         let value = serde_json::from_slice(&bytes).map_err(|source| Error::Json {

@@ -89,7 +89,7 @@ pub(super) fn read_manifest(m: &dyn Members, d: &Descriptor) -> Result<Manifest>
 }
 
 pub(super) fn read_index_member(m: &dyn Members) -> Result<Index> {
-    let bytes = m.read_small("index.json", JSON_LIMIT)?;
+    let bytes = m.read_small("index.json", ocikit_layout::INDEX_LIMIT)?;
     serde_json::from_slice(&bytes)
         .map_err(|e| Error::member(m.path(), "index.json", format!("not an OCI index: {e}")))
 }
