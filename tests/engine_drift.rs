@@ -789,36 +789,9 @@ fn a_version_1_bundle_still_loads() {
         "assumed": [],
     });
     let index = json!({"schemaVersion": 2, "manifests": [named(&img, "a")]});
-    let mut files: Vec<(String, Vec<u8>)> = vec![
-        (
-            "bundle.json".into(),
-            serde_json::to_vec(&manifest).expect("json"),
-        ),
-        (
-            "oci-layout".into(),
-            br#"{"imageLayoutVersion":"1.0.0"}"#.to_vec(),
-        ),
-        (
-            "index.json".into(),
-            serde_json::to_vec(&index).expect("json"),
-        ),
-    ];
-    for (d, b) in &blobs {
-        files.push((format!("blobs/sha256/{}", &d[7..]), b.clone()));
-    }
-    let mut t = tar::Builder::new(Vec::new());
-    for (name, data) in &files {
-        let mut h = tar::Header::new_ustar();
-        h.set_path(name).expect("path");
-        h.set_size(data.len() as u64);
-        h.set_mode(0o644);
-        h.set_mtime(0);
-        h.set_entry_type(tar::EntryType::Regular);
-        h.set_cksum();
-        t.append(&h, data.as_slice()).expect("append");
-    }
     let part = tmp.path().join("v1.tar");
-    fs::write(&part, t.into_inner().expect("tar")).expect("write part");
+    write_part(&part, &manifest, &index, &blobs);
+
     let far = tmp.path().join("far");
     ok(&["import", s(&part), s(&far)]);
     assert_eq!(entries(&far), entries(&src.root));
@@ -859,4 +832,85 @@ fn referrers_of_one_ref_copy_past_a_broken_other_ref() {
         ]
     );
     fsck_clean(&dst);
+}
+
+/// A single bundle part written by hand: `bundle.json`, `oci-layout`, `index.json`, then the
+/// blobs, in plain ustar entries.
+fn write_part(path: &Path, manifest: &Value, index: &Value, blobs: &[(String, Vec<u8>)]) {
+    let mut files: Vec<(String, Vec<u8>)> = vec![
+        (
+            "bundle.json".into(),
+            serde_json::to_vec(manifest).expect("json"),
+        ),
+        (
+            "oci-layout".into(),
+            br#"{"imageLayoutVersion":"1.0.0"}"#.to_vec(),
+        ),
+        (
+            "index.json".into(),
+            serde_json::to_vec(index).expect("json"),
+        ),
+    ];
+    for (d, b) in blobs {
+        files.push((format!("blobs/sha256/{}", &d[7..]), b.clone()));
+    }
+    let mut t = tar::Builder::new(Vec::new());
+    for (name, data) in &files {
+        let mut h = tar::Header::new_ustar();
+        h.set_path(name).expect("path");
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_mtime(0);
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_cksum();
+        t.append(&h, data.as_slice()).expect("append");
+    }
+    fs::write(path, t.into_inner().expect("tar")).expect("write part");
+}
+
+/// A `bundle.json` that leaves a layer out of its graph (and the part without it) must not get
+/// the ref committed: the loader checks the ref's verified manifest in the layout, not the
+/// bundle's word. It used to commit a ref that fsck then found broken.
+#[test]
+fn a_bundle_that_leaves_a_layer_out_commits_nothing_broken() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let src = Lay::new();
+    let img = src.image("a");
+    let manifest_bytes =
+        fs::read(src.blob_path(img["digest"].as_str().expect("digest"))).expect("manifest");
+    let m: Value = serde_json::from_slice(&manifest_bytes).expect("manifest json");
+    let config_digest = m["config"]["digest"].as_str().expect("config").to_string();
+    let config = fs::read(src.blob_path(&config_digest)).expect("config");
+    let carried = vec![
+        (
+            img["digest"].as_str().expect("digest").to_string(),
+            manifest_bytes,
+        ),
+        (config_digest.clone(), config),
+    ];
+    let bundle = json!({
+        "ocikitBundle": 2,
+        "parts": 1,
+        "partSize": null,
+        "inventories": [],
+        "refs": [{"name": "a", "descriptor": named(&img, "a"), "root": 0}],
+        "graph": [{"digest": carried[0].0, "children": [1]}, {"digest": config_digest}],
+        "blobs": carried
+            .iter()
+            .map(|(d, b)| json!({"digest": d, "size": b.len(), "part": 1}))
+            .collect::<Vec<_>>(),
+        "assumed": [],
+    });
+    let index = json!({"schemaVersion": 2, "manifests": [named(&img, "a")]});
+    let part = tmp.path().join("liar.tar");
+    write_part(&part, &bundle, &index, &carried);
+    let far = tmp.path().join("far");
+    let o = oc(&["import", s(&part), s(&far)]);
+    assert_eq!(o.status.code(), Some(0), "{}", how(&o));
+    assert!(
+        stderr(&o).lines().any(|l| l == "`a` waits for 1 blob(s)"),
+        "{}",
+        how(&o)
+    );
+    assert_eq!(entries(&far), vec![], "no ref committed");
 }

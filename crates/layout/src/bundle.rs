@@ -662,6 +662,8 @@ pub fn load(layout: &Layout, parts: &[PathBuf], dry_run: bool) -> Result<LoadRep
             })
             .collect();
         let mut known: HashMap<u32, bool> = HashMap::new();
+        // Refs whose blobs bundle.json says are all here: (label, entry).
+        let mut ready: Vec<(String, Descriptor)> = Vec::new();
         for r in &m.refs {
             let missing: Vec<Digest> = match r.root {
                 Some(root) => missing_below(&m.graph, root, &mut known, &present)?,
@@ -687,6 +689,15 @@ pub fn load(layout: &Layout, parts: &[PathBuf], dry_run: bool) -> Result<LoadRep
             }
             let mut entry = r.descriptor.clone();
             entry.set_ref_name(r.name.as_deref());
+            ready.push((label, entry));
+        }
+        // bundle.json is not trusted to say what a ref needs: before a real load commits,
+        // the refs' verified manifests in the layout say it (a dry run has written nothing to
+        // read them from).
+        if !dry_run {
+            ready = verified_complete(layout, ready, &mut report.waiting)?;
+        }
+        for (_, entry) in ready {
             let update = merge_entry(&mut index, &entry)?;
             changed |= update.change != RefChange::Unchanged;
             report.committed.push(update);
@@ -698,6 +709,60 @@ pub fn load(layout: &Layout, parts: &[PathBuf], dry_run: bool) -> Result<LoadRep
         lock.commit_index(&index)?;
     }
     Ok(report)
+}
+
+/// The refs of `ready` whose every required blob, as the layout's own verified documents name
+/// them ([`crate::engine::plan`]), is present; the others are moved to `waiting` with what they
+/// lack (no part carries it: the bundle left it out). One plan for all of them, so refs that
+/// share an index read it once; a ref is planned alone only to find which ref a missing
+/// document belongs to.
+fn verified_complete(
+    layout: &Layout,
+    ready: Vec<(String, Descriptor)>,
+    waiting: &mut Vec<Waiting>,
+) -> Result<Vec<(String, Descriptor)>> {
+    let root = |e: &Descriptor| {
+        let mut d = e.clone();
+        d.set_ref_name(None);
+        d
+    };
+    let lacking = |p: &crate::engine::Plan, i: usize| -> Result<Vec<Digest>> {
+        let mut missing = Vec::new();
+        for b in p.closure(i) {
+            if !b.optional && layout.blob_size(&b.digest)?.is_none() {
+                missing.push(b.digest.clone());
+            }
+        }
+        missing.sort();
+        Ok(missing)
+    };
+    let roots: Vec<Descriptor> = ready.iter().map(|(_, e)| root(e)).collect();
+    let all = match crate::engine::plan(layout, &roots) {
+        Ok(p) => Some(p),
+        Err(Error::MissingBlob { .. }) => None,
+        Err(e) => return Err(e),
+    };
+    let mut out = Vec::with_capacity(ready.len());
+    for (i, (label, entry)) in ready.into_iter().enumerate() {
+        let missing = match &all {
+            Some(p) => lacking(p, i)?,
+            None => match crate::engine::plan(layout, &[root(&entry)]) {
+                Ok(p) => lacking(&p, 0)?,
+                Err(Error::MissingBlob { digest, .. }) => vec![digest],
+                Err(e) => return Err(e),
+            },
+        };
+        if missing.is_empty() {
+            out.push((label, entry));
+        } else {
+            waiting.push(Waiting {
+                name: label,
+                missing,
+                parts: BTreeSet::new(),
+            });
+        }
+    }
+    Ok(out)
 }
 
 /// The required blobs reachable from `root` in `graph` that are not `present`, each once,
