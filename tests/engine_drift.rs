@@ -914,3 +914,42 @@ fn a_bundle_that_leaves_a_layer_out_commits_nothing_broken() {
     );
     assert_eq!(entries(&far), vec![], "no ref committed");
 }
+
+/// `import A B DIR` where both sources tag a different image `app:v1`: both were reported
+/// imported and the last won. It is an error naming both sources (exit 2), and a new DIR is
+/// not created; the same image under the same ref twice is fine.
+#[test]
+fn two_images_claiming_one_ref_in_one_import_is_an_error() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let a = Lay::new();
+    let img_a = a.image("one");
+    a.set_index(&[named(&img_a, "app:v1")]);
+    let b = Lay::new();
+    let img_b = b.image("two");
+    b.set_index(&[named(&img_b, "app:v1")]);
+    let dst = tmp.path().join("dst");
+    let o = oc(&["import", a.path(), b.path(), s(&dst)]);
+    assert_eq!(o.status.code(), Some(2), "{}", how(&o));
+    assert_eq!(
+        stderr(&o),
+        format!(
+            "ocikit: error: ref `app:v1` names two different images in this import: `{}` from `{}` and `{}` from `{}`\n",
+            img_a["digest"].as_str().expect("digest"),
+            a.path(),
+            img_b["digest"].as_str().expect("digest"),
+            b.path()
+        )
+    );
+    assert!(!dst.exists(), "nothing created");
+    // The same image from two sources is one image.
+    let a2 = tmp.path().join("a2");
+    ok(&["copy", a.path(), s(&a2)]);
+    ok(&["import", a.path(), s(&a2), s(&dst)]);
+    assert_eq!(
+        entries(&dst),
+        vec![(
+            Some("app:v1".to_string()),
+            img_a["digest"].as_str().expect("digest").to_string()
+        )]
+    );
+}

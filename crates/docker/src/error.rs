@@ -62,6 +62,10 @@ pub enum Error {
         /// How many untagged images the sources hold.
         untagged: usize,
     },
+    /// Two different images claim one ref in one import (two archives, or two entries of one,
+    /// whose names agree): neither may silently win.
+    #[error("{0}")]
+    RefClaimedTwice(Box<RefClaim>),
     /// Bundle parts given together with sources of other kinds.
     #[error("bundle parts and other sources cannot be imported in one command")]
     MixedBundleParts,
@@ -124,3 +128,19 @@ impl From<ocikit_layout::archive::ArchiveError> for Error {
 
 /// The crate's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Two different images that claim one ref in one import ([`Error::RefClaimedTwice`]).
+#[derive(Debug, thiserror::Error)]
+#[error("ref `{name}` names two different images in this import: `{first}` from `{}` and `{second}` from `{}`", first_source.display(), second_source.display())]
+pub struct RefClaim {
+    /// The ref.
+    pub name: String,
+    /// The image it names first.
+    pub first: ocikit_layout::Digest,
+    /// Where that one comes from.
+    pub first_source: PathBuf,
+    /// The other image.
+    pub second: ocikit_layout::Digest,
+    /// Where that one comes from.
+    pub second_source: PathBuf,
+}

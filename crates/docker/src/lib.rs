@@ -26,4 +26,4 @@ pub mod names;
 pub mod schema1;
 pub mod source;
 
-pub use error::{Error, Result};
+pub use error::{Error, RefClaim, Result};

@@ -36,7 +36,7 @@ use ocikit_layout::{Descriptor, Digest, Layout, Options, WriteLock};
 
 use crate::names::containerd_name;
 use crate::source::{detect, Kind, Source};
-use crate::{Error, Result};
+use crate::{Error, RefClaim, Result};
 
 mod docker_save;
 mod image;
@@ -226,6 +226,29 @@ fn import_into(
                     name: r.clone(),
                     untagged: n,
                 })
+            }
+        }
+    }
+    // One ref, one image: two different images claiming a ref in one run is an error, before
+    // anything is committed (the same image twice is fine).
+    let mut claimed: HashMap<&str, &Entry> = HashMap::new();
+    for e in &entries {
+        let Some(name) = e.name.as_deref() else {
+            continue;
+        };
+        match claimed.get(name) {
+            Some(first) if first.descriptor.digest != e.descriptor.digest => {
+                return Err(Error::RefClaimedTwice(Box::new(RefClaim {
+                    name: name.to_string(),
+                    first: first.descriptor.digest.clone(),
+                    first_source: paths[first.source].clone(),
+                    second: e.descriptor.digest.clone(),
+                    second_source: paths[e.source].clone(),
+                })));
+            }
+            Some(_) => {}
+            None => {
+                claimed.insert(name, e);
             }
         }
     }
