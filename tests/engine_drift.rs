@@ -953,3 +953,91 @@ fn two_images_claiming_one_ref_in_one_import_is_an_error() {
         )]
     );
 }
+
+/// Outputs used to be written beside their path and renamed over it, whatever it was:
+/// `export -o /dev/null` replaced the device node by a regular file. A target that is not a
+/// regular file is written into as a stream; a symbolic link keeps being a link (the file it
+/// names is replaced); and an output inside the layout being read is refused, leaving the
+/// layout as it was (`export L -o L/index.json` destroyed its own source).
+#[test]
+fn outputs_respect_what_is_at_their_path() {
+    use std::os::unix::fs::FileTypeExt;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let lay = Lay::new();
+    let img = lay.image("x");
+    lay.set_index(&[named(&img, "app:1")]);
+
+    // A device node (a private null device in the temp dir; it takes root to make one).
+    let file = tmp.path().join("file.tar");
+    ok(&[
+        "export",
+        lay.path(),
+        "--format",
+        "oci-archive",
+        "-o",
+        s(&file),
+    ]);
+    let null = tmp.path().join("null");
+    let made = std::process::Command::new("mknod")
+        .arg(&null)
+        .args(["c", "1", "3"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if made {
+        ok(&[
+            "export",
+            lay.path(),
+            "--format",
+            "oci-archive",
+            "-o",
+            s(&null),
+        ]);
+        let ty = fs::symlink_metadata(&null).expect("stat").file_type();
+        assert!(ty.is_char_device(), "the device node is still one");
+    } else {
+        eprintln!("skipped the device-node case: mknod needs root");
+    }
+
+    // A symbolic link to a file: the link stays, the file it names gets the archive.
+    let target = tmp.path().join("target.tar");
+    fs::write(&target, b"old").expect("write");
+    let link = tmp.path().join("link.tar");
+    std::os::unix::fs::symlink(&target, &link).expect("symlink");
+    ok(&[
+        "export",
+        lay.path(),
+        "--format",
+        "oci-archive",
+        "-o",
+        s(&link),
+    ]);
+    assert!(fs::symlink_metadata(&link)
+        .expect("stat")
+        .file_type()
+        .is_symlink());
+    assert_eq!(
+        fs::read(&target).expect("read"),
+        fs::read(&file).expect("read")
+    );
+
+    // Inside the source layout: refused, the layout untouched.
+    let before = lay.index_bytes();
+    let inside = lay.root.join("index.json");
+    for args in [
+        vec!["export", lay.path(), "-o", s(&inside)],
+        vec!["bundle", lay.path(), "-o", s(&inside)],
+        vec!["inventory", lay.path(), "-o", s(&inside)],
+    ] {
+        let o = oc(&args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", how(&o));
+        assert!(
+            stderr(&o).contains(&format!(
+                "is inside the layout `{}` this command reads; write it elsewhere",
+                fs::canonicalize(&lay.root).expect("canonical").display()
+            )),
+            "{args:?}: {}",
+            how(&o)
+        );
+        assert_eq!(lay.index_bytes(), before, "{args:?}");
+    }
+}

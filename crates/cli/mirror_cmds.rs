@@ -45,7 +45,7 @@ pub fn inventory(cli: &Cli, dir: &Path, out: Option<&Path>) -> anyhow::Result<Co
     let inv = Inventory::of(&layout)?;
     match out {
         Some(path) if path != Path::new("-") => {
-            inv.write_file(path, cli.layout_options().durable)?;
+            inv.write_file(path, dir, cli.layout_options().durable)?;
             if !cli.quiet {
                 eprintln!(
                     "wrote inventory of {} blob(s) and {} ref(s) to `{}`",

@@ -147,13 +147,15 @@ pub fn export(
 
 /// [`export`] to the file `path`, whole or not at all: written beside it and renamed at the end
 /// ([`ocikit_layout::output::write_atomically`], fsynced when the layout is durable), so a
-/// failed export leaves no file and an existing one as it was.
+/// failed export leaves no file and an existing one as it was. A path inside the layout is
+/// refused.
 pub fn export_to_file(
     layout: &Layout,
     what: &[String],
     opts: &ExportOptions<'_>,
     path: &Path,
 ) -> Result<ExportReport> {
+    ocikit_layout::output::refuse_inside(path, layout.root())?;
     let durable = layout.options().durable;
     let (report, _) =
         ocikit_layout::output::write_atomically(path, durable, |w| export(layout, what, opts, w))?;

@@ -268,6 +268,7 @@ pub fn write_bundle(
     opts: &BundleOptions,
     out: &Path,
 ) -> Result<BundleReport> {
+    crate::output::refuse_inside(out, layout.root())?;
     let have_set: HashMap<&Digest, u64> = have
         .iter()
         .flat_map(|i| i.blobs.iter().map(|b| (&b.digest, b.size)))

@@ -84,9 +84,10 @@ impl Inventory {
         v
     }
 
-    /// Write the inventory to the file `path`, whole or not at all (see
-    /// [`crate::output::write_atomically`]); fsynced when `durable`.
-    pub fn write_file(&self, path: &Path, durable: bool) -> Result<()> {
+    /// Write the inventory of the layout at `root` to the file `path` (not inside that layout),
+    /// whole or not at all (see [`crate::output::write_atomically`]); fsynced when `durable`.
+    pub fn write_file(&self, path: &Path, root: &Path, durable: bool) -> Result<()> {
+        crate::output::refuse_inside(path, root)?;
         let bytes = self.to_bytes();
         crate::output::write_atomically(path, durable, |w| {
             w.write_all(&bytes).map_err(|e| Error::io(path, e))

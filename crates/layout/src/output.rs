@@ -4,7 +4,12 @@
 //!   written to a temp file beside it (created exclusively, with the mode a new file gets: 0666
 //!   less the umask), flushed to disk while it is written and fsynced at the end when durable,
 //!   then renamed over the target (and the directory fsynced). Dropped before
-//!   [`AtomicFile::commit`], the temp file is removed: a failure leaves nothing.
+//!   [`AtomicFile::commit`], the temp file is removed: a failure leaves nothing. A target that
+//!   is not a regular file (`/dev/null`, a FIFO, a terminal) is written into as a stream,
+//!   never replaced; a symbolic link to a regular file keeps its link, and its target is the
+//!   file replaced.
+//! - [`refuse_inside`]: an output path inside the layout a command reads is refused (an
+//!   `export L -o L/index.json` would destroy its own source).
 //! - [`NewDir`]: a destination directory that did not exist before the command is removed
 //!   again when the command fails, so a failed copy, import or bundle load leaves no
 //!   destination it created.
@@ -22,7 +27,7 @@ pub const OUTPUT_TEMP_PREFIX: &str = ".ocikit-tmp-";
 /// An output file being written; it replaces its target only on [`AtomicFile::commit`].
 #[derive(Debug)]
 pub struct AtomicFile {
-    tmp: tempfile::NamedTempFile,
+    tmp: Target,
     dest: PathBuf,
     durable: bool,
     written: u64,
@@ -38,11 +43,56 @@ fn parent_of(path: &Path) -> &Path {
     }
 }
 
+/// Where an output's bytes go.
+#[derive(Debug)]
+enum Target {
+    /// A temp file beside the target, renamed over it at the end.
+    Temp(tempfile::NamedTempFile),
+    /// The target itself, which is not a regular file: written as a stream.
+    Stream(File),
+}
+
+impl Target {
+    fn file_mut(&mut self) -> &mut File {
+        match self {
+            Target::Temp(t) => t.as_file_mut(),
+            Target::Stream(f) => f,
+        }
+    }
+}
+
 impl AtomicFile {
-    /// Start writing `dest`: a new temp file in its directory. With `durable`, what is written
-    /// is flushed to disk as it goes and fsynced before the rename.
+    /// Start writing `dest`: a new temp file in its directory (in the directory of the file a
+    /// symbolic link names, for a link), or `dest` itself when it is not a regular file. With
+    /// `durable`, what goes to a temp file is flushed to disk as it goes and fsynced before
+    /// the rename.
     pub fn create(dest: impl AsRef<Path>, durable: bool) -> Result<AtomicFile> {
-        let dest = dest.as_ref().to_path_buf();
+        let mut dest = dest.as_ref().to_path_buf();
+        match fs::metadata(&dest) {
+            Ok(m) if !m.is_file() && !m.is_dir() => {
+                let file = fs::OpenOptions::new()
+                    .write(true)
+                    .open(&dest)
+                    .map_err(|e| Error::io(&dest, e))?;
+                return Ok(AtomicFile {
+                    tmp: Target::Stream(file),
+                    dest,
+                    durable: false,
+                    written: 0,
+                    synced: false,
+                });
+            }
+            Ok(m) if m.is_file() => {
+                let linked = fs::symlink_metadata(&dest)
+                    .map_err(|e| Error::io(&dest, e))?
+                    .file_type()
+                    .is_symlink();
+                if linked {
+                    dest = fs::canonicalize(&dest).map_err(|e| Error::io(&dest, e))?;
+                }
+            }
+            _ => {}
+        }
         let dir = parent_of(&dest);
         let tmp = tempfile::Builder::new()
             .prefix(OUTPUT_TEMP_PREFIX)
@@ -51,7 +101,7 @@ impl AtomicFile {
             .tempfile_in(dir)
             .map_err(|e| Error::io(dir, e))?;
         Ok(AtomicFile {
-            tmp,
+            tmp: Target::Temp(tmp),
             dest,
             durable,
             written: 0,
@@ -86,7 +136,7 @@ impl AtomicFile {
             synced,
         } = self;
         *synced = false;
-        let file: &mut File = tmp.as_file_mut();
+        let file: &mut File = tmp.file_mut();
         let sink = if *durable {
             Sink::Syncing(SyncingFile::new(file))
         } else {
@@ -111,6 +161,10 @@ impl AtomicFile {
             synced,
             ..
         } = self;
+        let tmp = match tmp {
+            Target::Stream(_) => return Ok(dest),
+            Target::Temp(t) => t,
+        };
         if durable && !synced {
             tmp.as_file().sync_all().map_err(|e| Error::io(&dest, e))?;
         }
@@ -194,6 +248,25 @@ impl Write for OutputWriter<'_> {
     fn flush(&mut self) -> io::Result<()> {
         self.inner.flush()
     }
+}
+
+/// Refuse `dest` when it would land inside the layout at `root` (which the command reads): the
+/// output would overwrite or add to its own source.
+pub fn refuse_inside(dest: &Path, root: &Path) -> Result<()> {
+    let Ok(root) = fs::canonicalize(root) else {
+        return Ok(());
+    };
+    let dir = fs::canonicalize(parent_of(dest)).unwrap_or_else(|_| parent_of(dest).to_path_buf());
+    if dir.starts_with(&root) {
+        return Err(Error::Invalid {
+            what: dest.display().to_string(),
+            reason: format!(
+                "is inside the layout `{}` this command reads; write it elsewhere",
+                root.display()
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// Write `dest` whole or not at all: `f` writes the content, then the file replaces `dest`.
