@@ -275,7 +275,11 @@ pub fn write_bundle(
         .collect();
     let mut carried: Vec<(Digest, u64)> = Vec::new();
     let mut assumed = Vec::new();
-    for (d, b) in &sel.blobs {
+    // In digest order, so the bundle's bytes do not depend on traversal order.
+    let mut planned: Vec<_> = sel.plan.blobs.iter().collect();
+    planned.sort_by(|a, b| a.digest.cmp(&b.digest));
+    for b in planned {
+        let d = &b.digest;
         if have_set.contains_key(d) {
             assumed.push(AssumedBlob {
                 digest: d.clone(),

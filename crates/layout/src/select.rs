@@ -31,18 +31,6 @@ pub struct SelectOptions {
     pub referrers: bool,
 }
 
-/// A blob the selection reaches.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BlobRef {
-    /// Its size as descriptors declare it (`None` for schema1 layers, which have no size).
-    pub size: Option<u64>,
-    /// True for a document made by the selection (a filtered index), not present in the source.
-    pub generated: bool,
-    /// True when the blob may be absent: a non-distributable layer with `urls`, or a
-    /// `subject` (a referrer may travel without the manifest it refers to).
-    pub optional: bool,
-}
-
 /// The result of [`select`].
 #[derive(Debug, Clone, Default)]
 pub struct Selection {
@@ -50,8 +38,6 @@ pub struct Selection {
     pub entries: Vec<Descriptor>,
     /// Documents made by filtering, by digest.
     pub documents: BTreeMap<Digest, Vec<u8>>,
-    /// Every blob the entries reach, by digest (generated documents included).
-    pub blobs: BTreeMap<Digest, BlobRef>,
     /// The plan the blobs come from (over the source with the generated documents on top).
     pub plan: Plan,
 }
@@ -169,16 +155,6 @@ pub fn select(layout: &Layout, opts: &SelectOptions) -> Result<Selection> {
 
     let overlay = Overlay::new(layout, &sel.documents);
     sel.plan = plan(&overlay, &sel.entries)?;
-    for b in &sel.plan.blobs {
-        sel.blobs.insert(
-            b.digest.clone(),
-            BlobRef {
-                size: b.size,
-                generated: sel.documents.contains_key(&b.digest),
-                optional: b.optional,
-            },
-        );
-    }
     Ok(sel)
 }
 
