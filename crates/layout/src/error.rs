@@ -160,6 +160,10 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// A failure of a source or sink outside this crate (a registry), kept whole so the
+    /// caller can downcast it back.
+    #[error("{0}")]
+    External(Box<dyn std::error::Error + Send + Sync + 'static>),
 }
 
 impl Error {

@@ -711,11 +711,20 @@ pub fn run_parallel_max<T: Sync, O: Send + Default>(
     max: usize,
     f: impl Fn(&T) -> O + Sync,
 ) -> Vec<O> {
-    let workers = std::thread::available_parallelism()
+    let cores = std::thread::available_parallelism()
         .map(|n| n.get())
-        .unwrap_or(2)
-        .min(max.max(1))
-        .min(items.len().max(1));
+        .unwrap_or(2);
+    run_parallel_on(items, cores.min(max.max(1)), f)
+}
+
+/// Run `f` over `items` on exactly `workers` threads (fewer when there are fewer items),
+/// keeping order. For work that waits on something other than the CPU (a network).
+pub fn run_parallel_on<T: Sync, O: Send + Default>(
+    items: &[T],
+    workers: usize,
+    f: impl Fn(&T) -> O + Sync,
+) -> Vec<O> {
+    let workers = workers.max(1).min(items.len().max(1));
     let next = AtomicUsize::new(0);
     let results: Mutex<BTreeMap<usize, O>> = Mutex::new(BTreeMap::new());
     std::thread::scope(|s| {

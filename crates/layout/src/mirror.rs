@@ -8,9 +8,9 @@
 
 use std::path::Path;
 
-use crate::engine::{transfer, ImageSink, Overlay, RefUpdate, TransferReport};
+use crate::engine::{transfer, ImageSink, ImageSource, Overlay, RefUpdate, TransferReport};
 use crate::output::NewDir;
-use crate::select::{select, SelectOptions};
+use crate::select::{select_from, SelectOptions};
 use crate::{Layout, Options, Result};
 
 /// What [`copy`] did.
@@ -24,7 +24,17 @@ pub struct CopyReport {
 
 /// Copy what `opts` selects from `src` into `dst`.
 pub fn copy(src: &Layout, dst: &Layout, opts: &SelectOptions) -> Result<CopyReport> {
-    let sel = select(src, opts)?;
+    copy_from(src, dst, opts)
+}
+
+/// Copy what `opts` selects from any source (a layout, a registry) into `dst`: the same
+/// selection, transfer and one commit for every kind of source.
+pub fn copy_from<S: ImageSource>(
+    src: &S,
+    dst: &Layout,
+    opts: &SelectOptions,
+) -> Result<CopyReport> {
+    let sel = select_from(src, opts)?;
     let lock = dst.lock()?;
     let source = Overlay::new(src, &sel.documents);
     let blobs = transfer(&source, &sel.plan, |_| true, &lock)?;
@@ -34,14 +44,14 @@ pub fn copy(src: &Layout, dst: &Layout, opts: &SelectOptions) -> Result<CopyRepo
 
 /// [`copy`] into the layout at `dst`, created (with `layout_opts`) when missing. A `dst` this
 /// call created is removed again when the copy fails: nothing half-written remains.
-pub fn copy_to_path(
-    src: &Layout,
+pub fn copy_to_path<S: ImageSource>(
+    src: &S,
     dst: &Path,
     layout_opts: Options,
     opts: &SelectOptions,
 ) -> Result<CopyReport> {
     NewDir::run(dst, || {
         let (dest, _) = Layout::init(dst, layout_opts)?;
-        copy(src, &dest, opts)
+        copy_from(src, &dest, opts)
     })
 }

@@ -35,14 +35,15 @@ use std::ops::Deref;
 
 use serde_json::{Map, Value};
 
+use crate::engine::ImageSource;
 use crate::media_type::Class;
 use crate::walk::MAX_DEPTH;
-use crate::{Descriptor, Digest, Error, Layout, MediaType, Result, WriteLock, JSON_LIMIT};
+use crate::{Descriptor, Digest, Error, MediaType, Result, WriteLock, JSON_LIMIT};
 
 /// Where a rewrite reads documents from and puts the documents it makes.
 pub trait DocSink {
-    /// The layout documents are read from.
-    fn source(&self) -> &Layout;
+    /// Where documents are read from.
+    fn source(&self) -> &dyn ImageSource;
     /// Keep a new document; returns its digest and size.
     fn put(&mut self, bytes: Vec<u8>) -> Result<(Digest, u64)>;
 }
@@ -60,7 +61,7 @@ impl<'l> Deref for Store<'_, 'l> {
 }
 
 impl DocSink for Store<'_, '_> {
-    fn source(&self) -> &Layout {
+    fn source(&self) -> &dyn ImageSource {
         self.0.layout()
     }
     fn put(&mut self, bytes: Vec<u8>) -> Result<(Digest, u64)> {
@@ -70,16 +71,23 @@ impl DocSink for Store<'_, '_> {
 
 /// Memory: new documents are kept by digest and the source is not touched (`copy --platform`
 /// and `bundle --platform` carry them to the destination; [`crate::engine::Overlay`] serves them).
-#[derive(Debug)]
 pub struct Memory<'a> {
-    source: &'a Layout,
+    source: &'a dyn ImageSource,
     /// The documents made, by digest.
     pub documents: BTreeMap<Digest, Vec<u8>>,
 }
 
+impl std::fmt::Debug for Memory<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Memory")
+            .field("documents", &self.documents.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
 impl<'a> Memory<'a> {
     /// A memory sink reading from `source`.
-    pub fn new(source: &'a Layout) -> Self {
+    pub fn new(source: &'a dyn ImageSource) -> Self {
         Memory {
             source,
             documents: BTreeMap::new(),
@@ -88,7 +96,7 @@ impl<'a> Memory<'a> {
 }
 
 impl DocSink for Memory<'_> {
-    fn source(&self) -> &Layout {
+    fn source(&self) -> &dyn ImageSource {
         self.source
     }
     fn put(&mut self, bytes: Vec<u8>) -> Result<(Digest, u64)> {
@@ -345,7 +353,7 @@ impl<S: DocSink, T: Transform<S>> Rewriter<S, T> {
         let bytes = self
             .sink
             .source()
-            .read_blob(&desc.digest, Some(desc.size), JSON_LIMIT)?;
+            .read_document(&desc.digest, Some(desc.size), JSON_LIMIT)?;
         let mut doc = match serde_json::from_slice::<Value>(&bytes) {
             Ok(Value::Object(m)) => m,
             Ok(_) => {

@@ -7,15 +7,17 @@
 //! what the entries need with [`crate::engine::plan`]. Without platforms, nothing is rewritten
 //! and original bytes are carried. Anything unreadable or nested too deep is an error.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use serde_json::{Map, Value};
 
-use crate::engine::{plan, Overlay, Plan};
+use crate::engine::{plan, ImageSource, Overlay, Plan};
 use crate::media_type::Class;
 use crate::rewrite::{DocEdit, DocSink, Keep, Memory, Rewriter, Rewritten, Transform};
 use crate::walk::{Role, Walk};
-use crate::{refs, Descriptor, Digest, Error, Layout, Manifest, PlatformSpec, Result};
+use crate::{
+    refs, Descriptor, Digest, Error, Index, Layout, Manifest, PlatformSpec, Result, JSON_LIMIT,
+};
 
 /// Docker's annotation on attestation manifests naming the image they describe.
 pub const DOCKER_REFERENCE_DIGEST: &str = "vnd.docker.reference.digest";
@@ -56,7 +58,14 @@ impl Selection {
 
 /// Select from `layout`.
 pub fn select(layout: &Layout, opts: &SelectOptions) -> Result<Selection> {
-    let index = layout.read_index()?.value;
+    select_from(layout, opts)
+}
+
+/// Select from any source: its roots stand for `index.json`. Referrers come from the source
+/// when it can name them ([`ImageSource::referrers`], a registry), else from a walk of the
+/// layout behind it.
+pub fn select_from<S: ImageSource>(src: &S, opts: &SelectOptions) -> Result<Selection> {
+    let index = src.roots()?;
     let roots: Vec<Descriptor> = if opts.refs.is_empty() {
         index.manifests.clone()
     } else {
@@ -69,7 +78,7 @@ pub fn select(layout: &Layout, opts: &SelectOptions) -> Result<Selection> {
     };
     let mut sel = Selection::default();
     let mut rw = Rewriter::with_sink(
-        Memory::new(layout),
+        Memory::new(src),
         PlatformFilter {
             platforms: &opts.platforms,
         },
@@ -116,46 +125,72 @@ pub fn select(layout: &Layout, opts: &SelectOptions) -> Result<Selection> {
     sel.documents = rw.into_parts().0.documents;
 
     if opts.referrers {
-        // Referrers anywhere in the layout, found by the tolerant walk (each document read
-        // once): an unreadable image elsewhere in the layout must not stop copying this one.
-        // Then a fixpoint over the subjects found.
-        let referrers: Vec<(Descriptor, Digest)> = {
-            let walk = Walk::from_index(layout, &index);
-            walk.nodes
-                .iter()
-                .filter_map(|n| {
-                    let s = n
-                        .children
-                        .iter()
-                        .find(|&&c| walk.nodes[c].role == Role::Subject)?;
-                    Some((n.descriptor.clone(), walk.nodes[*s].digest().clone()))
-                })
-                .collect()
-        };
-        loop {
-            let overlay = Overlay::new(layout, &sel.documents);
-            let selected = plan(&overlay, &sel.entries)?;
-            let mut added = false;
-            for (referrer, subject) in &referrers {
-                if selected.get(&referrer.digest).is_some() || selected.get(subject).is_none() {
-                    continue;
-                }
-                if !sel.entries.iter().any(|e| e.digest == referrer.digest) {
-                    let mut d = referrer.clone();
-                    d.set_ref_name(None);
-                    sel.entries.push(d);
-                    added = true;
-                }
-            }
-            if !added {
-                break;
-            }
-        }
+        add_referrers(src, &index, &mut sel)?;
     }
 
-    let overlay = Overlay::new(layout, &sel.documents);
+    let overlay = Overlay::new(src, &sel.documents);
     sel.plan = plan(&overlay, &sel.entries)?;
     Ok(sel)
+}
+
+/// Add, as untagged entries, the manifests whose subject the selection reaches, until none is
+/// left to add (referrers of referrers too).
+fn add_referrers<S: ImageSource + ?Sized>(
+    src: &S,
+    index: &Index,
+    sel: &mut Selection,
+) -> Result<()> {
+    // A layout: referrers anywhere in it, found by the tolerant walk (each document read
+    // once): an unreadable image elsewhere in the layout must not stop copying this one.
+    let known: Option<Vec<(Descriptor, Digest)>> = src.local_layout().map(|layout| {
+        let walk = Walk::from_index(layout, index);
+        walk.nodes
+            .iter()
+            .filter_map(|n| {
+                let s = n
+                    .children
+                    .iter()
+                    .find(|&&c| walk.nodes[c].role == Role::Subject)?;
+                Some((n.descriptor.clone(), walk.nodes[*s].digest().clone()))
+            })
+            .collect()
+    });
+    // Otherwise ask the source about each document the selection reaches, once.
+    let mut asked: HashSet<Digest> = HashSet::new();
+    loop {
+        let overlay = Overlay::new(src, &sel.documents);
+        let selected = plan(&overlay, &sel.entries)?;
+        let found: Vec<Descriptor> = match &known {
+            Some(known) => known
+                .iter()
+                .filter(|(r, s)| selected.get(&r.digest).is_none() && selected.get(s).is_some())
+                .map(|(r, _)| r.clone())
+                .collect(),
+            None => {
+                let mut found = Vec::new();
+                for b in selected.blobs.iter().filter(|b| b.document) {
+                    if asked.insert(b.digest.clone()) {
+                        found.extend(src.referrers(&b.digest)?.unwrap_or_default());
+                    }
+                }
+                found
+            }
+        };
+        let mut added = false;
+        for referrer in found {
+            if selected.get(&referrer.digest).is_none()
+                && !sel.entries.iter().any(|e| e.digest == referrer.digest)
+            {
+                let mut d = referrer;
+                d.set_ref_name(None);
+                sel.entries.push(d);
+                added = true;
+            }
+        }
+        if !added {
+            return Ok(());
+        }
+    }
 }
 
 /// Keeps the index entries of the asked platforms; entries without a platform stay when they
@@ -201,9 +236,10 @@ impl<S: DocSink> Transform<S> for PlatformFilter<'_> {
             || (m.media_type.class() == Class::Manifest
                 && sink
                     .source()
-                    .read_json::<Manifest>(&m.digest, Some(m.size))
+                    .read_document(&m.digest, Some(m.size), JSON_LIMIT)
                     .ok()
-                    .and_then(|r| r.value.subject)
+                    .and_then(|b| serde_json::from_slice::<Manifest>(&b).ok())
+                    .and_then(|m| m.subject)
                     .is_some_and(|s| kept_has(&s.digest)))
     }
 

@@ -5,7 +5,7 @@ use std::io::Read;
 use crate::layout::{Copied, Existing};
 use crate::{unwrap_io, Descriptor, Digest, Error, Layout, Result, WriteLock};
 
-use super::{merge_entry, Moved, RefUpdate};
+use super::{merge_entry, Moved, PlannedBlob, RefUpdate};
 
 /// Where images go: a layout under its writer lock (and, next, a registry). Shaped for a slow,
 /// remote, fallible destination: `existing` may cost a round trip, blobs arrive as streams and
@@ -25,6 +25,24 @@ pub trait ImageSink: Sync {
     /// Take a blob from a reader; fails, keeping nothing, unless the bytes are `size` bytes
     /// hashing to `digest`.
     fn put_blob(&self, digest: &Digest, size: u64, r: &mut dyn Read) -> Result<()>;
+
+    /// Whether the sink holds a manifest or index (a registry keeps those apart from blobs).
+    fn existing_document(&self, digest: &Digest, size: u64) -> Result<Existing> {
+        self.existing(digest, size)
+    }
+
+    /// Take a manifest or index, whose bytes hash to `blob.digest`. A transfer puts a document
+    /// only after every blob and document it names (a registry refuses a manifest whose blobs
+    /// it lacks).
+    fn put_document(&self, blob: &PlannedBlob, bytes: &[u8]) -> Result<()> {
+        self.put_blob(&blob.digest, bytes.len() as u64, &mut &bytes[..])
+    }
+
+    /// How many blobs a transfer should move at once into this sink. Default: the number of
+    /// cores.
+    fn parallelism(&self) -> usize {
+        super::source::cores()
+    }
 
     /// Point the sink's refs at `entries` (their ref names in the descriptors' annotations) by
     /// the one merge rule ([`merge_entry`]), in one commit.

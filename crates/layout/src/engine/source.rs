@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::io::Read;
 
-use crate::{Digest, Error, Index, Layout, Result};
+use crate::{Descriptor, Digest, Error, Index, Layout, Result};
 
 /// Where images come from. Every read is verified against the digest (and the size, when
 /// given); a mismatch is an error naming the digest. Nothing here assumes the source is local
@@ -26,6 +26,26 @@ pub trait ImageSource: Sync {
     fn local_layout(&self) -> Option<&Layout> {
         None
     }
+
+    /// The manifests whose `subject` is `subject`, when the source can answer that question
+    /// directly (a registry's referrers API or its fallback tag); `None` when it cannot, and
+    /// the caller must find them by walking what the source holds.
+    fn referrers(&self, _subject: &Digest) -> Result<Option<Vec<Descriptor>>> {
+        Ok(None)
+    }
+
+    /// How many blobs a transfer should move at once when this is the source (a network
+    /// source waits on round trips, not on the CPU). Default: the number of cores.
+    fn parallelism(&self) -> usize {
+        cores()
+    }
+}
+
+/// The number of cores (2 when unknown).
+pub(crate) fn cores() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
 }
 
 impl ImageSource for Layout {
@@ -110,6 +130,14 @@ impl<S: ImageSource + ?Sized> ImageSource for Overlay<'_, S> {
 
     fn local_layout(&self) -> Option<&Layout> {
         self.base.local_layout()
+    }
+
+    fn referrers(&self, subject: &Digest) -> Result<Option<Vec<Descriptor>>> {
+        self.base.referrers(subject)
+    }
+
+    fn parallelism(&self) -> usize {
+        self.base.parallelism()
     }
 }
 

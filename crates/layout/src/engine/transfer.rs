@@ -1,8 +1,8 @@
-//! [`transfer()`]: move what a plan names into a layout.
+//! [`transfer()`]: move what a plan names from a source into a sink.
 
-use crate::fsck::run_parallel;
+use crate::fsck::run_parallel_on;
 use crate::layout::Existing;
-use crate::{Error, Result};
+use crate::{Error, Result, JSON_LIMIT};
 
 use super::{ImageSink, ImageSource, Plan, PlannedBlob};
 
@@ -50,6 +50,8 @@ impl TransferReport {
 
 /// Move every blob of `plan` for which `wanted` is true from `src` into `dst`: in parallel,
 /// every byte verified, blobs the destination holds intact kept, corrupt ones replaced.
+/// Blobs that are not documents go first; then documents, each only after every document it
+/// names (children first, as a registry needs: it refuses a manifest whose blobs it lacks).
 /// Commits no ref: the caller commits ([`ImageSink::commit`]) once every blob is in place.
 pub fn transfer<S: ImageSource + ?Sized, K: ImageSink + ?Sized>(
     src: &S,
@@ -57,13 +59,65 @@ pub fn transfer<S: ImageSource + ?Sized, K: ImageSink + ?Sized>(
     wanted: impl Fn(&PlannedBlob) -> bool + Sync,
     dst: &K,
 ) -> Result<TransferReport> {
-    let items: Vec<&PlannedBlob> = plan.blobs.iter().filter(|b| wanted(b)).collect();
-    let results = run_parallel(&items, |b| Some(move_one(src, b, dst)));
+    let workers = src.parallelism().max(dst.parallelism());
     let mut report = TransferReport::default();
-    for r in results.into_iter().flatten() {
+    let leaves: Vec<&PlannedBlob> = plan
+        .blobs
+        .iter()
+        .filter(|b| !b.document && wanted(b))
+        .collect();
+    for r in run_parallel_on(&leaves, workers, |b| Some(move_one(src, b, dst)))
+        .into_iter()
+        .flatten()
+    {
         report.count(r?);
     }
+    for round in document_rounds(plan)? {
+        let docs: Vec<&PlannedBlob> = round
+            .into_iter()
+            .map(|i| &plan.blobs[i])
+            .filter(|b| wanted(b))
+            .collect();
+        for r in run_parallel_on(&docs, workers, |b| Some(move_one(src, b, dst)))
+            .into_iter()
+            .flatten()
+        {
+            report.count(r?);
+        }
+    }
     Ok(report)
+}
+
+/// The plan's documents in rounds: each round names only documents whose child documents are
+/// in earlier rounds.
+fn document_rounds(plan: &Plan) -> Result<Vec<Vec<usize>>> {
+    let docs = |i: usize| {
+        plan.children_of(i)
+            .iter()
+            .map(|&c| c as usize)
+            .filter(move |&c| plan.blobs[c].document && c != i)
+    };
+    let mut done = vec![false; plan.blobs.len()];
+    let mut pending: Vec<usize> = (0..plan.blobs.len())
+        .filter(|&i| plan.blobs[i].document)
+        .collect();
+    let mut rounds = Vec::new();
+    while !pending.is_empty() {
+        let (ready, rest): (Vec<usize>, Vec<usize>) =
+            pending.iter().partition(|&&i| docs(i).all(|c| done[c]));
+        if ready.is_empty() {
+            return Err(Error::BadDocument {
+                digest: plan.blobs[rest[0]].digest.clone(),
+                reason: "names itself through its children".into(),
+            });
+        }
+        for &i in &ready {
+            done[i] = true;
+        }
+        rounds.push(ready);
+        pending = rest;
+    }
+    Ok(rounds)
 }
 
 fn move_one<S: ImageSource + ?Sized, K: ImageSink + ?Sized>(
@@ -93,13 +147,23 @@ fn move_one<S: ImageSource + ?Sized, K: ImageSink + ?Sized>(
             return Ok(moved);
         }
     }
-    let replacing = match dst.existing(&b.digest, size)? {
+    let existing = if b.document {
+        dst.existing_document(&b.digest, size)?
+    } else {
+        dst.existing(&b.digest, size)?
+    };
+    let replacing = match existing {
         Existing::Intact => return Ok(Moved::Present),
         Existing::Corrupt => true,
         Existing::Absent => false,
     };
-    let mut r = src.open(&b.digest, Some(size))?;
-    dst.put_blob(&b.digest, size, &mut r)?;
+    if b.document {
+        let bytes = src.read_document(&b.digest, Some(size), JSON_LIMIT)?;
+        dst.put_document(b, &bytes)?;
+    } else {
+        let mut r = src.open(&b.digest, Some(size))?;
+        dst.put_blob(&b.digest, size, &mut r)?;
+    }
     Ok(if replacing {
         Moved::Replaced
     } else {
