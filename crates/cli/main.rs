@@ -8,6 +8,7 @@ mod docker_cmds;
 mod layout_cmds;
 mod mirror_cmds;
 mod output;
+mod registry_cmds;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -190,6 +191,12 @@ pub enum Command {
         /// The ref.
         r#ref: String,
     },
+    /// Pull an image from a registry into a layout (created if missing), bytes as served.
+    Pull(registry_cmds::PullArgs),
+    /// Push a ref of a layout to a registry: blobs it lacks, manifests, then the tag.
+    Push(registry_cmds::PushArgs),
+    /// Check credentials with a registry and store them in Docker's config (as docker login).
+    Login(registry_cmds::LoginArgs),
     /// Rewrite media types Docker <-> OCI for what the refs reach (default: every entry).
     Convert {
         /// The layout directory.
@@ -309,6 +316,9 @@ fn run(cli: &Cli) -> anyhow::Result<Code> {
             compress,
             level,
         } => convert_cmd::convert(cli, dir, refs, *to, *compress, *level),
+        Command::Pull(a) => registry_cmds::pull(cli, a),
+        Command::Push(a) => registry_cmds::push(cli, a),
+        Command::Login(a) => registry_cmds::login(cli, a),
     }
 }
 

@@ -22,7 +22,7 @@ pub mod convert;
 mod error;
 pub mod export;
 pub mod import;
-pub mod names;
+pub use ocikit_layout::names;
 pub mod schema1;
 pub mod source;
 

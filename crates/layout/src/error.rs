@@ -162,11 +162,28 @@ pub enum Error {
     },
     /// A failure of a source or sink outside this crate (a registry), kept whole so the
     /// caller can downcast it back.
-    #[error("{0}")]
-    External(Box<dyn std::error::Error + Send + Sync + 'static>),
+    #[error("{source}")]
+    External {
+        /// The failure.
+        source: Box<dyn std::error::Error + Send + Sync + 'static>,
+        /// Trying again may succeed (a dropped connection, a busy server).
+        transient: bool,
+    },
 }
 
 impl Error {
+    /// Whether trying the same step again may succeed (only an external source or sink
+    /// knows; a layout's errors are not transient).
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            Error::External {
+                transient: true,
+                ..
+            }
+        )
+    }
+
     /// Wrap an I/O error with its path.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Error {
         Error::Io {

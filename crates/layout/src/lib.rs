@@ -34,6 +34,7 @@ pub mod layer;
 mod layout;
 mod media_type;
 pub mod mirror;
+pub mod names;
 pub mod output;
 mod raw;
 pub mod refs;

@@ -66,7 +66,7 @@ pub fn transfer<S: ImageSource + ?Sized, K: ImageSink + ?Sized>(
         .iter()
         .filter(|b| !b.document && wanted(b))
         .collect();
-    for r in run_parallel_on(&leaves, workers, |b| Some(move_one(src, b, dst)))
+    for r in run_parallel_on(&leaves, workers, |b| Some(move_retrying(src, b, dst)))
         .into_iter()
         .flatten()
     {
@@ -78,7 +78,7 @@ pub fn transfer<S: ImageSource + ?Sized, K: ImageSink + ?Sized>(
             .map(|i| &plan.blobs[i])
             .filter(|b| wanted(b))
             .collect();
-        for r in run_parallel_on(&docs, workers, |b| Some(move_one(src, b, dst)))
+        for r in run_parallel_on(&docs, workers, |b| Some(move_retrying(src, b, dst)))
             .into_iter()
             .flatten()
         {
@@ -118,6 +118,24 @@ fn document_rounds(plan: &Plan) -> Result<Vec<Vec<usize>>> {
         pending = rest;
     }
     Ok(rounds)
+}
+
+/// How often a blob is moved again, from a fresh reader, after a transient failure of the
+/// source or sink (a stream cut after a body was partly sent cannot be resumed in place).
+const ATTEMPTS: usize = 3;
+
+fn move_retrying<S: ImageSource + ?Sized, K: ImageSink + ?Sized>(
+    src: &S,
+    b: &PlannedBlob,
+    dst: &K,
+) -> Result<Moved> {
+    let mut attempt = 1;
+    loop {
+        match move_one(src, b, dst) {
+            Err(e) if e.is_transient() && attempt < ATTEMPTS => attempt += 1,
+            r => return r,
+        }
+    }
 }
 
 fn move_one<S: ImageSource + ?Sized, K: ImageSink + ?Sized>(

@@ -48,7 +48,7 @@ pub fn is_docker_tag(t: &str) -> bool {
 }
 
 /// A path component of a Docker repository: `[a-z0-9]+` joined by `.`, `_`, `__` or runs of `-`.
-fn is_path_component(c: &str) -> bool {
+pub fn is_path_component(c: &str) -> bool {
     let b = c.as_bytes();
     if b.is_empty() || !is_lower_alnum(b[0]) || !is_lower_alnum(b[b.len() - 1]) {
         return false;
@@ -81,7 +81,7 @@ fn is_lower_alnum(c: u8) -> bool {
 }
 
 /// A registry host: `localhost`, or labels of `[A-Za-z0-9-]` with a `.` or a `:port`.
-fn is_domain(d: &str) -> bool {
+pub fn is_domain(d: &str) -> bool {
     let (host, port) = match d.rsplit_once(':') {
         Some((h, p)) => (h, Some(p)),
         None => (d, None),
