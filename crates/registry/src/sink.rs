@@ -85,14 +85,31 @@ fn le(e: Error) -> ocikit_layout::Error {
     e.into_layout()
 }
 
-/// The media type to put a document with: its descriptor's, unless that says nothing useful.
+/// The media type to put a document with: its own `mediaType` when it has one (a registry
+/// refuses a `Content-Type` that contradicts it, and a layout's descriptor may say another
+/// type), else its descriptor's, else its shape.
 fn put_type(declared: &MediaType, bytes: &[u8]) -> String {
+    if let Some(t) = own_type(bytes) {
+        return t;
+    }
     let s = declared.as_str();
     if s.is_empty() || s == "application/octet-stream" || s == "application/json" {
         document_type(None, bytes).as_str().to_string()
     } else {
         s.to_string()
     }
+}
+
+/// The document's own `mediaType`, if it names one.
+fn own_type(bytes: &[u8]) -> Option<String> {
+    serde_json::from_slice::<Value>(bytes)
+        .ok()
+        .and_then(|v| {
+            v.get("mediaType")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        })
+        .filter(|t| !t.is_empty())
 }
 
 /// A document's subject and the descriptor that lists it among the subject's referrers
@@ -157,11 +174,26 @@ impl ImageSink for RegistrySink<'_> {
     }
 
     fn put_document(&self, blob: &PlannedBlob, bytes: &[u8]) -> ocikit_layout::Result<()> {
-        let media_type = put_type(&blob.media_type, bytes);
-        let indexed = self
+        let mut media_type = put_type(&blob.media_type, bytes);
+        let indexed = match self
             .repo
             .put_manifest(blob.digest.as_str(), &media_type, bytes)
-            .map_err(le)?;
+        {
+            Ok(i) => i,
+            // A document that names no type of its own, refused under its descriptor's
+            // (distribution 2.8 wants `mediaType` inside a Docker list): the same bytes under
+            // the type its shape says (an OCI index or manifest), once.
+            Err(Error::Status { status: 400, .. })
+                if own_type(bytes).is_none()
+                    && document_type(None, bytes).as_str() != media_type =>
+            {
+                media_type = document_type(None, bytes).as_str().to_string();
+                self.repo
+                    .put_manifest(blob.digest.as_str(), &media_type, bytes)
+                    .map_err(le)?
+            }
+            Err(e) => return Err(le(e)),
+        };
         self.manifests_sent.fetch_add(1, Ordering::Relaxed);
         self.pushed
             .lock()

@@ -40,6 +40,9 @@ application/vnd.docker.distribution.manifest.v1+json, \
 application/vnd.oci.artifact.manifest.v1+json;q=0.5, \
 application/json;q=0.4, */*;q=0.1";
 
+/// Streamed bodies from this size on ask `Expect: 100-continue` first.
+const EXPECT_CONTINUE_FROM: u64 = 64 << 10;
+
 /// What a client reports while it moves bytes.
 #[derive(Debug, Clone)]
 pub enum Progress {
@@ -182,14 +185,18 @@ impl Client {
         match client.ping() {
             Ok(()) => Ok(client),
             Err(e @ Error::Transport { .. }) => {
-                // Does it speak plain HTTP? Used for this machine; otherwise said, not used.
+                // Does it speak plain HTTP, as a registry (200 or 401 on /v2/)? Used for this
+                // machine; otherwise said, not used.
                 client.base = format!("http://{api_host}");
-                match client.ping() {
-                    Ok(()) if is_loopback(api_host) => Ok(client),
-                    Ok(()) => Err(Error::Insecure {
+                match client.ping_status() {
+                    Ok(200 | 401) if is_loopback(api_host) => {
+                        client.ping()?;
+                        Ok(client)
+                    }
+                    Ok(200 | 401) => Err(Error::Insecure {
                         registry: registry.to_string(),
                     }),
-                    Err(_) => Err(e),
+                    _ => Err(e),
                 }
             }
             Err(e) => Err(e),
@@ -254,6 +261,13 @@ impl Client {
                 reason: format!("the credentials were refused: GET {url}: HTTP {s}"),
             }),
         }
+    }
+
+    /// The status of `GET /v2/`, without retries or auth.
+    fn ping_status(&self) -> Result<u16> {
+        let url = format!("{}/v2/", self.base);
+        let resp = self.raw(http::Method::GET, &url, &[], &mut Body::Empty, None)?;
+        Ok(resp.status().as_u16())
     }
 
     /// `GET /v2/`: reachable, and which challenge (if any) it answers with.
@@ -468,6 +482,10 @@ impl Client {
                     self.agent.run(req).map_err(transport)?
                 }
                 Body::Stream(r, len) => {
+                    if *len >= EXPECT_CONTINUE_FROM {
+                        // A registry or proxy that refuses the size says so before the body.
+                        b = b.header("expect", "100-continue");
+                    }
                     let req = b
                         .header("content-length", len.to_string())
                         .body(ureq::SendBody::from_reader(*r))
