@@ -949,3 +949,180 @@ fn bad_references_and_plain_http_elsewhere_are_refused() {
     );
     assert!(!t.join("d").exists());
 }
+
+/// `sha256:<hex>` of the config of the manifest `digest` in `layout`.
+fn built_config(layout: &Path, digest: &str) -> String {
+    let m: Value = serde_json::from_slice(
+        &std::fs::read(layout.join("blobs/sha256").join(&digest[7..])).expect("manifest"),
+    )
+    .expect("json");
+    m["config"]["digest"].as_str().expect("d").to_string()
+}
+
+#[test]
+fn an_interrupted_pull_keeps_what_it_fetched_and_resumes_from_it() {
+    let Some(reg) = Registry::start(Kind::Plain) else {
+        return;
+    };
+    let tmp = tempdir();
+    let t = tmp.path();
+    let src = t.join("src");
+    let digest = big_image(&src, 300 << 10);
+    ok(&run(
+        t,
+        &[
+            "push",
+            src.to_str().expect("p"),
+            "big:1",
+            &format!("{}/big:1", reg.host),
+            "--json",
+        ],
+    ));
+    // The big layer cannot be fetched through this proxy (500 every time).
+    let big_layer = {
+        let m: Value = serde_json::from_slice(
+            &std::fs::read(src.join("blobs/sha256").join(&digest[7..])).expect("manifest"),
+        )
+        .expect("json");
+        m["layers"][0]["digest"].as_str().expect("d").to_string()
+    };
+    let proxy = Proxy::start(
+        &reg.host,
+        Faults {
+            fail_paths: vec![big_layer.clone()],
+            ..Faults::default()
+        },
+    );
+    let dst = t.join("dst");
+    let r = run(
+        t,
+        &[
+            "pull",
+            &format!("{}/big:1", proxy.host),
+            dst.to_str().expect("p"),
+        ],
+    );
+    assert_eq!(r.code, 2, "{} {}", r.stdout, r.stderr);
+    assert!(
+        r.stderr.contains(&big_layer) && r.stderr.contains("HTTP 500"),
+        "{}",
+        r.stderr
+    );
+    // Nothing committed, but the layout and the blobs fetched (the config; the manifest
+    // comes only after its blobs) stay for the next try.
+    assert!(ls(&dst).is_empty());
+    let config = built_config(&src, &digest);
+    assert_eq!(common::blob_names(&dst), vec![config]);
+    let p = ok(&run(
+        t,
+        &[
+            "pull",
+            &format!("{}/big:1", reg.host),
+            dst.to_str().expect("p"),
+            "--json",
+        ],
+    ));
+    assert_eq!(p["blobs"]["present"], 1, "{p}");
+    assert_eq!(p["blobs"]["fetched"], 2);
+    assert_eq!(p["entries"][0]["digest"], digest.as_str());
+    fsck_clean(&dst);
+}
+
+/// A schema1 manifest (`unsigned`: plain `v1+json`; else a JWS-signed `prettyjws` whose
+/// registry digest is that of its canonical payload) naming `layer`.
+fn schema1(layer: &str, signed: bool) -> (Vec<u8>, String) {
+    use base64::Engine;
+    let payload = format!(
+        "{{\n   \"schemaVersion\": 1,\n   \"name\": \"old/app\",\n   \"tag\": \"s1\",\n   \"architecture\": \"amd64\",\n   \"fsLayers\": [\n      {{\n         \"blobSum\": \"{layer}\"\n      }}\n   ],\n   \"history\": [\n      {{\n         \"v1Compatibility\": \"{{\\\"id\\\":\\\"aa\\\",\\\"os\\\":\\\"linux\\\",\\\"architecture\\\":\\\"amd64\\\",\\\"config\\\":{{}}}}\"\n      }}\n   ]\n}}"
+    );
+    if !signed {
+        let d = format!("sha256:{}", common_sha256(payload.as_bytes()));
+        return (payload.into_bytes(), d);
+    }
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let cut = payload.len() - 2; // before "\n}"
+    let protected = b64.encode(format!(
+        "{{\"formatLength\":{cut},\"formatTail\":\"{}\",\"time\":\"2016-01-01T00:00:00Z\"}}",
+        b64.encode("\n}")
+    ));
+    let signed = format!(
+        "{},\n   \"signatures\": [\n      {{\n         \"header\": {{\"alg\": \"ES256\"}},\n         \"signature\": \"c2ln\",\n         \"protected\": \"{protected}\"\n      }}\n   ]\n}}",
+        &payload[..cut]
+    );
+    let canonical = format!("sha256:{}", common_sha256(payload.as_bytes()));
+    (signed.into_bytes(), canonical)
+}
+
+#[test]
+fn schema1_manifests_are_pulled_as_served() {
+    let Some(reg) = Registry::start(Kind::Plain) else {
+        return;
+    };
+    let tmp = tempdir();
+    let t = tmp.path();
+    // Put a layer into the repository by pushing an image that has it.
+    let src = t.join("src");
+    let built = common::small_image(&src, "base:1");
+    ok(&run(
+        t,
+        &[
+            "push",
+            src.to_str().expect("p"),
+            "base:1",
+            &format!("{}/old/app:base", reg.host),
+            "--json",
+        ],
+    ));
+    let layer = built.layers[0].digest.to_string();
+    for signed in [false, true] {
+        let (bytes, registry_digest) = schema1(&layer, signed);
+        let ct = if signed {
+            "application/vnd.docker.distribution.manifest.v1+prettyjws"
+        } else {
+            "application/vnd.docker.distribution.manifest.v1+json"
+        };
+        let proxy = Proxy::start(
+            &reg.host,
+            Faults {
+                canned: vec![
+                    (
+                        "/manifests/s1".into(),
+                        ct.into(),
+                        Some(registry_digest.clone()),
+                        bytes.clone(),
+                    ),
+                    (
+                        format!("/manifests/{registry_digest}"),
+                        ct.into(),
+                        Some(registry_digest.clone()),
+                        bytes.clone(),
+                    ),
+                ],
+                ..Faults::default()
+            },
+        );
+        let own = format!("sha256:{}", common_sha256(&bytes));
+        for reference in [":s1".to_string(), format!("@{registry_digest}")] {
+            let dst = t.join(format!("s1-{signed}-{}", reference.len()));
+            let p = ok(&run(
+                t,
+                &[
+                    "pull",
+                    &format!("{}/old/app{reference}", proxy.host),
+                    dst.to_str().expect("p"),
+                    "--json",
+                ],
+            ));
+            // Stored under the digest of the bytes served (for a signed one, not the
+            // registry's canonical digest), with the type the registry served.
+            assert_eq!(p["entries"][0]["digest"], own.as_str());
+            let entries = ocikit(&dst, &["ls", "--json", dst.to_str().expect("p")]).json();
+            assert_eq!(entries[0]["mediaType"], ct);
+            assert_eq!(
+                std::fs::read(dst.join("blobs/sha256").join(&own[7..])).expect("m"),
+                bytes
+            );
+            assert!(dst.join("blobs/sha256").join(&layer[7..]).exists());
+        }
+    }
+}

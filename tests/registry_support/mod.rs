@@ -189,6 +189,8 @@ pub struct Faults {
     pub token_basic: bool,
     /// Redirect blob GETs to this `host:port` (another proxy), as blob storage does.
     pub redirect_blobs_to: Option<String>,
+    /// Answer 500 to every GET of a path containing this (a blob that cannot be fetched).
+    pub fail_paths: Vec<String>,
     /// Serve these bytes for `GET`/`HEAD` of paths ending in the key, with the given content
     /// type and `Docker-Content-Digest` (none: no header).
     pub canned: Vec<(String, String, Option<String>, Vec<u8>)>,
@@ -334,6 +336,15 @@ fn respond(
     w.write_all(body)
 }
 
+fn head_only(w: &mut impl Write, headers: &[(&str, String)]) -> std::io::Result<()> {
+    let mut s = "HTTP/1.1 200 OK\r\nConnection: close\r\n".to_string();
+    for (k, v) in headers {
+        s.push_str(&format!("{k}: {v}\r\n"));
+    }
+    s.push_str("\r\n");
+    w.write_all(s.as_bytes())
+}
+
 /// One request per connection (`Connection: close` on every answer).
 fn serve(conn: TcpStream, st: &State) -> std::io::Result<()> {
     let mut client_r = BufReader::new(conn.try_clone()?);
@@ -416,9 +427,16 @@ fn serve(conn: TcpStream, st: &State) -> std::io::Result<()> {
             if let Some(d) = dcd {
                 h.push(("Docker-Content-Digest", d.clone()));
             }
-            let body: &[u8] = if method == "HEAD" { &[] } else { bytes };
-            return respond(&mut client_w, "200 OK", &h, body);
+            if method == "HEAD" {
+                h.push(("Content-Length", bytes.len().to_string()));
+                return head_only(&mut client_w, &h);
+            }
+            return respond(&mut client_w, "200 OK", &h, bytes);
         }
+    }
+    if method == "GET" && f.fail_paths.iter().any(|p| path.contains(p.as_str())) {
+        record(500);
+        return respond(&mut client_w, "500 Internal Server Error", &[], b"");
     }
     if path.contains("/manifests/") && st.busy.fetch_add(1, Ordering::Relaxed) < f.busy_manifests {
         record(503);
