@@ -584,3 +584,446 @@ fn index_create_from_two_platforms_then_copy_selects_from_it() {
         "ocikit: error: index `pair`: removing 1 entries leaves it empty\n"
     );
 }
+
+/// One member of a crafted layer.
+enum M<'a> {
+    File(&'a str, &'a [u8]),
+    Dir(&'a str),
+    Sym(&'a str, &'a str),
+    Hard(&'a str, &'a str),
+}
+
+/// A layer tar with names written as given (no checks: hostile layers too).
+fn layer(members: &[M<'_>]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for m in members {
+        let mut h = tar::Header::new_ustar();
+        let (name, kind, data, link): (&str, _, &[u8], Option<&str>) = match m {
+            M::File(n, d) => (n, tar::EntryType::Regular, d, None),
+            M::Dir(n) => (n, tar::EntryType::Directory, b"", None),
+            M::Sym(n, t) => (n, tar::EntryType::Symlink, b"", Some(t)),
+            M::Hard(n, t) => (n, tar::EntryType::Link, b"", Some(t)),
+        };
+        let ustar = h.as_ustar_mut().expect("ustar");
+        ustar.name[..name.len()].copy_from_slice(name.as_bytes());
+        if let Some(l) = link {
+            ustar.linkname[..l.len()].copy_from_slice(l.as_bytes());
+        }
+        h.set_entry_type(kind);
+        h.set_mode(if kind == tar::EntryType::Directory {
+            0o755
+        } else {
+            0o644
+        });
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(1_600_000_000);
+        h.set_size(data.len() as u64);
+        h.set_cksum();
+        b.append(&h, data).expect("append");
+    }
+    b.into_inner().expect("tar")
+}
+
+fn image_of(dir: &Path, tag: &str, layers: &[Vec<u8>]) {
+    let specs: Vec<LayerSpec> = layers
+        .iter()
+        .map(|t| LayerSpec {
+            tar: t.clone(),
+            compression: Compression::Gzip,
+            media_type: None,
+        })
+        .collect();
+    add_image(dir, tag, &specs, None);
+}
+
+/// Every path under `root`: `path type mode size nlink [-> target]`, sorted.
+fn tree(root: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).expect("read_dir") {
+            let p = e.expect("entry").path();
+            let m = fs::symlink_metadata(&p).expect("stat");
+            let rel = p
+                .strip_prefix(root)
+                .expect("under root")
+                .display()
+                .to_string();
+            let t = m.file_type();
+            let kind = if t.is_dir() {
+                stack.push(p.clone());
+                "dir"
+            } else if t.is_symlink() {
+                "symlink"
+            } else if t.is_file() {
+                "file"
+            } else {
+                "other"
+            };
+            let mut s = format!("{rel} {kind} {:o}", m.mode() & 0o7777);
+            if t.is_file() {
+                s.push_str(&format!(" {} n{}", m.len(), m.nlink()));
+            }
+            if t.is_symlink() {
+                s.push_str(&format!(
+                    " -> {}",
+                    fs::read_link(&p).expect("link").display()
+                ));
+            }
+            out.push(s);
+        }
+    }
+    out.sort();
+    out
+}
+
+fn lower_and_upper() -> Vec<Vec<u8>> {
+    vec![
+        layer(&[
+            M::Dir("a/"),
+            M::File("a/old", b"old"),
+            M::File("a/keep", b"keep"),
+            M::Dir("a/sub/"),
+            M::File("a/sub/deep", b"deep"),
+            M::Dir("b/"),
+            M::File("b/file", b"file"),
+            M::File("b/stay", b"stay"),
+            M::Dir("lib/"),
+            M::File("lib/real", b"real"),
+            M::Sym("s3", "lib/real"),
+            M::Sym("s2", "s3"),
+            M::Sym("s1", "s2"),
+            M::Sym("out", "../../../../etc"),
+        ]),
+        layer(&[
+            // Added by this layer before its opaque marker: kept (ggcr 2372 removed it).
+            M::File("a/early", b"early"),
+            M::File("a/.wh..wh..opq", b""),
+            M::File("a/late", b"late"),
+            M::File("b/.wh.file", b""),
+            // A hard link before its target.
+            M::Hard("c/link", "c/target"),
+            M::File("c/target", b"target"),
+        ]),
+    ]
+}
+
+#[test]
+fn unpack_applies_whiteouts_per_layer_and_links_in_any_order() {
+    let tmp = tempdir();
+    image_of(&tmp.path().join("lay"), "img", &lower_and_upper());
+    let r = ocikit(tmp.path(), &["unpack", "lay", "img", "rootfs"]);
+    ok(&r);
+    assert_eq!(
+        tree(&tmp.path().join("rootfs")),
+        [
+            "a dir 755",
+            "a/early file 644 5 n1",
+            "a/late file 644 4 n1",
+            "b dir 755",
+            "b/stay file 644 4 n1",
+            "c dir 755",
+            "c/link file 644 6 n2",
+            "c/target file 644 6 n2",
+            "lib dir 755",
+            "lib/real file 644 4 n1",
+            "out symlink 777 -> ../../../../etc",
+            "s1 symlink 777 -> s2",
+            "s2 symlink 777 -> s3",
+            "s3 symlink 777 -> lib/real",
+        ]
+    );
+    let m = fs::metadata(tmp.path().join("rootfs/a/early")).expect("stat");
+    assert_eq!(m.mtime(), 1_600_000_000);
+    let m = fs::symlink_metadata(tmp.path().join("rootfs/a")).expect("stat");
+    assert_eq!(m.mtime(), 1_600_000_000, "directory times are set last");
+    // The target must be absent or empty.
+    let r = ocikit(tmp.path(), &["unpack", "lay", "img", "rootfs"]);
+    assert_eq!(r.code, 2);
+    assert_eq!(
+        r.stderr,
+        "ocikit: error: `rootfs`: exists and is not an empty directory\n"
+    );
+}
+
+#[test]
+fn unpack_never_writes_outside_the_root() {
+    let tmp = tempdir();
+    let outside = tmp.path().join("outside");
+    fs::create_dir(&outside).expect("mkdir");
+    let abs = outside.display().to_string();
+    // An absolute symlink, then a file written through it: it lands inside the root.
+    let through = format!("{}/file", "esc");
+    image_of(
+        &tmp.path().join("lay"),
+        "through",
+        &[layer(&[
+            M::Sym("esc", &abs),
+            M::File(&through, b"x"),
+            M::Sym("up", "../.."),
+            M::File("up/y", b"y"),
+        ])],
+    );
+    ok(&ocikit(tmp.path(), &["unpack", "lay", "through", "r1"]));
+    assert_eq!(
+        fs::read_dir(&outside).expect("read").count(),
+        0,
+        "nothing outside"
+    );
+    let inside = tmp
+        .path()
+        .join("r1")
+        .join(abs.trim_start_matches('/'))
+        .join("file");
+    assert_eq!(fs::read(&inside).expect("inside the root"), b"x");
+    assert_eq!(
+        fs::read(tmp.path().join("r1/y")).expect("clamped at the root"),
+        b"y"
+    );
+    assert!(!tmp.path().join("y").exists());
+
+    let cases: [(&str, Vec<u8>, &str); 3] = [
+        (
+            "dotdot",
+            layer(&[M::File("../evil", b"evil")]),
+            "member `../evil`: `..` in path",
+        ),
+        (
+            "hardlink",
+            layer(&[M::Hard("pw", "/etc/passwd")]),
+            "member `pw`: hard link to `/etc/passwd` leaves the archive (absolute path)",
+        ),
+        (
+            "dotwhiteout",
+            layer(&[M::Dir("d/"), M::File("d/.wh..", b"")]),
+            "entry `d/.wh..`: a whiteout that names no file",
+        ),
+    ];
+    for (tag, l, msg) in cases {
+        image_of(&tmp.path().join("lay"), tag, &[l]);
+        let r = ocikit(tmp.path(), &["unpack", "lay", tag, "r2"]);
+        assert_eq!(r.code, 2, "{tag}: {}", r.stderr);
+        assert!(r.stderr.contains(msg), "{tag}: {}", r.stderr);
+        assert!(
+            !tmp.path().join("r2").exists(),
+            "{tag}: the root it made is removed"
+        );
+        assert!(!tmp.path().join("evil").exists());
+    }
+    // An empty root given is left empty.
+    fs::create_dir(tmp.path().join("r3")).expect("mkdir");
+    image_of(
+        &tmp.path().join("lay"),
+        "late-fail",
+        &[layer(&[M::File("ok", b"ok"), M::Hard("bad", "nowhere")])],
+    );
+    let r = ocikit(tmp.path(), &["unpack", "lay", "late-fail", "r3"]);
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stderr.contains(
+            "entry `bad`: hard link to `nowhere`, which neither this layer nor a lower one has"
+        ),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(
+        fs::read_dir(tmp.path().join("r3")).expect("read").count(),
+        0
+    );
+}
+
+/// Is `tool` on PATH? If not, say so (the test then returns without checking anything).
+fn have(tool: &str) -> bool {
+    let found = std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|p| p.join(tool).is_file()));
+    if !found {
+        eprintln!("skipping: `{tool}` is not on PATH (.ci/run installs it)");
+    }
+    found
+}
+
+fn peer(cwd: &Path, tool: &str, args: &[&str]) {
+    let out = Command::new(tool)
+        .current_dir(cwd)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("run {tool}: {e}"));
+    assert!(
+        out.status.success(),
+        "{tool} {args:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn umoci_unpacks_what_append_made_to_the_same_tree() {
+    if !have("umoci") {
+        return;
+    }
+    let tmp = tempdir();
+    let mut layers = lower_and_upper();
+    // umoci links a hard link only to a target already unpacked: keep that case to our test.
+    layers[1] = layer(&[
+        M::File("a/early", b"early"),
+        M::File("a/.wh..wh..opq", b""),
+        M::File("a/late", b"late"),
+        M::File("b/.wh.file", b""),
+        M::File("c/target", b"target"),
+        M::Hard("c/link", "c/target"),
+    ]);
+    image_of(&tmp.path().join("lay"), "img", &layers);
+    let src = tmp.path().join("src");
+    make_src(&src, 0);
+    ok(&run_env(
+        tmp.path(),
+        &[
+            "append", "lay", "img", "--layer", "src", "--delete", "lib/real", "--prefix", "/app",
+        ],
+        &[("SOURCE_DATE_EPOCH", EPOCH)],
+    ));
+    ok(&ocikit(tmp.path(), &["unpack", "lay", "img", "ours"]));
+    peer(
+        tmp.path(),
+        "umoci",
+        &["unpack", "--image", "lay:img", "bundle"],
+    );
+    let ours = tree(&tmp.path().join("ours"));
+    assert_eq!(ours, tree(&tmp.path().join("bundle/rootfs")));
+    assert!(
+        ours.contains(&"app/bin/hard file 755 20 n2".to_string()),
+        "{ours:?}"
+    );
+    assert!(!ours.iter().any(|l| l.starts_with("lib/real")), "{ours:?}");
+}
+
+#[test]
+fn ocikit_unpacks_what_umoci_made_to_the_same_tree() {
+    if !have("umoci") {
+        return;
+    }
+    let tmp = tempdir();
+    let t = tmp.path();
+    peer(t, "umoci", &["init", "--layout", "lay"]);
+    peer(t, "umoci", &["new", "--image", "lay:img"]);
+    peer(t, "umoci", &["unpack", "--image", "lay:img", "b1"]);
+    let root = t.join("b1/rootfs");
+    fs::create_dir_all(root.join("etc/conf.d")).expect("mkdir");
+    fs::write(root.join("etc/conf.d/one"), b"1").expect("write");
+    fs::write(root.join("etc/conf.d/two"), b"2").expect("write");
+    fs::write(root.join("etc/gone"), b"gone").expect("write");
+    std::os::unix::fs::symlink("conf.d/one", root.join("etc/first")).expect("symlink");
+    fs::hard_link(root.join("etc/conf.d/two"), root.join("etc/two-again")).expect("link");
+    peer(t, "umoci", &["repack", "--image", "lay:img", "b1"]);
+    peer(t, "umoci", &["unpack", "--image", "lay:img", "b2"]);
+    let root = t.join("b2/rootfs");
+    fs::remove_file(root.join("etc/gone")).expect("rm");
+    fs::remove_dir_all(root.join("etc/conf.d")).expect("rm");
+    fs::create_dir(root.join("etc/conf.d")).expect("mkdir");
+    fs::write(root.join("etc/conf.d/three"), b"3").expect("write");
+    peer(t, "umoci", &["repack", "--image", "lay:img", "b2"]);
+    peer(t, "umoci", &["unpack", "--image", "lay:img", "theirs"]);
+    ok(&ocikit(t, &["unpack", "lay", "img", "ours"]));
+    let ours = tree(&t.join("ours"));
+    assert_eq!(ours, tree(&t.join("theirs/rootfs")));
+    assert!(
+        ours.contains(&"etc/conf.d/three file 644 1 n1".to_string()),
+        "{ours:?}"
+    );
+    assert!(!ours
+        .iter()
+        .any(|l| l.starts_with("etc/gone") || l.starts_with("etc/conf.d/one")));
+}
+
+/// Devices, FIFOs and xattrs are packed (as root, on a file system with user xattrs) and
+/// unpacked (devices only as root, skipped with one note under --rootless).
+#[test]
+fn devices_fifos_and_xattrs_round_trip() {
+    let tmp = tempdir();
+    let src = tmp.path().join("src");
+    fs::create_dir(&src).expect("mkdir");
+    fs::write(src.join("f"), b"f").expect("write");
+    let fifo = rustix::fs::mknodat(
+        rustix::fs::CWD,
+        src.join("pipe"),
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_bits_truncate(0o644),
+        0,
+    );
+    fifo.expect("mkfifo");
+    let dev = rustix::fs::mknodat(
+        rustix::fs::CWD,
+        src.join("null"),
+        rustix::fs::FileType::CharacterDevice,
+        rustix::fs::Mode::from_bits_truncate(0o666),
+        rustix::fs::makedev(1, 3),
+    )
+    .is_ok();
+    if !dev {
+        eprintln!("notice: mknod not permitted here; device nodes not checked");
+    }
+    let xattr = rustix::fs::setxattr(
+        src.join("f"),
+        "user.test",
+        b"1",
+        rustix::fs::XattrFlags::empty(),
+    )
+    .is_ok();
+    if !xattr {
+        eprintln!("notice: user xattrs not supported here; xattrs not checked");
+    }
+    std::os::unix::net::UnixListener::bind(src.join("sock")).expect("socket");
+    image_of(
+        &tmp.path().join("lay"),
+        "img",
+        &[layer(&[M::File("base", b"b")])],
+    );
+    let r = run_env(
+        tmp.path(),
+        &["append", "lay", "img", "--layer", "src"],
+        &[("SOURCE_DATE_EPOCH", EPOCH)],
+    );
+    ok(&r);
+    assert!(
+        r.stderr
+            .contains("src/sock` is a socket, which a layer cannot hold; left out"),
+        "{}",
+        r.stderr
+    );
+    let listing = tar_listing(&last_layer(&tmp.path().join("lay"), "img"));
+    let f = if xattr {
+        "f Regular 644 0:0 1700000000 1 [user.test=1]"
+    } else {
+        "f Regular 644 0:0 1700000000 1"
+    };
+    let mut expect = vec![f.to_string()];
+    if dev {
+        expect.push("null Char 644 0:0 1700000000 0".into());
+    }
+    expect.push("pipe Fifo 644 0:0 1700000000 0".into());
+    assert_eq!(listing, expect);
+    ok(&ocikit(tmp.path(), &["unpack", "lay", "img", "root"]));
+    let t = tree(&tmp.path().join("root"));
+    assert!(t.contains(&"pipe other 644".to_string()), "{t:?}");
+    if dev {
+        assert!(t.contains(&"null other 644".to_string()), "{t:?}");
+        let r = ocikit(
+            tmp.path(),
+            &["unpack", "lay", "img", "rootless", "--rootless"],
+        );
+        ok(&r);
+        assert!(
+            r.stderr.starts_with("note: 1 device node(s) skipped"),
+            "{}",
+            r.stderr
+        );
+        assert!(!tmp.path().join("rootless/null").exists());
+    }
+    if xattr {
+        let mut v = [0u8; 8];
+        let n = rustix::fs::getxattr(tmp.path().join("root/f"), "user.test", &mut v[..])
+            .expect("xattr");
+        assert_eq!(&v[..n], b"1");
+    }
+}

@@ -365,8 +365,13 @@ impl Unpacker<'_> {
     }
 
     /// The directory `path` (relative to the root), resolved inside the root; missing
-    /// directories are made (0755) when `create`.
+    /// directories are made (0755) when `create`, also where a symlink in the path points to
+    /// a directory that is not there yet (inside the root, as a `chroot` would).
     fn dir(&mut self, path: &str, create: bool) -> Result<OwnedFd, EntryError> {
+        self.dir_hops(path, create, 0)
+    }
+
+    fn dir_hops(&mut self, path: &str, create: bool, hops: usize) -> Result<OwnedFd, EntryError> {
         match self.open_in_root(path) {
             Ok(fd) => return Ok(fd),
             Err(Errno::NOENT) if create => {}
@@ -376,12 +381,33 @@ impl Unpacker<'_> {
             Err(e) => return Err(e.into()),
         }
         let mut cur = self.open_in_root("")?;
-        let parts: Vec<&str> = path.split('/').collect();
+        let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
         for i in 0..parts.len() {
             let sub = parts[..=i].join("/");
             cur = match self.open_in_root(&sub) {
                 Ok(fd) => fd,
                 Err(Errno::NOENT) => {
+                    let st = rustix::fs::statat(&cur, parts[i], AtFlags::SYMLINK_NOFOLLOW);
+                    if st.is_ok_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::Symlink) {
+                        // A symlink to a directory not there yet: make it where it points.
+                        if hops >= 40 {
+                            return Err(EntryError(format!(
+                                "`{sub}`: too many levels of symbolic links"
+                            )));
+                        }
+                        let target = rustix::fs::readlinkat(&cur, parts[i], Vec::new())?;
+                        let target = String::from_utf8_lossy(target.to_bytes()).into_owned();
+                        let mut joined = if target.starts_with('/') {
+                            target
+                        } else {
+                            format!("{}/{target}", parts[..i].join("/"))
+                        };
+                        for rest in &parts[i + 1..] {
+                            joined.push('/');
+                            joined.push_str(rest);
+                        }
+                        return self.dir_hops(&joined, create, hops + 1);
+                    }
                     rustix::fs::mkdirat(&cur, parts[i], Mode::from_bits_truncate(0o755))?;
                     rustix::fs::openat(
                         &cur,
@@ -769,4 +795,55 @@ pub fn remove_all(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<()> {
 #[allow(dead_code)]
 fn raw(fd: BorrowedFd<'_>) -> i32 {
     fd.as_raw_fd()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ino(fd: &OwnedFd) -> u64 {
+        rustix::fs::fstat(fd).expect("fstat").st_ino
+    }
+
+    /// The walk used where the kernel has no `openat2` resolves as `RESOLVE_IN_ROOT` does.
+    #[test]
+    fn the_walk_resolves_as_openat2_in_root_does() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let r = tmp.path();
+        std::fs::create_dir_all(r.join("a/b")).expect("mkdir");
+        std::os::unix::fs::symlink("/a", r.join("abs")).expect("ln");
+        std::os::unix::fs::symlink("../../../a/b", r.join("a/up")).expect("ln");
+        std::os::unix::fs::symlink("abs", r.join("chain")).expect("ln");
+        std::os::unix::fs::symlink("loop", r.join("loop")).expect("ln");
+        let root =
+            rustix::fs::open(r, OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty()).expect("open");
+        for path in [
+            "a",
+            "abs",
+            "chain/b",
+            "a/up",
+            "abs/up/../..",
+            "a/b/../../..",
+            "",
+        ] {
+            let walked = walk_in_root(root.as_fd(), path).expect(path);
+            let kernel = rustix::fs::openat2(
+                &root,
+                if path.is_empty() { "." } else { path },
+                OFlags::RDONLY | OFlags::DIRECTORY,
+                Mode::empty(),
+                ResolveFlags::IN_ROOT,
+            )
+            .expect(path);
+            assert_eq!(ino(&walked), ino(&kernel), "{path}");
+        }
+        assert_eq!(
+            walk_in_root(root.as_fd(), "loop/x").err(),
+            Some(Errno::LOOP)
+        );
+        assert_eq!(
+            walk_in_root(root.as_fd(), "missing").err(),
+            Some(Errno::NOENT)
+        );
+    }
 }
