@@ -3,6 +3,7 @@
 //! Exit codes: 0 success, 1 a check found problems (fsck, gc refusing to delete), 2 bad usage
 //! or bad input. Errors go to stderr with the whole chain. A closed stdout pipe exits quietly.
 
+mod build_cmds;
 mod convert_cmd;
 mod docker_cmds;
 mod layout_cmds;
@@ -213,6 +214,18 @@ pub enum Command {
         #[arg(long, requires = "compress", allow_hyphen_values = true)]
         level: Option<i32>,
     },
+    /// Add layers (directories packed reproducibly, or tar files) to every image under a ref,
+    /// or the --platform ones; the index above is rewritten and the ref moves (or --to).
+    Append(build_cmds::AppendArgs),
+    /// Edit image configs (env, entrypoint, labels, ...) of every image under a ref, or the
+    /// --platform ones; --json prints them instead.
+    Config(Box<build_cmds::ConfigArgs>),
+    /// Make and edit image indexes.
+    #[command(subcommand)]
+    Index(build_cmds::IndexCmd),
+    /// Apply an image's layers into a directory (whiteouts, links, modes, xattrs, owners as
+    /// root), never writing outside it.
+    Unpack(build_cmds::UnpackArgs),
 }
 
 impl Cli {
@@ -319,6 +332,10 @@ fn run(cli: &Cli) -> anyhow::Result<Code> {
         Command::Pull(a) => registry_cmds::pull(cli, a),
         Command::Push(a) => registry_cmds::push(cli, a),
         Command::Login(a) => registry_cmds::login(cli, a),
+        Command::Append(a) => build_cmds::append(cli, a),
+        Command::Config(a) => build_cmds::config(cli, a),
+        Command::Index(c) => build_cmds::index(cli, c),
+        Command::Unpack(a) => build_cmds::unpack(cli, a),
     }
 }
 

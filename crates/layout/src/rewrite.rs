@@ -27,8 +27,8 @@
 //! reachable through it.
 //!
 //! Users: `convert` (media types, recompression, into the store) and the platform filter of
-//! `copy --platform` / `bundle --platform` ([`crate::select`], into memory); planned: the build
-//! verbs (`append`, `config`, `index`).
+//! `copy --platform` / `bundle --platform` ([`crate::select`], into memory); the build verbs of
+//! `ocikit-build` (`append`, `config`, `index add|remove`, and `config --json` into memory).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ops::Deref;

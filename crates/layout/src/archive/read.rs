@@ -482,12 +482,14 @@ impl<'a, R: Read> StreamMembers<'a, R> {
             }
             let mut name = header_name;
             let mut link = entry.header().link_name_bytes().map(|l| l.into_owned());
+            let mut meta = MemberMeta::of(entry.header());
             if let Some(records) = &pax {
                 for r in tar::PaxExtensions::new(records) {
                     let shown = String::from_utf8_lossy(&name).into_owned();
                     let r = r.map_err(|e| {
                         Error::member(path, &shown, format!("unreadable PAX records: {e}"))
                     })?;
+                    meta.pax(r.key_bytes(), r.value_bytes());
                     match r.key_bytes() {
                         b"path" => name = r.value_bytes().to_vec(),
                         b"linkpath" => link = Some(r.value_bytes().to_vec()),
@@ -532,11 +534,100 @@ impl<'a, R: Read> StreamMembers<'a, R> {
                 raw_name: m.raw_name,
                 kind: m.kind,
                 size,
+                meta,
                 left: size,
                 entry,
             }));
         }
     }
+}
+
+/// What a [`StreamMember`]'s header and PAX records say beyond its name, kind and size (for
+/// `unpack`, which recreates it).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct MemberMeta {
+    /// The header's entry type byte (`b'3'` a character device, `b'6'` a FIFO, ...).
+    pub entry_type: u8,
+    /// Permission bits and setuid/setgid/sticky.
+    pub mode: u32,
+    /// Owner (PAX `uid` when present).
+    pub uid: u64,
+    /// Group (PAX `gid` when present).
+    pub gid: u64,
+    /// Seconds since the epoch (PAX `mtime` when present; negative times read as 0).
+    pub mtime: u64,
+    /// Nanoseconds of the PAX `mtime`.
+    pub mtime_nsec: u32,
+    /// Device major and minor numbers (devices only).
+    pub device: Option<(u32, u32)>,
+    /// Extended attributes (`SCHILY.xattr.*` records), in archive order.
+    pub xattrs: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+impl MemberMeta {
+    fn of(h: &tar::Header) -> MemberMeta {
+        let t = h.entry_type();
+        MemberMeta {
+            entry_type: t.as_byte(),
+            mode: h.mode().unwrap_or(0o644) & 0o7777,
+            uid: h.uid().unwrap_or(0),
+            gid: h.gid().unwrap_or(0),
+            mtime: h.mtime().unwrap_or(0),
+            mtime_nsec: 0,
+            device: (t.is_character_special() || t.is_block_special()).then(|| {
+                (
+                    h.device_major().ok().flatten().unwrap_or(0),
+                    h.device_minor().ok().flatten().unwrap_or(0),
+                )
+            }),
+            xattrs: Vec::new(),
+        }
+    }
+
+    /// Apply one PAX record (unknown keys and unparsable values are ignored).
+    fn pax(&mut self, key: &[u8], value: &[u8]) {
+        let text = std::str::from_utf8(value).ok();
+        match key {
+            b"uid" => {
+                if let Some(v) = text.and_then(|t| t.parse().ok()) {
+                    self.uid = v;
+                }
+            }
+            b"gid" => {
+                if let Some(v) = text.and_then(|t| t.parse().ok()) {
+                    self.gid = v;
+                }
+            }
+            b"mtime" => {
+                if let Some((s, n)) = text.and_then(parse_pax_time) {
+                    self.mtime = s;
+                    self.mtime_nsec = n;
+                }
+            }
+            _ => {
+                if let Some(name) = key.strip_prefix(b"SCHILY.xattr.") {
+                    self.xattrs.push((name.to_vec(), value.to_vec()));
+                }
+            }
+        }
+    }
+}
+
+/// A PAX time (`secs[.fraction]`) as seconds and nanoseconds; before the epoch reads as 0.
+fn parse_pax_time(t: &str) -> Option<(u64, u32)> {
+    if t.starts_with('-') {
+        return Some((0, 0));
+    }
+    let (s, f) = t.split_once('.').unwrap_or((t, ""));
+    let secs = s.parse().ok()?;
+    if !f.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let mut digits: String = f.chars().take(9).collect();
+    while digits.len() < 9 {
+        digits.push('0');
+    }
+    Some((secs, digits.parse().ok()?))
 }
 
 /// A GNU long name or link is NUL-terminated.
@@ -557,6 +648,8 @@ pub struct StreamMember<'a, R: Read> {
     pub kind: MemberKind,
     /// The size of its data.
     pub size: u64,
+    /// Its mode, owner, mtime, xattrs and device numbers (PAX records applied).
+    pub meta: MemberMeta,
     left: u64,
     entry: tar::Entry<'a, R>,
 }

@@ -87,12 +87,239 @@ impl<W: Write> TarWriter<W> {
         res.map_err(|source| ArchiveError::Output { source })
     }
 
+    /// A member described in full ([`EntryHeader`]: any kind, mode, owner, mtime with
+    /// nanoseconds, xattrs), for layers packed from a directory. A PAX extended header comes
+    /// first when ustar cannot hold it all (a long name or link target, sub-second mtime, large
+    /// ids or size, xattrs); its records are written in a fixed order (`path`, `linkpath`,
+    /// `mtime`, `uid`, `gid`, `size`, then `SCHILY.xattr.*` in the order given). A regular
+    /// file's `data` must yield exactly `size` bytes, as for [`TarWriter::stream`].
+    pub fn entry(&mut self, e: &EntryHeader, data: &mut dyn Read) -> Result<()> {
+        let shown = String::from_utf8_lossy(&e.name).into_owned();
+        let mut pax: Vec<(String, Vec<u8>)> = Vec::new();
+        let mut h = tar::Header::new_ustar();
+        let (kind, link) = match &e.kind {
+            EntryKind::File => (tar::EntryType::Regular, None),
+            EntryKind::Dir => (tar::EntryType::Directory, None),
+            EntryKind::Symlink(t) => (tar::EntryType::Symlink, Some(t)),
+            EntryKind::HardLink(t) => (tar::EntryType::Link, Some(t)),
+            EntryKind::Char { .. } => (tar::EntryType::Char, None),
+            EntryKind::Block { .. } => (tar::EntryType::Block, None),
+            EntryKind::Fifo => (tar::EntryType::Fifo, None),
+        };
+        h.set_entry_type(kind);
+        h.set_mode(e.mode & 0o7777);
+        if let EntryKind::Char { major, minor } | EntryKind::Block { major, minor } = e.kind {
+            h.set_device_major(major)
+                .and_then(|_| h.set_device_minor(minor))
+                .map_err(|source| ArchiveError::Output { source })?;
+        }
+        if let Some(ustar) = h.as_ustar_mut() {
+            if !split_name(&e.name, &mut ustar.name, &mut ustar.prefix) {
+                pax.push(("path".into(), e.name.clone()));
+                put_truncated(&mut ustar.name, &e.name);
+            }
+            if let Some(link) = link {
+                if link.len() > ustar.linkname.len() {
+                    pax.push(("linkpath".into(), link.clone()));
+                }
+                put_truncated(&mut ustar.linkname, link);
+            }
+        }
+        const OCTAL_MAX: u64 = 0o77_777_777_777;
+        const ID_MAX: u64 = 0o7_777_777;
+        if e.mtime_nsec != 0 || e.mtime > OCTAL_MAX {
+            pax.push(("mtime".into(), pax_time(e.mtime, e.mtime_nsec).into_bytes()));
+        }
+        h.set_mtime(e.mtime.min(OCTAL_MAX));
+        for (key, id, set) in [
+            (
+                "uid",
+                e.uid,
+                tar::Header::set_uid as fn(&mut tar::Header, u64),
+            ),
+            ("gid", e.gid, tar::Header::set_gid),
+        ] {
+            if id > ID_MAX {
+                pax.push((key.into(), id.to_string().into_bytes()));
+            }
+            set(&mut h, id.min(ID_MAX));
+        }
+        let size = if kind == tar::EntryType::Regular {
+            e.size
+        } else {
+            0
+        };
+        if size > OCTAL_MAX {
+            pax.push(("size".into(), size.to_string().into_bytes()));
+        }
+        h.set_size(size.min(OCTAL_MAX));
+        for (k, v) in &e.xattrs {
+            pax.push((format!("SCHILY.xattr.{k}"), v.clone()));
+        }
+        if !pax.is_empty() {
+            let mut records = Vec::new();
+            for (k, v) in &pax {
+                pax_record(&mut records, k, v);
+            }
+            let mut x = tar::Header::new_ustar();
+            x.set_entry_type(tar::EntryType::XHeader);
+            x.set_mode(FILE_MODE);
+            x.set_uid(0);
+            x.set_gid(0);
+            x.set_mtime(e.mtime.min(OCTAL_MAX));
+            x.set_size(records.len() as u64);
+            if let Some(ustar) = x.as_ustar_mut() {
+                let base = e
+                    .name
+                    .strip_suffix(b"/")
+                    .unwrap_or(&e.name)
+                    .rsplit(|&b| b == b'/')
+                    .next()
+                    .unwrap_or_default();
+                let mut name = b"PaxHeaders/".to_vec();
+                name.extend_from_slice(base);
+                put_truncated(&mut ustar.name, &name);
+            }
+            x.set_cksum();
+            self.tar
+                .append(&x, &records[..])
+                .map_err(|source| ArchiveError::Output { source })?;
+        }
+        h.set_cksum();
+        if size == 0 {
+            return self
+                .tar
+                .append(&h, io::empty())
+                .map_err(|source| ArchiveError::Output { source });
+        }
+        let mut r = Exact {
+            inner: data,
+            left: size,
+            size,
+            name: &shown,
+            failure: None,
+        };
+        let res = self.tar.append(&h, &mut r);
+        if let Some(f) = r.failure.take() {
+            return Err(f);
+        }
+        res.map_err(|source| ArchiveError::Output { source })
+    }
+
     /// End the archive (two zero blocks); returns the output.
     pub fn finish(self) -> Result<W> {
         self.tar
             .into_inner()
             .map_err(|source| ArchiveError::Output { source })
     }
+}
+
+/// What a member written by [`TarWriter::entry`] is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EntryKind {
+    /// A regular file.
+    File,
+    /// A directory.
+    Dir,
+    /// A symbolic link to this target, as written.
+    Symlink(Vec<u8>),
+    /// A hard link to this earlier member.
+    HardLink(Vec<u8>),
+    /// A character device.
+    Char {
+        /// Major number.
+        major: u32,
+        /// Minor number.
+        minor: u32,
+    },
+    /// A block device.
+    Block {
+        /// Major number.
+        major: u32,
+        /// Minor number.
+        minor: u32,
+    },
+    /// A named pipe.
+    Fifo,
+}
+
+/// One member for [`TarWriter::entry`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntryHeader {
+    /// The name as written (a directory's ends in `/`).
+    pub name: Vec<u8>,
+    /// What it is.
+    pub kind: EntryKind,
+    /// Permission bits and setuid/setgid/sticky.
+    pub mode: u32,
+    /// Owner.
+    pub uid: u64,
+    /// Group.
+    pub gid: u64,
+    /// Seconds since the epoch.
+    pub mtime: u64,
+    /// Nanoseconds (a PAX `mtime` record when not 0).
+    pub mtime_nsec: u32,
+    /// Data size (regular files only).
+    pub size: u64,
+    /// Extended attributes, in the order they are written.
+    pub xattrs: Vec<(String, Vec<u8>)>,
+}
+
+/// Put `name` into ustar's name and prefix fields, split at a `/`; false when it does not fit.
+fn split_name(name: &[u8], field: &mut [u8; 100], prefix: &mut [u8; 155]) -> bool {
+    if name.contains(&0) {
+        return false;
+    }
+    if name.len() <= field.len() {
+        field[..name.len()].copy_from_slice(name);
+        return true;
+    }
+    // The last `/` that leaves a name part short enough (and a prefix that fits).
+    let mut at = None;
+    for (i, &b) in name.iter().enumerate() {
+        if b == b'/' && i <= prefix.len() && name.len() - i - 1 <= field.len() && i > 0 {
+            let rest = &name[i + 1..];
+            if !rest.is_empty() {
+                at = Some(i);
+                break;
+            }
+        }
+    }
+    let Some(i) = at else {
+        return false;
+    };
+    prefix[..i].copy_from_slice(&name[..i]);
+    let rest = &name[i + 1..];
+    field[..rest.len()].copy_from_slice(rest);
+    true
+}
+
+/// As much of `value` as fits (the PAX record holds the whole).
+fn put_truncated(field: &mut [u8], value: &[u8]) {
+    let n = field.len().min(value.len());
+    field[..n].copy_from_slice(&value[..n]);
+}
+
+/// A PAX time: seconds, then the fraction without trailing zeros.
+fn pax_time(secs: u64, nsec: u32) -> String {
+    if nsec == 0 {
+        return secs.to_string();
+    }
+    let frac = format!("{nsec:09}");
+    format!("{secs}.{}", frac.trim_end_matches('0'))
+}
+
+/// One PAX record: `LEN KEY=VALUE\n`, LEN counting itself.
+fn pax_record(out: &mut Vec<u8>, key: &str, value: &[u8]) {
+    let rest = key.len() + value.len() + 3;
+    let mut len = rest + 1;
+    while len != rest + len.to_string().len() {
+        len = rest + len.to_string().len();
+    }
+    out.extend_from_slice(format!("{len} {key}=").as_bytes());
+    out.extend_from_slice(value);
+    out.push(b'\n');
 }
 
 /// A reader that must yield exactly `size` bytes: the tar header already promised that size.
