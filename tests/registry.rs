@@ -1126,3 +1126,145 @@ fn schema1_manifests_are_pulled_as_served() {
         }
     }
 }
+
+#[test]
+fn blobs_are_mounted_from_the_repository_the_ref_names() {
+    let Some(reg) = Registry::start(Kind::Plain) else {
+        return;
+    };
+    let tmp = tempdir();
+    let t = tmp.path();
+    let a = format!("{}/team/a:1", reg.host);
+    ok(&run(
+        t,
+        &[
+            "push",
+            multiarch().to_str().expect("p"),
+            "app:1",
+            &a,
+            "--json",
+        ],
+    ));
+    // A layout whose ref names the image on this registry (as a pull records it).
+    let l = t.join("l");
+    ok(&run(t, &["pull", &a, l.to_str().expect("p"), "--json"]));
+    let b = format!("{}/team/b:1", reg.host);
+    let push = ok(&run(t, &["push", l.to_str().expect("p"), &a, &b, "--json"]));
+    assert_eq!(push["blobs"]["mounted"], 8);
+    assert_eq!(push["blobs"]["sent"], 0);
+    assert_eq!(push["bytes"], 0);
+    assert_eq!(push["entries"][0]["digest"], MULTI);
+    let dst = t.join("dst");
+    let p = ok(&run(t, &["pull", &b, dst.to_str().expect("p"), "--json"]));
+    assert_eq!(p["entries"][0]["digest"], MULTI);
+    fsck_clean(&dst);
+}
+
+/// A `docker-credential-NAME` script in `dir` that prints `json` for `get` (or fails).
+fn helper_script(dir: &Path, name: &str, json: Option<&str>) {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join(format!("docker-credential-{name}"));
+    let body = match json {
+        Some(j) => format!("#!/bin/sh\ncat >/dev/null\necho '{j}'\n"),
+        None => "#!/bin/sh\necho 'helper crashed' >&2\nexit 3\n".to_string(),
+    };
+    std::fs::write(&path, body).expect("write");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+}
+
+#[test]
+fn credential_helpers_in_dockers_order_and_a_failing_one_is_skipped() {
+    let Some(reg) = Registry::start(Kind::Basic) else {
+        return;
+    };
+    let tmp = tempdir();
+    let t = tmp.path();
+    let bin = t.join("bin");
+    std::fs::create_dir_all(&bin).expect("mkdir");
+    helper_script(
+        &bin,
+        "good",
+        Some(r#"{"ServerURL":"x","Username":"alice","Secret":"wonderland"}"#),
+    );
+    helper_script(&bin, "broken", None);
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let cfg = t.join("docker");
+    std::fs::create_dir_all(&cfg).expect("mkdir");
+    let image = format!("{}/app:1", reg.host);
+    let with_config = |config: &str, args: &[&str]| {
+        std::fs::write(cfg.join("config.json"), config).expect("cfg");
+        let out = ocikit_cmd()
+            .current_dir(t)
+            .env("PATH", &path)
+            .env("DOCKER_CONFIG", &cfg)
+            .env_remove("REGISTRY_AUTH_FILE")
+            .args(args)
+            .output()
+            .expect("run");
+        common::run_of(out, t)
+    };
+    let src = multiarch();
+    let push = [
+        "push",
+        src.to_str().expect("p"),
+        "app:1",
+        image.as_str(),
+        "--json",
+    ];
+    // credHelpers for the host wins over credsStore and auths.
+    let r = with_config(
+        &format!(
+            r#"{{"credHelpers":{{"{}":"good"}},"credsStore":"broken","auths":{{"{}":{{"auth":"eDp5"}}}}}}"#,
+            reg.host, reg.host
+        ),
+        &push,
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.stderr, "");
+    // A failing credsStore: a note, then auths; here auths are wrong, so HTTP 401.
+    let r = with_config(
+        &format!(
+            r#"{{"credsStore":"broken","auths":{{"{}":{{"auth":"eDp5"}}}}}}"#,
+            reg.host
+        ),
+        &push,
+    );
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stderr.starts_with(&format!(
+            "ocikit: note: credential helper `docker-credential-broken` for {} failed (exit status 3); trying without it\n",
+            reg.host
+        )),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("HTTP 401"), "{}", r.stderr);
+    // $REGISTRY_AUTH_FILE comes first.
+    let auth_file = t.join("auth.json");
+    std::fs::write(
+        &auth_file,
+        format!(
+            r#"{{"auths":{{"{}":{{"auth":"YWxpY2U6d29uZGVybGFuZA=="}}}}}}"#,
+            reg.host
+        ),
+    )
+    .expect("auth");
+    std::fs::write(cfg.join("config.json"), "{}").expect("cfg");
+    let out = ocikit_cmd()
+        .current_dir(t)
+        .env("DOCKER_CONFIG", &cfg)
+        .env("REGISTRY_AUTH_FILE", &auth_file)
+        .args(push)
+        .output()
+        .expect("run");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
