@@ -1268,3 +1268,61 @@ fn credential_helpers_in_dockers_order_and_a_failing_one_is_skipped() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn an_unknown_manifest_type_is_carried_not_refused() {
+    let Some(reg) = Registry::start(Kind::Plain) else {
+        return;
+    };
+    let tmp = tempdir();
+    let t = tmp.path();
+    let src = t.join("src");
+    let built = common::small_image(&src, "base:1");
+    ok(&run(
+        t,
+        &[
+            "push",
+            src.to_str().expect("p"),
+            "base:1",
+            &format!("{}/odd:base", reg.host),
+            "--json",
+        ],
+    ));
+    let (cfg, cfg_size) = &built.config;
+    let body = format!(
+        r#"{{"schemaVersion":2,"config":{{"mediaType":"application/vnd.example.config+json","digest":"{cfg}","size":{cfg_size}}},"layers":[{{"mediaType":"application/vnd.example.blob","digest":"{}","size":{}}}]}}"#,
+        built.layers[0].digest, built.layers[0].size
+    )
+    .into_bytes();
+    let odd = "application/vnd.example.thing.v1+json";
+    let proxy = Proxy::start(
+        &reg.host,
+        Faults {
+            canned: vec![(
+                "/manifests/odd".into(),
+                format!("{odd}; charset=utf-8"),
+                None,
+                body.clone(),
+            )],
+            ..Faults::default()
+        },
+    );
+    let dst = t.join("dst");
+    let p = ok(&run(
+        t,
+        &[
+            "pull",
+            &format!("{}/odd:odd", proxy.host),
+            dst.to_str().expect("p"),
+            "--json",
+        ],
+    ));
+    let own = format!("sha256:{}", common_sha256(&body));
+    assert_eq!(p["entries"][0]["digest"], own.as_str());
+    assert_eq!(p["blobs"]["fetched"], 3);
+    let entries = ocikit(&dst, &["ls", "--json", dst.to_str().expect("p")]).json();
+    assert_eq!(
+        entries[0]["mediaType"], odd,
+        "Content-Type without its parameters"
+    );
+}
