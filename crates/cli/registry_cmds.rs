@@ -153,11 +153,7 @@ fn updates_json(entries: &[RefUpdate]) -> serde_json::Value {
             json!({
                 "ref": u.name,
                 "digest": u.digest.as_str(),
-                "change": match &u.change {
-                    RefChange::Created => "created",
-                    RefChange::Moved(_) => "moved",
-                    RefChange::Unchanged => "unchanged",
-                },
+                "change": change_word(&u.change),
                 "movedFrom": match &u.change {
                     RefChange::Moved(f) => f.iter().map(|d| d.as_str().to_string()).collect(),
                     _ => Vec::<String>::new(),
@@ -192,23 +188,16 @@ pub fn pull(cli: &Cli, a: &PullArgs) -> anyhow::Result<Code> {
                 "present": report.blobs.present,
                 "absent": report.blobs.absent,
             },
-            "bytes": bar.position(),
+            "bytes": report.bytes,
             "requests": report.requests,
         }))?;
     } else if !cli.quiet {
-        for u in &report.entries {
-            eprintln!(
-                "{} `{}` -> `{}`",
-                change_word(&u.change),
-                u.label(),
-                u.digest
-            );
-        }
+        print_updates(&report.entries);
         eprintln!(
             "pulled {}: {} blob(s) fetched ({}), {} already present",
             image,
             report.blobs.copied + report.blobs.replaced,
-            human_bytes(bar.position()),
+            human_bytes(report.bytes),
             report.blobs.present
         );
     }
@@ -251,14 +240,7 @@ pub fn push(cli: &Cli, a: &PushArgs) -> anyhow::Result<Code> {
             "requests": report.requests,
         }))?;
     } else if !cli.quiet {
-        for u in &report.entries {
-            eprintln!(
-                "{} `{}` -> `{}`",
-                change_word(&u.change),
-                u.label(),
-                u.digest
-            );
-        }
+        print_updates(&report.entries);
         eprintln!(
             "pushed {}: {} blob(s) sent ({}), {} mounted, {} already there, {} manifest(s) put",
             image,
@@ -294,6 +276,17 @@ pub fn login(cli: &Cli, a: &LoginArgs) -> anyhow::Result<Code> {
         );
     }
     Ok(0)
+}
+
+fn print_updates(entries: &[RefUpdate]) {
+    for u in entries {
+        eprintln!(
+            "{} `{}` -> `{}`",
+            change_word(&u.change),
+            u.label(),
+            u.digest
+        );
+    }
 }
 
 fn change_word(c: &RefChange) -> &'static str {

@@ -34,6 +34,8 @@ pub struct PullReport {
     pub entries: Vec<RefUpdate>,
     /// How the blobs got there (`present`: already in the layout, not fetched).
     pub blobs: TransferReport,
+    /// Blob bytes received.
+    pub bytes: u64,
     /// HTTP requests sent.
     pub requests: u64,
 }
@@ -64,6 +66,7 @@ pub fn pull(
     Ok(PullReport {
         entries: report.entries,
         blobs: report.blobs,
+        bytes: client.bytes(),
         requests: client.requests(),
     })
 }

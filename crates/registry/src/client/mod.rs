@@ -142,6 +142,7 @@ pub struct Client {
     tokens: Mutex<HashMap<String, String>>,
     opts: ClientOptions,
     requests: AtomicU64,
+    bytes: AtomicU64,
 }
 
 impl std::fmt::Debug for Client {
@@ -175,6 +176,7 @@ impl Client {
             tokens: Mutex::new(HashMap::new()),
             opts,
             requests: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
         };
         if client.opts.plain_http && !is_loopback(api_host) {
             // Asked for: no HTTPS attempt at all.
@@ -228,7 +230,15 @@ impl Client {
         self.requests.load(Ordering::Relaxed)
     }
 
+    /// Blob bytes moved (received or sent) so far.
+    pub fn bytes(&self) -> u64 {
+        self.bytes.load(Ordering::Relaxed)
+    }
+
     pub(crate) fn progress(&self, p: Progress) {
+        if let Progress::Bytes(n) = p {
+            self.bytes.fetch_add(n, Ordering::Relaxed);
+        }
         if let Some(f) = &self.opts.progress {
             f(p);
         }

@@ -121,15 +121,7 @@ impl<'c> Repo<'c> {
         }
         let content_type = header(&resp, "content-type");
         let claimed = header(&resp, "docker-content-digest");
-        let mut bytes = Vec::new();
-        resp.body_mut()
-            .as_reader()
-            .take(MANIFEST_LIMIT + 1)
-            .read_to_end(&mut bytes)
-            .map_err(|e| Error::Transport {
-                url: url.clone(),
-                reason: e.to_string(),
-            })?;
+        let bytes = read_capped(&mut resp, &url)?;
         if bytes.len() as u64 > MANIFEST_LIMIT {
             return Err(verify(format!(
                 "the manifest is over the {MANIFEST_LIMIT}-byte limit"
@@ -394,15 +386,16 @@ impl<'c> Repo<'c> {
             match resp.status().as_u16() {
                 200 => {
                     self.referrers_mode.store(REFERRERS_API, Ordering::Relaxed);
-                    let mut bytes = Vec::new();
-                    resp.body_mut()
-                        .as_reader()
-                        .take(MANIFEST_LIMIT + 1)
-                        .read_to_end(&mut bytes)
-                        .map_err(|e| Error::Transport {
-                            url: url.clone(),
-                            reason: e.to_string(),
-                        })?;
+                    let bytes = read_capped(&mut resp, &url)?;
+                    if bytes.len() as u64 > MANIFEST_LIMIT {
+                        return Err(Error::Verify {
+                            url,
+                            digest: subject.to_string(),
+                            reason: format!(
+                                "the referrers index is over the {MANIFEST_LIMIT}-byte limit"
+                            ),
+                        });
+                    }
                     return parse_referrers(&url, subject, &bytes);
                 }
                 404 | 405 | 400 => {
@@ -576,6 +569,20 @@ impl Read for Resuming<'_> {
             std::thread::sleep(std::time::Duration::from_millis(100 << self.resumes.min(6)));
         }
     }
+}
+
+/// A document body, at most one byte over [`MANIFEST_LIMIT`] read (the caller judges).
+fn read_capped(resp: &mut ureq::http::Response<ureq::Body>, url: &str) -> Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    resp.body_mut()
+        .as_reader()
+        .take(MANIFEST_LIMIT + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| Error::Transport {
+            url: url.to_string(),
+            reason: e.to_string(),
+        })?;
+    Ok(bytes)
 }
 
 fn header(resp: &ureq::http::Response<ureq::Body>, name: &str) -> Option<String> {
