@@ -92,7 +92,10 @@ fn push_then_pull_round_trip_keeps_every_digest() {
     assert_eq!(pull["entries"][0]["ref"], image.as_str());
     assert_eq!(pull["entries"][0]["digest"], MULTI);
     assert_eq!(pull["blobs"]["fetched"], 13);
-    assert_eq!(pull["bytes"], 1147, "the 8 blobs push sent; manifests are not counted");
+    assert_eq!(
+        pull["bytes"], 1147,
+        "the 8 blobs push sent; manifests are not counted"
+    );
     assert_eq!(ls(&dst), vec![(Some(image.clone()), MULTI.to_string())]);
     let copied = t.join("copied");
     assert_eq!(

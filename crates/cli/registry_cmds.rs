@@ -1,10 +1,12 @@
 //! The registry verbs: pull, push, login.
 
+use std::collections::HashMap;
 use std::io::Read;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use clap::Args;
+use indicatif::{MultiProgress, ProgressBar};
 use ocikit_layout::engine::{RefChange, RefUpdate};
 use ocikit_layout::{Layout, PlatformSpec};
 use ocikit_registry::auth::Credentials;
@@ -105,16 +107,8 @@ fn client(
         }),
         None => None,
     };
-    let bar = byte_bar(cli.quiet, 0, "");
-    let b = bar.clone();
-    let progress: ocikit_registry::client::ProgressFn = Arc::new(move |p| match p {
-        Progress::Start { size, .. } => b.inc_length(size),
-        Progress::Bytes(n) => b.inc(n),
-        Progress::Skipped { size } => {
-            b.inc_length(size);
-            b.inc(size);
-        }
-    });
+    let bar = byte_bar(cli.quiet, 0, "total");
+    let progress: ocikit_registry::client::ProgressFn = Arc::new(blob_bars(bar.clone()));
     let opts = ClientOptions {
         plain_http: reg.plain_http,
         ca_files: reg.ca_file.clone(),
@@ -131,6 +125,46 @@ fn client(
         }
     }
     Ok((client, bar))
+}
+
+/// The total bar, with a bar per blob moving under it (terminals only).
+fn blob_bars(total: ProgressBar) -> impl Fn(Progress) + Send + Sync {
+    let multi = (!total.is_hidden()).then(|| {
+        let m = MultiProgress::new();
+        m.add(total.clone());
+        m
+    });
+    let bars: Mutex<HashMap<Arc<str>, ProgressBar>> = Mutex::new(HashMap::new());
+    move |p| match p {
+        Progress::Start { digest, size } => {
+            total.inc_length(size);
+            if let Some(m) = &multi {
+                let short: String = digest.chars().take(19).collect();
+                let b = byte_bar(false, size, "");
+                b.set_message(short);
+                lock(&bars).insert(digest, m.add(b));
+            }
+        }
+        Progress::Bytes { digest, n } => {
+            total.inc(n);
+            let mut bars = lock(&bars);
+            if let Some(b) = bars.get(&digest) {
+                b.inc(n);
+                if b.position() >= b.length().unwrap_or(0) {
+                    b.finish_and_clear();
+                    bars.remove(&digest);
+                }
+            }
+        }
+        Progress::Skipped { size } => {
+            total.inc_length(size);
+            total.inc(size);
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 fn read_password() -> anyhow::Result<String> {

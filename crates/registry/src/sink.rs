@@ -155,7 +155,7 @@ impl ImageSink for RegistrySink<'_> {
 
     fn put_blob(&self, digest: &Digest, size: u64, r: &mut dyn Read) -> ocikit_layout::Result<()> {
         self.repo.client().progress(Progress::Start {
-            digest: digest.to_string(),
+            digest: std::sync::Arc::from(digest.as_str()),
             size,
         });
         self.repo.upload(digest, size, r).map_err(le)?;

@@ -49,12 +49,17 @@ pub enum Progress {
     /// A blob's bytes began to move.
     Start {
         /// The digest.
-        digest: String,
+        digest: Arc<str>,
         /// Its size.
         size: u64,
     },
-    /// Bytes moved.
-    Bytes(u64),
+    /// Bytes of a blob moved.
+    Bytes {
+        /// The digest.
+        digest: Arc<str>,
+        /// How many.
+        n: u64,
+    },
     /// A blob the other side already had; nothing moved.
     Skipped {
         /// Its size.
@@ -236,8 +241,8 @@ impl Client {
     }
 
     pub(crate) fn progress(&self, p: Progress) {
-        if let Progress::Bytes(n) = p {
-            self.bytes.fetch_add(n, Ordering::Relaxed);
+        if let Progress::Bytes { n, .. } = &p {
+            self.bytes.fetch_add(*n, Ordering::Relaxed);
         }
         if let Some(f) = &self.opts.progress {
             f(p);

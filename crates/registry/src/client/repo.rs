@@ -4,7 +4,7 @@
 use std::io::{self, Read};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use base64::Engine;
 use ocikit_layout::{Descriptor, Digest, Index, MediaType, VerifyingReader};
@@ -214,9 +214,10 @@ impl<'c> Repo<'c> {
             pos: 0,
             body: None,
             resumes: 0,
+            label: Arc::from(digest.as_str()),
         };
         self.client.progress(Progress::Start {
-            digest: digest.to_string(),
+            digest: inner.label.clone(),
             size,
         });
         Ok(Box::new(VerifyingReader::new(
@@ -270,6 +271,7 @@ impl<'c> Repo<'c> {
         let mut counted = Counting {
             inner: r,
             client: self.client,
+            digest: Arc::from(digest.as_str()),
         };
         if chunk == 0 || size <= chunk {
             let url = with_query(
@@ -477,12 +479,16 @@ fn parse_referrers(url: &str, subject: &Digest, bytes: &[u8]) -> Result<Vec<Desc
 struct Counting<'a, 'c> {
     inner: &'a mut dyn Read,
     client: &'c Client,
+    digest: Arc<str>,
 }
 
 impl Read for Counting<'_, '_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
-        self.client.progress(Progress::Bytes(n as u64));
+        self.client.progress(Progress::Bytes {
+            digest: self.digest.clone(),
+            n: n as u64,
+        });
         Ok(n)
     }
 }
@@ -497,6 +503,7 @@ struct Resuming<'c> {
     pos: u64,
     body: Option<ureq::BodyReader<'static>>,
     resumes: u32,
+    label: Arc<str>,
 }
 
 impl Resuming<'_> {
@@ -552,7 +559,10 @@ impl Read for Resuming<'_> {
                 Ok(0) if self.pos < self.size && self.resumes < self.client.options().attempts => {}
                 Ok(n) => {
                     self.pos += n as u64;
-                    self.client.progress(Progress::Bytes(n as u64));
+                    self.client.progress(Progress::Bytes {
+                        digest: self.label.clone(),
+                        n: n as u64,
+                    });
                     return Ok(n);
                 }
                 Err(_) if self.resumes < self.client.options().attempts => {}
