@@ -767,6 +767,45 @@ fn closed_stdout_pipe_exits_quietly() {
 }
 
 #[test]
+fn json_into_a_closed_pipe_exits_quietly() {
+    // `--json` output used to be serialized straight into stdout: a closed pipe became a
+    // serde_json error, "Broken pipe" on stderr and exit 2.
+    let tmp = tempdir();
+    let dir = tmp.path().join("l");
+    add_image(
+        &dir,
+        "app:1",
+        &[LayerSpec::new(&[("a", b"a")], Compression::Gzip)],
+        None,
+    );
+    let d = dir.to_str().expect("utf-8");
+    for args in [
+        &["ls", "--json", d][..],
+        &["fsck", "--json", d][..],
+        &["inspect", "--json", d, "app:1"][..],
+        &["gc", "--dry-run", "--json", d][..],
+    ] {
+        let mut child = ocikit_cmd()
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        // Close the read end before the command has written anything.
+        drop(child.stdout.take());
+        let out = child.wait_with_output().expect("wait");
+        assert_eq!(
+            (
+                out.status.code(),
+                String::from_utf8_lossy(&out.stderr).as_ref()
+            ),
+            (Some(0), ""),
+            "{args:?}"
+        );
+    }
+}
+
+#[test]
 fn a_traversal_digest_in_index_json_is_an_error_never_a_path() {
     let tmp = tempdir();
     assert_eq!(ocikit(tmp.path(), &["-q", "init", "l"]).code, 0);

@@ -315,6 +315,7 @@ fn run(cli: &Cli) -> anyhow::Result<Code> {
 fn is_broken_pipe(e: &anyhow::Error) -> bool {
     e.chain().any(|c| {
         c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            || c.downcast_ref::<serde_json::Error>().is_some_and(|j| j.io_error_kind() == Some(std::io::ErrorKind::BrokenPipe))
             || c.downcast_ref::<ocikit_layout::Error>().is_some_and(
                 |le| matches!(le, ocikit_layout::Error::Io { source, .. } if source.kind() == std::io::ErrorKind::BrokenPipe),
             )

@@ -126,11 +126,13 @@ pub fn entry_json(d: &Descriptor) -> Value {
     })
 }
 
-/// Write pretty JSON and a newline to stdout.
+/// Write pretty JSON and a newline to stdout. Serialized first, so that a closed pipe is an
+/// `io::Error` (a quiet exit 0), not a `serde_json::Error`.
 pub fn print_json(v: &Value) -> anyhow::Result<()> {
+    let mut bytes = serde_json::to_vec_pretty(v)?;
+    bytes.push(b'\n');
     let mut out = io::stdout().lock();
-    serde_json::to_writer_pretty(&mut out, v)?;
-    writeln!(out)?;
+    out.write_all(&bytes)?;
     out.flush()?;
     Ok(())
 }
