@@ -328,13 +328,13 @@ sha256:f6d60fd529b234d3e28837e15294d935f55da58ce57c4f9218cad38d0be82ce3 applicat
     assert_eq!(r.code, 2);
     assert_eq!(
         r.stderr,
-        format!("ocikit: error: no ref or digest `{cfg}` in index.json\n")
+        format!("ocikit: error: no ref or digest `{cfg}` in `{dir}/index.json`\n")
     );
     let r = ocikit(tmp.path(), &["inspect", dir, "no-such-ref"]);
     assert_eq!(r.code, 2);
     assert_eq!(
         r.stderr,
-        "ocikit: error: no ref or digest `no-such-ref` in index.json\n"
+        format!("ocikit: error: no ref or digest `no-such-ref` in `{dir}/index.json`\n")
     );
 }
 
@@ -513,7 +513,7 @@ fn tag_and_untag() {
     assert_eq!(r.code, 2);
     assert_eq!(
         r.stderr,
-        "ocikit: error: no ref or digest `c` in index.json\n"
+        "ocikit: error: no ref or digest `c` in `l/index.json`\n"
     );
     // Invalid names, and sources that do not exist.
     for bad in ["bad name", "x-", "a..b", "x/", "ä", "a//b"] {
@@ -528,7 +528,7 @@ fn tag_and_untag() {
     assert_eq!(r.code, 2);
     assert_eq!(
         r.stderr,
-        "ocikit: error: no ref or digest `nope` in index.json\n"
+        "ocikit: error: no ref or digest `nope` in `l/index.json`\n"
     );
     // A config is not a manifest: it cannot be tagged.
     let cfg = a.config.0.to_string();
@@ -536,7 +536,7 @@ fn tag_and_untag() {
     assert_eq!(r.code, 2);
     assert_eq!(
         r.stderr,
-        format!("ocikit: error: no ref or digest `{cfg}` in index.json\n")
+        format!("ocikit: error: no ref or digest `{cfg}` in `l/index.json`\n")
     );
     // Nothing of that changed index.json.
     assert_eq!(std::fs::read(dir.join("index.json")).expect("read"), before);

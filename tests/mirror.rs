@@ -791,7 +791,7 @@ fn a_failed_copy_into_a_new_directory_leaves_none() {
     assert_eq!(o.status.code(), Some(2));
     assert_eq!(
         stderr(&o),
-        "ocikit: error: no ref or digest `no-such-ref` in index.json\n"
+        format!("ocikit: error: no ref or digest `no-such-ref` in `{ONE_IMAGE}/index.json`\n")
     );
     assert!(!dst.exists());
     // An existing destination stays.

@@ -190,7 +190,7 @@ pub fn cat(cli: &Cli, dir: &Path, target: &str) -> anyhow::Result<Code> {
     let (digest, size) = if refs::entries_named(&index.value, target).is_empty() {
         (Digest::parse(target)?, None)
     } else {
-        let d = refs::resolve(&index.value, target)?;
+        let d = refs::resolve(&index.value, target, layout.root())?;
         (d.digest, Some(d.size))
     };
     let path = layout.blob_path(&digest);

@@ -89,9 +89,14 @@ pub enum Error {
     /// An invalid digest string.
     #[error(transparent)]
     Digest(#[from] crate::DigestError),
-    /// A ref that names nothing.
-    #[error("no ref or digest `{0}` in index.json")]
-    RefNotFound(String),
+    /// A ref that names nothing in a layout's `index.json`.
+    #[error("no ref or digest `{name}` in `{}`", index.display())]
+    RefNotFound {
+        /// The ref or digest asked for.
+        name: String,
+        /// The `index.json` searched (which layout: `copy` reads two).
+        index: PathBuf,
+    },
     /// A ref that names several entries.
     #[error("ref `{name}` names {} entries in index.json: {}", digests.len(), digests.iter().map(|d| format!("`{d}`")).collect::<Vec<_>>().join(", "))]
     AmbiguousRef {

@@ -62,7 +62,7 @@ pub fn select(layout: &Layout, opts: &SelectOptions) -> Result<Selection> {
     } else {
         let mut v = Vec::new();
         for r in &opts.refs {
-            let i = refs::resolve_entry(&index, r)?;
+            let i = refs::resolve_entry(&index, r, layout.root())?;
             v.push(index.manifests[i].clone());
         }
         v
