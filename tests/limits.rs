@@ -398,3 +398,49 @@ fn an_index_json_of_30000_refs_is_read_and_edited() {
     let o = run(&["fsck", lay.path()]);
     assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
 }
+
+#[test]
+fn control_characters_in_names_are_escaped_for_humans_and_exact_in_json() {
+    // A ref that would clear the screen, forge an `ls` row and reverse the text after it.
+    let evil = "a\n\x1b[2Jfake  row\t\u{202e}x\u{9b}";
+    let shown = r"a\n\u{1b}[2Jfake  row\t\u{202e}x\u{9b}";
+    let lay = Lay::new();
+    let m = lay.image("e");
+    let digest = m["digest"].as_str().expect("digest").to_string();
+    lay.set_index(&[named(&m, evil)]);
+    let o = run(&["ls", lay.path()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(
+        stdout(&o),
+        format!(
+            "REF{}  DIGEST{}  MEDIA TYPE{}  SIZE  PLATFORM\n{shown}  {digest}  {OCI_MANIFEST}  {}   -\n",
+            " ".repeat(shown.len() - 3),
+            " ".repeat(digest.len() - 6),
+            " ".repeat(OCI_MANIFEST.len() - 10),
+            m["size"]
+        )
+    );
+    // --json stays exact.
+    let o = run(&["ls", "--json", lay.path()]);
+    let v: Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(v[0]["ref"], json!(evil));
+    // fsck paths: the manifest's layer is gone.
+    let layer = lay.put(b"layer of e");
+    fs::remove_file(lay.blob_path(&layer)).expect("rm");
+    let o = run(&["fsck", lay.path()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(
+        stdout(&o),
+        format!("error: missing: {layer} ({shown} > layers[0] {layer}): blob is absent\n")
+    );
+    // Error lines: an unknown ref is named escaped.
+    let o = run(&["inspect", lay.path(), "b\x1b[1A\rOK"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(
+        stderr(&o),
+        format!(
+            "ocikit: error: no ref or digest `b\\u{{1b}}[1A\\rOK` in `{}/index.json`\n",
+            lay.path()
+        )
+    );
+}

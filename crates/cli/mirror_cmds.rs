@@ -9,6 +9,7 @@ use ocikit_layout::inventory::Inventory;
 use ocikit_layout::select::{self, SelectOptions};
 use ocikit_layout::{Layout, PlatformSpec};
 
+use crate::output::note;
 use crate::output::{human_bytes, CheckFailed};
 use crate::{Cli, Code};
 
@@ -47,7 +48,7 @@ pub fn inventory(cli: &Cli, dir: &Path, out: Option<&Path>) -> anyhow::Result<Co
         Some(path) if path != Path::new("-") => {
             inv.write_file(path, dir, cli.layout_options().durable)?;
             if !cli.quiet {
-                eprintln!(
+                note!(
                     "wrote inventory of {} blob(s) and {} ref(s) to `{}`",
                     inv.blobs.len(),
                     inv.refs.len(),
@@ -101,7 +102,7 @@ pub fn bundle(
     if !cli.quiet {
         let m = &report.manifest;
         let bytes: u64 = m.blobs.iter().map(|b| b.size).sum();
-        eprintln!(
+        note!(
             "bundled {} ref(s), {} blob(s) ({}), left out {} blob(s) the far side has, in {} part(s):",
             m.refs.len(),
             m.blobs.len(),
@@ -110,7 +111,7 @@ pub fn bundle(
             report.parts.len()
         );
         for (p, len) in &report.parts {
-            eprintln!("  {} ({})", p.display(), human_bytes(*len));
+            note!("  {} ({})", p.display(), human_bytes(*len));
         }
     }
     Ok(0)
@@ -147,7 +148,7 @@ fn print_load_report(cli: &Cli, r: &LoadReport) {
     }
     let verb = if r.dry_run { "would write" } else { "wrote" };
     for p in &r.parts {
-        eprintln!(
+        note!(
             "{}: {verb} {} blob(s), {} chunk(s), {} already present",
             p.path.display(),
             p.written.len(),
@@ -163,19 +164,19 @@ fn print_load_report(cli: &Cli, r: &LoadReport) {
         };
         let (name, digest) = (u.label(), &u.digest);
         match &u.change {
-            RefChange::Moved(from) => eprintln!(
+            RefChange::Moved(from) => note!(
                 "{verb} `{name}` -> `{digest}` (moved from {})",
                 from.iter()
                     .map(|d| format!("`{d}`"))
                     .collect::<Vec<_>>()
                     .join(", ")
             ),
-            _ => eprintln!("{verb} `{name}` -> `{digest}`"),
+            _ => note!("{verb} `{name}` -> `{digest}`"),
         }
     }
     for w in &r.waiting {
         let parts: Vec<String> = w.parts.iter().map(|p| format!("{p:03}")).collect();
-        eprintln!(
+        note!(
             "`{}` waits for {} blob(s){}",
             w.name,
             w.missing.len(),
@@ -211,7 +212,7 @@ pub fn copy(
         for u in &report.entries {
             if let RefChange::Moved(from) = &u.change {
                 let from: Vec<String> = from.iter().map(|d| format!("`{d}`")).collect();
-                eprintln!(
+                note!(
                     "moved `{}` from {} to `{}`",
                     u.label(),
                     from.join(", "),
@@ -219,7 +220,7 @@ pub fn copy(
                 );
             }
         }
-        eprintln!(
+        note!(
             "copied {} entr{}: {} blob(s) linked, {} copied, {} already present{}",
             report.entries.len(),
             if report.entries.len() == 1 {
