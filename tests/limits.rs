@@ -444,3 +444,45 @@ fn control_characters_in_names_are_escaped_for_humans_and_exact_in_json() {
         )
     );
 }
+
+#[test]
+fn a_zstd_layer_with_a_1_gib_window_is_said_to_be_too_large_not_a_diff_id_mismatch() {
+    let lay = Lay::new();
+    let tar = vec![0u8; 1024];
+    let mut enc = zstd::stream::write::Encoder::new(Vec::new(), 3).expect("encoder");
+    enc.window_log(30).expect("window_log");
+    enc.long_distance_matching(true).expect("ldm");
+    std::io::Write::write_all(&mut enc, &tar).expect("write");
+    let blob = enc.finish().expect("finish");
+    let layer = lay.desc("application/vnd.oci.image.layer.v1.tar+zstd", &blob);
+    let config = lay.desc(
+        OCI_CONFIG,
+        format!(
+            r#"{{"architecture":"amd64","os":"linux","rootfs":{{"type":"layers","diff_ids":["{}"]}}}}"#,
+            sha256(&tar)
+        )
+        .as_bytes(),
+    );
+    let m =
+        json!({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": config, "layers": [layer]});
+    let m = lay.desc(OCI_MANIFEST, &serde_json::to_vec(&m).expect("json"));
+    lay.set_index(&[named(&m, "z")]);
+    let o = run(&["fsck", "--deep", "--json", lay.path()]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let report: Value = serde_json::from_slice(&o.stdout).expect("json");
+    let kinds: Vec<&str> = report["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .map(|f| f["kind"].as_str().expect("kind"))
+        .collect();
+    assert_eq!(kinds, ["window-too-large"]);
+    assert_eq!(
+        findings(&lay, &report, "window-too-large"),
+        vec![(
+            layer["digest"].clone(),
+            "zstd window too large for the memory limit (a frame needs a window over 128 MiB)"
+                .to_string()
+        )]
+    );
+}
