@@ -831,3 +831,42 @@ fn inventory_to_a_file_is_written_whole() {
     );
     assert_eq!(names_in(&out_dir), ["d", "inv.json"]);
 }
+
+/// `-o -` is standard output for `bundle` as for `export` and `inventory`; it used to create a
+/// file named `-` in the working directory. Parts cannot go to one stream.
+#[test]
+fn bundle_to_dash_writes_stdout_and_refuses_parts() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let file = tmp.path().join("b.tar");
+    ok(&[&"-q", &"bundle", &ONE_IMAGE, &"-o", &file]);
+    let mut c = Command::cargo_bin("ocikit").expect("binary");
+    let o = c
+        .current_dir(tmp.path())
+        .env_remove("SOURCE_DATE_EPOCH")
+        .args(["--no-fsync", "-q", "bundle", ONE_IMAGE, "-o", "-"])
+        .output()
+        .expect("runs");
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(
+        o.stdout == fs::read(&file).expect("bundle"),
+        "stdout ({} bytes) is not the bundle",
+        o.stdout.len()
+    );
+    assert!(!tmp.path().join("-").exists());
+    let mut c = Command::cargo_bin("ocikit").expect("binary");
+    let o = c
+        .current_dir(tmp.path())
+        .args(["bundle", ONE_IMAGE, "-o", "-", "--part-size", "1M"])
+        .output()
+        .expect("runs");
+    assert_eq!((o.status.code(), o.stdout.len()), (Some(2), 0));
+    assert_eq!(
+        stderr(&o),
+        "ocikit: error: `-o -` (standard output) cannot be used with `--part-size`: each part is a file\n"
+    );
+    assert_eq!(
+        fs::read_dir(tmp.path()).expect("ls").count(),
+        1,
+        "only b.tar"
+    );
+}

@@ -130,7 +130,8 @@ pub enum Command {
         src: PathBuf,
         /// Refs or digests to carry (default: all).
         refs: Vec<String>,
-        /// The bundle file (with --part-size: OUT.001, OUT.002, ...).
+        /// The bundle file (with --part-size: OUT.001, OUT.002, ...); `-` for stdout (one
+        /// part only).
         #[arg(short, long)]
         output: PathBuf,
         /// An inventory of the far side: blobs it lists are left out (repeatable).

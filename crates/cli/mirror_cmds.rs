@@ -89,16 +89,17 @@ pub fn bundle(
     for h in have {
         invs.push(Inventory::read(h)?);
     }
-    let report = bundle::write_bundle(
-        &layout,
-        &sel,
-        &invs,
-        &BundleOptions {
-            part_size,
-            mtime: crate::output::source_date_epoch()?,
-        },
-        out,
-    )?;
+    let opts = BundleOptions {
+        part_size,
+        mtime: crate::output::source_date_epoch()?,
+    };
+    let report = if out == Path::new("-") {
+        let stdout = std::io::stdout();
+        let mut w = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
+        bundle::write_bundle_to(&layout, &sel, &invs, &opts, &mut w, out)?
+    } else {
+        bundle::write_bundle(&layout, &sel, &invs, &opts, out)?
+    };
     if !cli.quiet {
         let m = &report.manifest;
         let bytes: u64 = m.blobs.iter().map(|b| b.size).sum();

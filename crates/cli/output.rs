@@ -70,6 +70,10 @@ pub fn flag_hint(e: &(dyn std::error::Error + 'static)) -> Option<String> {
             LayoutError::PartTooSmall { .. } => {
                 Some("`--part-size`: too small to hold the bundle's metadata and any data".into())
             }
+            LayoutError::SplitBundleToStream => Some(
+                "`-o -` (standard output) cannot be used with `--part-size`: each part is a file"
+                    .into(),
+            ),
             _ => None,
         };
     }

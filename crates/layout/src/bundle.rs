@@ -40,7 +40,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::{self, File};
-use std::io::{self, BufReader, Read, Seek, SeekFrom};
+use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -269,6 +269,41 @@ pub fn write_bundle(
     out: &Path,
 ) -> Result<BundleReport> {
     crate::output::refuse_inside(out, layout.root())?;
+    write(layout, sel, have, opts, Dest::Files(out))
+}
+
+/// [`write_bundle`] into a stream (standard output): one part, written as it is made. A
+/// bundle split into parts cannot go to one stream ([`Error::SplitBundleToStream`]); `name`
+/// is what the report calls the output.
+pub fn write_bundle_to(
+    layout: &Layout,
+    sel: &Selection,
+    have: &[Inventory],
+    opts: &BundleOptions,
+    out: &mut dyn Write,
+    name: &Path,
+) -> Result<BundleReport> {
+    if opts.part_size.is_some() {
+        return Err(Error::SplitBundleToStream);
+    }
+    write(layout, sel, have, opts, Dest::Stream(out, name))
+}
+
+/// Where a bundle's parts go.
+enum Dest<'a> {
+    /// `OUT` (one part) or `OUT.001`, `OUT.002`, ..., each written whole or not at all.
+    Files(&'a Path),
+    /// One part, streamed; the path names it in reports and errors.
+    Stream(&'a mut dyn Write, &'a Path),
+}
+
+fn write(
+    layout: &Layout,
+    sel: &Selection,
+    have: &[Inventory],
+    opts: &BundleOptions,
+    mut dest_of: Dest<'_>,
+) -> Result<BundleReport> {
     let have_set: HashMap<&Digest, u64> = have
         .iter()
         .flat_map(|i| i.blobs.iter().map(|b| (&b.digest, b.size)))
@@ -398,10 +433,14 @@ pub fn write_bundle(
     let mut temps = Vec::new();
     // Chunked blobs stay open across parts, hashed in offset order.
     let mut open_chunked: HashMap<Digest, (File, crate::Hasher)> = HashMap::new();
-    for part in 1..=plan.parts {
-        let mut file = AtomicFile::create(part_path(out, part, split), durable)?;
-        let dest = file.dest().to_path_buf();
-        let mut tw = TarWriter::new(file.writer(), opts.mtime);
+    let mut streamed = Vec::new();
+    // One part into `out`; returns its length.
+    let mut write_part = |out: &mut dyn Write, dest: &Path, part: u32| -> Result<u64> {
+        let mut counted = CountingWriter {
+            inner: out,
+            count: 0,
+        };
+        let mut tw = TarWriter::new(&mut counted, opts.mtime);
         let part_err = |e: ArchiveError| tar_error(e, &dest, &dest);
         tw.file("bundle.json", &manifest_bytes).map_err(part_err)?;
         tw.file("oci-layout", OCI_LAYOUT_CONTENT)
@@ -476,10 +515,27 @@ pub fn write_bundle(
                 }
             }
         }
-        tw.finish().map_err(part_err)?.finish()?;
-        temps.push(file);
+        tw.finish().map_err(part_err)?;
+        Ok(counted.count)
+    };
+    for part in 1..=plan.parts {
+        match &mut dest_of {
+            Dest::Files(out) => {
+                let mut file = AtomicFile::create(part_path(out, part, split), durable)?;
+                let dest = file.dest().to_path_buf();
+                let mut w = file.writer();
+                write_part(&mut w, &dest, part)?;
+                w.finish()?;
+                temps.push(file);
+            }
+            Dest::Stream(w, name) => {
+                let len = write_part(&mut **w, name, part)?;
+                w.flush().map_err(|e| Error::io(*name, e))?;
+                streamed.push((name.to_path_buf(), len));
+            }
+        }
     }
-    let mut parts = Vec::new();
+    let mut parts = streamed;
     for file in temps {
         let len = file.len();
         parts.push((file.commit()?, len));
@@ -490,6 +546,24 @@ pub fn write_bundle(
             source: e,
         })?;
     Ok(BundleReport { parts, manifest })
+}
+
+/// Counts what goes through to `inner`.
+struct CountingWriter<'a> {
+    inner: &'a mut dyn Write,
+    count: u64,
+}
+
+impl Write for CountingWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.count += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
 }
 
 struct HashTee<'a, R> {

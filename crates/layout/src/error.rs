@@ -89,6 +89,9 @@ pub enum Error {
     /// An invalid digest string.
     #[error(transparent)]
     Digest(#[from] crate::DigestError),
+    /// A bundle with a part size was to be written to a stream: parts are separate files.
+    #[error("a bundle split into parts cannot be written to a stream: each part is a file")]
+    SplitBundleToStream,
     /// A ref that names nothing in a layout's `index.json`.
     #[error("no ref or digest `{name}` in `{}`", index.display())]
     RefNotFound {
