@@ -681,10 +681,14 @@ pub fn load_into(
         // Not a layout and not empty: the same refusal a real load meets.
         return load(&Layout::open(dir, layout_opts)?, parts, true);
     }
-    crate::output::NewDir::run(dir, || {
-        let (layout, _) = Layout::init(dir, layout_opts)?;
-        load(&layout, parts, dry_run)
-    })
+    crate::output::NewDir::run_layout(
+        dir,
+        || {
+            let (layout, _) = Layout::init(dir, layout_opts.clone())?;
+            load(&layout, parts, dry_run)
+        },
+        |e| matches!(e, Error::LayoutGone { .. }),
+    )
 }
 
 /// Load bundle parts into `layout` (which must exist). With `dry_run`, every part is read and

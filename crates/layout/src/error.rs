@@ -119,6 +119,13 @@ pub enum Error {
         /// How long we waited.
         seconds: u64,
     },
+    /// The layout directory was removed or replaced while this writer waited for its lock
+    /// (the lock it got is on a directory that is no longer at the path).
+    #[error("`{}` was removed or replaced while waiting for its lock", path.display())]
+    LayoutGone {
+        /// The layout.
+        path: PathBuf,
+    },
     /// Input that is not what it should be (a bundle, an inventory, a selection).
     #[error("`{what}`: {reason}")]
     Invalid {

@@ -40,8 +40,12 @@ pub fn copy_to_path(
     layout_opts: Options,
     opts: &SelectOptions,
 ) -> Result<CopyReport> {
-    NewDir::run(dst, || {
-        let (dest, _) = Layout::init(dst, layout_opts)?;
-        copy(src, &dest, opts)
-    })
+    NewDir::run_layout(
+        dst,
+        || {
+            let (dest, _) = Layout::init(dst, layout_opts.clone())?;
+            copy(src, &dest, opts)
+        },
+        |e| matches!(e, crate::Error::LayoutGone { .. }),
+    )
 }
