@@ -118,29 +118,77 @@ pub fn bundle(
     Ok(0)
 }
 
-/// Render what a bundle load did (`import` of bundle parts); exit 1 when a part was rejected
-/// or the layout lacks blobs the bundle assumed.
+/// Render what a bundle load did (`import` of bundle parts). Exit 1 when a part was rejected,
+/// the layout lacks blobs the bundle assumed, or a ref needs a blob no part carries; exit 3
+/// ("loaded, incomplete") when every part given loaded but refs wait for parts not given yet.
 pub fn render_load(cli: &Cli, report: &LoadReport) -> anyhow::Result<Code> {
     print_load_report(cli, report);
-    if report.ok() {
-        Ok(0)
-    } else {
-        let mut why = Vec::new();
-        for p in &report.parts {
-            for e in &p.errors {
-                why.push(format!("`{}`: {e}", p.path.display()));
+    let mut why = Vec::new();
+    for p in &report.parts {
+        // Errors about the part itself already start with its name.
+        let prefix = format!("`{}`: ", p.path.display());
+        for e in &p.errors {
+            if e.starts_with(&prefix) {
+                why.push(e.clone());
+            } else {
+                why.push(format!("{prefix}{e}"));
             }
         }
-        if !report.missing_assumed.is_empty() {
-            let list: Vec<String> = report
-                .missing_assumed
-                .iter()
-                .map(|d| format!("`{d}`"))
-                .collect();
-            why.push(format!("the layout lacks {} blob(s) the bundle assumed present, so no ref was committed: {}", list.len(), list.join(", ")));
-        }
-        Err(CheckFailed(why.join("; ")).into())
     }
+    if !report.missing_assumed.is_empty() {
+        let list: Vec<String> = report
+            .missing_assumed
+            .iter()
+            .map(|d| format!("`{d}`"))
+            .collect();
+        why.push(format!(
+            "the layout lacks {} blob(s) the bundle assumed present, so no ref was committed: {}",
+            list.len(),
+            list.join(", ")
+        ));
+    }
+    for w in report.waiting.iter().filter(|w| w.parts.is_empty()) {
+        why.push(format!(
+            "`{}` needs {} blob(s) that no part of the bundle carries: {}",
+            w.name,
+            w.missing.len(),
+            digests(&w.missing)
+        ));
+    }
+    if !why.is_empty() {
+        return Err(CheckFailed(why.join("; ")).into());
+    }
+    if report.waiting.is_empty() {
+        return Ok(0);
+    }
+    let parts: std::collections::BTreeSet<u32> = report
+        .waiting
+        .iter()
+        .flat_map(|w| w.parts.iter().copied())
+        .collect();
+    if !cli.quiet {
+        note!(
+            "loaded, incomplete: {} ref(s) wait for part(s) {}",
+            report.waiting.len(),
+            part_list(&parts)
+        );
+    }
+    Ok(3)
+}
+
+fn digests(ds: &[ocikit_layout::Digest]) -> String {
+    ds.iter()
+        .map(|d| format!("`{d}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn part_list(parts: &std::collections::BTreeSet<u32>) -> String {
+    parts
+        .iter()
+        .map(|p| format!("{p:03}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn print_load_report(cli: &Cli, r: &LoadReport) {
@@ -175,17 +223,13 @@ fn print_load_report(cli: &Cli, r: &LoadReport) {
             _ => note!("{verb} `{name}` -> `{digest}`"),
         }
     }
-    for w in &r.waiting {
-        let parts: Vec<String> = w.parts.iter().map(|p| format!("{p:03}")).collect();
+    for w in r.waiting.iter().filter(|w| !w.parts.is_empty()) {
         note!(
-            "`{}` waits for {} blob(s){}",
+            "`{}` waits for {} blob(s) in part(s) {}: {}",
             w.name,
             w.missing.len(),
-            if parts.is_empty() {
-                String::new()
-            } else {
-                format!(" in part(s) {}", parts.join(", "))
-            }
+            part_list(&w.parts),
+            digests(&w.missing)
         );
     }
 }

@@ -700,14 +700,19 @@ pub fn load(layout: &Layout, parts: &[PathBuf], dry_run: bool) -> Result<LoadRep
         ..LoadReport::default()
     };
     let mut bundles: BTreeMap<Vec<u8>, BundleManifest> = BTreeMap::new();
-    // Blobs verified during a dry run count as present for the ref report.
+    // Blobs (and chunks) verified during a dry run count as present for the ref report.
     let mut virtual_present: BTreeSet<Digest> = BTreeSet::new();
+    let mut virtual_chunks: BTreeSet<(Digest, usize)> = BTreeSet::new();
     for path in parts {
         let mut pr = PartReport {
             path: path.clone(),
             ..PartReport::default()
         };
-        match load_part(&lock, path, dry_run, &mut pr, &mut virtual_present) {
+        let mut seen = Seen {
+            blobs: &mut virtual_present,
+            chunks: &mut virtual_chunks,
+        };
+        match load_part(&lock, path, dry_run, &mut pr, &mut seen) {
             Ok((bytes, m)) => {
                 bundles.insert(bytes, m);
             }
@@ -731,19 +736,25 @@ pub fn load(layout: &Layout, parts: &[PathBuf], dry_run: bool) -> Result<LoadRep
             report.missing_assumed.extend(missing_assumed);
             continue;
         }
-        let where_: HashMap<&Digest, BTreeSet<u32>> = m
-            .blobs
-            .iter()
-            .map(|b| {
-                (
-                    &b.digest,
-                    b.part
-                        .into_iter()
-                        .chain(b.chunks.iter().map(|c| c.part))
-                        .collect(),
-                )
-            })
-            .collect();
+        // The parts that still hold something of a blob: its own part, or the parts of the
+        // chunks not loaded yet (never a part whose chunk is already in).
+        let listed: HashMap<&Digest, &BundleBlob> =
+            m.blobs.iter().map(|b| (&b.digest, b)).collect();
+        let parts_left = |d: &Digest| -> BTreeSet<u32> {
+            let Some(b) = listed.get(d) else {
+                return BTreeSet::new();
+            };
+            if b.chunks.is_empty() {
+                return b.part.into_iter().collect();
+            }
+            let done = lock.partial_chunks_done(d).unwrap_or_default();
+            b.chunks
+                .iter()
+                .enumerate()
+                .filter(|(n, _)| !done.contains(n) && !virtual_chunks.contains(&(d.clone(), *n)))
+                .map(|(_, c)| c.part)
+                .collect()
+        };
         let mut known: HashMap<u32, bool> = HashMap::new();
         // Refs whose blobs bundle.json says are all here: (label, entry).
         let mut ready: Vec<(String, Descriptor)> = Vec::new();
@@ -757,12 +768,7 @@ pub fn load(layout: &Layout, parts: &[PathBuf], dry_run: bool) -> Result<LoadRep
                 .clone()
                 .unwrap_or_else(|| r.descriptor.digest.to_string());
             if !missing.is_empty() {
-                let parts = missing
-                    .iter()
-                    .filter_map(|d| where_.get(d))
-                    .flatten()
-                    .copied()
-                    .collect();
+                let parts = missing.iter().flat_map(&parts_left).collect();
                 report.waiting.push(Waiting {
                     name: label,
                     missing,
@@ -891,13 +897,20 @@ fn parse_chunk_name(rest: &str) -> Option<(&str, usize, bool)> {
     Some((enc, n.parse().ok()?, is_digest))
 }
 
+/// What a dry run verified without writing it: whole blobs, and chunks by blob and number.
+struct Seen<'a> {
+    blobs: &'a mut BTreeSet<Digest>,
+    chunks: &'a mut BTreeSet<(Digest, usize)>,
+}
+
 fn load_part(
     lock: &crate::WriteLock<'_>,
     path: &Path,
     dry_run: bool,
     pr: &mut PartReport,
-    virtual_present: &mut BTreeSet<Digest>,
+    seen: &mut Seen<'_>,
 ) -> Result<(Vec<u8>, BundleManifest)> {
+    let virtual_present = &mut *seen.blobs;
     let file = File::open(path).map_err(|e| Error::io(path, e))?;
     // Read once, front to back, within the archive module's limits: extension headers are
     // bounded before their data is read, names checked, members counted.
@@ -1048,6 +1061,7 @@ fn load_part(
                             pr.errors.push(e.to_string());
                             continue;
                         }
+                        seen.chunks.insert((digest.clone(), n));
                         if lock.partial_chunks_done(&digest)?.len() + 1 >= b.chunks.len() {
                             virtual_present.insert(digest.clone());
                         }
