@@ -1,7 +1,8 @@
 //! The `ocikit` command line: clap arguments -> library options -> one library call -> render.
 //!
 //! Exit codes: 0 success, 1 a check found problems (fsck, gc refusing to delete, a bundle part
-//! rejected), 2 bad usage or bad input, 3 a bundle load that is loaded but incomplete. Errors go to stderr with the whole chain. A closed stdout pipe exits quietly.
+//! rejected), 2 bad usage or bad input, 3 a bundle load that is loaded but incomplete. Errors
+//! go to stderr with the whole chain. A closed stdout pipe exits quietly.
 
 mod convert_cmd;
 mod docker_cmds;
