@@ -441,7 +441,7 @@ fn write(
             count: 0,
         };
         let mut tw = TarWriter::new(&mut counted, opts.mtime);
-        let part_err = |e: ArchiveError| tar_error(e, &dest, &dest);
+        let part_err = |e: ArchiveError| tar_error(e, dest, dest);
         tw.file("bundle.json", &manifest_bytes).map_err(part_err)?;
         tw.file("oci-layout", OCI_LAYOUT_CONTENT)
             .map_err(part_err)?;
@@ -459,7 +459,7 @@ fn write(
                     let mut r = layout.open_blob(&b.digest, Some(b.size))?;
                     // The writer reads to EOF, where the reader checks the digest.
                     tw.stream(&name, b.size, &mut r)
-                        .map_err(|e| tar_error(e, &path, &dest))?;
+                        .map_err(|e| tar_error(e, &path, dest))?;
                 }
             }
         }
@@ -497,7 +497,7 @@ fn write(
                     b.digest.encoded()
                 );
                 tw.stream(&name, c.size, &mut reader)
-                    .map_err(|e| tar_error(e, &path, &dest))?;
+                    .map_err(|e| tar_error(e, &path, dest))?;
                 let chunk_digest = chunk_hash.finish();
                 tw.file(&format!("{name}.digest"), chunk_digest.as_str().as_bytes())
                     .map_err(part_err)?;
