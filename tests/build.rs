@@ -48,7 +48,7 @@ fn multiarch(tmp: &Path, name: &str) -> std::path::PathBuf {
 fn ref_digest(dir: &Path, name: &str) -> String {
     let l = Layout::open(dir, opts()).expect("open");
     let idx = l.read_index().expect("index").value;
-    ocikit_layout::refs::resolve(&idx, name)
+    ocikit_layout::refs::resolve(&idx, name, dir)
         .expect("ref")
         .digest
         .to_string()
@@ -58,7 +58,7 @@ fn ref_digest(dir: &Path, name: &str) -> String {
 fn entries(dir: &Path, name: &str) -> Vec<(String, String)> {
     let l = Layout::open(dir, opts()).expect("open");
     let idx = l.read_index().expect("index").value;
-    let d = ocikit_layout::refs::resolve(&idx, name).expect("ref");
+    let d = ocikit_layout::refs::resolve(&idx, name, dir).expect("ref");
     let bytes = l.read_blob(&d.digest, Some(d.size), 1 << 20).expect("read");
     let v: Value = serde_json::from_slice(&bytes).expect("json");
     v["manifests"]
@@ -85,7 +85,7 @@ fn entries(dir: &Path, name: &str) -> Vec<(String, String)> {
 fn last_layer(dir: &Path, name: &str) -> Vec<u8> {
     let l = Layout::open(dir, opts()).expect("open");
     let idx = l.read_index().expect("index").value;
-    let mut d = ocikit_layout::refs::resolve(&idx, name).expect("ref");
+    let mut d = ocikit_layout::refs::resolve(&idx, name, dir).expect("ref");
     loop {
         let bytes = l.read_blob(&d.digest, Some(d.size), 1 << 20).expect("read");
         let v: Value = serde_json::from_slice(&bytes).expect("json");

@@ -328,13 +328,13 @@ sha256:f6d60fd529b234d3e28837e15294d935f55da58ce57c4f9218cad38d0be82ce3 applicat
     assert_eq!(r.code, 2);
     assert_eq!(
         r.stderr,
-        format!("ocikit: error: no ref or digest `{cfg}` in index.json\n")
+        format!("ocikit: error: no ref or digest `{cfg}` in `{dir}/index.json`\n")
     );
     let r = ocikit(tmp.path(), &["inspect", dir, "no-such-ref"]);
     assert_eq!(r.code, 2);
     assert_eq!(
         r.stderr,
-        "ocikit: error: no ref or digest `no-such-ref` in index.json\n"
+        format!("ocikit: error: no ref or digest `no-such-ref` in `{dir}/index.json`\n")
     );
 }
 
@@ -513,7 +513,7 @@ fn tag_and_untag() {
     assert_eq!(r.code, 2);
     assert_eq!(
         r.stderr,
-        "ocikit: error: no ref or digest `c` in index.json\n"
+        "ocikit: error: no ref or digest `c` in `l/index.json`\n"
     );
     // Invalid names, and sources that do not exist.
     for bad in ["bad name", "x-", "a..b", "x/", "ä", "a//b"] {
@@ -528,7 +528,7 @@ fn tag_and_untag() {
     assert_eq!(r.code, 2);
     assert_eq!(
         r.stderr,
-        "ocikit: error: no ref or digest `nope` in index.json\n"
+        "ocikit: error: no ref or digest `nope` in `l/index.json`\n"
     );
     // A config is not a manifest: it cannot be tagged.
     let cfg = a.config.0.to_string();
@@ -536,7 +536,7 @@ fn tag_and_untag() {
     assert_eq!(r.code, 2);
     assert_eq!(
         r.stderr,
-        format!("ocikit: error: no ref or digest `{cfg}` in index.json\n")
+        format!("ocikit: error: no ref or digest `{cfg}` in `l/index.json`\n")
     );
     // Nothing of that changed index.json.
     assert_eq!(std::fs::read(dir.join("index.json")).expect("read"), before);
@@ -764,6 +764,45 @@ fn closed_stdout_pipe_exits_quietly() {
     let out = child.wait_with_output().expect("wait");
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(String::from_utf8_lossy(&out.stderr), "");
+}
+
+#[test]
+fn json_into_a_closed_pipe_exits_quietly() {
+    // `--json` output used to be serialized straight into stdout: a closed pipe became a
+    // serde_json error, "Broken pipe" on stderr and exit 2.
+    let tmp = tempdir();
+    let dir = tmp.path().join("l");
+    add_image(
+        &dir,
+        "app:1",
+        &[LayerSpec::new(&[("a", b"a")], Compression::Gzip)],
+        None,
+    );
+    let d = dir.to_str().expect("utf-8");
+    for args in [
+        &["ls", "--json", d][..],
+        &["fsck", "--json", d][..],
+        &["inspect", "--json", d, "app:1"][..],
+        &["gc", "--dry-run", "--json", d][..],
+    ] {
+        let mut child = ocikit_cmd()
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        // Close the read end before the command has written anything.
+        drop(child.stdout.take());
+        let out = child.wait_with_output().expect("wait");
+        assert_eq!(
+            (
+                out.status.code(),
+                String::from_utf8_lossy(&out.stderr).as_ref()
+            ),
+            (Some(0), ""),
+            "{args:?}"
+        );
+    }
 }
 
 #[test]

@@ -229,3 +229,43 @@ fn a_writer_that_cannot_get_the_lock_fails_clearly() {
         .collect();
     assert_eq!(names, vec!["v1", "v2"]);
 }
+
+/// `ocikit import bad.tar D & ocikit import good.tar D` with `D` new: the failing import used
+/// to remove `D` while the other waited for its lock on it; the other then wrote into the
+/// removed directory and reported success, leaving nothing at `D`. Here the failing writer is
+/// this test (it creates `D`, holds the lock, then gives up the way `NewDir` does), and the
+/// other is the binary.
+#[test]
+fn an_import_waiting_on_a_new_dir_another_import_removed_starts_over() {
+    let tmp = tempdir();
+    let dir = tmp.path().join("d");
+    let good = fixtures().join("docker/ggcr-hello-world-v25.tar");
+    let failing = ocikit_layout::output::NewDir::guard(&dir);
+    assert!(failing.is_new());
+    let (layout, _) = Layout::init(&dir, opts()).expect("init");
+    let lock = layout.lock().expect("lock");
+    let child = ocikit_cmd()
+        .args(["-q", "import"])
+        .arg(&good)
+        .arg(&dir)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    // Let the other import find `D` and start waiting for its lock.
+    std::thread::sleep(std::time::Duration::from_millis(800));
+    drop(lock);
+    drop(failing);
+    let out = child.wait_with_output().expect("wait");
+    assert_eq!(
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).as_ref()
+        ),
+        (Some(0), "")
+    );
+    let r = ocikit(tmp.path(), &["ls", "d"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.stdout.lines().count(), 2, "{}", r.stdout);
+    assert_eq!(ocikit(tmp.path(), &["fsck", "d"]).code, 0);
+}

@@ -144,7 +144,10 @@ fn ggcr_test_index() {
     assert_eq!(r.code, 2);
     assert_eq!(
         r.stderr,
-        format!("ocikit: error: no ref or digest `{bad}` in index.json\n")
+        format!(
+            "ocikit: error: no ref or digest `{bad}` in `{}`\n",
+            dir.join("index.json").display()
+        )
     );
 }
 
@@ -521,7 +524,7 @@ latest  sha256:a2f798327b3f25e3eff54badcb769953de235e62e3e32051d57a5e66246de4a1 
         assert_eq!(r.code, 2, "{name:?}");
         assert_eq!(
             r.stderr,
-            format!("ocikit: error: no ref or digest `{name}` in index.json\n")
+            format!("ocikit: error: no ref or digest `{name}` in `{MULTI}/index.json`\n")
         );
     }
 }

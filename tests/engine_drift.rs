@@ -906,9 +906,17 @@ fn a_bundle_that_leaves_a_layer_out_commits_nothing_broken() {
     write_part(&part, &bundle, &index, &carried);
     let far = tmp.path().join("far");
     let o = oc(&["import", s(&part), s(&far)]);
-    assert_eq!(o.status.code(), Some(0), "{}", how(&o));
-    assert!(
-        stderr(&o).lines().any(|l| l == "`a` waits for 1 blob(s)"),
+    // No part will ever bring the layer: a problem with the bundle (exit 1), not a wait.
+    assert_eq!(o.status.code(), Some(1), "{}", how(&o));
+    let layer = m["layers"][0]["digest"].as_str().expect("layer");
+    assert_eq!(
+        stderr(&o).lines().last(),
+        Some(
+            format!(
+                "ocikit: error: `a` needs 1 blob(s) that no part of the bundle carries: `{layer}`"
+            )
+            .as_str()
+        ),
         "{}",
         how(&o)
     );

@@ -398,3 +398,91 @@ fn an_index_json_of_30000_refs_is_read_and_edited() {
     let o = run(&["fsck", lay.path()]);
     assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
 }
+
+#[test]
+fn control_characters_in_names_are_escaped_for_humans_and_exact_in_json() {
+    // A ref that would clear the screen, forge an `ls` row and reverse the text after it.
+    let evil = "a\n\x1b[2Jfake  row\t\u{202e}x\u{9b}";
+    let shown = r"a\n\u{1b}[2Jfake  row\t\u{202e}x\u{9b}";
+    let lay = Lay::new();
+    let m = lay.image("e");
+    let digest = m["digest"].as_str().expect("digest").to_string();
+    lay.set_index(&[named(&m, evil)]);
+    let o = run(&["ls", lay.path()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(
+        stdout(&o),
+        format!(
+            "REF{}  DIGEST{}  MEDIA TYPE{}  SIZE  PLATFORM\n{shown}  {digest}  {OCI_MANIFEST}  {}   -\n",
+            " ".repeat(shown.len() - 3),
+            " ".repeat(digest.len() - 6),
+            " ".repeat(OCI_MANIFEST.len() - 10),
+            m["size"]
+        )
+    );
+    // --json stays exact.
+    let o = run(&["ls", "--json", lay.path()]);
+    let v: Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(v[0]["ref"], json!(evil));
+    // fsck paths: the manifest's layer is gone.
+    let layer = lay.put(b"layer of e");
+    fs::remove_file(lay.blob_path(&layer)).expect("rm");
+    let o = run(&["fsck", lay.path()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(
+        stdout(&o),
+        format!("error: missing: {layer} ({shown} > layers[0] {layer}): blob is absent\n")
+    );
+    // Error lines: an unknown ref is named escaped.
+    let o = run(&["inspect", lay.path(), "b\x1b[1A\rOK"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(
+        stderr(&o),
+        format!(
+            "ocikit: error: no ref or digest `b\\u{{1b}}[1A\\rOK` in `{}/index.json`\n",
+            lay.path()
+        )
+    );
+}
+
+#[test]
+fn a_zstd_layer_with_a_1_gib_window_is_said_to_be_too_large_not_a_diff_id_mismatch() {
+    let lay = Lay::new();
+    let tar = vec![0u8; 1024];
+    let mut enc = zstd::stream::write::Encoder::new(Vec::new(), 3).expect("encoder");
+    enc.window_log(30).expect("window_log");
+    enc.long_distance_matching(true).expect("ldm");
+    std::io::Write::write_all(&mut enc, &tar).expect("write");
+    let blob = enc.finish().expect("finish");
+    let layer = lay.desc("application/vnd.oci.image.layer.v1.tar+zstd", &blob);
+    let config = lay.desc(
+        OCI_CONFIG,
+        format!(
+            r#"{{"architecture":"amd64","os":"linux","rootfs":{{"type":"layers","diff_ids":["{}"]}}}}"#,
+            sha256(&tar)
+        )
+        .as_bytes(),
+    );
+    let m =
+        json!({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": config, "layers": [layer]});
+    let m = lay.desc(OCI_MANIFEST, &serde_json::to_vec(&m).expect("json"));
+    lay.set_index(&[named(&m, "z")]);
+    let o = run(&["fsck", "--deep", "--json", lay.path()]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let report: Value = serde_json::from_slice(&o.stdout).expect("json");
+    let kinds: Vec<&str> = report["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .map(|f| f["kind"].as_str().expect("kind"))
+        .collect();
+    assert_eq!(kinds, ["window-too-large"]);
+    assert_eq!(
+        findings(&lay, &report, "window-too-large"),
+        vec![(
+            layer["digest"].clone(),
+            "zstd window too large for the memory limit (a frame needs a window over 128 MiB)"
+                .to_string()
+        )]
+    );
+}

@@ -142,3 +142,96 @@ fn a_gigabyte_long_name_header_is_refused_without_reading_it() {
     );
     assert!(!dest.exists());
 }
+
+/// A docker-save archive with one layer and a config listing `diff_id`.
+fn docker_save_with_layer(path: &Path, layer_name: &str, layer: &[u8], diff_id: &str) {
+    let config = format!(
+        r#"{{"architecture":"amd64","os":"linux","rootfs":{{"type":"layers","diff_ids":["{diff_id}"]}}}}"#
+    );
+    let manifest =
+        format!(r#"[{{"Config":"c.json","RepoTags":["x:1"],"Layers":["{layer_name}"]}}]"#);
+    let mut tar = small_members(&[
+        (layer_name, layer),
+        ("c.json", config.as_bytes()),
+        ("manifest.json", manifest.as_bytes()),
+    ]);
+    tar.extend_from_slice(&[0u8; 1024]);
+    fs::write(path, tar).expect("write");
+}
+
+/// Layer errors named the member twice (`member `l/layer.tar`: `l/layer.tar`: ...`), and a zstd
+/// window over the decoder's limit was reported as a broken stream.
+#[test]
+fn layer_errors_name_the_member_once_and_a_large_zstd_window_says_so() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let bad = tmp.path().join("bad.tar");
+    let mut gz = vec![0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0];
+    gz.extend_from_slice(&[b'x'; 64]);
+    docker_save_with_layer(&bad, "l/layer.tar", &gz, &sha256(b""));
+    let dst = tmp.path().join("dst");
+    let o = run(&[
+        "import",
+        bad.to_str().expect("utf-8"),
+        dst.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(
+        stderr(&o),
+        format!(
+            "ocikit: error: `{}`: member `l/layer.tar`: corrupt deflate stream\n",
+            bad.display()
+        )
+    );
+    let wide = tmp.path().join("wide.tar");
+    let tar = [0u8; 1024];
+    let mut enc = zstd::stream::write::Encoder::new(Vec::new(), 3).expect("encoder");
+    enc.window_log(30).expect("window_log");
+    enc.long_distance_matching(true).expect("ldm");
+    enc.write_all(&tar).expect("write");
+    let zst = enc.finish().expect("finish");
+    docker_save_with_layer(&wide, "l/layer.tar", &zst, &sha256(&tar));
+    let o = run(&[
+        "import",
+        wide.to_str().expect("utf-8"),
+        dst.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(
+        stderr(&o),
+        format!(
+            "ocikit: error: `{}`: member `l/layer.tar`: zstd window too large for the memory limit (a frame needs a window over 128 MiB)\n",
+            wide.display()
+        )
+    );
+    assert!(!dst.exists());
+}
+
+/// A member name with an escape sequence and a newline is printed escaped: it cannot erase the
+/// error line and print a fake success line in its place.
+#[test]
+fn member_names_are_escaped_in_error_lines() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let evil = tmp.path().join("evil.tar");
+    with_sparse_member(
+        &evil,
+        &[],
+        b"ok\r\x1b[2Kimported `x:1`\n/../../x",
+        tar::EntryType::Regular,
+        1,
+        &[],
+    );
+    let dst = tmp.path().join("dst");
+    let o = run(&[
+        "import",
+        evil.to_str().expect("utf-8"),
+        dst.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(
+        stderr(&o),
+        format!(
+            "ocikit: error: `{}`: member `ok\\r\\u{{1b}}[2Kimported `x:1`\\n/../../x`: `..` in path\n",
+            evil.display()
+        )
+    );
+}

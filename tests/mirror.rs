@@ -476,9 +476,9 @@ fn parts_load_alone_in_reverse_order() {
             "{}",
             p.display()
         );
-        // Each part verifies alone.
+        // Each part verifies alone (loaded, incomplete: exit 3).
         let dry = ocikit(&[&"import", &"--dry-run", &p, &tmp.path().join("nowhere")]);
-        assert_eq!(dry.status.code(), Some(0), "{}", stderr(&dry));
+        assert_eq!(dry.status.code(), Some(3), "{}", stderr(&dry));
     }
     assert!(
         !tmp.path().join("nowhere").exists(),
@@ -486,9 +486,13 @@ fn parts_load_alone_in_reverse_order() {
     );
     let far = tmp.path().join("far");
     for (k, p) in parts.iter().rev().enumerate() {
-        let o = ok(&[&"import", &p, &far]);
         if k + 1 < parts.len() {
+            // Loaded, incomplete: exit 3 until the last part is in.
+            let o = ocikit(&[&"import", &p, &far]);
+            assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
             assert!(stderr(&o).contains("waits for"), "{}", stderr(&o));
+        } else {
+            ok(&[&"import", &p, &far]);
         }
     }
     assert_eq!(ls(&far), ls(&src));
@@ -534,7 +538,8 @@ fn corrupt_part_is_rejected_and_others_load() {
     assert_eq!(bad.status.code(), Some(1), "{}", stderr(&bad));
     assert!(stderr(&bad).contains("rejected"), "{}", stderr(&bad));
     for p in &parts[..parts.len() - 1] {
-        ok(&[&"import", &p, &far]);
+        let o = ocikit(&[&"import", &p, &far]);
+        assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
     }
     // Everything but the corrupt piece is in; the ref waits for it.
     assert!(!ls(&far).iter().any(|(r, _)| r.as_deref() == Some("big:1")));
@@ -791,7 +796,7 @@ fn a_failed_copy_into_a_new_directory_leaves_none() {
     assert_eq!(o.status.code(), Some(2));
     assert_eq!(
         stderr(&o),
-        "ocikit: error: no ref or digest `no-such-ref` in index.json\n"
+        format!("ocikit: error: no ref or digest `no-such-ref` in `{ONE_IMAGE}/index.json`\n")
     );
     assert!(!dst.exists());
     // An existing destination stays.
@@ -830,4 +835,113 @@ fn inventory_to_a_file_is_written_whole() {
         stderr(&o)
     );
     assert_eq!(names_in(&out_dir), ["d", "inv.json"]);
+}
+
+/// `-o -` is standard output for `bundle` as for `export` and `inventory`; it used to create a
+/// file named `-` in the working directory. Parts cannot go to one stream.
+#[test]
+fn bundle_to_dash_writes_stdout_and_refuses_parts() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let file = tmp.path().join("b.tar");
+    ok(&[&"-q", &"bundle", &ONE_IMAGE, &"-o", &file]);
+    let mut c = Command::cargo_bin("ocikit").expect("binary");
+    let o = c
+        .current_dir(tmp.path())
+        .env_remove("SOURCE_DATE_EPOCH")
+        .args(["--no-fsync", "-q", "bundle", ONE_IMAGE, "-o", "-"])
+        .output()
+        .expect("runs");
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(
+        o.stdout == fs::read(&file).expect("bundle"),
+        "stdout ({} bytes) is not the bundle",
+        o.stdout.len()
+    );
+    assert!(!tmp.path().join("-").exists());
+    let mut c = Command::cargo_bin("ocikit").expect("binary");
+    let o = c
+        .current_dir(tmp.path())
+        .args(["bundle", ONE_IMAGE, "-o", "-", "--part-size", "1M"])
+        .output()
+        .expect("runs");
+    assert_eq!((o.status.code(), o.stdout.len()), (Some(2), 0));
+    assert_eq!(
+        stderr(&o),
+        "ocikit: error: `-o -` (standard output) cannot be used with `--part-size`: each part is a file\n"
+    );
+    assert_eq!(
+        fs::read_dir(tmp.path()).expect("ls").count(),
+        1,
+        "only b.tar"
+    );
+}
+
+/// Every part given loaded but refs still wait for parts not given: exit 3 ("loaded,
+/// incomplete"; it was 0), naming only the parts still to come (the parts just loaded were
+/// listed as missing too) and the blobs they bring. A truncated part says so, naming it once.
+#[test]
+fn a_load_waiting_for_parts_not_given_exits_3_and_names_only_what_is_missing() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let src = big_source(tmp.path());
+    let out = tmp.path().join("b");
+    ok(&[&"bundle", &src, &"-o", &out, &"--part-size", &"64K"]);
+    let parts = part_files(&out);
+    assert!(parts.len() >= 5, "{parts:?}");
+    let far = tmp.path().join("far");
+    let o = ocikit(&[&"import", &parts[0], &parts[1], &far]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    let err = stderr(&o);
+    let waits: Vec<&str> = err.lines().filter(|l| l.contains(" waits for ")).collect();
+    assert!(!waits.is_empty(), "{err}");
+    let mut all_parts = std::collections::BTreeSet::new();
+    for l in &waits {
+        let (_, rest) = l.split_once(" in part(s) ").expect("parts named");
+        let (list, blobs) = rest.split_once(": ").expect("blobs named");
+        for p in list.split(", ") {
+            assert!(
+                p != "001" && p != "002",
+                "a loaded part listed as missing: {l}"
+            );
+            all_parts.insert(p.to_string());
+        }
+        for b in blobs.split(", ") {
+            let d = b.trim_matches('`');
+            let (alg, enc) = d.split_once(':').expect("digest");
+            assert!(
+                !far.join("blobs").join(alg).join(enc).exists(),
+                "{d} is present but listed as missing"
+            );
+        }
+    }
+    assert_eq!(
+        err.lines().last(),
+        Some(
+            format!(
+                "loaded, incomplete: {} ref(s) wait for part(s) {}",
+                waits.len(),
+                all_parts.into_iter().collect::<Vec<_>>().join(", ")
+            )
+            .as_str()
+        )
+    );
+    // A truncated part: which, and that it is truncated.
+    let cut = tmp.path().join("cut.003");
+    let bytes = fs::read(&parts[2]).expect("part");
+    fs::write(&cut, &bytes[..bytes.len() / 2]).expect("write");
+    let o = ocikit(&[&"import", &cut, &far]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let last = stderr(&o).lines().last().expect("error").to_string();
+    let prefix = format!("ocikit: error: `{}`: truncated archive: ", cut.display());
+    assert!(last.starts_with(&prefix), "{last}");
+    assert_eq!(
+        last.matches(&cut.display().to_string()).count(),
+        1,
+        "{last}"
+    );
+    // The rest completes it.
+    for p in &parts[2..] {
+        let o = ocikit(&[&"import", &p, &far]);
+        assert!(matches!(o.status.code(), Some(0 | 3)), "{}", stderr(&o));
+    }
+    assert_eq!(ls(&far), ls(&src));
 }

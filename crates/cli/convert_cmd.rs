@@ -6,6 +6,7 @@ use ocikit_docker::convert::{self, ConvertOptions, Target};
 use ocikit_layout::layer::CompressOptions;
 use ocikit_layout::Layout;
 
+use crate::output::note;
 use crate::output::CompressArg;
 use crate::{Cli, Code};
 
@@ -40,7 +41,7 @@ pub fn convert(
     };
     let report = convert::convert(&layout, &opts)?;
     for d in &report.dropped {
-        eprintln!(
+        note!(
             "warning: dropped the annotations of `{}` (docker has no field for them): {}",
             d.digest,
             d.keys
@@ -53,15 +54,19 @@ pub fn convert(
     if !cli.quiet {
         for e in &report.entries {
             match &e.new {
-                Some(n) => eprintln!(
+                Some(n) => note!(
                     "{}: {} -> {} ({} -> {})",
-                    e.name, e.old.digest, n.digest, e.old.media_type, n.media_type
+                    e.name,
+                    e.old.digest,
+                    n.digest,
+                    e.old.media_type,
+                    n.media_type
                 ),
-                None => eprintln!("{}: {} unchanged", e.name, e.old.digest),
+                None => note!("{}: {} unchanged", e.name, e.old.digest),
             }
         }
         if !report.recompressed.is_empty() {
-            eprintln!(
+            note!(
                 "recompressed {} layer(s) to {}",
                 report.recompressed.len(),
                 opts.compress

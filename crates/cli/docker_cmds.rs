@@ -6,6 +6,7 @@ use ocikit_docker::import::{import_any, AnyReport, ImportOptions};
 use ocikit_docker::source::Kind;
 use ocikit_layout::layer::CompressOptions;
 
+use crate::output::note;
 use crate::output::CompressArg;
 use crate::{Cli, Code};
 
@@ -48,7 +49,7 @@ pub fn import(
     };
     for m in report.moved.iter().filter(|_| !cli.quiet) {
         let from: Vec<String> = m.from.iter().map(|d| format!("`{d}`")).collect();
-        eprintln!(
+        note!(
             "ref `{}` moved from {} to `{}`",
             m.name,
             from.join(", "),
@@ -64,14 +65,14 @@ pub fn import(
             .collect();
         if asked.is_some() || level.is_some() {
             for s in copied {
-                eprintln!(
+                note!(
                     "note: `{}` is an OCI archive or layout: its blobs are copied as they are; --compress and --level apply to docker archives and dir: copies",
                     s.display()
                 );
             }
         }
         if report.created {
-            eprintln!("created OCI image layout `{}`", dir.display());
+            note!("created OCI image layout `{}`", dir.display());
         }
         for e in &report.entries {
             let platform = e
@@ -80,7 +81,7 @@ pub fn import(
                 .as_ref()
                 .map(|p| format!(" ({})", p.to_short()))
                 .unwrap_or_default();
-            eprintln!(
+            note!(
                 "imported {} {}{} from `{}` ({})",
                 e.descriptor
                     .ref_name()
@@ -135,7 +136,7 @@ pub fn export(
     };
     bar.finish_and_clear();
     if !cli.quiet {
-        eprintln!(
+        note!(
             "wrote {} ({} entries, {} blobs, {}) to `{}`",
             opts.format.name(),
             report.entries,

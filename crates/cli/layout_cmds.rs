@@ -10,7 +10,8 @@ use ocikit_layout::walk::{DocStatus, Walk};
 use ocikit_layout::{Digest, Layout, JSON_LIMIT};
 use serde_json::{json, Value};
 
-use crate::output::{byte_bar, entry_json, human_bytes, platform_json, print_json};
+use crate::output::note;
+use crate::output::{byte_bar, entry_json, escape, human_bytes, platform_json, print_json};
 use crate::{Cli, Code};
 
 fn open(cli: &Cli, dir: &Path) -> anyhow::Result<Layout> {
@@ -21,9 +22,9 @@ pub fn init(cli: &Cli, dir: &Path) -> anyhow::Result<Code> {
     let (_, created) = Layout::init(dir, cli.layout_options())?;
     if !cli.quiet {
         if created {
-            eprintln!("created OCI image layout `{}`", dir.display());
+            note!("created OCI image layout `{}`", dir.display());
         } else {
-            eprintln!(
+            note!(
                 "`{}` is already an OCI image layout; left as it is",
                 dir.display()
             );
@@ -47,14 +48,17 @@ pub fn ls(cli: &Cli, dir: &Path, json: bool) -> anyhow::Result<Code> {
         .iter()
         .map(|d| {
             [
-                d.ref_name().unwrap_or("-").to_string(),
+                escape(d.ref_name().unwrap_or("-")).into_owned(),
                 d.digest.to_string(),
-                d.media_type.to_string(),
+                escape(d.media_type.as_str()).into_owned(),
                 d.size.to_string(),
-                d.platform
-                    .as_ref()
-                    .map(|p| p.to_short())
-                    .unwrap_or_else(|| "-".into()),
+                escape(
+                    &d.platform
+                        .as_ref()
+                        .map(|p| p.to_short())
+                        .unwrap_or_else(|| "-".into()),
+                )
+                .into_owned(),
             ]
         })
         .collect();
@@ -75,7 +79,7 @@ pub fn ls(cli: &Cli, dir: &Path, json: bool) -> anyhow::Result<Code> {
             .map(|(c, w)| format!("{c}{}", " ".repeat(w.saturating_sub(c.chars().count()))))
             .collect::<Vec<_>>()
             .join("  ");
-        writeln!(out, "{}", line.trim_end())?;
+        writeln!(out, "{}", escape(line.trim_end()))?;
     }
     Ok(0)
 }
@@ -172,7 +176,7 @@ fn print_tree(
     if n.expanded_at.is_some() {
         line.push_str(" (shown above)");
     }
-    writeln!(out, "{line}")?;
+    writeln!(out, "{}", escape(&line))?;
     let count = n.children.len();
     for (k, &c) in n.children.iter().enumerate() {
         let last = k + 1 == count;
@@ -190,7 +194,7 @@ pub fn cat(cli: &Cli, dir: &Path, target: &str) -> anyhow::Result<Code> {
     let (digest, size) = if refs::entries_named(&index.value, target).is_empty() {
         (Digest::parse(target)?, None)
     } else {
-        let d = refs::resolve(&index.value, target)?;
+        let d = refs::resolve(&index.value, target, layout.root())?;
         (d.digest, Some(d.size))
     };
     let path = layout.blob_path(&digest);
@@ -281,15 +285,11 @@ pub fn fsck(cli: &Cli, dir: &Path, deep: bool, json: bool) -> anyhow::Result<Cod
             } else {
                 format!(" ({})", f.path.join(" > "))
             };
-            writeln!(
-                out,
-                "{sev}: {}: {digest}{path}: {}",
-                f.kind.name(),
-                f.detail
-            )?;
+            let line = format!("{sev}: {}: {digest}{path}: {}", f.kind.name(), f.detail);
+            writeln!(out, "{}", escape(&line))?;
         }
         if !cli.quiet {
-            eprintln!(
+            note!(
                 "checked {} blobs ({}): {} error(s), {} note(s)",
                 report.blobs_checked,
                 human_bytes(report.bytes_hashed),
@@ -329,10 +329,14 @@ pub fn gc(cli: &Cli, dir: &Path, dry_run: bool, json: bool) -> anyhow::Result<Co
             writeln!(out, "{verb} {d} ({s} bytes)")?;
         }
         for p in &report.temp_files {
-            writeln!(out, "{verb} temp file {}", p.display())?;
+            writeln!(
+                out,
+                "{}",
+                escape(&format!("{verb} temp file {}", p.display()))
+            )?;
         }
         if !cli.quiet {
-            eprintln!(
+            note!(
                 "{verb} {} blob(s) and {} temp file(s), {}",
                 report.blobs.len(),
                 report.temp_files.len(),
@@ -349,7 +353,7 @@ pub fn tag(cli: &Cli, dir: &Path, source: &str, new_ref: &str) -> anyhow::Result
     if let TagOutcome::Moved(from) = &tagged.outcome {
         if !cli.quiet {
             let from: Vec<String> = from.iter().map(|d| format!("`{d}`")).collect();
-            eprintln!(
+            note!(
                 "moved `{new_ref}` from {} to `{}`",
                 from.join(", "),
                 tagged.target.digest
@@ -363,7 +367,7 @@ pub fn untag(cli: &Cli, dir: &Path, name: &str) -> anyhow::Result<Code> {
     let layout = open(cli, dir)?;
     let removed = refs::untag_in(&layout, name)?;
     if removed.len() > 1 && !cli.quiet {
-        eprintln!("removed {} entries named `{name}`", removed.len());
+        note!("removed {} entries named `{name}`", removed.len());
     }
     Ok(0)
 }

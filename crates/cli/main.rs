@@ -1,7 +1,8 @@
 //! The `ocikit` command line: clap arguments -> library options -> one library call -> render.
 //!
-//! Exit codes: 0 success, 1 a check found problems (fsck, gc refusing to delete), 2 bad usage
-//! or bad input. Errors go to stderr with the whole chain. A closed stdout pipe exits quietly.
+//! Exit codes: 0 success, 1 a check found problems (fsck, gc refusing to delete, a bundle part
+//! rejected), 2 bad usage or bad input, 3 a bundle load that is loaded but incomplete. Errors
+//! go to stderr with the whole chain. A closed stdout pipe exits quietly.
 
 mod build_cmds;
 mod convert_cmd;
@@ -132,7 +133,8 @@ pub enum Command {
         src: PathBuf,
         /// Refs or digests to carry (default: all).
         refs: Vec<String>,
-        /// The bundle file (with --part-size: OUT.001, OUT.002, ...).
+        /// The bundle file (with --part-size: OUT.001, OUT.002, ...); `-` for stdout (one
+        /// part only).
         #[arg(short, long)]
         output: PathBuf,
         /// An inventory of the far side: blobs it lists are left out (repeatable).
@@ -342,6 +344,7 @@ fn run(cli: &Cli) -> anyhow::Result<Code> {
 fn is_broken_pipe(e: &anyhow::Error) -> bool {
     e.chain().any(|c| {
         c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            || c.downcast_ref::<serde_json::Error>().is_some_and(|j| j.io_error_kind() == Some(std::io::ErrorKind::BrokenPipe))
             || c.downcast_ref::<ocikit_layout::Error>().is_some_and(
                 |le| matches!(le, ocikit_layout::Error::Io { source, .. } if source.kind() == std::io::ErrorKind::BrokenPipe),
             )

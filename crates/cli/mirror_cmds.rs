@@ -9,6 +9,7 @@ use ocikit_layout::inventory::Inventory;
 use ocikit_layout::select::{self, SelectOptions};
 use ocikit_layout::{Layout, PlatformSpec};
 
+use crate::output::note;
 use crate::output::{human_bytes, CheckFailed};
 use crate::{Cli, Code};
 
@@ -47,7 +48,7 @@ pub fn inventory(cli: &Cli, dir: &Path, out: Option<&Path>) -> anyhow::Result<Co
         Some(path) if path != Path::new("-") => {
             inv.write_file(path, dir, cli.layout_options().durable)?;
             if !cli.quiet {
-                eprintln!(
+                note!(
                     "wrote inventory of {} blob(s) and {} ref(s) to `{}`",
                     inv.blobs.len(),
                     inv.refs.len(),
@@ -88,20 +89,21 @@ pub fn bundle(
     for h in have {
         invs.push(Inventory::read(h)?);
     }
-    let report = bundle::write_bundle(
-        &layout,
-        &sel,
-        &invs,
-        &BundleOptions {
-            part_size,
-            mtime: crate::output::source_date_epoch()?,
-        },
-        out,
-    )?;
+    let opts = BundleOptions {
+        part_size,
+        mtime: crate::output::source_date_epoch()?,
+    };
+    let report = if out == Path::new("-") {
+        let stdout = std::io::stdout();
+        let mut w = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
+        bundle::write_bundle_to(&layout, &sel, &invs, &opts, &mut w, out)?
+    } else {
+        bundle::write_bundle(&layout, &sel, &invs, &opts, out)?
+    };
     if !cli.quiet {
         let m = &report.manifest;
         let bytes: u64 = m.blobs.iter().map(|b| b.size).sum();
-        eprintln!(
+        note!(
             "bundled {} ref(s), {} blob(s) ({}), left out {} blob(s) the far side has, in {} part(s):",
             m.refs.len(),
             m.blobs.len(),
@@ -110,35 +112,83 @@ pub fn bundle(
             report.parts.len()
         );
         for (p, len) in &report.parts {
-            eprintln!("  {} ({})", p.display(), human_bytes(*len));
+            note!("  {} ({})", p.display(), human_bytes(*len));
         }
     }
     Ok(0)
 }
 
-/// Render what a bundle load did (`import` of bundle parts); exit 1 when a part was rejected
-/// or the layout lacks blobs the bundle assumed.
+/// Render what a bundle load did (`import` of bundle parts). Exit 1 when a part was rejected,
+/// the layout lacks blobs the bundle assumed, or a ref needs a blob no part carries; exit 3
+/// ("loaded, incomplete") when every part given loaded but refs wait for parts not given yet.
 pub fn render_load(cli: &Cli, report: &LoadReport) -> anyhow::Result<Code> {
     print_load_report(cli, report);
-    if report.ok() {
-        Ok(0)
-    } else {
-        let mut why = Vec::new();
-        for p in &report.parts {
-            for e in &p.errors {
-                why.push(format!("`{}`: {e}", p.path.display()));
+    let mut why = Vec::new();
+    for p in &report.parts {
+        // Errors about the part itself already start with its name.
+        let prefix = format!("`{}`: ", p.path.display());
+        for e in &p.errors {
+            if e.starts_with(&prefix) {
+                why.push(e.clone());
+            } else {
+                why.push(format!("{prefix}{e}"));
             }
         }
-        if !report.missing_assumed.is_empty() {
-            let list: Vec<String> = report
-                .missing_assumed
-                .iter()
-                .map(|d| format!("`{d}`"))
-                .collect();
-            why.push(format!("the layout lacks {} blob(s) the bundle assumed present, so no ref was committed: {}", list.len(), list.join(", ")));
-        }
-        Err(CheckFailed(why.join("; ")).into())
     }
+    if !report.missing_assumed.is_empty() {
+        let list: Vec<String> = report
+            .missing_assumed
+            .iter()
+            .map(|d| format!("`{d}`"))
+            .collect();
+        why.push(format!(
+            "the layout lacks {} blob(s) the bundle assumed present, so no ref was committed: {}",
+            list.len(),
+            list.join(", ")
+        ));
+    }
+    for w in report.waiting.iter().filter(|w| w.parts.is_empty()) {
+        why.push(format!(
+            "`{}` needs {} blob(s) that no part of the bundle carries: {}",
+            w.name,
+            w.missing.len(),
+            digests(&w.missing)
+        ));
+    }
+    if !why.is_empty() {
+        return Err(CheckFailed(why.join("; ")).into());
+    }
+    if report.waiting.is_empty() {
+        return Ok(0);
+    }
+    let parts: std::collections::BTreeSet<u32> = report
+        .waiting
+        .iter()
+        .flat_map(|w| w.parts.iter().copied())
+        .collect();
+    if !cli.quiet {
+        note!(
+            "loaded, incomplete: {} ref(s) wait for part(s) {}",
+            report.waiting.len(),
+            part_list(&parts)
+        );
+    }
+    Ok(3)
+}
+
+fn digests(ds: &[ocikit_layout::Digest]) -> String {
+    ds.iter()
+        .map(|d| format!("`{d}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn part_list(parts: &std::collections::BTreeSet<u32>) -> String {
+    parts
+        .iter()
+        .map(|p| format!("{p:03}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn print_load_report(cli: &Cli, r: &LoadReport) {
@@ -147,7 +197,7 @@ fn print_load_report(cli: &Cli, r: &LoadReport) {
     }
     let verb = if r.dry_run { "would write" } else { "wrote" };
     for p in &r.parts {
-        eprintln!(
+        note!(
             "{}: {verb} {} blob(s), {} chunk(s), {} already present",
             p.path.display(),
             p.written.len(),
@@ -163,27 +213,23 @@ fn print_load_report(cli: &Cli, r: &LoadReport) {
         };
         let (name, digest) = (u.label(), &u.digest);
         match &u.change {
-            RefChange::Moved(from) => eprintln!(
+            RefChange::Moved(from) => note!(
                 "{verb} `{name}` -> `{digest}` (moved from {})",
                 from.iter()
                     .map(|d| format!("`{d}`"))
                     .collect::<Vec<_>>()
                     .join(", ")
             ),
-            _ => eprintln!("{verb} `{name}` -> `{digest}`"),
+            _ => note!("{verb} `{name}` -> `{digest}`"),
         }
     }
-    for w in &r.waiting {
-        let parts: Vec<String> = w.parts.iter().map(|p| format!("{p:03}")).collect();
-        eprintln!(
-            "`{}` waits for {} blob(s){}",
+    for w in r.waiting.iter().filter(|w| !w.parts.is_empty()) {
+        note!(
+            "`{}` waits for {} blob(s) in part(s) {}: {}",
             w.name,
             w.missing.len(),
-            if parts.is_empty() {
-                String::new()
-            } else {
-                format!(" in part(s) {}", parts.join(", "))
-            }
+            part_list(&w.parts),
+            digests(&w.missing)
         );
     }
 }
@@ -211,7 +257,7 @@ pub fn copy(
         for u in &report.entries {
             if let RefChange::Moved(from) = &u.change {
                 let from: Vec<String> = from.iter().map(|d| format!("`{d}`")).collect();
-                eprintln!(
+                note!(
                     "moved `{}` from {} to `{}`",
                     u.label(),
                     from.join(", "),
@@ -219,7 +265,7 @@ pub fn copy(
                 );
             }
         }
-        eprintln!(
+        note!(
             "copied {} entr{}: {} blob(s) linked, {} copied, {} already present{}",
             report.entries.len(),
             if report.entries.len() == 1 {

@@ -6,6 +6,39 @@ use indicatif::{ProgressBar, ProgressStyle};
 use ocikit_layout::{Descriptor, Platform};
 use serde_json::{json, Value};
 
+/// Text for a terminal: control characters (C0, DEL, C1) and the Unicode controls that reorder
+/// or hide text (bidi overrides and isolates, zero-width marks) are written as escapes (`\n`,
+/// `\t`, `\r`, `\u{1b}`), so a ref, path or member name cannot move the cursor, recolour the
+/// terminal or forge a line. `--json` output never goes through this: JSON escapes itself.
+pub fn escape(s: &str) -> std::borrow::Cow<'_, str> {
+    fn hostile(c: char) -> bool {
+        c.is_control()
+            || matches!(c, '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}' | '\u{2060}'..='\u{2069}' | '\u{feff}')
+    }
+    if !s.chars().any(hostile) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if hostile(c) => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+/// `eprintln!` for a human: the whole line goes through [`escape`].
+macro_rules! note {
+    ($($arg:tt)*) => {
+        eprintln!("{}", $crate::output::escape(&format!($($arg)*)))
+    };
+}
+pub(crate) use note;
+
 /// Marks an error as "a check found problems" (exit 1) rather than bad input (exit 2).
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -16,7 +49,7 @@ pub struct CheckFailed(pub String);
 pub fn chain(e: &anyhow::Error) -> String {
     let mut parts: Vec<String> = Vec::new();
     for c in e.chain() {
-        let s = flag_hint(c).unwrap_or_else(|| c.to_string());
+        let s = flag_hint(c).unwrap_or_else(|| escape(&c.to_string()).into_owned());
         if parts.last().is_some_and(|p| p.contains(&s)) {
             continue;
         }
@@ -37,10 +70,15 @@ pub fn flag_hint(e: &(dyn std::error::Error + 'static)) -> Option<String> {
             LayoutError::PartTooSmall { .. } => {
                 Some("`--part-size`: too small to hold the bundle's metadata and any data".into())
             }
+            LayoutError::SplitBundleToStream => Some(
+                "`-o -` (standard output) cannot be used with `--part-size`: each part is a file"
+                    .into(),
+            ),
             _ => None,
         };
     }
     if let Some(e) = e.downcast_ref::<DockerError>() {
+        // One line each: escaped whole.
         return match e {
             DockerError::Layout(inner) => flag_hint(inner),
             DockerError::NeedPlatform { name, platforms } => Some(format!(
@@ -57,7 +95,8 @@ pub fn flag_hint(e: &(dyn std::error::Error + 'static)) -> Option<String> {
                 Some("--dry-run is for bundle parts; the sources are not bundle parts".into())
             }
             _ => None,
-        };
+        }
+        .map(|h| escape(&h).into_owned());
     }
     if let Some(e) = e.downcast_ref::<ConvertError>() {
         return match e {
@@ -77,7 +116,7 @@ pub fn flag_hint(e: &(dyn std::error::Error + 'static)) -> Option<String> {
                             } => format!("layers[{index}] `{digest}` is zstd-compressed (`{media_type}`); add `--compress gzip` or `--compress none`"),
                             other => other.to_string(),
                         };
-                        format!("  {}: {why}", c.path)
+                        format!("  {}: {}", escape(&c.path.to_string()), escape(&why))
                     })
                     .collect();
                 Some(format!(
@@ -126,11 +165,13 @@ pub fn entry_json(d: &Descriptor) -> Value {
     })
 }
 
-/// Write pretty JSON and a newline to stdout.
+/// Write pretty JSON and a newline to stdout. Serialized first, so that a closed pipe is an
+/// `io::Error` (a quiet exit 0), not a `serde_json::Error`.
 pub fn print_json(v: &Value) -> anyhow::Result<()> {
+    let mut bytes = serde_json::to_vec_pretty(v)?;
+    bytes.push(b'\n');
     let mut out = io::stdout().lock();
-    serde_json::to_writer_pretty(&mut out, v)?;
-    writeln!(out)?;
+    out.write_all(&bytes)?;
     out.flush()?;
     Ok(())
 }

@@ -292,7 +292,7 @@ impl<S: DocSink> Transform<S> for Collect {
 /// The config of every image `name` names (of the platforms given, or all), in index order.
 pub fn show(layout: &Layout, name: &str, platforms: &[PlatformSpec]) -> Result<Vec<ShownConfig>> {
     let index = layout.read_index()?;
-    let root = refs::resolve(&index.value, name)?;
+    let root = refs::resolve(&index.value, name, layout.root())?;
     let mut rw = Rewriter::with_sink(
         Memory::new(layout),
         Collect {

@@ -230,7 +230,7 @@ where
     }
     let lock = layout.lock()?;
     let index = layout.read_index()?;
-    let pos = refs::resolve_entry(&index.value, name)?;
+    let pos = refs::resolve_entry(&index.value, name, layout.root())?;
     let root = index.value.manifests[pos].clone();
     // Anything unreadable fails here, before a blob is written.
     plan(layout, std::slice::from_ref(&root))?;

@@ -279,7 +279,7 @@ fn edit_index(
 ) -> Result<Edited> {
     let lock = layout.lock()?;
     let index = layout.read_index()?.value;
-    let pos = refs::resolve_entry(&index, name)?;
+    let pos = refs::resolve_entry(&index, name, layout.root())?;
     let root = index.manifests[pos].clone();
     if root.media_type.class() != Class::Index {
         return Err(Error::NotAnIndex {

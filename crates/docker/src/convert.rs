@@ -257,7 +257,7 @@ pub fn convert(layout: &Layout, opts: &ConvertOptions) -> Result<ConvertReport, 
     } else {
         let mut s = HashSet::new();
         for r in &opts.refs {
-            s.insert(refs::resolve_entry(&index.value, r)?);
+            s.insert(refs::resolve_entry(&index.value, r, layout.root())?);
         }
         Some(s)
     };

@@ -125,7 +125,7 @@ pub fn export(
         }
     } else {
         for w in what {
-            let i = refs::resolve_entry(&index, w)?;
+            let i = refs::resolve_entry(&index, w, layout.root())?;
             let d = index.manifests[i].clone();
             let name = d.ref_name().filter(|r| r == w).map(String::from);
             selected.push((name, d));

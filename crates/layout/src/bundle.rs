@@ -40,7 +40,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::{self, File};
-use std::io::{self, BufReader, Read, Seek, SeekFrom};
+use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -269,6 +269,41 @@ pub fn write_bundle(
     out: &Path,
 ) -> Result<BundleReport> {
     crate::output::refuse_inside(out, layout.root())?;
+    write(layout, sel, have, opts, Dest::Files(out))
+}
+
+/// [`write_bundle`] into a stream (standard output): one part, written as it is made. A
+/// bundle split into parts cannot go to one stream ([`Error::SplitBundleToStream`]); `name`
+/// is what the report calls the output.
+pub fn write_bundle_to(
+    layout: &Layout,
+    sel: &Selection,
+    have: &[Inventory],
+    opts: &BundleOptions,
+    out: &mut dyn Write,
+    name: &Path,
+) -> Result<BundleReport> {
+    if opts.part_size.is_some() {
+        return Err(Error::SplitBundleToStream);
+    }
+    write(layout, sel, have, opts, Dest::Stream(out, name))
+}
+
+/// Where a bundle's parts go.
+enum Dest<'a> {
+    /// `OUT` (one part) or `OUT.001`, `OUT.002`, ..., each written whole or not at all.
+    Files(&'a Path),
+    /// One part, streamed; the path names it in reports and errors.
+    Stream(&'a mut dyn Write, &'a Path),
+}
+
+fn write(
+    layout: &Layout,
+    sel: &Selection,
+    have: &[Inventory],
+    opts: &BundleOptions,
+    mut dest_of: Dest<'_>,
+) -> Result<BundleReport> {
     let have_set: HashMap<&Digest, u64> = have
         .iter()
         .flat_map(|i| i.blobs.iter().map(|b| (&b.digest, b.size)))
@@ -398,11 +433,15 @@ pub fn write_bundle(
     let mut temps = Vec::new();
     // Chunked blobs stay open across parts, hashed in offset order.
     let mut open_chunked: HashMap<Digest, (File, crate::Hasher)> = HashMap::new();
-    for part in 1..=plan.parts {
-        let mut file = AtomicFile::create(part_path(out, part, split), durable)?;
-        let dest = file.dest().to_path_buf();
-        let mut tw = TarWriter::new(file.writer(), opts.mtime);
-        let part_err = |e: ArchiveError| tar_error(e, &dest, &dest);
+    let mut streamed = Vec::new();
+    // One part into `out`; returns its length.
+    let mut write_part = |out: &mut dyn Write, dest: &Path, part: u32| -> Result<u64> {
+        let mut counted = CountingWriter {
+            inner: out,
+            count: 0,
+        };
+        let mut tw = TarWriter::new(&mut counted, opts.mtime);
+        let part_err = |e: ArchiveError| tar_error(e, dest, dest);
         tw.file("bundle.json", &manifest_bytes).map_err(part_err)?;
         tw.file("oci-layout", OCI_LAYOUT_CONTENT)
             .map_err(part_err)?;
@@ -420,7 +459,7 @@ pub fn write_bundle(
                     let mut r = layout.open_blob(&b.digest, Some(b.size))?;
                     // The writer reads to EOF, where the reader checks the digest.
                     tw.stream(&name, b.size, &mut r)
-                        .map_err(|e| tar_error(e, &path, &dest))?;
+                        .map_err(|e| tar_error(e, &path, dest))?;
                 }
             }
         }
@@ -458,7 +497,7 @@ pub fn write_bundle(
                     b.digest.encoded()
                 );
                 tw.stream(&name, c.size, &mut reader)
-                    .map_err(|e| tar_error(e, &path, &dest))?;
+                    .map_err(|e| tar_error(e, &path, dest))?;
                 let chunk_digest = chunk_hash.finish();
                 tw.file(&format!("{name}.digest"), chunk_digest.as_str().as_bytes())
                     .map_err(part_err)?;
@@ -476,10 +515,27 @@ pub fn write_bundle(
                 }
             }
         }
-        tw.finish().map_err(part_err)?.finish()?;
-        temps.push(file);
+        tw.finish().map_err(part_err)?;
+        Ok(counted.count)
+    };
+    for part in 1..=plan.parts {
+        match &mut dest_of {
+            Dest::Files(out) => {
+                let mut file = AtomicFile::create(part_path(out, part, split), durable)?;
+                let dest = file.dest().to_path_buf();
+                let mut w = file.writer();
+                write_part(&mut w, &dest, part)?;
+                w.finish()?;
+                temps.push(file);
+            }
+            Dest::Stream(w, name) => {
+                let len = write_part(&mut **w, name, part)?;
+                w.flush().map_err(|e| Error::io(*name, e))?;
+                streamed.push((name.to_path_buf(), len));
+            }
+        }
     }
-    let mut parts = Vec::new();
+    let mut parts = streamed;
     for file in temps {
         let len = file.len();
         parts.push((file.commit()?, len));
@@ -490,6 +546,24 @@ pub fn write_bundle(
             source: e,
         })?;
     Ok(BundleReport { parts, manifest })
+}
+
+/// Counts what goes through to `inner`.
+struct CountingWriter<'a> {
+    inner: &'a mut dyn Write,
+    count: u64,
+}
+
+impl Write for CountingWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.count += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
 }
 
 struct HashTee<'a, R> {
@@ -607,10 +681,14 @@ pub fn load_into(
         // Not a layout and not empty: the same refusal a real load meets.
         return load(&Layout::open(dir, layout_opts)?, parts, true);
     }
-    crate::output::NewDir::run(dir, || {
-        let (layout, _) = Layout::init(dir, layout_opts)?;
-        load(&layout, parts, dry_run)
-    })
+    crate::output::NewDir::run_layout(
+        dir,
+        || {
+            let (layout, _) = Layout::init(dir, layout_opts.clone())?;
+            load(&layout, parts, dry_run)
+        },
+        |e| matches!(e, Error::LayoutGone { .. }),
+    )
 }
 
 /// Load bundle parts into `layout` (which must exist). With `dry_run`, every part is read and
@@ -622,14 +700,19 @@ pub fn load(layout: &Layout, parts: &[PathBuf], dry_run: bool) -> Result<LoadRep
         ..LoadReport::default()
     };
     let mut bundles: BTreeMap<Vec<u8>, BundleManifest> = BTreeMap::new();
-    // Blobs verified during a dry run count as present for the ref report.
+    // Blobs (and chunks) verified during a dry run count as present for the ref report.
     let mut virtual_present: BTreeSet<Digest> = BTreeSet::new();
+    let mut virtual_chunks: BTreeSet<(Digest, usize)> = BTreeSet::new();
     for path in parts {
         let mut pr = PartReport {
             path: path.clone(),
             ..PartReport::default()
         };
-        match load_part(&lock, path, dry_run, &mut pr, &mut virtual_present) {
+        let mut seen = Seen {
+            blobs: &mut virtual_present,
+            chunks: &mut virtual_chunks,
+        };
+        match load_part(&lock, path, dry_run, &mut pr, &mut seen) {
             Ok((bytes, m)) => {
                 bundles.insert(bytes, m);
             }
@@ -653,19 +736,25 @@ pub fn load(layout: &Layout, parts: &[PathBuf], dry_run: bool) -> Result<LoadRep
             report.missing_assumed.extend(missing_assumed);
             continue;
         }
-        let where_: HashMap<&Digest, BTreeSet<u32>> = m
-            .blobs
-            .iter()
-            .map(|b| {
-                (
-                    &b.digest,
-                    b.part
-                        .into_iter()
-                        .chain(b.chunks.iter().map(|c| c.part))
-                        .collect(),
-                )
-            })
-            .collect();
+        // The parts that still hold something of a blob: its own part, or the parts of the
+        // chunks not loaded yet (never a part whose chunk is already in).
+        let listed: HashMap<&Digest, &BundleBlob> =
+            m.blobs.iter().map(|b| (&b.digest, b)).collect();
+        let parts_left = |d: &Digest| -> BTreeSet<u32> {
+            let Some(b) = listed.get(d) else {
+                return BTreeSet::new();
+            };
+            if b.chunks.is_empty() {
+                return b.part.into_iter().collect();
+            }
+            let done = lock.partial_chunks_done(d).unwrap_or_default();
+            b.chunks
+                .iter()
+                .enumerate()
+                .filter(|(n, _)| !done.contains(n) && !virtual_chunks.contains(&(d.clone(), *n)))
+                .map(|(_, c)| c.part)
+                .collect()
+        };
         let mut known: HashMap<u32, bool> = HashMap::new();
         // Refs whose blobs bundle.json says are all here: (label, entry).
         let mut ready: Vec<(String, Descriptor)> = Vec::new();
@@ -679,12 +768,7 @@ pub fn load(layout: &Layout, parts: &[PathBuf], dry_run: bool) -> Result<LoadRep
                 .clone()
                 .unwrap_or_else(|| r.descriptor.digest.to_string());
             if !missing.is_empty() {
-                let parts = missing
-                    .iter()
-                    .filter_map(|d| where_.get(d))
-                    .flatten()
-                    .copied()
-                    .collect();
+                let parts = missing.iter().flat_map(&parts_left).collect();
                 report.waiting.push(Waiting {
                     name: label,
                     missing,
@@ -813,13 +897,20 @@ fn parse_chunk_name(rest: &str) -> Option<(&str, usize, bool)> {
     Some((enc, n.parse().ok()?, is_digest))
 }
 
+/// What a dry run verified without writing it: whole blobs, and chunks by blob and number.
+struct Seen<'a> {
+    blobs: &'a mut BTreeSet<Digest>,
+    chunks: &'a mut BTreeSet<(Digest, usize)>,
+}
+
 fn load_part(
     lock: &crate::WriteLock<'_>,
     path: &Path,
     dry_run: bool,
     pr: &mut PartReport,
-    virtual_present: &mut BTreeSet<Digest>,
+    seen: &mut Seen<'_>,
 ) -> Result<(Vec<u8>, BundleManifest)> {
+    let virtual_present = &mut *seen.blobs;
     let file = File::open(path).map_err(|e| Error::io(path, e))?;
     // Read once, front to back, within the archive module's limits: extension headers are
     // bounded before their data is read, names checked, members counted.
@@ -970,6 +1061,7 @@ fn load_part(
                             pr.errors.push(e.to_string());
                             continue;
                         }
+                        seen.chunks.insert((digest.clone(), n));
                         if lock.partial_chunks_done(&digest)?.len() + 1 >= b.chunks.len() {
                             virtual_present.insert(digest.clone());
                         }

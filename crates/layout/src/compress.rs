@@ -54,6 +54,41 @@ pub fn read_full<R: Read + ?Sized>(r: &mut R, buf: &mut [u8]) -> io::Result<usiz
     Ok(n)
 }
 
+/// The largest zstd window the decoder accepts, as a power of two: 2^27 = 128 MiB, zstd's own
+/// default and what `zstd -d` accepts without `--long`. A frame asking for more is refused
+/// with [`WindowTooLarge`] rather than allocated.
+pub const ZSTD_WINDOW_LOG_MAX: u32 = 27;
+
+/// A zstd frame whose window is larger than [`ZSTD_WINDOW_LOG_MAX`] allows: the data may be
+/// intact, but decoding it would take more memory than ocikit allows. Carried inside the
+/// `io::Error` a decompressor returns.
+#[derive(Debug, thiserror::Error)]
+#[error("zstd window too large for the memory limit (a frame needs a window over {} MiB)", (1u64 << ZSTD_WINDOW_LOG_MAX) >> 20)]
+pub struct WindowTooLarge;
+
+/// Whether `e` (from a decompressor) is a [`WindowTooLarge`].
+pub fn is_window_too_large(e: &io::Error) -> bool {
+    e.get_ref().is_some_and(|i| i.is::<WindowTooLarge>())
+}
+
+/// zstd's decoder, with its "too much memory" error said as [`WindowTooLarge`].
+struct ZstdReader<'a, R: Read> {
+    inner: zstd::stream::read::Decoder<'a, io::BufReader<R>>,
+}
+
+impl<R: Read> Read for ZstdReader<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.inner.read(buf).map_err(|e| {
+            // libzstd's ZSTD_error_frameParameter_windowTooLarge.
+            if e.to_string().contains("requires too much memory") {
+                io::Error::other(WindowTooLarge)
+            } else {
+                e
+            }
+        })
+    }
+}
+
 /// A reader that decompresses `r` as `c` (multi-member gzip included).
 pub fn decompressor<'a, R: Read + 'a>(r: R, c: Compression) -> io::Result<Box<dyn Read + 'a>> {
     Ok(match c {
@@ -61,13 +96,47 @@ pub fn decompressor<'a, R: Read + 'a>(r: R, c: Compression) -> io::Result<Box<dy
         Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(
             io::BufReader::with_capacity(1 << 17, r),
         )),
-        Compression::Zstd => Box::new(zstd::stream::read::Decoder::new(r)?),
+        Compression::Zstd => {
+            let mut inner = zstd::stream::read::Decoder::new(r)?;
+            inner.window_log_max(ZSTD_WINDOW_LOG_MAX)?;
+            Box::new(ZstdReader { inner })
+        }
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_zstd_window_over_the_limit_is_said_as_such() {
+        let mut enc = zstd::stream::write::Encoder::new(Vec::new(), 3).expect("encoder");
+        enc.window_log(30).expect("window_log");
+        enc.long_distance_matching(true).expect("ldm");
+        std::io::Write::write_all(&mut enc, b"hello").expect("write");
+        let frame = enc.finish().expect("finish");
+        let mut out = Vec::new();
+        let e = decompressor(&frame[..], Compression::Zstd)
+            .expect("decoder")
+            .read_to_end(&mut out)
+            .expect_err("1 GiB window");
+        assert!(is_window_too_large(&e), "{e}");
+        assert_eq!(
+            e.to_string(),
+            "zstd window too large for the memory limit (a frame needs a window over 128 MiB)"
+        );
+        // At the limit it decodes.
+        let mut enc = zstd::stream::write::Encoder::new(Vec::new(), 3).expect("encoder");
+        enc.window_log(27).expect("window_log");
+        std::io::Write::write_all(&mut enc, b"hello").expect("write");
+        let frame = enc.finish().expect("finish");
+        let mut out = Vec::new();
+        decompressor(&frame[..], Compression::Zstd)
+            .expect("decoder")
+            .read_to_end(&mut out)
+            .expect("decodes");
+        assert_eq!(out, b"hello");
+    }
 
     #[test]
     fn sniffs() {

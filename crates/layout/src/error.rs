@@ -89,9 +89,17 @@ pub enum Error {
     /// An invalid digest string.
     #[error(transparent)]
     Digest(#[from] crate::DigestError),
-    /// A ref that names nothing.
-    #[error("no ref or digest `{0}` in index.json")]
-    RefNotFound(String),
+    /// A bundle with a part size was to be written to a stream: parts are separate files.
+    #[error("a bundle split into parts cannot be written to a stream: each part is a file")]
+    SplitBundleToStream,
+    /// A ref that names nothing in a layout's `index.json`.
+    #[error("no ref or digest `{name}` in `{}`", index.display())]
+    RefNotFound {
+        /// The ref or digest asked for.
+        name: String,
+        /// The `index.json` searched (which layout: `copy` reads two).
+        index: PathBuf,
+    },
     /// A ref that names several entries.
     #[error("ref `{name}` names {} entries in index.json: {}", digests.len(), digests.iter().map(|d| format!("`{d}`")).collect::<Vec<_>>().join(", "))]
     AmbiguousRef {
@@ -110,6 +118,13 @@ pub enum Error {
         path: PathBuf,
         /// How long we waited.
         seconds: u64,
+    },
+    /// The layout directory was removed or replaced while this writer waited for its lock
+    /// (the lock it got is on a directory that is no longer at the path).
+    #[error("`{}` was removed or replaced while waiting for its lock", path.display())]
+    LayoutGone {
+        /// The layout.
+        path: PathBuf,
     },
     /// Input that is not what it should be (a bundle, an inventory, a selection).
     #[error("`{what}`: {reason}")]

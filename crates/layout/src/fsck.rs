@@ -49,6 +49,9 @@ pub enum FindingKind {
     MediaTypeMismatch,
     /// A layer does not decompress to the diff_id its config lists (`--deep`).
     DiffIdMismatch,
+    /// A zstd layer whose window needs more memory than the decoder allows (`--deep`): it
+    /// cannot be checked (nor unpacked by most runtimes).
+    WindowTooLarge,
     /// A layer's bytes are not in the compression its media type declares (`--deep`).
     CompressionMismatch,
     /// A descriptor's `data` does not match its digest or size.
@@ -87,6 +90,7 @@ impl FindingKind {
             Advisory => "advisory",
             MediaTypeMismatch => "media-type-mismatch",
             DiffIdMismatch => "diff-id-mismatch",
+            WindowTooLarge => "window-too-large",
             CompressionMismatch => "compression-mismatch",
             DataMismatch => "data-mismatch",
             Cycle => "cycle",
@@ -581,6 +585,9 @@ fn check_blob(
     if let Err(e) = result {
         let f = match &e {
             Error::SizeMismatch { .. } | Error::DigestMismatch { .. } => error_finding(&e, walk, i),
+            Error::Io { source, .. } if crate::compress::is_window_too_large(source) => {
+                finding(FindingKind::WindowTooLarge, source.to_string())
+            }
             Error::Io { .. } if layer.is_some() => finding(
                 FindingKind::DiffIdMismatch,
                 format!("layer does not decompress: {e}"),
@@ -588,7 +595,10 @@ fn check_blob(
             _ => error_finding(&e, walk, i),
         };
         // A decompression failure may hide a digest mismatch: re-check the blob alone.
-        if f.kind == FindingKind::DiffIdMismatch {
+        if matches!(
+            f.kind,
+            FindingKind::DiffIdMismatch | FindingKind::WindowTooLarge
+        ) {
             if let Err(e2) = layout.verify_blob(digest, size) {
                 out.findings.push(error_finding(&e2, walk, i));
                 return out;

@@ -432,17 +432,24 @@ impl Layout {
         Raw::parse_limited(bytes, digest, &path.display().to_string(), INDEX_LIMIT)
     }
 
-    /// Take the writer lock, waiting up to the configured timeout for another writer.
+    /// Take the writer lock, waiting up to the configured timeout for another writer. Once
+    /// taken, the locked descriptor must still be the directory at the path: a failed writer
+    /// that created the layout may have removed it meanwhile ([`Error::LayoutGone`]).
     pub fn lock(&self) -> Result<WriteLock<'_>> {
         let dir = File::open(&self.root).map_err(|e| Error::io(&self.root, e))?;
         let start = Instant::now();
         loop {
             match rustix::fs::flock(&dir, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
                 Ok(()) => {
+                    if !same_dir(&dir, &self.root) {
+                        return Err(Error::LayoutGone {
+                            path: self.root.clone(),
+                        });
+                    }
                     return Ok(WriteLock {
                         layout: self,
                         _dir: dir,
-                    })
+                    });
                 }
                 Err(e) if e == rustix::io::Errno::WOULDBLOCK || e == rustix::io::Errno::INTR => {
                     if start.elapsed() >= self.opts.lock_timeout {
@@ -482,6 +489,14 @@ impl Layout {
             sync_dir(&self.root)?;
         }
         Ok(())
+    }
+}
+
+/// Is the open directory `dir` still the one at `path` (same device and inode)?
+pub(crate) fn same_dir(dir: &File, path: &Path) -> bool {
+    match (rustix::fs::fstat(dir), rustix::fs::stat(path)) {
+        (Ok(a), Ok(b)) => a.st_dev == b.st_dev && a.st_ino == b.st_ino,
+        _ => false,
     }
 }
 

@@ -50,8 +50,12 @@ pub fn copy_to_path<S: ImageSource>(
     layout_opts: Options,
     opts: &SelectOptions,
 ) -> Result<CopyReport> {
-    NewDir::run(dst, || {
-        let (dest, _) = Layout::init(dst, layout_opts)?;
-        copy_from(src, &dest, opts)
-    })
+    NewDir::run_layout(
+        dst,
+        || {
+            let (dest, _) = Layout::init(dst, layout_opts.clone())?;
+            copy_from(src, &dest, opts)
+        },
+        |e| matches!(e, crate::Error::LayoutGone { .. }),
+    )
 }

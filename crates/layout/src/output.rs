@@ -328,12 +328,45 @@ impl NewDir {
     }
 }
 
+impl NewDir {
+    /// [`NewDir::run`] for a command that creates a layout at `path` (when missing) and takes
+    /// its writer lock: when the directory was removed by another writer's failure while this
+    /// one waited for the lock (`is_gone`, [`Error::LayoutGone`]), it starts over, up to three
+    /// times, instead of writing into a removed directory.
+    pub fn run_layout<T, E>(
+        path: impl AsRef<Path>,
+        mut f: impl FnMut() -> std::result::Result<T, E>,
+        is_gone: impl Fn(&E) -> bool,
+    ) -> std::result::Result<T, E> {
+        let mut tries = 0;
+        loop {
+            match NewDir::run(path.as_ref(), &mut f) {
+                Err(e) if is_gone(&e) && tries < 3 => tries += 1,
+                r => return r,
+            }
+        }
+    }
+}
+
 impl Drop for NewDir {
     fn drop(&mut self) {
-        if self.created {
-            // Nothing of a failed command may remain where nothing was.
-            let _ = fs::remove_dir_all(&self.path);
+        if !self.created {
+            return;
         }
+        // Nothing of a failed command may remain where nothing was, but another writer may
+        // have opened the directory meanwhile (it was there when it looked): remove it only
+        // while holding its writer lock, so nobody is writing into it. A writer that waited
+        // for the lock finds, once it has it, that the directory is gone (`Layout::lock`
+        // compares the locked descriptor with the path) and does not report success into it.
+        let Ok(dir) = File::open(&self.path) else {
+            return;
+        };
+        if rustix::fs::flock(&dir, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_err()
+            || !crate::layout::same_dir(&dir, &self.path)
+        {
+            return;
+        }
+        let _ = fs::remove_dir_all(&self.path);
     }
 }
 
@@ -413,5 +446,63 @@ mod tests {
         let r: std::result::Result<(), &str> = NewDir::run(&new, || Err("failed"));
         assert!(r.is_err());
         assert!(new.is_dir(), "an existing directory is not touched");
+    }
+
+    /// Two imports into one new directory: the one that fails must not remove the directory
+    /// while the other holds its lock (it used to, and the other then reported success into a
+    /// directory that no longer existed).
+    #[test]
+    fn a_new_dir_another_writer_holds_is_not_removed() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let new = tmp.path().join("new");
+        let opts = crate::Options {
+            durable: false,
+            lock_timeout: std::time::Duration::from_secs(1),
+        };
+        let r: std::result::Result<(), &str> = NewDir::run(&new, || {
+            let (other, _) = crate::Layout::init(&new, opts.clone()).expect("init");
+            // The other writer has the lock when this command gives up.
+            let held = Box::leak(Box::new(other)).lock().expect("lock");
+            std::mem::forget(held);
+            Err("failed")
+        });
+        assert!(r.is_err());
+        assert!(
+            new.join("oci-layout").is_file(),
+            "kept for the writer holding it"
+        );
+    }
+
+    /// A writer that waited for the lock of a directory which was removed (and made again)
+    /// meanwhile finds out once it has the lock, instead of writing into the removed one.
+    #[test]
+    fn a_lock_on_a_removed_layout_is_refused() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let path = tmp.path().join("l");
+        let opts = crate::Options {
+            durable: false,
+            lock_timeout: std::time::Duration::from_secs(10),
+        };
+        let (holder, _) = crate::Layout::init(&path, opts.clone()).expect("init");
+        let held = holder.lock().expect("lock");
+        let waiter = std::thread::spawn({
+            let path = path.clone();
+            let opts = opts.clone();
+            move || {
+                let layout = crate::Layout::open(&path, opts).expect("open");
+                layout.lock().map(drop).map_err(|e| e.to_string())
+            }
+        });
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        fs::remove_dir_all(&path).expect("rm");
+        crate::Layout::init(&path, opts).expect("init again");
+        drop(held);
+        assert_eq!(
+            waiter.join().expect("join"),
+            Err(format!(
+                "`{}` was removed or replaced while waiting for its lock",
+                path.display()
+            ))
+        );
     }
 }

@@ -1,5 +1,7 @@
 //! Refs: the `org.opencontainers.image.ref.name` annotation of `index.json` entries.
 
+use std::path::Path;
+
 use crate::{Descriptor, Digest, Error, Index, Result};
 
 /// Is `name` a valid ref per the image-layout grammar?
@@ -56,9 +58,18 @@ pub fn entries_named(index: &Index, name: &str) -> Vec<usize> {
         .collect()
 }
 
+/// The error for a ref or digest that names nothing in the `index.json` of the layout at `root`.
+pub fn not_found(what: &str, root: &Path) -> Error {
+    Error::RefNotFound {
+        name: what.to_string(),
+        index: root.join("index.json"),
+    }
+}
+
 /// Resolve a ref or a full digest to one `index.json` entry: a ref must name exactly one entry;
-/// a digest picks the first entry with that digest.
-pub fn resolve_entry(index: &Index, what: &str) -> Result<usize> {
+/// a digest picks the first entry with that digest. `root` (the layout's directory) is named
+/// when nothing matches.
+pub fn resolve_entry(index: &Index, what: &str, root: &Path) -> Result<usize> {
     let named = entries_named(index, what);
     match named.len() {
         1 => return Ok(named[0]),
@@ -78,12 +89,12 @@ pub fn resolve_entry(index: &Index, what: &str) -> Result<usize> {
             return Ok(i);
         }
     }
-    Err(Error::RefNotFound(what.to_string()))
+    Err(not_found(what, root))
 }
 
 /// The descriptor a ref or digest names, without its ref annotation.
-pub fn resolve(index: &Index, what: &str) -> Result<Descriptor> {
-    let i = resolve_entry(index, what)?;
+pub fn resolve(index: &Index, what: &str, root: &Path) -> Result<Descriptor> {
+    let i = resolve_entry(index, what, root)?;
     let mut d = index.manifests[i].clone();
     d.set_ref_name(None);
     Ok(d)
@@ -136,11 +147,12 @@ pub fn tag(index: &mut Index, target: &Descriptor, name: &str) -> Result<TagOutc
     })
 }
 
-/// Remove every entry named `name`; returns their digests. None is an error.
-pub fn untag(index: &mut Index, name: &str) -> Result<Vec<Digest>> {
+/// Remove every entry named `name`; returns their digests. None is an error naming the
+/// `index.json` of `root`.
+pub fn untag(index: &mut Index, name: &str, root: &Path) -> Result<Vec<Digest>> {
     let named = entries_named(index, name);
     if named.is_empty() {
-        return Err(Error::RefNotFound(name.to_string()));
+        return Err(not_found(name, root));
     }
     let removed = named
         .iter()
@@ -179,7 +191,7 @@ pub fn tag_in(layout: &crate::Layout, source: &str, name: &str) -> Result<Tagged
 pub fn untag_in(layout: &crate::Layout, name: &str) -> Result<Vec<Digest>> {
     let lock = layout.lock()?;
     let mut index = layout.read_index()?.value;
-    let removed = untag(&mut index, name)?;
+    let removed = untag(&mut index, name, layout.root())?;
     lock.commit_index(&index)?;
     Ok(removed)
 }
@@ -187,8 +199,8 @@ pub fn untag_in(layout: &crate::Layout, name: &str) -> Result<Vec<Digest>> {
 /// Resolve a ref or digest like [`resolve`]; a digest that is not an `index.json` entry may
 /// also name any manifest or index reachable from one (a platform image inside an index).
 pub fn resolve_anywhere(layout: &crate::Layout, index: &Index, what: &str) -> Result<Descriptor> {
-    match resolve(index, what) {
-        Err(Error::RefNotFound(_)) => {}
+    match resolve(index, what, layout.root()) {
+        Err(Error::RefNotFound { .. }) => {}
         other => return other,
     }
     if let Ok(d) = Digest::parse(what) {
@@ -239,7 +251,7 @@ pub fn resolve_anywhere(layout: &crate::Layout, index: &Index, what: &str) -> Re
             }
         }
     }
-    Err(Error::RefNotFound(what.to_string()))
+    Err(not_found(what, layout.root()))
 }
 
 #[cfg(test)]
@@ -294,9 +306,17 @@ mod tests {
         assert_eq!(idx.manifests.len(), 2);
         assert_eq!(idx.manifests[0].ref_name(), Some("a"));
         assert_eq!(idx.manifests[0].digest, desc(2).digest);
-        assert_eq!(resolve_entry(&idx, "b").expect("b"), 1);
-        assert_eq!(untag(&mut idx, "a").expect("untag"), vec![desc(2).digest]);
-        assert!(matches!(untag(&mut idx, "a"), Err(Error::RefNotFound(_))));
+        assert_eq!(resolve_entry(&idx, "b", Path::new("l")).expect("b"), 1);
+        assert_eq!(
+            untag(&mut idx, "a", Path::new("l")).expect("untag"),
+            vec![desc(2).digest]
+        );
+        assert_eq!(
+            untag(&mut idx, "a", Path::new("l"))
+                .expect_err("a is gone")
+                .to_string(),
+            "no ref or digest `a` in `l/index.json`"
+        );
         assert!(matches!(
             tag(&mut idx, &desc(3), "bad name"),
             Err(Error::InvalidRef(_))
@@ -320,7 +340,7 @@ mod tests {
         let mut b = desc(2);
         b.set_ref_name(Some("dup"));
         idx.manifests = vec![a, b];
-        match resolve_entry(&idx, "dup") {
+        match resolve_entry(&idx, "dup", Path::new("l")) {
             Err(Error::AmbiguousRef { digests, .. }) => {
                 assert_eq!(digests, vec![desc(1).digest, desc(2).digest])
             }

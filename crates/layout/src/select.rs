@@ -71,7 +71,10 @@ pub fn select_from<S: ImageSource>(src: &S, opts: &SelectOptions) -> Result<Sele
     } else {
         let mut v = Vec::new();
         for r in &opts.refs {
-            let i = refs::resolve_entry(&index, r)?;
+            let root = src
+                .local_layout()
+                .map_or(std::path::Path::new("the source"), Layout::root);
+            let i = refs::resolve_entry(&index, r, root)?;
             v.push(index.manifests[i].clone());
         }
         v

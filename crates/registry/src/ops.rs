@@ -113,9 +113,10 @@ pub fn push(
     )?;
     let mut entries = sel.entries.clone();
     let Some(main) = entries.first_mut() else {
-        return Err(Error::Layout(ocikit_layout::Error::RefNotFound(
-            target.to_string(),
-        )));
+        return Err(Error::Layout(ocikit_layout::Error::RefNotFound {
+            name: target.to_string(),
+            index: layout.root().join("index.json"),
+        }));
     };
     let mount_from = main
         .ref_name()

@@ -128,9 +128,11 @@ pub fn import(
         .map(|p| detect(p))
         .collect::<Result<Vec<_>>>()?;
     // Nothing of a failed import may remain where nothing was.
-    NewDir::run(dest, || {
-        import_into(sources, &detected, dest, layout_opts, opts)
-    })
+    NewDir::run_layout(
+        dest,
+        || import_into(sources, &detected, dest, layout_opts.clone(), opts),
+        |e| matches!(e, Error::Layout(ocikit_layout::Error::LayoutGone { .. })),
+    )
 }
 
 /// What [`import_any`] did: an import of images, or a bundle load.

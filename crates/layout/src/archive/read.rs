@@ -388,6 +388,7 @@ impl<R: Read> Stream<R> {
             path,
             limits: self.limits,
             admission: Admission::new(&self.limits),
+            last: None,
         })
     }
 }
@@ -398,6 +399,8 @@ pub struct StreamMembers<'a, R: Read> {
     path: &'a Path,
     limits: Limits,
     admission: Admission,
+    /// The last member returned, to say where a truncated archive ends.
+    last: Option<String>,
 }
 
 impl<R: Read> std::fmt::Debug for StreamMembers<'_, R> {
@@ -429,6 +432,20 @@ impl<'a, R: Read> StreamMembers<'a, R> {
                 None => return Ok(None),
                 Some(Err(e)) if count == 0 => {
                     return Err(Error::bad(path, format!("not a tar archive: {e}")))
+                }
+                Some(Err(e))
+                    if e.kind() == io::ErrorKind::UnexpectedEof
+                        || e.to_string().starts_with("unexpected EOF") =>
+                {
+                    // Skipping the unread data of the last member ran out of archive (the tar
+                    // crate says "unexpected EOF during skip").
+                    return Err(Error::bad(
+                        path,
+                        match &self.last {
+                            Some(m) => format!("truncated archive: it ends inside member `{m}`"),
+                            None => format!("truncated archive: it ends after {count} members"),
+                        },
+                    ));
                 }
                 Some(Err(e)) => {
                     return Err(Error::bad(
@@ -529,6 +546,7 @@ impl<'a, R: Read> StreamMembers<'a, R> {
                 pax = None;
                 continue;
             }
+            self.last = Some(m.raw_name.clone());
             return Ok(Some(StreamMember {
                 name: m.name,
                 raw_name: m.raw_name,
@@ -675,7 +693,7 @@ impl<R: Read> Read for StreamMember<'_, R> {
             return Err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
                 format!(
-                    "the tar ends {} bytes into member `{}`, which declares {}",
+                    "truncated archive: the tar ends {} bytes into member `{}`, which declares {}",
                     self.size - self.left,
                     self.raw_name,
                     self.size
@@ -1090,7 +1108,7 @@ mod tests {
             .to_string();
         assert_eq!(
             e,
-            "`s.tar`: the tar ends 1000 bytes into member `layer`, which declares 2000"
+            "`s.tar`: truncated archive: the tar ends 1000 bytes into member `layer`, which declares 2000"
         );
     }
 

@@ -690,10 +690,16 @@ fn stream_layer(
         _ => copy_layer(lock, &mut r, found),
     };
     res.map_err(|e| {
-        layer_err(Problem::Layout(match e {
-            Error::Io { source, .. } => unwrap_io(source, Path::new(&input.name)),
-            other => other,
-        }))
+        layer_err(match e {
+            // A plain read or decompression error: the layer is named by `layer_err` already,
+            // so the message does not repeat it. Errors carried inside (a verification
+            // failure, a file that could not be written) keep their own path.
+            Error::Io { source, .. } => match unwrap_io(source, Path::new(&input.name)) {
+                Error::Io { source, .. } => Problem::Io(source),
+                other => Problem::Layout(other),
+            },
+            other => Problem::Layout(other),
+        })
     })
 }
 
