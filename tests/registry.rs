@@ -1330,3 +1330,54 @@ fn an_unknown_manifest_type_is_carried_not_refused() {
         "Content-Type without its parameters"
     );
 }
+
+#[test]
+fn an_expired_token_mid_upload_is_renewed_and_the_blob_sent_again() {
+    let Some(reg) = Registry::start(Kind::Plain) else {
+        return;
+    };
+    let tmp = tempdir();
+    let t = tmp.path();
+    let src = t.join("src");
+    let digest = big_image(&src, 500 << 10);
+    let proxy = Proxy::start(
+        &reg.host,
+        Faults {
+            bearer: true,
+            expire_tokens_every: Some(3),
+            ..Faults::default()
+        },
+    );
+    let image = format!("{}/exp:1", proxy.host);
+    let push = ok(&run(
+        t,
+        &[
+            "push",
+            src.to_str().expect("p"),
+            "big:1",
+            &image,
+            "--json",
+            "--parallel",
+            "1",
+        ],
+    ));
+    assert_eq!(push["entries"][0]["digest"], digest.as_str());
+    let puts_refused = proxy
+        .seen()
+        .iter()
+        .filter(|s| s.method == "PUT" && s.status == 401)
+        .count();
+    assert!(puts_refused >= 1, "a streamed upload met an expired token");
+    let dst = t.join("dst");
+    let p = ok(&run(
+        t,
+        &[
+            "pull",
+            &format!("{}/exp:1", reg.host),
+            dst.to_str().expect("p"),
+            "--json",
+        ],
+    ));
+    assert_eq!(p["entries"][0]["digest"], digest.as_str());
+    fsck_clean(&dst);
+}

@@ -187,6 +187,8 @@ pub struct Faults {
     pub bearer: bool,
     /// See `bearer`.
     pub token_basic: bool,
+    /// Tokens expire after this many authorized requests (all at once).
+    pub expire_tokens_every: Option<usize>,
     /// Redirect blob GETs to this `host:port` (another proxy), as blob storage does.
     pub redirect_blobs_to: Option<String>,
     /// Answer 500 to every GET of a path containing this (a blob that cannot be fetched).
@@ -226,6 +228,8 @@ impl Proxy {
             seen: seen.clone(),
             cut: Mutex::new(Vec::new()),
             busy: AtomicUsize::new(0),
+            generation: AtomicUsize::new(0),
+            authorized: AtomicUsize::new(0),
         });
         let stop2 = stop.clone();
         std::thread::spawn(move || {
@@ -256,6 +260,8 @@ struct State {
     seen: Arc<Mutex<Vec<Seen>>>,
     cut: Mutex<Vec<String>>,
     busy: AtomicUsize,
+    generation: AtomicUsize,
+    authorized: AtomicUsize,
 }
 
 struct Head {
@@ -381,7 +387,8 @@ fn serve(conn: TcpStream, st: &State) -> std::io::Result<()> {
             .collect::<Vec<_>>()
             .join(" ");
         record(200);
-        let body = format!("{{\"token\":\"tok {scope}\"}}");
+        let generation = st.generation.load(Ordering::Relaxed);
+        let body = format!("{{\"token\":\"tok g{generation} {scope}\"}}");
         return respond(
             &mut client_w,
             "200 OK",
@@ -399,10 +406,18 @@ fn serve(conn: TcpStream, st: &State) -> std::io::Result<()> {
             .and_then(|p| p.split("/referrers/").next())
             .unwrap_or("")
             .to_string();
+        let generation = st.generation.load(Ordering::Relaxed);
         let ok = req.get("authorization").is_some_and(|a| {
-            a.starts_with("Bearer tok ")
+            a.starts_with(&format!("Bearer tok g{generation} "))
                 && a.contains(&format!("repository%3A{}", repo.replace('/', "%2F")))
         });
+        if ok {
+            if let Some(every) = f.expire_tokens_every {
+                if st.authorized.fetch_add(1, Ordering::Relaxed) % every == every - 1 {
+                    st.generation.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
         if !ok {
             record(401);
             let challenge = format!(

@@ -34,6 +34,14 @@ pub enum Error {
         /// What failed.
         reason: String,
     },
+    /// A step to take again from the start (a streamed upload met an expired token).
+    #[error("{url}: {reason}")]
+    Again {
+        /// The URL asked.
+        url: String,
+        /// Why.
+        reason: String,
+    },
     /// Something the registry sent is not what was asked for.
     #[error("{url}: `{digest}`: {reason}")]
     Verify {
@@ -93,7 +101,7 @@ impl Error {
     /// failures, 408, 413 (the upload switches to chunks), 429 and 5xx.
     pub fn is_transient(&self) -> bool {
         match self {
-            Error::Transport { .. } => true,
+            Error::Transport { .. } | Error::Again { .. } => true,
             Error::Status { status, .. } => {
                 matches!(status, 408 | 413 | 429) || (500..600).contains(status)
             }

@@ -341,7 +341,12 @@ impl Client {
                 }
                 authed_again = true;
                 if !body.replayable() {
-                    return Ok(resp);
+                    // A streamed body (an upload) met an expired token: the new token is in
+                    // place, and the transfer sends the blob again from a fresh reader.
+                    return Err(Error::Again {
+                        url: url.to_string(),
+                        reason: "the registry asked for new credentials during the upload".into(),
+                    });
                 }
                 continue;
             }
