@@ -187,8 +187,8 @@ pub struct Faults {
     pub bearer: bool,
     /// See `bearer`.
     pub token_basic: bool,
-    /// Tokens expire after this many authorized requests (all at once).
-    pub expire_tokens_every: Option<usize>,
+    /// Every token issued so far expires when the first blob upload `PUT` arrives.
+    pub expire_at_first_upload: bool,
     /// Redirect blob GETs to this `host:port` (another proxy), as blob storage does.
     pub redirect_blobs_to: Option<String>,
     /// Answer 500 to every GET of a path containing this (a blob that cannot be fetched).
@@ -406,18 +406,20 @@ fn serve(conn: TcpStream, st: &State) -> std::io::Result<()> {
             .and_then(|p| p.split("/referrers/").next())
             .unwrap_or("")
             .to_string();
+        if f.expire_at_first_upload
+            && method == "PUT"
+            && path.contains("/blobs/uploads/")
+            && st.authorized.fetch_add(1, Ordering::Relaxed) == 0
+        {
+            // Every token issued so far expires now, under this upload.
+            st.generation.fetch_add(1, Ordering::Relaxed);
+        }
         let generation = st.generation.load(Ordering::Relaxed);
         let ok = req.get("authorization").is_some_and(|a| {
             a.starts_with(&format!("Bearer tok g{generation} "))
                 && a.contains(&format!("repository%3A{}", repo.replace('/', "%2F")))
         });
-        if ok {
-            if let Some(every) = f.expire_tokens_every {
-                if st.authorized.fetch_add(1, Ordering::Relaxed) % every == every - 1 {
-                    st.generation.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-        }
+        if ok {}
         if !ok {
             record(401);
             let challenge = format!(
