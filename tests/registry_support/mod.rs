@@ -419,7 +419,6 @@ fn serve(conn: TcpStream, st: &State) -> std::io::Result<()> {
             a.starts_with(&format!("Bearer tok g{generation} "))
                 && a.contains(&format!("repository%3A{}", repo.replace('/', "%2F")))
         });
-        if ok {}
         if !ok {
             record(401);
             let challenge = format!(
