@@ -29,6 +29,17 @@
 //! [`measure::DiskWatch`]) and reports the peak extra disk, peak minus final use, which must
 //! stay within the largest blob.
 //!
+//! Registry rows (issue 10): when one is selected and `docker-registry` (distribution 2.8) is
+//! installed, the bench starts one on a free 127.0.0.1 port with its storage under the work
+//! directory ([`registry::Registry`], stopped by PID when dropped, on error too), pushes image
+//! A's gzip layout to `bench/a:1` with skopeo, and times `pull` (against `skopeo copy
+//! docker:// oci:`), `push` into a fresh repository per run (named from the run's directory,
+//! so every run uploads every blob; skopeo runs with an empty blob-info cache so that it does
+//! not mount blobs from repositories it pushed to before) and `push-again` into `bench/a`
+//! (its `--json` report must say no blob was sent). Their limit is the registry's floor:
+//! three parallel `curl` GETs or uploads of the same blobs. Without `docker-registry` the
+//! rows are skipped with a notice.
+//!
 //! Output: the table on stdout and in `<work>/results.md`, every sample in
 //! `<work>/samples.tsv`, each command's stdout/stderr under `<work>/logs/`.
 //!
@@ -896,6 +907,12 @@ pub fn main(args: &[String]) -> anyhow::Result<()> {
         .filter(|r| args.only.is_empty() || args.only.iter().any(|o| selects(o, &r.id)))
         .collect();
     if selected.is_empty() {
+        if wants_registry && reg.is_none() {
+            bail!(
+                "the rows selected with --only {:?} need `docker-registry`, which is not installed",
+                args.only
+            );
+        }
         bail!("no row matches --only {:?}; see --list", args.only);
     }
 

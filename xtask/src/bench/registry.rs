@@ -118,8 +118,9 @@ pub fn fresh_repo(out: &Path) -> String {
         })
         .filter(|p| !p.is_empty())
         .collect();
-    if name.is_empty() {
-        "bench/fresh".into()
+    if name.len() < 3 {
+        // Not a run's directory (`--list` shows `OUT`): a placeholder no registry accepts.
+        "bench/ROW-TOOL-runN".into()
     } else {
         format!("bench/{}", name.join("-"))
     }
@@ -233,7 +234,8 @@ mod tests {
             fresh_repo(Path::new("/w/runs/push/Skopeo/run10/out")),
             "bench/push-skopeo-run10"
         );
-        assert_eq!(fresh_repo(Path::new("OUT")), "bench/fresh");
+        assert_eq!(fresh_repo(Path::new("OUT")), "bench/ROW-TOOL-runN");
+        assert_eq!(fresh_repo(Path::new("run1/out")), "bench/ROW-TOOL-runN");
     }
 
     #[test]
