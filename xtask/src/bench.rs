@@ -29,6 +29,17 @@
 //! [`measure::DiskWatch`]) and reports the peak extra disk, peak minus final use, which must
 //! stay within the largest blob.
 //!
+//! Registry rows (issue 10): when one is selected and `docker-registry` (distribution 2.8) is
+//! installed, the bench starts one on a free 127.0.0.1 port with its storage under the work
+//! directory ([`registry::Registry`], stopped by PID when dropped, on error too), pushes image
+//! A's gzip layout to `bench/a:1` with skopeo, and times `pull` (against `skopeo copy
+//! docker:// oci:`), `push` into a fresh repository per run (named from the run's directory,
+//! so every run uploads every blob; skopeo runs with an empty blob-info cache so that it does
+//! not mount blobs from repositories it pushed to before) and `push-again` into `bench/a`
+//! (its `--json` report must say no blob was sent). Their limit is the registry's floor:
+//! three parallel `curl` GETs or uploads of the same blobs. Without `docker-registry` the
+//! rows are skipped with a notice.
+//!
 //! Output: the table on stdout and in `<work>/results.md`, every sample in
 //! `<work>/samples.tsv`, each command's stdout/stderr under `<work>/logs/`.
 //!
@@ -41,6 +52,7 @@
 mod fmt;
 mod inputs;
 mod measure;
+mod registry;
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -127,6 +139,39 @@ enum Limit {
     ArchiveHash(PathBuf),
     /// sha256 of every blob of the layout, gzip blobs after `gzip -dc`.
     InflateHash(PathBuf),
+    /// The registry's floor for a pull: `curl` GETs of the blobs of the layout's image from
+    /// `repo` at `url`, [`REGISTRY_FLOOR_PARALLEL`] at a time.
+    RegistryGet {
+        url: String,
+        repo: String,
+        layout: PathBuf,
+    },
+    /// The registry's floor for a push: `curl` uploads (POST, then a monolithic PUT) of the
+    /// blobs of the layout's image into `<repo_prefix>-run<N>`, a fresh repository each time,
+    /// [`REGISTRY_FLOOR_PARALLEL`] at a time.
+    RegistryPut {
+        url: String,
+        repo_prefix: String,
+        layout: PathBuf,
+    },
+}
+
+/// Parallel `curl` requests of the registry floors (issue 10 measured its targets so).
+const REGISTRY_FLOOR_PARALLEL: usize = 3;
+
+/// What a check of ocikit's stdout (its `--json` report) after a run returns.
+type Check = fn(&str) -> Result<(), String>;
+
+/// The running registry the registry rows talk to.
+#[derive(Debug)]
+struct RegistryCtx {
+    /// `127.0.0.1:PORT`.
+    host: String,
+    /// Its storage, read once before the pull row.
+    data: PathBuf,
+    /// Whether skopeo can be run with a private, empty blob-info cache
+    /// ([`registry::SKOPEO_NO_CACHE`]).
+    private_cache: bool,
 }
 
 /// What a row must reach.
@@ -160,10 +205,12 @@ struct Row {
     out_size: bool,
     /// Sample the disk use of the destination (and a private TMPDIR) while each run runs.
     disk: bool,
+    /// Checked against ocikit's stdout after each successful run; an error fails the run.
+    check: Option<Check>,
 }
 
 /// The table: every operation, defined once.
-fn rows(inp: &Inputs, ocikit: &Path) -> Vec<Row> {
+fn rows(inp: &Inputs, ocikit: &Path, reg: Option<&RegistryCtx>) -> Vec<Row> {
     let o = |args: &[&str]| Cmd::new(ocikit, args);
     let skopeo = |args: &[&str]| Cmd::new("skopeo", args);
     let oci_src = format!("oci:{}:{REF}", inp.a_gzip.display());
@@ -234,6 +281,7 @@ fn rows(inp: &Inputs, ocikit: &Path) -> Vec<Row> {
                 target: if large { Target::default() } else { target },
                 out_size: true,
                 disk: false,
+                check: None,
             });
         }
     }
@@ -268,6 +316,7 @@ fn rows(inp: &Inputs, ocikit: &Path) -> Vec<Row> {
         },
         out_size: false,
         disk: false,
+        check: None,
     });
 
     rows.push(Row {
@@ -293,6 +342,7 @@ fn rows(inp: &Inputs, ocikit: &Path) -> Vec<Row> {
         },
         out_size: false,
         disk: false,
+        check: None,
     });
 
     rows.push(Row {
@@ -319,6 +369,7 @@ fn rows(inp: &Inputs, ocikit: &Path) -> Vec<Row> {
         target: Target::default(),
         out_size: false,
         disk: false,
+        check: None,
     });
 
     rows.push(Row {
@@ -356,6 +407,7 @@ fn rows(inp: &Inputs, ocikit: &Path) -> Vec<Row> {
         },
         out_size: true,
         disk: false,
+        check: None,
     });
 
     rows.push(Row {
@@ -388,6 +440,7 @@ fn rows(inp: &Inputs, ocikit: &Path) -> Vec<Row> {
         target: Target::default(),
         out_size: true,
         disk: false,
+        check: None,
     });
 
     // Bundles (issue 6): writing one is a tar of the blobs the refs need, loading one streams
@@ -425,6 +478,7 @@ fn rows(inp: &Inputs, ocikit: &Path) -> Vec<Row> {
         target: Target::default(),
         out_size: true,
         disk: false,
+        check: None,
     });
     let bundle = inp.a_bundle.clone();
     rows.push(Row {
@@ -460,7 +514,134 @@ fn rows(inp: &Inputs, ocikit: &Path) -> Vec<Row> {
         },
         out_size: true,
         disk: true,
+        check: None,
     });
+
+    // Registry rows (issue 10): a loopback distribution 2.8 started by the bench, image A's
+    // gzip layout pushed to `bench/a:1` before the rows run. The floor is the registry itself
+    // serving or taking the same blobs to three parallel `curl` requests.
+    if let Some(reg) = reg {
+        let url = format!("http://{}", reg.host);
+        let image = format!("{}/{}:{}", reg.host, registry::REPO, registry::TAG);
+        let fresh = {
+            let host = reg.host.clone();
+            move |out: &Path| format!("{host}/{}:{}", registry::fresh_repo(out), registry::TAG)
+        };
+        // skopeo's pushes run with an empty blob-info cache where that is possible, so that it
+        // uploads every blob too instead of mounting them from the repositories it pushed to.
+        let skopeo_push = |private: bool| -> Cmd {
+            if private {
+                Cmd::new(
+                    "unshare",
+                    &["-m", "sh", "-c", registry::SKOPEO_NO_CACHE, "sh"],
+                )
+                .arg("copy")
+            } else {
+                skopeo(&["copy"])
+            }
+        };
+        rows.push(Row {
+            id: "pull".into(),
+            title: "pull registry -> layout".into(),
+            ocikit: Job {
+                prep: Prep::Fresh,
+                cmd: Box::new({
+                    let c = o(&["pull"]).arg(&image);
+                    move |out| c.clone().arg(out)
+                }),
+            },
+            peer_name: "skopeo",
+            peer: Job {
+                prep: Prep::Fresh,
+                cmd: Box::new({
+                    let s = skopeo(&["copy", "-q", "--src-tls-verify=false"])
+                        .arg(format!("docker://{image}"));
+                    move |out| s.clone().arg(format!("oci:{}:{REF}", out.display()))
+                }),
+            },
+            warm: vec![reg.data.clone()],
+            limit: Some(Limit::RegistryGet {
+                url: url.clone(),
+                repo: registry::REPO.into(),
+                layout: a_gzip.clone(),
+            }),
+            target: Target {
+                min_ratio: Some(3.0),
+                ..Target::default()
+            },
+            out_size: false,
+            disk: false,
+            check: None,
+        });
+        rows.push(Row {
+            id: "push".into(),
+            title: "push layout -> registry (fresh repository)".into(),
+            ocikit: Job {
+                prep: Prep::Fresh,
+                cmd: Box::new({
+                    let c = o(&["push", "--json"]).arg(&a_gzip).arg(REF);
+                    let fresh = fresh.clone();
+                    move |out| c.clone().arg(fresh(out))
+                }),
+            },
+            peer_name: "skopeo",
+            peer: Job {
+                prep: Prep::Fresh,
+                cmd: Box::new({
+                    let s = skopeo_push(reg.private_cache)
+                        .arg("-q")
+                        .arg("--dest-tls-verify=false")
+                        .arg(&oci_src);
+                    let fresh = fresh.clone();
+                    move |out| s.clone().arg(format!("docker://{}", fresh(out)))
+                }),
+            },
+            warm: vec![a_gzip.clone()],
+            limit: Some(Limit::RegistryPut {
+                url: url.clone(),
+                repo_prefix: "bench/push-floor".into(),
+                layout: a_gzip.clone(),
+            }),
+            target: Target {
+                min_ratio: Some(1.3),
+                max_vs_limit: Some(1.2),
+                ..Target::default()
+            },
+            out_size: false,
+            disk: false,
+            check: Some(registry::check_push_fresh),
+        });
+        rows.push(Row {
+            id: "push-again".into(),
+            title: "push again (the repository has the image)".into(),
+            ocikit: Job {
+                prep: Prep::Fresh,
+                cmd: Box::new({
+                    let c = o(&["push", "--json"]).arg(&a_gzip).arg(REF).arg(&image);
+                    move |_| c.clone()
+                }),
+            },
+            peer_name: "skopeo",
+            peer: Job {
+                prep: Prep::Fresh,
+                cmd: Box::new({
+                    let s = skopeo(&["copy", "-q", "--dest-tls-verify=false"])
+                        .arg(&oci_src)
+                        .arg(format!("docker://{image}"));
+                    move |_| s.clone()
+                }),
+            },
+            warm: vec![a_gzip.clone()],
+            limit: None,
+            target: Target {
+                max_seconds: Some(0.2),
+                ..Target::default()
+            },
+            out_size: false,
+            disk: false,
+            check: Some(registry::check_push_again),
+        });
+    }
 
     for (n, layout) in &inp.scale {
         let n = *n;
@@ -488,6 +669,7 @@ fn rows(inp: &Inputs, ocikit: &Path) -> Vec<Row> {
             target: scale_target,
             out_size: false,
             disk: false,
+            check: None,
         });
         rows.push(Row {
             id: format!("gc-{n}"),
@@ -513,6 +695,7 @@ fn rows(inp: &Inputs, ocikit: &Path) -> Vec<Row> {
             target: scale_target,
             out_size: false,
             disk: false,
+            check: None,
         });
     }
     rows
@@ -613,7 +796,12 @@ pub fn main(args: &[String]) -> anyhow::Result<()> {
             };
             (job.cmd)(&out).display()
         };
-        for row in rows(&inp, &ocikit) {
+        let reg = RegistryCtx {
+            host: "127.0.0.1:PORT".into(),
+            data: work.join("registry").join("data"),
+            private_cache: true,
+        };
+        for row in rows(&inp, &ocikit, Some(&reg)) {
             println!("{:<18} {}", row.id, row.title);
             println!("{:<18}   ocikit: {}", "", shown(&row.ocikit));
             println!("{:<18}   {}: {}", "", row.peer_name, shown(&row.peer));
@@ -662,12 +850,69 @@ pub fn main(args: &[String]) -> anyhow::Result<()> {
     let inp = Inputs::at(&work, args.size_scale, args.large, scale_refs);
     inp.make()?;
 
-    let all = rows(&inp, &ocikit);
+    // The registry rows' registry: started when one of them is selected, stopped (by PID)
+    // when `_registry` is dropped at the end of this function, on error too.
+    let wants_registry = registry::ROWS
+        .iter()
+        .any(|id| args.only.is_empty() || args.only.iter().any(|o| selects(o, id)));
+    let (_registry, reg) = if !wants_registry {
+        (None, None)
+    } else if which("docker-registry").is_none() {
+        eprintln!(
+            "bench: notice: `docker-registry` is not installed (Debian package docker-registry); \
+             skipping the registry rows"
+        );
+        (None, None)
+    } else {
+        if which("curl").is_none() {
+            bail!("`curl` is needed on PATH for the registry rows' floor (Debian: curl)");
+        }
+        let dir = work.join("registry");
+        let server = registry::Registry::start(&dir, &dir.join("registry.log"))?;
+        let private_cache = registry::private_cache_works();
+        if !private_cache {
+            eprintln!(
+                "bench: notice: cannot give skopeo a private blob-info cache (`unshare -m` needs \
+                 root); its pushes may mount blobs from repositories it pushed to before"
+            );
+        }
+        eprintln!(
+            "bench: docker-registry on {}; pushing image A to {}:{} (skopeo)",
+            server.host,
+            registry::REPO,
+            registry::TAG
+        );
+        measure::run_ok(
+            Command::new("skopeo")
+                .args(["copy", "-q", "--dest-tls-verify=false"])
+                .arg(format!("oci:{}:{REF}", inp.a_gzip.display()))
+                .arg(format!(
+                    "docker://{}/{}:{}",
+                    server.host,
+                    registry::REPO,
+                    registry::TAG
+                )),
+        )?;
+        let reg = RegistryCtx {
+            host: server.host.clone(),
+            data: server.data.clone(),
+            private_cache,
+        };
+        (Some(server), Some(reg))
+    };
+
+    let all = rows(&inp, &ocikit, reg.as_ref());
     let selected: Vec<&Row> = all
         .iter()
         .filter(|r| args.only.is_empty() || args.only.iter().any(|o| selects(o, &r.id)))
         .collect();
     if selected.is_empty() {
+        if wants_registry && reg.is_none() {
+            bail!(
+                "the rows selected with --only {:?} need `docker-registry`, which is not installed",
+                args.only
+            );
+        }
         bail!("no row matches --only {:?}; see --list", args.only);
     }
 
@@ -769,8 +1014,11 @@ fn measure_row(
             if side.skipped.is_some() || side.failure().is_some() {
                 continue;
             }
-            let dir = runs_dir.join(&row.id).join(tool);
-            measure::remove(&dir)?;
+            // A directory per run (the previous run's is removed), so that commands can derive
+            // names that differ between runs from it (the push rows' fresh repositories).
+            let tool_dir = runs_dir.join(&row.id).join(tool);
+            measure::remove(&tool_dir)?;
+            let dir = tool_dir.join(format!("run{run}"));
             fs::create_dir_all(&dir)?;
             let out = match &job.prep {
                 Prep::Fresh => dir.join("out"),
@@ -789,7 +1037,13 @@ fn measure_row(
                 dest: out.clone(),
                 tmpdir: dir.join("tmp"),
             });
-            let sample = measure::timed_run(&cmd, &stem, watch.as_ref())?;
+            let mut sample = measure::timed_run(&cmd, &stem, watch.as_ref())?;
+            if let (None, Some(check), "ocikit") = (&sample.failure, row.check, tool) {
+                let stdout = fs::read_to_string(stem.with_extension("out")).unwrap_or_default();
+                if let Err(why) = check(&stdout) {
+                    sample.failure = Some(format!("check: {why}"));
+                }
+            }
             if let Some(f) = &sample.failure {
                 eprintln!(
                     "bench: {} {tool} failed: {f} (see `{}`)",
@@ -813,10 +1067,14 @@ fn measure_row(
     let limit = match &row.limit {
         None => None,
         Some(l) => {
-            let jobs = limit_jobs(l)?;
+            let workers = match l {
+                Limit::RegistryGet { .. } | Limit::RegistryPut { .. } => REGISTRY_FLOOR_PARALLEL,
+                _ => workers,
+            };
             measure::warm(&row.warm)?;
             let mut times = Vec::new();
-            for _ in 0..runs {
+            for run in 1..=runs {
+                let jobs = limit_jobs(l, run)?;
                 times.push(measure::limit_run(&jobs, workers)?);
             }
             fmt::median(&times)
@@ -829,7 +1087,9 @@ fn measure_row(
     })
 }
 
-fn limit_jobs(limit: &Limit) -> anyhow::Result<Vec<LimitJob>> {
+/// The jobs of `limit` for its `run`-th measurement (the push floor uploads into a fresh
+/// repository each time).
+fn limit_jobs(limit: &Limit, run: u32) -> anyhow::Result<Vec<LimitJob>> {
     const HASH: &str = "openssl dgst -sha256 < \"$1\"";
     Ok(match limit {
         Limit::Hash(dir) => measure::files_under(dir)?
@@ -868,6 +1128,31 @@ fn limit_jobs(limit: &Limit) -> anyhow::Result<Vec<LimitJob>> {
             }
             jobs
         }
+        Limit::RegistryGet { url, repo, layout } => registry::image_blobs(layout)?
+            .into_iter()
+            .map(|(digest, _, size)| LimitJob {
+                script: registry::CURL_GET,
+                args: vec![url.clone(), repo.clone(), digest],
+                size,
+            })
+            .collect(),
+        Limit::RegistryPut {
+            url,
+            repo_prefix,
+            layout,
+        } => registry::image_blobs(layout)?
+            .into_iter()
+            .map(|(digest, path, size)| LimitJob {
+                script: registry::CURL_PUT,
+                args: vec![
+                    url.clone(),
+                    format!("{repo_prefix}-run{run}"),
+                    digest,
+                    path.display().to_string(),
+                ],
+                size,
+            })
+            .collect(),
     })
 }
 
@@ -1215,7 +1500,11 @@ fn render(
         "\nratio = peer time / ocikit time. limit = every core hashing one blob at a time with \
          `openssl dgst -sha256` (imports: each docker-archive member read through `tar`; \
          export, recompress: gzip layers through `gzip -dc`); it leaves out compression, so \
-         for compressing rows it is a floor. The durable-write floor is the output's size over \
+         for compressing rows it is a floor. For the registry rows (pull, push into a fresh \
+         repository, push again; a loopback `docker-registry` started by the bench) the limit \
+         is the registry's own floor: three parallel `curl` GETs, or uploads (POST, then one \
+         PUT per blob), of the same blobs; skopeo pushes with an empty blob-info cache so that \
+         it uploads every blob too. The durable-write floor is the output's size over \
          the faster disk probe: about the least time a run that writes its output durably \
          (fsync) needs, as far as the disk of a shared machine holds still. \
          Peak RSS is the largest of the runs. skopeo's \
@@ -1308,6 +1597,7 @@ mod tests {
             target,
             out_size: true,
             disk: false,
+            check: None,
         }
     }
 
