@@ -1381,3 +1381,56 @@ fn an_expired_token_mid_upload_is_renewed_and_the_blob_sent_again() {
     assert_eq!(p["entries"][0]["digest"], digest.as_str());
     fsck_clean(&dst);
 }
+
+#[test]
+fn a_blob_with_other_bytes_is_refused_naming_its_digest() {
+    let Some(reg) = Registry::start(Kind::Plain) else {
+        return;
+    };
+    let tmp = tempdir();
+    let t = tmp.path();
+    let src = t.join("src");
+    let built = common::small_image(&src, "base:1");
+    ok(&run(
+        t,
+        &[
+            "push",
+            src.to_str().expect("p"),
+            "base:1",
+            &format!("{}/bad:1", reg.host),
+            "--json",
+        ],
+    ));
+    let layer = built.layers[0].digest.to_string();
+    let size = built.layers[0].size as usize;
+    for (what, bytes) in [
+        ("same size", vec![0u8; size]),
+        ("longer", vec![0u8; size + 10]),
+    ] {
+        let proxy = Proxy::start(
+            &reg.host,
+            Faults {
+                canned: vec![(
+                    format!("/blobs/{layer}"),
+                    "application/octet-stream".into(),
+                    None,
+                    bytes,
+                )],
+                ..Faults::default()
+            },
+        );
+        let dst = t.join(format!("dst-{}", what.len()));
+        let r = run(
+            t,
+            &[
+                "pull",
+                &format!("{}/bad:1", proxy.host),
+                dst.to_str().expect("p"),
+            ],
+        );
+        assert_eq!(r.code, 2, "{what}: {}", r.stderr);
+        assert!(r.stderr.contains(&layer), "{what}: {}", r.stderr);
+        assert!(ls(&dst).is_empty(), "{what}: nothing committed");
+        assert!(!common::blob_names(&dst).contains(&format!("sha256:{}", &layer[7..])));
+    }
+}

@@ -160,6 +160,35 @@ impl ImageSource for RegistrySource<'_> {
         digest: &Digest,
         size: Option<u64>,
     ) -> ocikit_layout::Result<Box<dyn Read + '_>> {
+        self.open_as(digest, size, true)
+    }
+
+    fn open_unverified(
+        &self,
+        digest: &Digest,
+        size: Option<u64>,
+    ) -> ocikit_layout::Result<Box<dyn Read + '_>> {
+        self.open_as(digest, size, false)
+    }
+
+    fn referrers(&self, subject: &Digest) -> ocikit_layout::Result<Option<Vec<Descriptor>>> {
+        Ok(Some(self.repo.referrers(subject).map_err(layout_err)?))
+    }
+
+    fn parallelism(&self) -> usize {
+        self.repo.client().options().parallelism
+    }
+}
+
+impl RegistrySource<'_> {
+    /// A blob's reader: from the documents kept in memory, else streamed (hashed when
+    /// `verify`).
+    fn open_as(
+        &self,
+        digest: &Digest,
+        size: Option<u64>,
+        verify: bool,
+    ) -> ocikit_layout::Result<Box<dyn Read + '_>> {
         if let Some(b) = self.cached(digest) {
             return Ok(Box::new(std::io::Cursor::new(b)));
         }
@@ -179,14 +208,11 @@ impl ImageSource for RegistrySource<'_> {
                     })
                 })?,
         };
-        Ok(self.repo.open_blob(digest, size).map_err(layout_err)?)
-    }
-
-    fn referrers(&self, subject: &Digest) -> ocikit_layout::Result<Option<Vec<Descriptor>>> {
-        Ok(Some(self.repo.referrers(subject).map_err(layout_err)?))
-    }
-
-    fn parallelism(&self) -> usize {
-        self.repo.client().options().parallelism
+        let r = if verify {
+            self.repo.open_blob(digest, size)
+        } else {
+            self.repo.open_blob_unverified(digest, size)
+        };
+        Ok(r.map_err(layout_err)?)
     }
 }

@@ -26,6 +26,12 @@ pub trait ImageSink: Sync {
     /// hashing to `digest`.
     fn put_blob(&self, digest: &Digest, size: u64, r: &mut dyn Read) -> Result<()>;
 
+    /// Whether `put_blob` checks every byte against the digest and size itself (a layout
+    /// does); a transfer then reads the source without hashing it a second time.
+    fn verifies(&self) -> bool {
+        false
+    }
+
     /// Whether the sink holds a manifest or index (a registry keeps those apart from blobs).
     fn existing_document(&self, digest: &Digest, size: u64) -> Result<Existing> {
         self.existing(digest, size)
@@ -64,6 +70,10 @@ impl ImageSink for WriteLock<'_> {
             Copied::Copied => Moved::Copied,
             Copied::Replaced => Moved::Replaced,
         }))
+    }
+
+    fn verifies(&self) -> bool {
+        true
     }
 
     fn put_blob(&self, digest: &Digest, size: u64, r: &mut dyn Read) -> Result<()> {

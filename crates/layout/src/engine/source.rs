@@ -21,6 +21,13 @@ pub trait ImageSource: Sync {
     /// A reader over a blob that fails at EOF unless the bytes match `digest` (and `size`).
     fn open(&self, digest: &Digest, size: Option<u64>) -> Result<Box<dyn Read + '_>>;
 
+    /// A reader over a blob for a caller that verifies every byte itself (a sink whose
+    /// [`ImageSink::verifies`](super::ImageSink::verifies) is true): the bytes are not hashed
+    /// twice. Default: [`Self::open`].
+    fn open_unverified(&self, digest: &Digest, size: Option<u64>) -> Result<Box<dyn Read + '_>> {
+        self.open(digest, size)
+    }
+
     /// The layout behind this source, when it is one on this machine (lets a transfer
     /// hard-link or copy in the kernel instead of streaming).
     fn local_layout(&self) -> Option<&Layout> {
@@ -63,6 +70,10 @@ impl ImageSource for Layout {
 
     fn open(&self, digest: &Digest, size: Option<u64>) -> Result<Box<dyn Read + '_>> {
         Ok(Box::new(self.open_blob(digest, size)?))
+    }
+
+    fn open_unverified(&self, digest: &Digest, _size: Option<u64>) -> Result<Box<dyn Read + '_>> {
+        Ok(Box::new(self.open_blob_unverified(digest)?))
     }
 
     fn local_layout(&self) -> Option<&Layout> {
@@ -125,6 +136,13 @@ impl<S: ImageSource + ?Sized> ImageSource for Overlay<'_, S> {
                 Ok(Box::new(b.as_slice()))
             }
             None => self.base.open(digest, size),
+        }
+    }
+
+    fn open_unverified(&self, digest: &Digest, size: Option<u64>) -> Result<Box<dyn Read + '_>> {
+        match self.docs.get(digest) {
+            Some(_) => self.open(digest, size),
+            None => self.base.open_unverified(digest, size),
         }
     }
 
