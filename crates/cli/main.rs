@@ -8,6 +8,7 @@ mod docker_cmds;
 mod layout_cmds;
 mod mirror_cmds;
 mod output;
+mod serve_cmd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -190,6 +191,9 @@ pub enum Command {
         /// The ref.
         r#ref: String,
     },
+    /// Serve layouts read-only over the OCI distribution API (pull side) until SIGINT or
+    /// SIGTERM.
+    Serve(serve_cmd::ServeArgs),
     /// Rewrite media types Docker <-> OCI for what the refs reach (default: every entry).
     Convert {
         /// The layout directory.
@@ -309,6 +313,7 @@ fn run(cli: &Cli) -> anyhow::Result<Code> {
             compress,
             level,
         } => convert_cmd::convert(cli, dir, refs, *to, *compress, *level),
+        Command::Serve(args) => serve_cmd::serve(cli, args),
     }
 }
 

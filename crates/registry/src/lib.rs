@@ -2,3 +2,4 @@
 //! [`ImageSource`](ocikit_layout::engine::ImageSource) and
 //! [`ImageSink`](ocikit_layout::engine::ImageSink) of the engine (pull, push, referrers, auth,
 //! retries), and a read-only server of layouts (`serve`).
+pub mod serve;

@@ -34,6 +34,8 @@ pub struct Plan {
     children: Vec<Vec<u32>>,
     /// The position of each root's blob, in the order the roots were given.
     roots: Vec<u32>,
+    /// (document, its `subject`) pairs, as positions in `blobs`.
+    subjects: Vec<(u32, u32)>,
     by_digest: HashMap<Digest, u32>,
 }
 
@@ -46,6 +48,13 @@ impl Plan {
     /// The positions (in [`Plan::blobs`]) of the blobs blob `i` names, in document order.
     pub fn children_of(&self, i: usize) -> &[u32] {
         &self.children[i]
+    }
+
+    /// Every document of the plan that has a `subject` (a referrer: signature, SBOM,
+    /// attestation), with the subject, as positions in [`Plan::blobs`], in the order the
+    /// traversal met them. The subject itself may be absent from the source (it is optional).
+    pub fn subjects(&self) -> &[(u32, u32)] {
+        &self.subjects
     }
 
     /// The position of root `n`'s blob (in the order given to [`plan()`]).
@@ -142,6 +151,9 @@ fn visit_all<S: ImageSource + ?Sized>(
                 Some(par) => p.children[par as usize].push(i),
                 None => p.roots.push(i),
             }
+            if let (Role::Subject, Some(par)) = (role, parent) {
+                p.subjects.push((par, i));
+            }
             continue;
         }
         let i = p.blobs.len() as u32;
@@ -157,6 +169,9 @@ fn visit_all<S: ImageSource + ?Sized>(
         match parent {
             Some(par) => p.children[par as usize].push(i),
             None => p.roots.push(i),
+        }
+        if let (Role::Subject, Some(par)) = (role, parent) {
+            p.subjects.push((par, i));
         }
         let class = desc.media_type.class();
         let doc_class = matches!(class, Class::Index | Class::Manifest | Class::Schema1);
