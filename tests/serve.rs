@@ -762,3 +762,329 @@ fn skopeo_copies_and_inspects_with_the_layout_digests() {
     let run = ocikit(tmp.path(), &["fsck", "out"]);
     assert_eq!(run.code, 0, "{}", run.stdout);
 }
+
+/// bcrypt of `secret` at cost 4, as `htpasswd -B` writes it.
+const ALICE: &str = "alice:$2y$04$SNKdz.aJtlOoI89CqSM6QODAw.F8hnPgluZSQ.OFrB2DSxeyBw/3C";
+
+#[test]
+fn basic_auth_from_an_htpasswd_file() {
+    let tmp = tempdir();
+    site(tmp.path());
+    std::fs::write(tmp.path().join("users"), format!("# site users\n{ALICE}\n")).expect("write");
+    let s = Served::start(tmp.path(), &["site", "--htpasswd", "users"]);
+    let r = get(&s.addr, "/v2/", &[]);
+    assert_eq!(r.status, 401);
+    assert_eq!(r.header("www-authenticate"), Some("Basic realm=\"ocikit\""));
+    assert_eq!(
+        r.json(),
+        error_json("UNAUTHORIZED", "authentication required", json!({}))
+    );
+    // base64("alice:wrong"), base64("alice:secret")
+    let r = get(&s.addr, "/v2/", &["Authorization: Basic YWxpY2U6d3Jvbmc="]);
+    assert_eq!(r.status, 401);
+    let ok = "Authorization: Basic YWxpY2U6c2VjcmV0";
+    let r = get(&s.addr, "/v2/library/app/manifests/1.0", &[ok]);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("docker-content-digest"), Some(A_MANIFEST));
+    // Unknown repositories are not told apart from known ones without credentials.
+    assert_eq!(get(&s.addr, "/v2/nope/tags/list", &[]).status, 401);
+    std::thread::sleep(Duration::from_millis(200));
+    let log = s.log().join("\n");
+    assert!(
+        log.contains(" alice [")
+            && log.contains("\"GET /v2/library/app/manifests/1.0 HTTP/1.1\" 200 "),
+        "{log}"
+    );
+    if have("skopeo") {
+        let src = format!("docker://{}/library/app:1.0", s.addr);
+        let o = Command::new("skopeo")
+            .args([
+                "inspect",
+                "--tls-verify=false",
+                "--creds",
+                "alice:secret",
+                &src,
+            ])
+            .output()
+            .expect("skopeo");
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let v: Value = serde_json::from_slice(&o.stdout).expect("json");
+        assert_eq!(v["Digest"], A_MANIFEST);
+        let o = Command::new("skopeo")
+            .args([
+                "inspect",
+                "--tls-verify=false",
+                "--creds",
+                "alice:nope",
+                &src,
+            ])
+            .output()
+            .expect("skopeo");
+        assert!(!o.status.success());
+    }
+    drop(s);
+    // Only bcrypt entries.
+    std::fs::write(tmp.path().join("md5"), "bob:$apr1$abc$def\n").expect("write");
+    let err = Served::try_start(tmp.path(), &["site", "--htpasswd", "md5"])
+        .err()
+        .expect("refused");
+    assert_eq!(
+        err,
+        "exit Some(2): ocikit: error: `md5` line 1: user `bob`: not a bcrypt hash (`htpasswd -B` writes them)"
+    );
+}
+
+/// A self-signed certificate for 127.0.0.1 and its key, by openssl.
+fn certificate(dir: &Path) -> bool {
+    if !have("openssl") {
+        return false;
+    }
+    let o = Command::new("openssl")
+        .current_dir(dir)
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            "key.pem",
+            "-out",
+            "cert.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ])
+        .output()
+        .expect("openssl");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    true
+}
+
+#[test]
+fn https_with_a_pem_certificate() {
+    let tmp = tempdir();
+    let (dir, a, _) = site(tmp.path());
+    if !certificate(tmp.path()) {
+        return;
+    }
+    let s = Served::start(
+        tmp.path(),
+        &["site", "--tls-cert", "cert.pem", "--tls-key", "key.pem"],
+    );
+    assert_eq!(s.log()[0..1], [format!("listening on {}", s.addr)]);
+    // Plain HTTP to the HTTPS port: a TLS alert, and the connection closed at once (not
+    // after the client gives up).
+    let mut c = TcpStream::connect(&s.addr).expect("connect");
+    c.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    c.write_all(b"GET /v2/ HTTP/1.1\r\nHost: x\r\n\r\n")
+        .expect("send");
+    let mut all = Vec::new();
+    let started = std::time::Instant::now();
+    c.read_to_end(&mut all).expect("closed, not timed out");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    // An alert record (type 21), fatal (2), decode_error (50).
+    assert_eq!(all, [21, 3, 3, 0, 2, 2, 50]);
+    if have("skopeo") {
+        let out = tmp.path().join("out");
+        let o = Command::new("skopeo")
+            .args([
+                "copy",
+                "--src-tls-verify=false",
+                &format!("docker://{}/library/app:1.0", s.addr),
+                &format!("oci:{}:a", out.display()),
+            ])
+            .output()
+            .expect("skopeo");
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        assert_eq!(
+            blob_bytes(&out, &a.layers[0].digest),
+            blob_bytes(&dir, &a.layers[0].digest)
+        );
+        // Verified against the certificate as a CA.
+        let certs = tmp.path().join("certs");
+        std::fs::create_dir_all(&certs).expect("mkdir");
+        std::fs::copy(tmp.path().join("cert.pem"), certs.join("ca.crt")).expect("copy");
+        let o = Command::new("skopeo")
+            .args([
+                "inspect",
+                "--cert-dir",
+                certs.to_str().expect("utf-8"),
+                &format!("docker://{}/library/app:1.0", s.addr),
+            ])
+            .output()
+            .expect("skopeo");
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let v: Value = serde_json::from_slice(&o.stdout).expect("json");
+        assert_eq!(v["Digest"], A_MANIFEST);
+    }
+    drop(s);
+    std::fs::write(tmp.path().join("empty.pem"), "").expect("write");
+    let err = Served::try_start(
+        tmp.path(),
+        &["site", "--tls-cert", "empty.pem", "--tls-key", "key.pem"],
+    )
+    .err()
+    .expect("refused");
+    assert_eq!(
+        err,
+        "exit Some(2): ocikit: error: `empty.pem`: no PEM certificate in it"
+    );
+    let run = ocikit(tmp.path(), &["serve", "site", "--tls-cert", "cert.pem"]);
+    assert_eq!(run.code, 2);
+}
+
+/// A layout whose image has one layer of `size` pseudo-random bytes; returns its digest.
+fn big_blob_layout(dir: &Path, size: usize) -> Digest {
+    let (layout, _) = Layout::init(dir, opts()).expect("init");
+    let lock = layout.lock().expect("lock");
+    let mut w = lock.blob_writer().expect("writer");
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut chunk = vec![0u8; 1 << 20];
+    let mut left = size;
+    while left > 0 {
+        for b in chunk.chunks_mut(8) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            b.copy_from_slice(&x.to_le_bytes()[..b.len()]);
+        }
+        let n = left.min(chunk.len());
+        w.write_all(&chunk[..n]).expect("write");
+        left -= n;
+    }
+    let (layer, layer_size) = w.finish().expect("finish");
+    drop(lock);
+    let config =
+        br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#;
+    let manifest = json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": desc_of("application/vnd.oci.image.config.v1+json", config),
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer.as_str(), "size": layer_size}],
+    });
+    add_manifest(dir, "big", &[config], &manifest);
+    layer
+}
+
+#[test]
+fn parallel_blob_gets_do_not_grow_memory_with_blob_size() {
+    let tmp = tempdir();
+    let dir = tmp.path().join("big");
+    let size = 64 << 20;
+    let layer = big_blob_layout(&dir, size);
+    let s = Served::start(tmp.path(), &["-q", "big"]);
+    let path = format!("/v2/big/blobs/{layer}");
+    assert_eq!(get(&s.addr, "/v2/", &[]).status, 200);
+    let before = s.peak_kib();
+    let file = dir.join(layer.blob_rel_path());
+    let clients: Vec<_> = (0..8)
+        .map(|_| {
+            let addr = s.addr.clone();
+            let path = path.clone();
+            let file = file.clone();
+            std::thread::spawn(move || {
+                let mut c = TcpStream::connect(&addr).expect("connect");
+                c.write_all(
+                    format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                        .as_bytes(),
+                )
+                .expect("send");
+                // The head, then the body compared with the file as it arrives.
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    c.read_exact(&mut byte).expect("head");
+                    head.push(byte[0]);
+                }
+                assert!(head.starts_with(b"HTTP/1.1 200 OK"));
+                let mut want = std::fs::File::open(&file).expect("blob");
+                let mut got = vec![0u8; 1 << 20];
+                let mut expected = vec![0u8; 1 << 20];
+                let mut body = 0usize;
+                loop {
+                    let n = c.read(&mut got).expect("read");
+                    if n == 0 {
+                        break;
+                    }
+                    want.read_exact(&mut expected[..n]).expect("file");
+                    assert!(got[..n] == expected[..n], "bytes differ at {body}");
+                    body += n;
+                }
+                body
+            })
+        })
+        .collect();
+    for c in clients {
+        assert_eq!(c.join().expect("client"), size);
+    }
+    let after = s.peak_kib();
+    eprintln!("server peak resident set: {before} KiB before, {after} KiB after 8 x 64 MiB");
+    assert!(
+        after <= before + 8 * 1024 && after <= 32 * 1024,
+        "peak {after} KiB after the downloads ({before} KiB before)"
+    );
+}
+
+#[test]
+fn sigterm_finishes_the_response_in_flight_then_exits_0() {
+    let tmp = tempdir();
+    let dir = tmp.path().join("big");
+    let size = 16 << 20;
+    let layer = big_blob_layout(&dir, size);
+    let mut s = Served::start(tmp.path(), &["big"]);
+    // An idle kept-alive connection must not hold the stop up.
+    let mut idle = TcpStream::connect(&s.addr).expect("connect");
+    idle.write_all(b"GET /v2/ HTTP/1.1\r\nHost: x\r\n\r\n")
+        .expect("send");
+    let mut buf = [0u8; 512];
+    let n = idle.read(&mut buf).expect("read");
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200 OK"));
+    // A download that has started: the socket buffers fill, the server waits in sendfile.
+    let mut c = TcpStream::connect(&s.addr).expect("connect");
+    c.write_all(format!("GET /v2/big/blobs/{layer} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+        .expect("send");
+    let mut first = vec![0u8; 4096];
+    let n = c.read(&mut first).expect("read");
+    assert!(first[..n].starts_with(b"HTTP/1.1 200 OK"));
+    std::thread::sleep(Duration::from_millis(200));
+    let pid = s.pid().to_string();
+    Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
+    std::thread::sleep(Duration::from_millis(300));
+    // No new connections once stopping.
+    assert_eq!(
+        TcpStream::connect(&s.addr).map_err(|e| e.kind()).err(),
+        Some(std::io::ErrorKind::ConnectionRefused)
+    );
+    let mut rest = Vec::new();
+    c.read_to_end(&mut rest).expect("read the rest");
+    let mut all = first[..n].to_vec();
+    all.extend_from_slice(&rest);
+    let r = parse_response(&all, true);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body.len(), size);
+    assert_eq!(Digest::sha256(&r.body), layer);
+    assert_eq!(s.signal_and_wait("TERM", Duration::from_secs(10)), Some(0));
+    let log = s.log();
+    assert!(
+        log.contains(&"stopping (SIGTERM): finishing the requests in flight".to_string()),
+        "{log:?}"
+    );
+}
+
+#[test]
+fn sigint_stops_an_idle_server_with_exit_0() {
+    let tmp = tempdir();
+    site(tmp.path());
+    let mut s = Served::start(tmp.path(), &["site"]);
+    assert_eq!(s.signal_and_wait("INT", Duration::from_secs(10)), Some(0));
+}

@@ -295,8 +295,16 @@ impl Server {
         let live: Arc<(Mutex<HashMap<u64, TcpStream>>, Condvar)> =
             Arc::new((Mutex::new(HashMap::new()), Condvar::new()));
         let next_id = AtomicU64::new(0);
-        for incoming in self.listener.incoming() {
-            if self.stop.load(Ordering::SeqCst) {
+        let Server {
+            listener,
+            shared: server_shared,
+            tls: server_tls,
+            stop: server_stop,
+            max_connections,
+            ..
+        } = self;
+        for incoming in listener.incoming() {
+            if server_stop.load(Ordering::SeqCst) {
                 break;
             }
             let tcp = match incoming {
@@ -311,7 +319,7 @@ impl Server {
             {
                 let (lock, cv) = &*live;
                 let mut map = lock.lock().unwrap_or_else(|p| p.into_inner());
-                while map.len() >= self.max_connections && !self.stop.load(Ordering::SeqCst) {
+                while map.len() >= max_connections && !server_stop.load(Ordering::SeqCst) {
                     map = cv
                         .wait_timeout(map, Duration::from_millis(100))
                         .map(|(g, _)| g)
@@ -325,9 +333,9 @@ impl Server {
                     Err(_) => continue,
                 }
                 drop(map);
-                let shared = self.shared.clone();
-                let tls = self.tls.clone();
-                let stop = self.stop.clone();
+                let shared = server_shared.clone();
+                let tls = server_tls.clone();
+                let stop = server_stop.clone();
                 let live2 = live.clone();
                 let spawned = std::thread::Builder::new()
                     .name("ocikit-serve".into())
@@ -344,7 +352,9 @@ impl Server {
                 }
             }
         }
-        // Stop: idle connections see EOF now; busy ones finish their response, then close.
+        // Stop: new connections are refused, idle ones see EOF now, busy ones finish their
+        // response, then close.
+        drop(listener);
         let (lock, cv) = &*live;
         let mut map = lock.lock().unwrap_or_else(|p| p.into_inner());
         for s in map.values() {
@@ -424,8 +434,14 @@ fn serve_connection(
         }
     }
     if let Stream::Tls(s) = &mut conn.stream {
+        // Written straight to the socket: rustls's own flush would first try to finish a
+        // handshake that failed, waiting for the client.
         s.conn.send_close_notify();
-        let _ = s.flush();
+        while s.conn.wants_write() {
+            if s.conn.write_tls(&mut s.sock).is_err() {
+                break;
+            }
+        }
     }
     conn.shutdown();
 }
