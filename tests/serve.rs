@@ -1088,3 +1088,58 @@ fn sigint_stops_an_idle_server_with_exit_0() {
     let mut s = Served::start(tmp.path(), &["site"]);
     assert_eq!(s.signal_and_wait("INT", Duration::from_secs(10)), Some(0));
 }
+
+/// Run wrk against `url` (64 connections, 2 threads, `secs` seconds); returns its output
+/// after checking it saw no socket error and no non-2xx answer.
+fn wrk(url: &str, secs: u32) -> String {
+    let o = Command::new("wrk")
+        .args([
+            "-t2",
+            "-c64",
+            &format!("-d{secs}s"),
+            "--timeout",
+            "10s",
+            url,
+        ])
+        .output()
+        .expect("wrk");
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(
+        o.status.success(),
+        "wrk: {out}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(!out.contains("Socket errors"), "{out}");
+    assert!(!out.contains("Non-2xx"), "{out}");
+    out
+}
+
+#[test]
+fn sixty_four_clients_under_load_get_no_error_and_memory_stays_flat() {
+    if !have("wrk") {
+        return;
+    }
+    let tmp = tempdir();
+    let dir = tmp.path().join("big");
+    let layer = big_blob_layout(&dir, 4 << 20);
+    let s = Served::start(tmp.path(), &["-q", "big"]);
+    let base = format!("http://{}/v2/big", s.addr);
+    let manifests = wrk(&format!("{base}/manifests/big"), 3);
+    let blobs = wrk(&format!("{base}/blobs/{layer}"), 3);
+    let peak = s.peak_kib();
+    let rate = |out: &str| {
+        out.lines()
+            .find(|l| l.starts_with("Requests/sec:"))
+            .map(|l| l.to_string())
+            .unwrap_or_default()
+    };
+    eprintln!(
+        "manifest GETs by tag: {}; 4 MiB blob GETs: {}; server peak resident set {peak} KiB",
+        rate(&manifests),
+        rate(&blobs)
+    );
+    assert!(
+        peak <= 64 * 1024,
+        "peak resident set {peak} KiB, over 64 MiB"
+    );
+}
