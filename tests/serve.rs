@@ -517,7 +517,7 @@ fn path_traversal_is_refused_and_nothing_outside_the_layout_is_read() {
     let r = get(&s.addr, &format!("/v2/library/app/blobs/{layer}"), &[]);
     assert_eq!(r.status, 500);
     assert_eq!(r.json()["errors"][0]["code"], "UNKNOWN");
-    let log = s.log().join("\n");
+    let log = s.log_with("refusing").join("\n");
     assert!(
         log.contains(&format!(
             "ocikit: warning: `site`: refusing `site/{}`: it is a symbolic link, not a regular file",
@@ -684,8 +684,7 @@ fn access_log_lines_and_quiet() {
     site(tmp.path());
     let s = Served::start(tmp.path(), &["site"]);
     get(&s.addr, "/v2/site/tags/list?n=1", &[]);
-    std::thread::sleep(Duration::from_millis(200));
-    let log = s.log();
+    let log = s.log_with("tags/list");
     assert_eq!(log[0], format!("listening on {}", s.addr));
     assert_eq!(
         log[1],
@@ -706,7 +705,7 @@ fn access_log_lines_and_quiet() {
     drop(s);
     let q = Served::start(tmp.path(), &["-q", "site"]);
     get(&q.addr, "/v2/", &[]);
-    std::thread::sleep(Duration::from_millis(200));
+    std::thread::sleep(Duration::from_millis(300));
     assert_eq!(q.log(), vec![format!("listening on {}", q.addr)]);
 }
 
@@ -788,8 +787,7 @@ fn basic_auth_from_an_htpasswd_file() {
     assert_eq!(r.header("docker-content-digest"), Some(A_MANIFEST));
     // Unknown repositories are not told apart from known ones without credentials.
     assert_eq!(get(&s.addr, "/v2/nope/tags/list", &[]).status, 401);
-    std::thread::sleep(Duration::from_millis(200));
-    let log = s.log().join("\n");
+    let log = s.log_with("/v2/nope/tags/list").join("\n");
     assert!(
         log.contains(" alice [")
             && log.contains("\"GET /v2/library/app/manifests/1.0 HTTP/1.1\" 200 "),
@@ -1059,8 +1057,11 @@ fn sigterm_finishes_the_response_in_flight_then_exits_0() {
         .args(["-TERM", &pid])
         .status()
         .expect("kill");
-    std::thread::sleep(Duration::from_millis(300));
     // No new connections once stopping.
+    let start = std::time::Instant::now();
+    while TcpStream::connect(&s.addr).is_ok() && start.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
     assert_eq!(
         TcpStream::connect(&s.addr).map_err(|e| e.kind()).err(),
         Some(std::io::ErrorKind::ConnectionRefused)
@@ -1074,7 +1075,7 @@ fn sigterm_finishes_the_response_in_flight_then_exits_0() {
     assert_eq!(r.body.len(), size);
     assert_eq!(Digest::sha256(&r.body), layer);
     assert_eq!(s.signal_and_wait("TERM", Duration::from_secs(10)), Some(0));
-    let log = s.log();
+    let log = s.log_with("stopping");
     assert!(
         log.contains(&"stopping (SIGTERM): finishing the requests in flight".to_string()),
         "{log:?}"

@@ -44,8 +44,9 @@ impl Served {
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
-                let _ = tx.send(line.clone());
-                keep.lock().expect("lines").push(line);
+                // Kept first, so the line is in the log by the time `start` returns.
+                keep.lock().expect("lines").push(line.clone());
+                let _ = tx.send(line);
             }
         });
         let first = rx.recv_timeout(Duration::from_secs(30));
@@ -67,6 +68,18 @@ impl Served {
     /// The server's PID.
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// The stderr lines once one of them contains `text` (waiting up to 10 s).
+    pub fn log_with(&self, text: &str) -> Vec<String> {
+        let start = Instant::now();
+        loop {
+            let log = self.log();
+            if log.iter().any(|l| l.contains(text)) || start.elapsed() > Duration::from_secs(10) {
+                return log;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// The stderr lines so far.
