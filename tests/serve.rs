@@ -1144,3 +1144,38 @@ fn sixty_four_clients_under_load_get_no_error_and_memory_stays_flat() {
         "peak resident set {peak} KiB, over 64 MiB"
     );
 }
+
+#[test]
+fn a_broken_index_json_serves_nothing_until_fixed_and_is_reported_once() {
+    let tmp = tempdir();
+    let (dir, _, b) = site(tmp.path());
+    let s = Served::start(tmp.path(), &["site"]);
+    let good = std::fs::read(dir.join("index.json")).expect("read");
+    // Replaced by something that does not parse, as a foreign writer might.
+    std::fs::write(dir.join(".tmp-x"), b"{not json").expect("write");
+    std::fs::rename(dir.join(".tmp-x"), dir.join("index.json")).expect("rename");
+    for _ in 0..3 {
+        let r = get(&s.addr, "/v2/site/manifests/latest", &[]);
+        assert_eq!(r.status, 404);
+        assert_eq!(r.json()["errors"][0]["code"], "MANIFEST_UNKNOWN");
+        assert_eq!(get(&s.addr, "/v2/library/app/tags/list", &[]).status, 404);
+    }
+    let log = s.log_with("serving nothing");
+    let warnings: Vec<&String> = log.iter().filter(|l| l.contains("warning")).collect();
+    assert_eq!(warnings.len(), 1, "{log:?}");
+    assert!(
+        warnings[0].starts_with(
+            "ocikit: warning: `site`: serving nothing of it: `site/index.json` does not parse"
+        ),
+        "{}",
+        warnings[0]
+    );
+    std::fs::write(dir.join(".tmp-x"), &good).expect("write");
+    std::fs::rename(dir.join(".tmp-x"), dir.join("index.json")).expect("rename");
+    let r = get(&s.addr, "/v2/site/manifests/latest", &[]);
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.header("docker-content-digest"),
+        Some(b.manifest.digest.as_str())
+    );
+}

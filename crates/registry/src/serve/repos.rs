@@ -81,7 +81,8 @@ impl Mount {
     }
 
     /// The snapshot for the `index.json` on disk now, rebuilt when it changed. The `bool` is
-    /// true when this call rebuilt it (its problems are then new).
+    /// true when this call rebuilt it and its problems differ from the previous snapshot's
+    /// (they are then worth a warning).
     pub fn snapshot(&self) -> (Arc<Snapshot>, bool) {
         let now = self.layout.index_stamp().ok().flatten();
         if let Some(s) = self
@@ -99,8 +100,14 @@ impl Mount {
             return (s, false);
         }
         let fresh = Arc::new(build(&self.name, &self.layout));
-        *self.cache.lock().unwrap_or_else(|p| p.into_inner()) = Some(fresh.clone());
-        (fresh, true)
+        let old = self
+            .cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .replace(fresh.clone());
+        // The same problems again (an index.json that is still missing) are not news.
+        let news = old.is_none_or(|o| o.problems != fresh.problems);
+        (fresh, news)
     }
 
     fn cached(&self) -> Option<Arc<Snapshot>> {
@@ -115,6 +122,8 @@ fn build(own: &str, layout: &Layout) -> Snapshot {
     let (index, stamp) = match layout.read_index_stamped() {
         Ok((raw, stamp)) => (raw.value, stamp),
         Err(e) => {
+            // Not read again until it changes (a file that is absent is looked for each time).
+            snap.stamp = layout.index_stamp().ok().flatten();
             snap.problems.push(format!("serving nothing of it: {e}"));
             return snap;
         }
