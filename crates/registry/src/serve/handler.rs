@@ -396,7 +396,7 @@ fn blob(shared: &Shared, req: &Request, view: &View<'_>, name: &str, digest: &st
 
 /// What a `Range` header asks of a blob of some length.
 #[derive(Debug, PartialEq, Eq)]
-enum Range {
+pub enum Range {
     /// The whole blob (no range, a unit other than bytes, several ranges, or a malformed one:
     /// a server may ignore those).
     Full,
@@ -406,7 +406,8 @@ enum Range {
     Unsatisfiable,
 }
 
-fn parse_range(h: &str, len: u64) -> Range {
+/// What the `Range` header value `h` asks of a blob of `len` bytes.
+pub fn parse_range(h: &str, len: u64) -> Range {
     let Some(spec) = h.trim().strip_prefix("bytes=") else {
         return Range::Full;
     };

@@ -245,7 +245,7 @@ impl Conn {
                 return Err(ReadError::Bad(400, "this server speaks HTTP, not HTTPS"));
             }
             if let Some(head_len) = find_head_end(&self.buf[..self.end]) {
-                let req = parse_head(&self.buf[..head_len]);
+                let req = parse_request(&self.buf[..head_len]);
                 self.start = head_len;
                 return req;
             }
@@ -301,7 +301,11 @@ fn find_head_end(buf: &[u8]) -> Option<usize> {
         .or_else(|| buf.windows(2).position(|w| w == b"\n\n").map(|i| i + 2))
 }
 
-fn parse_head(head: &[u8]) -> Result<Request, ReadError> {
+/// Parse a request head (request line and header fields, through the blank line): the
+/// method, an origin-form target (a path starting with `/`, printable ASCII, never decoded),
+/// HTTP/1.0 or 1.1, at most [`HEADER_COUNT`] fields with token names. Anything else is
+/// [`ReadError::Bad`].
+pub fn parse_request(head: &[u8]) -> Result<Request, ReadError> {
     let bad = |why| Err(ReadError::Bad(400, why));
     let Ok(text) = std::str::from_utf8(head) else {
         return bad("the request head is not UTF-8");
@@ -562,7 +566,7 @@ mod tests {
 
     #[test]
     fn heads_parse_or_are_refused() {
-        let r = parse_head(
+        let r = parse_request(
             b"GET /v2/a/tags/list?n=2&last=b HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
         )
         .expect("parses");
@@ -584,7 +588,7 @@ mod tests {
         ];
         for h in bad {
             assert!(
-                matches!(parse_head(h), Err(ReadError::Bad(400, _))),
+                matches!(parse_request(h), Err(ReadError::Bad(400, _))),
                 "{}",
                 String::from_utf8_lossy(h)
             );
@@ -594,14 +598,14 @@ mod tests {
             "A: b\r\n".repeat(HEADER_COUNT + 1)
         );
         assert!(matches!(
-            parse_head(many.as_bytes()),
+            parse_request(many.as_bytes()),
             Err(ReadError::Bad(431, _))
         ));
     }
 
     #[test]
     fn query_values_are_decoded() {
-        let r = parse_head(
+        let r = parse_request(
             b"GET /v2/a/referrers/x?artifactType=application%2Fvnd.example%2Bsig&t=a+b&bad=%zz HTTP/1.1\r\n\r\n",
         )
         .expect("parses");
