@@ -11,6 +11,7 @@ mod layout_cmds;
 mod mirror_cmds;
 mod output;
 mod registry_cmds;
+mod serve_cmd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -200,6 +201,9 @@ pub enum Command {
     Push(registry_cmds::PushArgs),
     /// Check credentials with a registry and store them in Docker's config (as docker login).
     Login(registry_cmds::LoginArgs),
+    /// Serve layouts read-only over the OCI distribution API (pull side) until SIGINT or
+    /// SIGTERM.
+    Serve(serve_cmd::ServeArgs),
     /// Rewrite media types Docker <-> OCI for what the refs reach (default: every entry).
     Convert {
         /// The layout directory.
@@ -338,6 +342,7 @@ fn run(cli: &Cli) -> anyhow::Result<Code> {
         Command::Config(a) => build_cmds::config(cli, a),
         Command::Index(c) => build_cmds::index(cli, c),
         Command::Unpack(a) => build_cmds::unpack(cli, a),
+        Command::Serve(args) => serve_cmd::serve(cli, args),
     }
 }
 

@@ -98,6 +98,14 @@ pub fn flag_hint(e: &(dyn std::error::Error + 'static)) -> Option<String> {
         }
         .map(|h| escape(&h).into_owned());
     }
+    if let Some(e) = e.downcast_ref::<ocikit_registry::serve::ServeError>() {
+        use ocikit_registry::serve::ServeError;
+        return match e {
+            ServeError::Layout(inner) => flag_hint(inner),
+            ServeError::InvalidName { .. } => Some(format!("{e}; name it with --repo NAME=DIR")),
+            _ => None,
+        };
+    }
     if let Some(e) = e.downcast_ref::<ConvertError>() {
         return match e {
             ConvertError::Layout(inner) => flag_hint(inner),

@@ -342,12 +342,25 @@ impl Layout {
         let alg = digest
             .algorithm()
             .ok_or_else(|| Error::Unverifiable(digest.clone()))?;
+        let (file, found) = self.open_blob_sized(digest, size)?;
+        let path = self.blob_path(digest);
+        let reader = VerifyingReader::new(file, alg.hasher(), digest.clone(), size, path);
+        Ok((reader, found))
+    }
+
+    /// Open a blob whose bytes go to a reader that verifies them itself (an HTTP client of
+    /// `serve`, which sends the file with `sendfile`): checked as [`Layout::open_blob`] checks
+    /// it (a regular file, opened with `O_NOFOLLOW | O_NONBLOCK`, never through a link), its
+    /// length taken from the same `fstat` and compared with `size` when given
+    /// ([`Error::SizeMismatch`]), but not hashed. Absent: [`Error::MissingBlob`]. Returns the
+    /// file (at offset 0) and its length.
+    pub fn open_blob_sized(&self, digest: &Digest, size: Option<u64>) -> Result<(File, u64)> {
         let path = self.blob_path(digest);
         let missing = || Error::MissingBlob {
             digest: digest.clone(),
             path: path.clone(),
         };
-        if self.blobs_dir(alg.as_str())?.is_none() {
+        if self.blobs_dir(digest.algorithm_str())?.is_none() {
             return Err(missing());
         }
         let Some((file, found)) = open_regular_len(&path)? else {
@@ -361,8 +374,7 @@ impl Layout {
                 path,
             });
         }
-        let reader = VerifyingReader::new(file, alg.hasher(), digest.clone(), size, path);
-        Ok((reader, found))
+        Ok((file, found))
     }
 
     /// Open a blob's file to read at any offset (a bundle reads a large blob chunk by chunk),
@@ -417,9 +429,16 @@ impl Layout {
         Ok(n)
     }
 
-    /// Read `index.json` (written atomically, so never seen half-written). Like every JSON
-    /// document it is capped at [`JSON_LIMIT`]; a larger file is refused before it is read.
+    /// Read `index.json` (written atomically, so never seen half-written). It is capped at
+    /// [`INDEX_LIMIT`]; a larger file is refused before it is read.
     pub fn read_index(&self) -> Result<Raw<Index>> {
+        Ok(self.read_index_stamped()?.0)
+    }
+
+    /// [`Layout::read_index`], with the [`IndexStamp`] of the very file read (from `fstat` on
+    /// the descriptor the bytes came from), so a reader that caches what it derived from
+    /// `index.json` can tell by [`Layout::index_stamp`] when a writer has replaced it.
+    pub fn read_index_stamped(&self) -> Result<(Raw<Index>, IndexStamp)> {
         let path = self.root.join("index.json");
         let Some(file) = open_regular(&path)? else {
             return Err(Error::NotALayout {
@@ -427,9 +446,24 @@ impl Layout {
                 reason: "no `index.json` file".into(),
             });
         };
+        let meta = file.metadata().map_err(|e| Error::io(&path, e))?;
+        let stamp = IndexStamp::of(&meta);
         let bytes = read_capped(file, &path, INDEX_LIMIT)?;
         let digest = Digest::sha256(&bytes);
-        Raw::parse_limited(bytes, digest, &path.display().to_string(), INDEX_LIMIT)
+        let raw = Raw::parse_limited(bytes, digest, &path.display().to_string(), INDEX_LIMIT)?;
+        Ok((raw, stamp))
+    }
+
+    /// The [`IndexStamp`] of `index.json` as it is now (one `lstat`, no read), or `None` when
+    /// it is absent. Every commit replaces the file by a rename, so a new commit is a new
+    /// inode; an edit in place changes its size or modification time.
+    pub fn index_stamp(&self) -> Result<Option<IndexStamp>> {
+        let path = self.root.join("index.json");
+        match fs::symlink_metadata(&path) {
+            Ok(m) => Ok(Some(IndexStamp::of(&m))),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::io(path, e)),
+        }
     }
 
     /// Take the writer lock, waiting up to the configured timeout for another writer. Once
@@ -592,6 +626,31 @@ pub fn sync_file(path: &Path) -> Result<()> {
     let f = open_regular(path)?
         .ok_or_else(|| Error::io(path, io::Error::from(io::ErrorKind::NotFound)))?;
     f.sync_all().map_err(|e| Error::io(path, e))
+}
+
+/// Which `index.json` a reader saw: device, inode, size, modification and change times. Two
+/// stamps differ when the file was replaced (every commit renames a new file over it) or
+/// edited in place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IndexStamp {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+impl IndexStamp {
+    fn of(m: &fs::Metadata) -> IndexStamp {
+        use std::os::unix::fs::MetadataExt;
+        IndexStamp {
+            dev: m.dev(),
+            ino: m.ino(),
+            size: m.size(),
+            mtime: (m.mtime(), m.mtime_nsec()),
+            ctime: (m.ctime(), m.ctime_nsec()),
+        }
+    }
 }
 
 /// A file under `blobs/<alg>/`, as [`Layout::blob_files`] lists it.

@@ -10,12 +10,14 @@
 //!   verified requests of one repository.
 //! - [`source`], [`sink`]: the engine's seams.
 //! - [`ops`]: `pull` and `push`.
+//! - [`serve`]: `ocikit serve`, layouts read-only over the distribution API.
 
 pub mod auth;
 pub mod client;
 mod error;
 pub mod ops;
 pub mod reference;
+pub mod serve;
 pub mod sink;
 pub mod source;
 

@@ -34,6 +34,8 @@ pub struct Plan {
     children: Vec<Vec<u32>>,
     /// The position of each root's blob, in the order the roots were given.
     roots: Vec<u32>,
+    /// (document, its `subject`) pairs, as positions in `blobs`.
+    subjects: Vec<(u32, u32)>,
     by_digest: HashMap<Digest, u32>,
 }
 
@@ -46,6 +48,13 @@ impl Plan {
     /// The positions (in [`Plan::blobs`]) of the blobs blob `i` names, in document order.
     pub fn children_of(&self, i: usize) -> &[u32] {
         &self.children[i]
+    }
+
+    /// Every document of the plan that has a `subject` (a referrer: signature, SBOM,
+    /// attestation), with the subject, as positions in [`Plan::blobs`], in the order the
+    /// traversal met them. The subject itself may be absent from the source (it is optional).
+    pub fn subjects(&self) -> &[(u32, u32)] {
+        &self.subjects
     }
 
     /// The position of root `n`'s blob (in the order given to [`plan()`]).
@@ -142,6 +151,9 @@ fn visit_all<S: ImageSource + ?Sized>(
                 Some(par) => p.children[par as usize].push(i),
                 None => p.roots.push(i),
             }
+            if let (Role::Subject, Some(par)) = (role, parent) {
+                p.subjects.push((par, i));
+            }
             continue;
         }
         let i = p.blobs.len() as u32;
@@ -157,6 +169,9 @@ fn visit_all<S: ImageSource + ?Sized>(
         match parent {
             Some(par) => p.children[par as usize].push(i),
             None => p.roots.push(i),
+        }
+        if let (Role::Subject, Some(par)) = (role, parent) {
+            p.subjects.push((par, i));
         }
         let class = desc.media_type.class();
         let doc_class = matches!(class, Class::Index | Class::Manifest | Class::Schema1);
@@ -206,4 +221,51 @@ fn visit_all<S: ImageSource + ?Sized>(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Layout, Options};
+
+    #[test]
+    fn subjects_pair_each_referrer_with_its_subject_even_when_absent() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let (layout, _) = Layout::init(dir.path(), Options::default()).expect("init");
+        let lock = layout.lock().expect("lock");
+        let (config, config_size) = lock.write_blob(b"{}").expect("config");
+        let manifest = |subject: Option<(&Digest, u64)>| {
+            let mut m = serde_json::json!({
+                "schemaVersion": 2,
+                "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": config.as_str(), "size": config_size},
+                "layers": [],
+            });
+            if let Some((d, size)) = subject {
+                m["subject"] = serde_json::json!({
+                    "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                    "digest": d.as_str(),
+                    "size": size,
+                });
+            }
+            let bytes = serde_json::to_vec(&m).expect("json");
+            let (d, size) = lock.write_blob(&bytes).expect("write");
+            Descriptor::new(MediaType::OciManifest, d, size)
+        };
+        let image = manifest(None);
+        let sig = manifest(Some((&image.digest, image.size)));
+        let absent = Digest::sha256(b"not in the layout");
+        let orphan = manifest(Some((&absent, 7)));
+        let p = plan(&layout, &[image.clone(), sig.clone(), orphan.clone()]).expect("plan");
+        let named: Vec<(&Digest, &Digest)> = p
+            .subjects()
+            .iter()
+            .map(|&(r, s)| (&p.blobs[r as usize].digest, &p.blobs[s as usize].digest))
+            .collect();
+        assert_eq!(
+            named,
+            vec![(&sig.digest, &image.digest), (&orphan.digest, &absent)]
+        );
+        assert!(p.get(&absent).is_some_and(|b| b.optional && !b.document));
+    }
 }
