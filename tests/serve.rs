@@ -1179,3 +1179,78 @@ fn a_broken_index_json_serves_nothing_until_fixed_and_is_reported_once() {
         Some(b.manifest.digest.as_str())
     );
 }
+
+#[test]
+fn ocikit_pull_gets_the_layout_digests() {
+    let tmp = tempdir();
+    let (dir, a, _) = site(tmp.path());
+    let s = Served::start(tmp.path(), &["site"]);
+    let run = ocikit(
+        tmp.path(),
+        &[
+            "pull",
+            &format!("{}/library/app:1.0", s.addr),
+            "out",
+            "--json",
+        ],
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let report = run.json();
+    assert_eq!(report["entries"][0]["digest"], A_MANIFEST);
+    assert_eq!(
+        report["entries"][0]["ref"],
+        format!("{}/library/app:1.0", s.addr).as_str()
+    );
+    let out = tmp.path().join("out");
+    for d in [&a.manifest.digest, &a.config.0, &a.layers[0].digest] {
+        assert_eq!(blob_bytes(&out, d), blob_bytes(&dir, d), "{d}");
+    }
+    assert_eq!(ocikit(tmp.path(), &["fsck", "out"]).code, 0);
+}
+
+#[test]
+fn ocikit_pull_finds_referrers_through_the_referrers_api() {
+    let tmp = tempdir();
+    let arts = tmp.path().join("arts");
+    copy_tree(&fixtures().join("layouts").join("oras-artifacts"), &arts);
+    let s = Served::start(tmp.path(), &["arts"]);
+    let run = ocikit(
+        tmp.path(),
+        &[
+            "pull",
+            &format!("{}/arts:multi", s.addr),
+            "out",
+            "--referrers",
+            "--json",
+        ],
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let copied = ocikit(
+        tmp.path(),
+        &["copy", "arts", "copied", "multi", "--referrers"],
+    );
+    assert_eq!(copied.code, 0, "{}", copied.stderr);
+    let digests = |dir: &str| {
+        let mut v: Vec<String> = ocikit(tmp.path(), &["ls", "--json", dir])
+            .json()
+            .as_array()
+            .expect("entries")
+            .iter()
+            .map(|e| e["digest"].as_str().expect("digest").to_string())
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(digests("out"), digests("copied"));
+    assert_eq!(digests("out").len(), 4, "the index and its three referrers");
+    // Through the API, never the fallback tag.
+    let log = s.log();
+    assert!(
+        log.iter().any(|l| l.contains("/v2/arts/referrers/sha256:")),
+        "{log:?}"
+    );
+    assert!(
+        !log.iter().any(|l| l.contains("/manifests/sha256-")),
+        "{log:?}"
+    );
+}
