@@ -1244,7 +1244,7 @@ fn ocikit_pull_finds_referrers_through_the_referrers_api() {
     assert_eq!(digests("out"), digests("copied"));
     assert_eq!(digests("out").len(), 4, "the index and its three referrers");
     // Through the API, never the fallback tag.
-    let log = s.log();
+    let log = s.log_with("/v2/arts/referrers/sha256:");
     assert!(
         log.iter().any(|l| l.contains("/v2/arts/referrers/sha256:")),
         "{log:?}"
