@@ -1430,6 +1430,15 @@ fn a_blob_with_other_bytes_is_refused_naming_its_digest() {
         );
         assert_eq!(r.code, 2, "{what}: {}", r.stderr);
         assert!(r.stderr.contains(&layer), "{what}: {}", r.stderr);
+        if what == "longer" {
+            assert!(
+                r.stderr.contains(&format!(
+                    "the body is longer than the {size} bytes declared"
+                )),
+                "{}",
+                r.stderr
+            );
+        }
         assert!(ls(&dst).is_empty(), "{what}: nothing committed");
         assert!(!common::blob_names(&dst).contains(&format!("sha256:{}", &layer[7..])));
     }

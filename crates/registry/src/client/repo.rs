@@ -581,6 +581,18 @@ impl Read for Resuming<'_> {
                 Ok(0) if self.pos < self.size && self.resumes < self.client.options().attempts => {}
                 Ok(n) => {
                     self.pos += n as u64;
+                    if self.pos > self.size {
+                        // Never more than declared reaches the caller, verified or not: a body
+                        // that does not end must not fill a disk.
+                        return Err(io::Error::other(Error::Verify {
+                            url: self.url.clone(),
+                            digest: self.digest.to_string(),
+                            reason: format!(
+                                "the body is longer than the {} bytes declared",
+                                self.size
+                            ),
+                        }));
+                    }
                     self.client.progress(Progress::Bytes {
                         digest: self.label.clone(),
                         n: n as u64,
