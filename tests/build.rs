@@ -8,6 +8,9 @@
 //! - Unpack: whiteouts and opaque whiteouts per layer (ggcr 1897/2029/2372 leaked files
 //!   hidden by opaque whiteouts), a hard link before its target, symlink chains, a symlink
 //!   out of the root, escapes refused naming the entry, nothing written outside.
+//! - Squash: the flattened tar sorted and reproducible (exact digests), idempotent, on every
+//!   platform of an index, the same tree as `unpack` (and as umoci unpacks it).
+//! - Docker: where a daemon runs, an appended and configured image loads and runs.
 //! - Interop: umoci unpacks what `append` made to the same tree as `ocikit unpack`, and
 //!   `ocikit unpack` of an image umoci made (with whiteouts) equals `umoci unpack`'s.
 
@@ -1372,4 +1375,86 @@ fn squash_follows_unpack_through_links_and_replacements() {
     ok(&ocikit(t, &["unpack", "lay", "img", "two"]));
     ok(&ocikit(t, &["unpack", "lay2", "flat", "one"]));
     assert_eq!(tree(&t.join("one")), tree(&t.join("two")));
+}
+
+/// Does a Docker daemon answer here? If not, say so (the test then returns).
+fn docker_daemon() -> bool {
+    let up = Command::new("docker")
+        .arg("info")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !up {
+        eprintln!("notice: no Docker daemon here (`docker info` fails); docker run not checked");
+    }
+    up
+}
+
+/// The host's `cat` and the libraries `ldd` names for it, placed under `dir` at their paths
+/// (as `cat` at the root): a base layer that runs with no image from a registry.
+fn host_cat_tree(dir: &Path) {
+    fs::create_dir_all(dir).expect("mkdir");
+    fs::copy("/bin/cat", dir.join("cat")).expect("copy cat");
+    let out = Command::new("ldd").arg("/bin/cat").output().expect("ldd");
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let Some(path) = line
+            .split_whitespace()
+            .find(|w| w.starts_with('/'))
+            .map(Path::new)
+        else {
+            continue;
+        };
+        let dest = dir.join(path.strip_prefix("/").expect("absolute"));
+        fs::create_dir_all(dest.parent().expect("parent")).expect("mkdir");
+        fs::copy(path, &dest).expect("copy library");
+    }
+}
+
+/// Where a Docker daemon runs: an image made by `append` and `config`, exported as a
+/// docker-archive, loads, and `docker run` prints the file appended.
+#[test]
+fn docker_runs_an_appended_and_configured_image() {
+    if !docker_daemon() {
+        return;
+    }
+    let tmp = tempdir();
+    let t = tmp.path();
+    image_of(&t.join("lay"), "base", &[layer(&[M::Dir("tmp/")])]);
+    host_cat_tree(&t.join("host"));
+    fs::create_dir(t.join("app")).expect("mkdir");
+    fs::write(t.join("app/hello.txt"), b"hello from an ocikit layer\n").expect("write");
+    let name = format!("ocikit-test-{}:1", std::process::id());
+    ok(&ocikit(
+        t,
+        &[
+            "append", "lay", "base", "--layer", "host", "--layer", "app", "--to", &name,
+        ],
+    ));
+    ok(&ocikit(
+        t,
+        &[
+            "config",
+            "lay",
+            &name,
+            "--entrypoint",
+            r#"["/cat"]"#,
+            "--cmd",
+            r#"["/hello.txt"]"#,
+        ],
+    ));
+    ok(&ocikit(t, &["export", "lay", &name, "-o", "image.tar"]));
+    peer(t, "docker", &["load", "-i", "image.tar"]);
+    let out = Command::new("docker")
+        .args(["run", "--rm", &name])
+        .output()
+        .expect("docker run");
+    let _ = Command::new("docker").args(["rmi", "-f", &name]).output();
+    assert!(
+        out.status.success(),
+        "docker run: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "hello from an ocikit layer\n"
+    );
 }
