@@ -8,6 +8,9 @@
 //! - Unpack: whiteouts and opaque whiteouts per layer (ggcr 1897/2029/2372 leaked files
 //!   hidden by opaque whiteouts), a hard link before its target, symlink chains, a symlink
 //!   out of the root, escapes refused naming the entry, nothing written outside.
+//! - Squash: the flattened tar sorted and reproducible (exact digests), idempotent, on every
+//!   platform of an index, the same tree as `unpack` (and as umoci unpacks it).
+//! - Docker: where a daemon runs, an appended and configured image loads and runs.
 //! - Interop: umoci unpacks what `append` made to the same tree as `ocikit unpack`, and
 //!   `ocikit unpack` of an image umoci made (with whiteouts) equals `umoci unpack`'s.
 
@@ -1026,4 +1029,432 @@ fn devices_fifos_and_xattrs_round_trip() {
             .expect("xattr");
         assert_eq!(&v[..n], b"1");
     }
+}
+
+/// sha256 of bytes, `sha256:...`.
+fn sha256(bytes: &[u8]) -> String {
+    ocikit_layout::Digest::of(ocikit_layout::Algorithm::Sha256, bytes).to_string()
+}
+
+/// The image (manifest and config documents) of `name`, the first of an index.
+fn image_docs(dir: &Path, name: &str) -> (Value, Value) {
+    let l = Layout::open(dir, opts()).expect("open");
+    let idx = l.read_index().expect("index").value;
+    let mut d = ocikit_layout::refs::resolve(&idx, name, dir).expect("ref");
+    loop {
+        let bytes = l.read_blob(&d.digest, Some(d.size), 1 << 20).expect("read");
+        let v: Value = serde_json::from_slice(&bytes).expect("json");
+        if let Some(m) = v["manifests"].as_array() {
+            d = serde_json::from_value(m[0].clone()).expect("desc");
+            continue;
+        }
+        let c: ocikit_layout::Descriptor =
+            serde_json::from_value(v["config"].clone()).expect("config");
+        let cb = l.read_blob(&c.digest, Some(c.size), 1 << 20).expect("read");
+        return (v, serde_json::from_slice(&cb).expect("json"));
+    }
+}
+
+/// The squashed layer of `lower_and_upper`: what survives, sorted, in one layer; the hard link
+/// group's first name in sorted order holds the data; same bytes on every run.
+#[test]
+fn unpack_squash_writes_the_flattened_rootfs_as_one_sorted_tar() {
+    let tmp = tempdir();
+    let t = tmp.path();
+    image_of(&t.join("lay"), "img", &lower_and_upper());
+    let env = [("SOURCE_DATE_EPOCH", EPOCH)];
+    let r = run_env(t, &["unpack", "lay", "img", "--squash", "flat.tar"], &env);
+    ok(&r);
+    let bytes = fs::read(t.join("flat.tar")).expect("read");
+    assert_eq!(
+        tar_listing(&bytes),
+        [
+            "a/ Directory 755 0:0 1600000000 0",
+            "a/early Regular 644 0:0 1600000000 5",
+            "a/late Regular 644 0:0 1600000000 4",
+            "b/ Directory 755 0:0 1600000000 0",
+            "b/stay Regular 644 0:0 1600000000 4",
+            "c/ Directory 755 0:0 1700000000 0",
+            "c/link Regular 644 0:0 1600000000 6",
+            "c/target Link 644 0:0 1600000000 0 -> c/link",
+            "lib/ Directory 755 0:0 1600000000 0",
+            "lib/real Regular 644 0:0 1600000000 4",
+            "out Symlink 644 0:0 1600000000 0 -> ../../../../etc",
+            "s1 Symlink 644 0:0 1600000000 0 -> s2",
+            "s2 Symlink 644 0:0 1600000000 0 -> s3",
+            "s3 Symlink 644 0:0 1600000000 0 -> lib/real",
+        ]
+    );
+    assert_eq!(
+        sha256(&bytes),
+        "sha256:f06450e6e16d1cf5a6954bf3a6e23e1db701eb2e118c5268df6d4b4c7a61b0ba"
+    );
+    // Again: the same bytes.
+    ok(&run_env(
+        t,
+        &["unpack", "lay", "img", "--squash", "again.tar"],
+        &env,
+    ));
+    assert_eq!(fs::read(t.join("again.tar")).expect("read"), bytes);
+    // Unpacked, the one layer makes the tree the two layers make.
+    image_of(&t.join("lay2"), "flat", &[bytes]);
+    ok(&ocikit(t, &["unpack", "lay", "img", "two"]));
+    ok(&ocikit(t, &["unpack", "lay2", "flat", "one"]));
+    assert_eq!(tree(&t.join("one")), tree(&t.join("two")));
+}
+
+/// `squash --to`: one layer (the bytes `unpack --squash` writes), one diff_id, one history
+/// entry, the ref kept; squashing the result again changes nothing; fsck clean.
+#[test]
+fn squash_makes_an_image_of_one_layer_and_is_idempotent() {
+    let tmp = tempdir();
+    let t = tmp.path();
+    image_of(&t.join("lay"), "img", &lower_and_upper());
+    let before = ref_digest(&t.join("lay"), "img");
+    let env = [("SOURCE_DATE_EPOCH", EPOCH)];
+    let r = run_env(t, &["squash", "lay", "img", "--to", "flat"], &env);
+    ok(&r);
+    let flat = ref_digest(&t.join("lay"), "flat");
+    assert_eq!(
+        r.stderr,
+        format!("flat: created, {flat} (1 image(s) changed: linux/amd64)\n")
+    );
+    assert_eq!(
+        flat,
+        "sha256:9498405bbbec9aac30d71954de97ad546f69306041fbd87c39f89559bfecc8da"
+    );
+    assert_eq!(ref_digest(&t.join("lay"), "img"), before);
+    let (m, c) = image_docs(&t.join("lay"), "flat");
+    assert_eq!(m["mediaType"], "application/vnd.oci.image.manifest.v1+json");
+    assert_eq!(m["layers"].as_array().expect("layers").len(), 1);
+    assert_eq!(
+        m["layers"][0]["mediaType"],
+        "application/vnd.oci.image.layer.v1.tar+gzip"
+    );
+    assert_eq!(
+        c["rootfs"],
+        serde_json::json!({"type": "layers", "diff_ids": [
+            "sha256:f06450e6e16d1cf5a6954bf3a6e23e1db701eb2e118c5268df6d4b4c7a61b0ba"
+        ]})
+    );
+    assert_eq!(
+        c["history"],
+        serde_json::json!([{"created": "2023-11-14T22:13:20Z", "created_by": "ocikit squash"}])
+    );
+    ok(&ocikit(t, &["fsck", "lay"]));
+    // The squashed image unpacks to the tree the original does.
+    ok(&ocikit(t, &["unpack", "lay", "img", "orig"]));
+    ok(&ocikit(t, &["unpack", "lay", "flat", "flat"]));
+    assert_eq!(tree(&t.join("flat")), tree(&t.join("orig")));
+    // Squashing a squashed image gives it back.
+    let r = run_env(t, &["squash", "lay", "flat"], &env);
+    ok(&r);
+    assert_eq!(r.stderr, format!("flat: {flat} unchanged\n"));
+    assert_eq!(ref_digest(&t.join("lay"), "flat"), flat);
+}
+
+/// On an index: every platform squashed (the attestation left alone), or the --platform ones.
+#[test]
+fn squash_on_an_index_changes_every_platform_or_the_chosen_ones_only() {
+    let tmp = tempdir();
+    let t = tmp.path();
+    let lay = multiarch(t, "lay");
+    let before = entries(&lay, "app:1");
+    let env = [("SOURCE_DATE_EPOCH", EPOCH)];
+    ok(&run_env(
+        t,
+        &[
+            "squash",
+            "lay",
+            "app:1",
+            "--platform",
+            "linux/arm64",
+            "--to",
+            "one",
+        ],
+        &env,
+    ));
+    let one = entries(&lay, "one");
+    assert_eq!(one.len(), 4);
+    for (b, a) in before.iter().zip(&one) {
+        assert_eq!(a.0, b.0);
+        assert_eq!(a.1 == b.1, a.0 != "linux/arm64/v8", "{a:?} vs {b:?}");
+    }
+    let r = run_env(t, &["squash", "lay", "app:1"], &env);
+    ok(&r);
+    let all = entries(&lay, "app:1");
+    for (b, a) in before.iter().zip(&all) {
+        assert_eq!(a.1 == b.1, a.0 == "unknown/unknown", "{a:?} vs {b:?}");
+    }
+    assert_eq!(
+        ref_digest(&lay, "app:1"),
+        "sha256:0681afa04199dc9aefaa5736f16994ca1c32f7390cdf34c423d544152a5a9497"
+    );
+    ok(&ocikit(t, &["fsck", "lay"]));
+    for p in ["linux/amd64", "linux/arm64"] {
+        let dir = p.replace('/', "-");
+        ok(&ocikit(
+            t,
+            &["unpack", "lay", "one", &format!("o-{dir}"), "--platform", p],
+        ));
+        ok(&ocikit(
+            t,
+            &[
+                "unpack",
+                "lay",
+                "app:1",
+                &format!("s-{dir}"),
+                "--platform",
+                p,
+            ],
+        ));
+        assert_eq!(
+            tree(&t.join(format!("o-{dir}"))),
+            tree(&t.join(format!("s-{dir}")))
+        );
+    }
+}
+
+/// A Docker image stays a Docker image, its layer a Docker gzip layer; zstd is refused.
+#[test]
+fn squash_keeps_the_manifest_family() {
+    let tmp = tempdir();
+    let t = tmp.path();
+    image_of(&t.join("lay"), "img", &lower_and_upper());
+    ok(&ocikit(t, &["convert", "lay", "img", "--to", "docker"]));
+    let r = ocikit(t, &["squash", "lay", "img", "--compress", "zstd"]);
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stderr
+            .ends_with("is a Docker manifest, which cannot hold zstd layers\n"),
+        "{}",
+        r.stderr
+    );
+    ok(&ocikit(t, &["squash", "lay", "img"]));
+    let (m, c) = image_docs(&t.join("lay"), "img");
+    assert_eq!(
+        m["mediaType"],
+        "application/vnd.docker.distribution.manifest.v2+json"
+    );
+    assert_eq!(
+        m["layers"][0]["mediaType"],
+        "application/vnd.docker.image.rootfs.diff.tar.gzip"
+    );
+    assert_eq!(
+        m["config"]["mediaType"],
+        "application/vnd.docker.container.image.v1+json"
+    );
+    assert_eq!(c["rootfs"]["diff_ids"].as_array().expect("ids").len(), 1);
+    ok(&ocikit(t, &["fsck", "lay"]));
+}
+
+/// Bad usage and bad refs: exit 2, one line, nothing written.
+#[test]
+fn squash_refuses_bad_input() {
+    let tmp = tempdir();
+    let t = tmp.path();
+    image_of(&t.join("lay"), "img", &lower_and_upper());
+    let r = ocikit(t, &["unpack", "lay", "img", "root", "--squash", "x.tar"]);
+    assert_eq!(r.code, 2);
+    assert!(!t.join("root").exists() && !t.join("x.tar").exists());
+    let r = ocikit(t, &["unpack", "lay", "img"]);
+    assert_eq!(r.code, 2);
+    let r = ocikit(t, &["unpack", "lay", "nope", "--squash", "x.tar"]);
+    assert_eq!(r.code, 2);
+    assert_eq!(
+        r.stderr,
+        "ocikit: error: no ref or digest `nope` in index.json\n"
+    );
+    assert!(!t.join("x.tar").exists());
+    let r = ocikit(t, &["squash", "lay", "nope"]);
+    assert_eq!(r.code, 2);
+    assert_eq!(
+        r.stderr,
+        "ocikit: error: no ref or digest `nope` in index.json\n"
+    );
+    // An escaping entry: refused naming it, nothing written, no ref moved.
+    image_of(
+        &t.join("lay"),
+        "evil",
+        &[layer(&[M::File("../evil", b"x")])],
+    );
+    let before = fs::read(t.join("lay/index.json")).expect("read");
+    let r = ocikit(t, &["unpack", "lay", "evil", "--squash", "x.tar"]);
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stderr.ends_with("member `../evil`: `..` in path\n"),
+        "{}",
+        r.stderr
+    );
+    assert!(!t.join("x.tar").exists());
+    let r = ocikit(t, &["squash", "lay", "evil"]);
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stderr.ends_with("member `../evil`: `..` in path\n"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(fs::read(t.join("lay/index.json")).expect("read"), before);
+}
+
+/// umoci unpacks the squashed image to the tree `ocikit unpack` makes of the original.
+#[test]
+fn umoci_unpacks_a_squashed_image_to_the_tree_of_the_original() {
+    if !have("umoci") {
+        return;
+    }
+    let tmp = tempdir();
+    let t = tmp.path();
+    let mut layers = lower_and_upper();
+    let src = t.join("src");
+    make_src(&src, 0);
+    image_of(&t.join("lay"), "img", &layers);
+    ok(&run_env(
+        t,
+        &[
+            "append", "lay", "img", "--layer", "src", "--delete", "lib/real", "--prefix", "/app",
+        ],
+        &[("SOURCE_DATE_EPOCH", EPOCH)],
+    ));
+    layers.clear();
+    ok(&ocikit(t, &["squash", "lay", "img", "--to", "flat"]));
+    ok(&ocikit(t, &["unpack", "lay", "img", "ours"]));
+    peer(t, "umoci", &["unpack", "--image", "lay:flat", "bundle"]);
+    let ours = tree(&t.join("ours"));
+    assert_eq!(ours, tree(&t.join("bundle/rootfs")));
+    assert!(
+        ours.contains(&"app/bin/hard file 755 20 n2".to_string()),
+        "{ours:?}"
+    );
+    assert!(
+        ours.contains(&"c/link file 644 6 n2".to_string()),
+        "{ours:?}"
+    );
+}
+
+/// Cases where the squash must follow `unpack`'s rules: a hard link keeps the data of a file a
+/// later layer hides, a file written through a symlinked directory, a file replacing a
+/// directory (and what was in it), a whiteout of something the same layer adds (kept).
+#[test]
+fn squash_follows_unpack_through_links_and_replacements() {
+    let tmp = tempdir();
+    let t = tmp.path();
+    let layers = vec![
+        layer(&[
+            M::Dir("d/"),
+            M::File("d/x", b"x-data"),
+            M::Dir("gone/"),
+            M::File("gone/inner", b"inner"),
+            M::Sym("lnk", "/d"),
+        ]),
+        layer(&[M::Hard("h", "d/x"), M::File("lnk/new", b"new")]),
+        layer(&[
+            M::File("d/.wh..wh..opq", b""),
+            M::File("gone", b"now a file"),
+            M::File("added", b"a"),
+            M::File(".wh.added", b""),
+        ]),
+    ];
+    image_of(&t.join("lay"), "img", &layers);
+    ok(&ocikit(
+        t,
+        &["unpack", "lay", "img", "--squash", "flat.tar"],
+    ));
+    let bytes = fs::read(t.join("flat.tar")).expect("read");
+    assert_eq!(
+        tar_listing(&bytes),
+        [
+            "added Regular 644 0:0 1600000000 1",
+            "d/ Directory 755 0:0 1600000000 0",
+            "gone Regular 644 0:0 1600000000 10",
+            "h Regular 644 0:0 1600000000 6",
+            "lnk Symlink 644 0:0 1600000000 0 -> /d",
+        ]
+    );
+    image_of(&t.join("lay2"), "flat", &[bytes]);
+    ok(&ocikit(t, &["unpack", "lay", "img", "two"]));
+    ok(&ocikit(t, &["unpack", "lay2", "flat", "one"]));
+    assert_eq!(tree(&t.join("one")), tree(&t.join("two")));
+}
+
+/// Does a Docker daemon answer here? If not, say so (the test then returns).
+fn docker_daemon() -> bool {
+    let up = Command::new("docker")
+        .arg("info")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !up {
+        eprintln!("notice: no Docker daemon here (`docker info` fails); docker run not checked");
+    }
+    up
+}
+
+/// The host's `cat` and the libraries `ldd` names for it, placed under `dir` at their paths
+/// (as `cat` at the root): a base layer that runs with no image from a registry.
+fn host_cat_tree(dir: &Path) {
+    fs::create_dir_all(dir).expect("mkdir");
+    fs::copy("/bin/cat", dir.join("cat")).expect("copy cat");
+    let out = Command::new("ldd").arg("/bin/cat").output().expect("ldd");
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let Some(path) = line
+            .split_whitespace()
+            .find(|w| w.starts_with('/'))
+            .map(Path::new)
+        else {
+            continue;
+        };
+        let dest = dir.join(path.strip_prefix("/").expect("absolute"));
+        fs::create_dir_all(dest.parent().expect("parent")).expect("mkdir");
+        fs::copy(path, &dest).expect("copy library");
+    }
+}
+
+/// Where a Docker daemon runs: an image made by `append` and `config`, exported as a
+/// docker-archive, loads, and `docker run` prints the file appended.
+#[test]
+fn docker_runs_an_appended_and_configured_image() {
+    if !docker_daemon() {
+        return;
+    }
+    let tmp = tempdir();
+    let t = tmp.path();
+    image_of(&t.join("lay"), "base", &[layer(&[M::Dir("tmp/")])]);
+    host_cat_tree(&t.join("host"));
+    fs::create_dir(t.join("app")).expect("mkdir");
+    fs::write(t.join("app/hello.txt"), b"hello from an ocikit layer\n").expect("write");
+    let name = format!("ocikit-test-{}:1", std::process::id());
+    ok(&ocikit(
+        t,
+        &[
+            "append", "lay", "base", "--layer", "host", "--layer", "app", "--to", &name,
+        ],
+    ));
+    ok(&ocikit(
+        t,
+        &[
+            "config",
+            "lay",
+            &name,
+            "--entrypoint",
+            r#"["/cat"]"#,
+            "--cmd",
+            r#"["/hello.txt"]"#,
+        ],
+    ));
+    ok(&ocikit(t, &["export", "lay", &name, "-o", "image.tar"]));
+    peer(t, "docker", &["load", "-i", "image.tar"]);
+    let out = Command::new("docker")
+        .args(["run", "--rm", &name])
+        .output()
+        .expect("docker run");
+    let _ = Command::new("docker").args(["rmi", "-f", &name]).output();
+    assert!(
+        out.status.success(),
+        "docker run: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "hello from an ocikit layer\n"
+    );
 }

@@ -1,4 +1,4 @@
-//! The build verbs: `append`, `config`, `index create|add|remove`, `unpack`.
+//! The build verbs: `append`, `config`, `index create|add|remove`, `unpack`, `squash`.
 
 use std::path::{Path, PathBuf};
 
@@ -8,6 +8,7 @@ use ocikit_build::append::{self, AppendOptions, NewLayer};
 use ocikit_build::config::{self, parse_command, parse_key_edit, ConfigEdits, ConfigOptions};
 use ocikit_build::index::{self, IndexOptions, Removal};
 use ocikit_build::pack::PackOptions;
+use ocikit_build::squash::{self, SquashImageOptions, SquashOptions};
 use ocikit_build::unpack::{self, UnpackOptions};
 use ocikit_build::Report;
 use ocikit_layout::engine::RefChange;
@@ -167,13 +168,39 @@ pub struct UnpackArgs {
     /// The ref (or digest) of the image.
     pub r#ref: String,
     /// The directory to unpack into (must not exist, or be empty).
-    pub rootfs: PathBuf,
+    #[arg(required_unless_present = "squash", conflicts_with = "squash")]
+    pub rootfs: Option<PathBuf>,
+    /// Write the flattened rootfs as one layer tar to this file instead (reproducible; no
+    /// rootfs is written to disk).
+    #[arg(long, value_name = "OUT.tar")]
+    pub squash: Option<PathBuf>,
     /// The platform to unpack from an index: os/arch[/variant].
     #[arg(long, value_name = "PLATFORM")]
     pub platform: Option<PlatformSpec>,
     /// Act as an unprivileged user even as root: files owned by the caller, no device nodes.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "squash")]
     pub rootless: bool,
+}
+
+/// `ocikit squash`.
+#[derive(Debug, Args)]
+pub struct SquashArgs {
+    /// The layout directory.
+    pub dir: PathBuf,
+    /// The ref (or digest of an index.json entry) to squash.
+    pub r#ref: String,
+    /// Compression of the new layer (default: as the image's top layer).
+    #[arg(long, value_enum)]
+    pub compress: Option<CompressArg>,
+    /// Compression level (gzip 0-9, zstd 1-22).
+    #[arg(long, value_name = "N", allow_hyphen_values = true)]
+    pub level: Option<i32>,
+    /// Only the images of these platforms of an index: os/arch[/variant] (repeatable).
+    #[arg(long, value_name = "PLATFORM")]
+    pub platform: Vec<PlatformSpec>,
+    /// Name the result NEW_REF and leave REF as it is (default: REF moves).
+    #[arg(long, value_name = "NEW_REF")]
+    pub to: Option<String>,
 }
 
 /// `SOURCE_DATE_EPOCH` when set.
@@ -418,13 +445,59 @@ fn render_index(cli: &Cli, name: &str, e: &index::Edited, what: &str) {
     }
 }
 
+pub fn squash(cli: &Cli, a: &SquashArgs) -> anyhow::Result<Code> {
+    let layout = Layout::open(&a.dir, cli.layout_options())?;
+    let opts = SquashImageOptions {
+        source_date_epoch: epoch()?,
+        compress: a.compress.map(|c| CompressOptions {
+            compression: c.compression(),
+            level: a.level,
+        }),
+        created_by: "ocikit squash".into(),
+        platforms: a.platform.clone(),
+        to: a.to.clone(),
+    };
+    let report = squash::squash(&layout, &a.r#ref, &opts)?;
+    render(cli, &a.r#ref, &report);
+    Ok(0)
+}
+
 pub fn unpack(cli: &Cli, a: &UnpackArgs) -> anyhow::Result<Code> {
     let layout = Layout::open(&a.dir, cli.layout_options())?;
+    let rootfs = match (&a.rootfs, &a.squash) {
+        (_, Some(out)) => {
+            let opts = SquashOptions {
+                platform: a.platform.clone(),
+                source_date_epoch: epoch()?,
+            };
+            let r = squash::squash_to_file(&layout, &a.r#ref, out, &opts)?;
+            if !cli.quiet {
+                eprintln!(
+                    "squashed {} layer(s) of {}{} into {} ({} entries, {} bytes)",
+                    r.squashed.layers,
+                    r.manifest
+                        .as_ref()
+                        .map(|d| d.to_string())
+                        .unwrap_or_default(),
+                    r.platform
+                        .as_ref()
+                        .map(|p| format!(" ({p})"))
+                        .unwrap_or_default(),
+                    display(out),
+                    r.squashed.entries,
+                    r.squashed.size
+                );
+            }
+            return Ok(0);
+        }
+        (Some(r), None) => r,
+        (None, None) => anyhow::bail!("give a ROOTFS directory or --squash OUT.tar"),
+    };
     let opts = UnpackOptions {
         platform: a.platform.clone(),
         rootless: a.rootless,
     };
-    let r = unpack::unpack(&layout, &a.r#ref, &a.rootfs, &opts)?;
+    let r = unpack::unpack(&layout, &a.r#ref, rootfs, &opts)?;
     if r.devices_skipped > 0 {
         eprintln!(
             "note: {} device node(s) skipped (made only as root, without --rootless)",
@@ -449,7 +522,7 @@ pub fn unpack(cli: &Cli, a: &UnpackArgs) -> anyhow::Result<Code> {
                 .as_ref()
                 .map(|p| format!(" ({p})"))
                 .unwrap_or_default(),
-            display(&a.rootfs)
+            display(rootfs)
         );
     }
     Ok(0)

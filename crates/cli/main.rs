@@ -230,8 +230,11 @@ pub enum Command {
     #[command(subcommand)]
     Index(build_cmds::IndexCmd),
     /// Apply an image's layers into a directory (whiteouts, links, modes, xattrs, owners as
-    /// root), never writing outside it.
+    /// root), never writing outside it; --squash OUT.tar writes the result as one layer tar.
     Unpack(build_cmds::UnpackArgs),
+    /// Replace the layers of every image under a ref (or the --platform ones) by one, their
+    /// flattened rootfs, reproducibly; the index above is rewritten and the ref moves (or --to).
+    Squash(build_cmds::SquashArgs),
 }
 
 impl Cli {
@@ -343,6 +346,7 @@ fn run(cli: &Cli) -> anyhow::Result<Code> {
         Command::Index(c) => build_cmds::index(cli, c),
         Command::Unpack(a) => build_cmds::unpack(cli, a),
         Command::Serve(args) => serve_cmd::serve(cli, args),
+        Command::Squash(a) => build_cmds::squash(cli, a),
     }
 }
 

@@ -39,6 +39,9 @@
 //! (its `--json` report must say no blob was sent). Their limit is the registry's floor:
 //! three parallel `curl` GETs or uploads of the same blobs. Without `docker-registry` the
 //! rows are skipped with a notice.
+//! Build rows (issue 12): `ocikit unpack` against `umoci raw unpack` (RSS within the 64 MiB
+//! every row must keep), and `ocikit append` of a 50 MB directory against `umoci repack` of a
+//! bundle with the same directory in it.
 //!
 //! Output: the table on stdout and in `<work>/results.md`, every sample in
 //! `<work>/samples.tsv`, each command's stdout/stderr under `<work>/logs/`.
@@ -64,7 +67,7 @@ use std::process::Command;
 use anyhow::{bail, Context};
 use clap::Parser;
 
-use inputs::{Inputs, A_NAME, REF};
+use inputs::{Inputs, ADD_PREFIX, A_NAME, REF, UMOCI_TAG};
 use measure::{Cmd, LimitJob, Sample};
 
 /// Benchmark ocikit against skopeo, umoci and oci-image-tool on generated images.
@@ -642,6 +645,80 @@ fn rows(inp: &Inputs, ocikit: &Path, reg: Option<&RegistryCtx>) -> Vec<Row> {
             check: Some(registry::check_push_again),
         });
     }
+    // Build steps (issue 12): unpack of image A against `umoci raw unpack` (both rootless, so
+    // both behave alike as root or not); append of a 50 MB directory against `umoci repack` of
+    // a bundle holding the same directory (the bundle is unpacked once, with the inputs).
+    let a_umoci = inp.a_umoci.clone();
+    let umoci_image = move |layout: &Path| format!("{}:{UMOCI_TAG}", layout.display());
+    rows.push(Row {
+        id: "unpack".into(),
+        title: "unpack image A -> directory".into(),
+        ocikit: Job {
+            prep: Prep::Fresh,
+            cmd: Box::new({
+                let c = o(&["unpack", "--rootless"]).arg(&a_umoci).arg(UMOCI_TAG);
+                move |out| c.clone().arg(out)
+            }),
+        },
+        peer_name: "umoci",
+        peer: Job {
+            prep: Prep::Fresh,
+            cmd: Box::new({
+                let image = umoci_image(&a_umoci);
+                move |out| {
+                    Cmd::new("umoci", &["raw", "unpack", "--rootless", "--image", &image]).arg(out)
+                }
+            }),
+        },
+        warm: vec![a_umoci.clone()],
+        limit: Some(Limit::InflateHash(a_umoci.clone())),
+        target: Target {
+            min_ratio: Some(1.5),
+            ..Target::default()
+        },
+        out_size: false,
+        disk: false,
+    });
+    rows.push(Row {
+        id: "append".into(),
+        title: "append a 50 MB directory to image A".into(),
+        ocikit: Job {
+            prep: Prep::CopyOf(a_umoci.clone()),
+            cmd: Box::new({
+                let c = o(&["append"]);
+                let dir = inp.add_dir.clone();
+                move |out| {
+                    c.clone()
+                        .arg(out)
+                        .arg(UMOCI_TAG)
+                        .arg("--layer")
+                        .arg(&dir)
+                        .arg("--prefix")
+                        .arg(ADD_PREFIX)
+                }
+            }),
+        },
+        peer_name: "umoci",
+        peer: Job {
+            prep: Prep::CopyOf(a_umoci.clone()),
+            cmd: Box::new({
+                let bundle = inp.repack_bundle.clone();
+                move |out| Cmd::new("umoci", &["repack", "--image", &umoci_image(out)]).arg(&bundle)
+            }),
+        },
+        warm: vec![
+            a_umoci.clone(),
+            inp.add_dir.clone(),
+            inp.repack_bundle.clone(),
+        ],
+        limit: None,
+        target: Target {
+            min_ratio: Some(3.0),
+            ..Target::default()
+        },
+        out_size: false,
+        disk: false,
+    });
 
     for (n, layout) in &inp.scale {
         let n = *n;

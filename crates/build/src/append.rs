@@ -68,10 +68,10 @@ pub struct AppendOptions {
 }
 
 /// A layer ready to store: packed (a spooled temp file) or a tar file.
-struct Spooled {
-    name: String,
-    packed: bool,
-    file: File,
+pub(crate) struct Spooled {
+    pub(crate) name: String,
+    pub(crate) packed: bool,
+    pub(crate) file: File,
 }
 
 impl LayerSource for Spooled {

@@ -5,7 +5,9 @@
 //! - [`config`]: edits of image configs and manifest annotations, the same way; `--json`
 //!   reading through the rewriter with a memory sink;
 //! - [`index`]: `create`, `add`, `remove` of index entries;
-//! - [`unpack`]: layers applied in order into a root directory, never writing outside it.
+//! - [`unpack`]: layers applied in order into a root directory, never writing outside it;
+//! - [`squash`]: the layers flattened into one layer tar (`unpack --squash`), or an image of
+//!   that one layer (`squash`), without writing a rootfs to disk.
 //!
 //! Every change to a layout is a [`ocikit_layout::rewrite::Transform`] (or, for a new index, a
 //! document written through the writer lock) and refs move through
@@ -17,6 +19,7 @@ mod edit;
 mod error;
 pub mod index;
 pub mod pack;
+pub mod squash;
 pub mod unpack;
 
 pub use edit::{ImageChange, Report};

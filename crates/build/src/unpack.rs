@@ -80,42 +80,7 @@ pub fn unpack(
     rootfs: &Path,
     opts: &UnpackOptions,
 ) -> Result<UnpackReport> {
-    let platforms: Vec<PlatformSpec> = opts.platform.iter().cloned().collect();
-    let found = crate::config::show(layout, name, &platforms)?;
-    if found.len() > 1 {
-        return Err(Error::NeedPlatform {
-            name: name.to_string(),
-            platforms: found
-                .iter()
-                .map(|f| {
-                    f.platform
-                        .as_ref()
-                        .map_or_else(|| "unknown".into(), |p| p.to_short())
-                })
-                .collect(),
-        });
-    }
-    let Some(image) = found.into_iter().next() else {
-        return Err(Error::NoImage {
-            name: name.to_string(),
-            platforms: Vec::new(),
-        });
-    };
-    let manifest = layout
-        .read_json::<Manifest>(&image.manifest.digest, Some(image.manifest.size))?
-        .value;
-    let diff_ids: Vec<Option<Digest>> = image
-        .document
-        .get("rootfs")
-        .and_then(|r| r.get("diff_ids"))
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .map(|v| v.as_str().and_then(|s| Digest::parse(s).ok()))
-                .collect()
-        })
-        .unwrap_or_default();
-
+    let image = choose(layout, name, opts.platform.as_ref())?;
     let existed = match std::fs::symlink_metadata(rootfs) {
         Ok(m) => {
             let empty = m.is_dir()
@@ -151,15 +116,15 @@ pub fn unpack(
         openat2: true,
         dirs: BTreeMap::new(),
         report: UnpackReport {
-            manifest: Some(image.manifest.digest.clone()),
-            platform: image.platform.as_ref().map(|p| p.to_short()),
+            manifest: Some(image.manifest.clone()),
+            platform: image.platform.clone(),
             owners: privileged,
             ..UnpackReport::default()
         },
     };
     let result = (|| {
-        for (i, layer) in manifest.layers.iter().enumerate() {
-            u.layer(layout, i, layer, diff_ids.get(i).cloned().flatten())?;
+        for (i, layer) in image.layers.iter().enumerate() {
+            u.layer(layout, i, layer, image.diff_ids.get(i).cloned().flatten())?;
         }
         u.finish()
     })();
@@ -176,6 +141,119 @@ pub fn unpack(
             Err(e)
         }
     }
+}
+
+/// The image an unpack (or a squash to a file) reads: its manifest, platform, layers and the
+/// config's diff_ids.
+#[derive(Debug, Clone)]
+pub(crate) struct Chosen {
+    pub manifest: Digest,
+    pub platform: Option<String>,
+    pub layers: Vec<Descriptor>,
+    pub diff_ids: Vec<Option<Digest>>,
+}
+
+/// The one image `name` names: the platform chosen, when it is an index of several.
+pub(crate) fn choose(
+    layout: &Layout,
+    name: &str,
+    platform: Option<&PlatformSpec>,
+) -> Result<Chosen> {
+    let platforms: Vec<PlatformSpec> = platform.into_iter().cloned().collect();
+    let found = crate::config::show(layout, name, &platforms)?;
+    if found.len() > 1 {
+        return Err(Error::NeedPlatform {
+            name: name.to_string(),
+            platforms: found
+                .iter()
+                .map(|f| {
+                    f.platform
+                        .as_ref()
+                        .map_or_else(|| "unknown".into(), |p| p.to_short())
+                })
+                .collect(),
+        });
+    }
+    let Some(image) = found.into_iter().next() else {
+        return Err(Error::NoImage {
+            name: name.to_string(),
+            platforms: Vec::new(),
+        });
+    };
+    let manifest = layout
+        .read_json::<Manifest>(&image.manifest.digest, Some(image.manifest.size))?
+        .value;
+    Ok(Chosen {
+        manifest: image.manifest.digest.clone(),
+        platform: image.platform.as_ref().map(|p| p.to_short()),
+        layers: manifest.layers,
+        diff_ids: diff_ids_of(&image.document),
+    })
+}
+
+/// A config's `rootfs.diff_ids` (an entry that is no digest is `None`).
+pub(crate) fn diff_ids_of(config: &Value) -> Vec<Option<Digest>> {
+    config
+        .get("rootfs")
+        .and_then(|r| r.get("diff_ids"))
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .map(|v| v.as_str().and_then(|s| Digest::parse(s).ok()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A layer's uncompressed stream (verified against its descriptor at the end of the blob),
+/// hashed as it is read, for [`check_diff_id`].
+pub(crate) fn open_layer<'l>(
+    layout: &'l Layout,
+    index: usize,
+    desc: &Descriptor,
+) -> Result<Hashing<Box<dyn Read + 'l>>> {
+    let blob = layout.open_blob(&desc.digest, Some(desc.size))?;
+    let (head, r) = peek(blob, SNIFF_LEN).map_err(|e| Error::io(layout.root(), e))?;
+    let compression = match sniff(&head) {
+        Sniffed::Known(c) => c,
+        _ => {
+            return Err(Error::Entry {
+                index,
+                digest: desc.digest.clone(),
+                entry: String::new(),
+                reason: "not a tar layer (nor gzip or zstd)".into(),
+            });
+        }
+    };
+    let dec = decompressor(r, compression).map_err(|e| Error::io(layout.root(), e))?;
+    Ok(Hashing {
+        inner: dec,
+        hasher: Algorithm::Sha256.hasher(),
+    })
+}
+
+/// Read the rest of a layer (the end blocks, padding count for the diff_id) and compare what
+/// it hashes to with the config's diff_id.
+pub(crate) fn check_diff_id<R: Read>(
+    mut hashing: Hashing<R>,
+    layout: &Layout,
+    index: usize,
+    desc: &Descriptor,
+    diff_id: Option<Digest>,
+) -> Result<()> {
+    io::copy(&mut hashing, &mut io::sink()).map_err(|e| Error::io(layout.root(), e))?;
+    let found = hashing.hasher.finish();
+    if let Some(expected) = diff_id {
+        if expected.algorithm() == Some(Algorithm::Sha256) && expected != found {
+            return Err(Error::DiffId {
+                index,
+                digest: desc.digest.clone(),
+                expected,
+                found,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Remove everything inside a directory.
@@ -206,7 +284,7 @@ struct Unpacker<'a> {
 }
 
 /// A reader that hashes what passes through (the layer's diff_id).
-struct Hashing<R> {
+pub(crate) struct Hashing<R> {
     inner: R,
     hasher: Hasher,
 }
@@ -276,19 +354,7 @@ impl Unpacker<'_> {
             entry: entry.to_string(),
             reason,
         };
-        let blob = layout.open_blob(&desc.digest, Some(desc.size))?;
-        let (head, r) = peek(blob, SNIFF_LEN).map_err(|e| Error::io(layout.root(), e))?;
-        let compression = match sniff(&head) {
-            Sniffed::Known(c) => c,
-            _ => {
-                return Err(at("", "not a tar layer (nor gzip or zstd)".into()));
-            }
-        };
-        let dec = decompressor(r, compression).map_err(|e| Error::io(layout.root(), e))?;
-        let mut hashing = Hashing {
-            inner: dec,
-            hasher: Algorithm::Sha256.hasher(),
-        };
+        let mut hashing = open_layer(layout, index, desc)?;
         let shown = format!("layer {index} ({})", desc.digest);
         let mut touched: HashSet<String> = HashSet::new();
         let mut pending: Vec<(String, String, MemberMeta)> = Vec::new();
@@ -342,19 +408,7 @@ impl Unpacker<'_> {
                 ));
             }
         }
-        // The rest of the stream (the end blocks, padding) counts for the diff_id.
-        io::copy(&mut hashing, &mut io::sink()).map_err(|e| Error::io(layout.root(), e))?;
-        let found = hashing.hasher.finish();
-        if let Some(expected) = diff_id {
-            if expected.algorithm() == Some(Algorithm::Sha256) && expected != found {
-                return Err(Error::DiffId {
-                    index,
-                    digest: desc.digest.clone(),
-                    expected,
-                    found,
-                });
-            }
-        }
+        check_diff_id(hashing, layout, index, desc, diff_id)?;
         self.report.layers += 1;
         Ok(())
     }

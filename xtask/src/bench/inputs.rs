@@ -7,6 +7,8 @@
 //!   tool reads the same bytes. From it, skopeo makes the gzip layout the layout rows start
 //!   from, and a copy with unreferenced blobs for gc.
 //! - Image B (`--large`, about 2 GB): one 1.2 GB layer and two of 400 MB.
+//! - Build rows: `a_gzip` with a ref umoci can name, a 50 MB directory to append, and a umoci
+//!   bundle of image A with that directory copied in (for `umoci repack`).
 //! - Scale layouts: N refs, each a manifest with a config and three small layers (5 N blobs),
 //!   plus N/10 unreferenced blobs, written directly.
 //!
@@ -38,7 +40,9 @@ pub const A_FULL_BYTES: u64 = 750_000_000;
 /// `export --format docker-archive` (which `docker load` must read) accepts it.
 pub const REF: &str = "a:latest";
 /// The tag umoci builds image A under (umoci's `--image PATH:TAG` takes no colon in the tag).
-const UMOCI_TAG: &str = "a";
+pub const UMOCI_TAG: &str = "a";
+/// Where the append row places its directory inside image A.
+pub const ADD_PREFIX: &str = "/added";
 /// The name of image A in its docker-archive.
 pub const A_NAME: &str = "bench/a:latest";
 /// The name of image B in its docker-archive.
@@ -107,6 +111,14 @@ pub struct Inputs {
     pub a_bundle: PathBuf,
     /// Image B as a docker-archive, with `--large`.
     pub b_tar: Option<PathBuf>,
+    /// `a_gzip` with its ref named [`UMOCI_TAG`] instead, which umoci's `--image` can name
+    /// (blobs hard-linked): the layout of the build rows (unpack, append).
+    pub a_umoci: PathBuf,
+    /// The directory the append row adds: one file of 50 MB (scaled) of random bytes.
+    pub add_dir: PathBuf,
+    /// `umoci unpack --rootless` of `a_umoci` with `add_dir` copied into its rootfs at
+    /// [`ADD_PREFIX`]: what `umoci repack` turns into the same change as the append row.
+    pub repack_bundle: PathBuf,
     /// Scale layouts by number of refs.
     pub scale: Vec<(u64, PathBuf)>,
 }
@@ -123,6 +135,9 @@ impl Inputs {
             a_gc: dir.join("a-gc"),
             a_bundle: dir.join("a.bundle"),
             b_tar: large.then(|| dir.join("b.tar")),
+            a_umoci: dir.join("a-umoci"),
+            add_dir: dir.join("add-50m"),
+            repack_bundle: dir.join("a-repack-bundle"),
             scale: scale_refs
                 .iter()
                 .map(|&n| (n, dir.join(format!("scale-{n}"))))
@@ -166,6 +181,52 @@ impl Inputs {
                 }
             }
             measure::remove(&zstd)
+        })?;
+        let (a_umoci, add_dir, bundle) = (&self.a_umoci, &self.add_dir, &self.repack_bundle);
+        cached(dir, "build", &[a_umoci, add_dir, bundle], || {
+            eprintln!("bench: the build rows' layout, directory and umoci bundle");
+            measure::copy_layout(a_gzip, a_umoci)?;
+            let index = a_umoci.join("index.json");
+            let mut doc: serde_json::Value = serde_json::from_slice(
+                &fs::read(&index).with_context(|| format!("cannot read `{}`", index.display()))?,
+            )
+            .with_context(|| format!("`{}` is not JSON", index.display()))?;
+            for m in doc["manifests"].as_array_mut().into_iter().flatten() {
+                if let Some(a) = m["annotations"].as_object_mut() {
+                    if a.get("org.opencontainers.image.ref.name")
+                        .and_then(|v| v.as_str())
+                        == Some(REF)
+                    {
+                        a.insert("org.opencontainers.image.ref.name".into(), UMOCI_TAG.into());
+                    }
+                }
+            }
+            measure::remove(&index)?;
+            fs::write(&index, serde_json::to_vec(&doc)?)
+                .with_context(|| format!("cannot write `{}`", index.display()))?;
+            fs::create_dir_all(add_dir)
+                .with_context(|| format!("cannot create `{}`", add_dir.display()))?;
+            let mut rng = Rng::new(0xADD);
+            write_random(add_dir, scaled(50.0, self.size_scale), &mut rng)?;
+            set_mtimes(add_dir)?;
+            run_ok(
+                Command::new("umoci")
+                    .args(["unpack", "--rootless", "--image"])
+                    .arg(format!("{}:{UMOCI_TAG}", a_umoci.display()))
+                    .arg(bundle),
+            )?;
+            let to = bundle
+                .join("rootfs")
+                .join(ADD_PREFIX.trim_start_matches('/'));
+            fs::create_dir_all(&to).with_context(|| format!("cannot create `{}`", to.display()))?;
+            for e in fs::read_dir(add_dir)
+                .with_context(|| format!("cannot list `{}`", add_dir.display()))?
+            {
+                let e = e.with_context(|| format!("cannot list `{}`", add_dir.display()))?;
+                fs::copy(e.path(), to.join(e.file_name()))
+                    .with_context(|| format!("cannot copy `{}`", e.path().display()))?;
+            }
+            set_mtimes(&to)
         })?;
         if let Some(b) = &self.b_tar {
             cached(dir, "b", &[b], || {

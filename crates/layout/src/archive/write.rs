@@ -95,102 +95,13 @@ impl<W: Write> TarWriter<W> {
     /// file's `data` must yield exactly `size` bytes, as for [`TarWriter::stream`].
     pub fn entry(&mut self, e: &EntryHeader, data: &mut dyn Read) -> Result<()> {
         let shown = String::from_utf8_lossy(&e.name).into_owned();
-        let mut pax: Vec<(String, Vec<u8>)> = Vec::new();
-        let mut h = tar::Header::new_ustar();
-        let (kind, link) = match &e.kind {
-            EntryKind::File => (tar::EntryType::Regular, None),
-            EntryKind::Dir => (tar::EntryType::Directory, None),
-            EntryKind::Symlink(t) => (tar::EntryType::Symlink, Some(t)),
-            EntryKind::HardLink(t) => (tar::EntryType::Link, Some(t)),
-            EntryKind::Char { .. } => (tar::EntryType::Char, None),
-            EntryKind::Block { .. } => (tar::EntryType::Block, None),
-            EntryKind::Fifo => (tar::EntryType::Fifo, None),
-        };
-        h.set_entry_type(kind);
-        h.set_mode(e.mode & 0o7777);
-        if let EntryKind::Char { major, minor } | EntryKind::Block { major, minor } = e.kind {
-            h.set_device_major(major)
-                .and_then(|_| h.set_device_minor(minor))
-                .map_err(|source| ArchiveError::Output { source })?;
-        }
-        if let Some(ustar) = h.as_ustar_mut() {
-            if !split_name(&e.name, &mut ustar.name, &mut ustar.prefix) {
-                pax.push(("path".into(), e.name.clone()));
-                put_truncated(&mut ustar.name, &e.name);
-            }
-            if let Some(link) = link {
-                if link.len() > ustar.linkname.len() {
-                    pax.push(("linkpath".into(), link.clone()));
-                }
-                put_truncated(&mut ustar.linkname, link);
-            }
-        }
-        const OCTAL_MAX: u64 = 0o77_777_777_777;
-        const ID_MAX: u64 = 0o7_777_777;
-        if e.mtime_nsec != 0 || e.mtime > OCTAL_MAX {
-            pax.push(("mtime".into(), pax_time(e.mtime, e.mtime_nsec).into_bytes()));
-        }
-        h.set_mtime(e.mtime.min(OCTAL_MAX));
-        for (key, id, set) in [
-            (
-                "uid",
-                e.uid,
-                tar::Header::set_uid as fn(&mut tar::Header, u64),
-            ),
-            ("gid", e.gid, tar::Header::set_gid),
-        ] {
-            if id > ID_MAX {
-                pax.push((key.into(), id.to_string().into_bytes()));
-            }
-            set(&mut h, id.min(ID_MAX));
-        }
-        let size = if kind == tar::EntryType::Regular {
-            e.size
-        } else {
-            0
-        };
-        if size > OCTAL_MAX {
-            pax.push(("size".into(), size.to_string().into_bytes()));
-        }
-        h.set_size(size.min(OCTAL_MAX));
-        for (k, v) in &e.xattrs {
-            pax.push((format!("SCHILY.xattr.{k}"), v.clone()));
-        }
-        if !pax.is_empty() {
-            let mut records = Vec::new();
-            for (k, v) in &pax {
-                pax_record(&mut records, k, v);
-            }
-            let mut x = tar::Header::new_ustar();
-            x.set_entry_type(tar::EntryType::XHeader);
-            x.set_mode(FILE_MODE);
-            x.set_uid(0);
-            x.set_gid(0);
-            x.set_mtime(e.mtime.min(OCTAL_MAX));
-            x.set_size(records.len() as u64);
-            if let Some(ustar) = x.as_ustar_mut() {
-                let base = e
-                    .name
-                    .strip_suffix(b"/")
-                    .unwrap_or(&e.name)
-                    .rsplit(|&b| b == b'/')
-                    .next()
-                    .unwrap_or_default();
-                let mut name = b"PaxHeaders/".to_vec();
-                name.extend_from_slice(base);
-                put_truncated(&mut ustar.name, &name);
-            }
-            x.set_cksum();
-            self.tar
-                .append(&x, &records[..])
-                .map_err(|source| ArchiveError::Output { source })?;
-        }
-        h.set_cksum();
+        let blocks = e.encode()?;
+        let out = self.tar.get_mut();
+        out.write_all(&blocks)
+            .map_err(|source| ArchiveError::Output { source })?;
+        let size = e.data_size();
         if size == 0 {
-            return self
-                .tar
-                .append(&h, io::empty())
-                .map_err(|source| ArchiveError::Output { source });
+            return Ok(());
         }
         let mut r = Exact {
             inner: data,
@@ -199,7 +110,10 @@ impl<W: Write> TarWriter<W> {
             name: &shown,
             failure: None,
         };
-        let res = self.tar.append(&h, &mut r);
+        let res = io::copy(&mut r, out).and_then(|n| {
+            let pad = block_padding(n);
+            out.write_all(&[0u8; 512][..pad as usize])
+        });
         if let Some(f) = r.failure.take() {
             return Err(f);
         }
@@ -264,6 +178,121 @@ pub struct EntryHeader {
     pub size: u64,
     /// Extended attributes, in the order they are written.
     pub xattrs: Vec<(String, Vec<u8>)>,
+}
+
+impl EntryHeader {
+    /// The size of the data that follows the header (a regular file's `size`, else 0).
+    pub fn data_size(&self) -> u64 {
+        if self.kind == EntryKind::File {
+            self.size
+        } else {
+            0
+        }
+    }
+
+    /// The header blocks [`TarWriter::entry`] writes before the member's data: a PAX extended
+    /// header and its records (padded) when ustar cannot hold it all, then the ustar header.
+    /// A multiple of 512 bytes; the data (padded to 512) follows. Knowing this length lets a
+    /// writer place members at computed offsets.
+    pub fn encode(&self) -> Result<Vec<u8>> {
+        let e = self;
+        let mut pax: Vec<(String, Vec<u8>)> = Vec::new();
+        let mut h = tar::Header::new_ustar();
+        let (kind, link) = match &e.kind {
+            EntryKind::File => (tar::EntryType::Regular, None),
+            EntryKind::Dir => (tar::EntryType::Directory, None),
+            EntryKind::Symlink(t) => (tar::EntryType::Symlink, Some(t)),
+            EntryKind::HardLink(t) => (tar::EntryType::Link, Some(t)),
+            EntryKind::Char { .. } => (tar::EntryType::Char, None),
+            EntryKind::Block { .. } => (tar::EntryType::Block, None),
+            EntryKind::Fifo => (tar::EntryType::Fifo, None),
+        };
+        h.set_entry_type(kind);
+        h.set_mode(e.mode & 0o7777);
+        if let EntryKind::Char { major, minor } | EntryKind::Block { major, minor } = e.kind {
+            h.set_device_major(major)
+                .and_then(|_| h.set_device_minor(minor))
+                .map_err(|source| ArchiveError::Output { source })?;
+        }
+        if let Some(ustar) = h.as_ustar_mut() {
+            if !split_name(&e.name, &mut ustar.name, &mut ustar.prefix) {
+                pax.push(("path".into(), e.name.clone()));
+                put_truncated(&mut ustar.name, &e.name);
+            }
+            if let Some(link) = link {
+                if link.len() > ustar.linkname.len() {
+                    pax.push(("linkpath".into(), link.clone()));
+                }
+                put_truncated(&mut ustar.linkname, link);
+            }
+        }
+        const OCTAL_MAX: u64 = 0o77_777_777_777;
+        const ID_MAX: u64 = 0o7_777_777;
+        if e.mtime_nsec != 0 || e.mtime > OCTAL_MAX {
+            pax.push(("mtime".into(), pax_time(e.mtime, e.mtime_nsec).into_bytes()));
+        }
+        h.set_mtime(e.mtime.min(OCTAL_MAX));
+        for (key, id, set) in [
+            (
+                "uid",
+                e.uid,
+                tar::Header::set_uid as fn(&mut tar::Header, u64),
+            ),
+            ("gid", e.gid, tar::Header::set_gid),
+        ] {
+            if id > ID_MAX {
+                pax.push((key.into(), id.to_string().into_bytes()));
+            }
+            set(&mut h, id.min(ID_MAX));
+        }
+        let size = e.data_size();
+        if size > OCTAL_MAX {
+            pax.push(("size".into(), size.to_string().into_bytes()));
+        }
+        h.set_size(size.min(OCTAL_MAX));
+        for (k, v) in &e.xattrs {
+            pax.push((format!("SCHILY.xattr.{k}"), v.clone()));
+        }
+        let mut out = Vec::with_capacity(512);
+        if !pax.is_empty() {
+            let mut records = Vec::new();
+            for (k, v) in &pax {
+                pax_record(&mut records, k, v);
+            }
+            let mut x = tar::Header::new_ustar();
+            x.set_entry_type(tar::EntryType::XHeader);
+            x.set_mode(FILE_MODE);
+            x.set_uid(0);
+            x.set_gid(0);
+            x.set_mtime(e.mtime.min(OCTAL_MAX));
+            x.set_size(records.len() as u64);
+            if let Some(ustar) = x.as_ustar_mut() {
+                let base = e
+                    .name
+                    .strip_suffix(b"/")
+                    .unwrap_or(&e.name)
+                    .rsplit(|&b| b == b'/')
+                    .next()
+                    .unwrap_or_default();
+                let mut name = b"PaxHeaders/".to_vec();
+                name.extend_from_slice(base);
+                put_truncated(&mut ustar.name, &name);
+            }
+            x.set_cksum();
+            out.extend_from_slice(x.as_bytes());
+            let pad = block_padding(records.len() as u64) as usize;
+            out.extend_from_slice(&records);
+            out.resize(out.len() + pad, 0);
+        }
+        h.set_cksum();
+        out.extend_from_slice(h.as_bytes());
+        Ok(out)
+    }
+}
+
+/// Zero bytes after `len` bytes of data to the next 512-byte block.
+pub fn block_padding(len: u64) -> u64 {
+    (512 - len % 512) % 512
 }
 
 /// Put `name` into ustar's name and prefix fields, split at a `/`; false when it does not fit.
