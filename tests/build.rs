@@ -1263,14 +1263,14 @@ fn squash_refuses_bad_input() {
     assert_eq!(r.code, 2);
     assert_eq!(
         r.stderr,
-        "ocikit: error: no ref or digest `nope` in index.json\n"
+        "ocikit: error: no ref or digest `nope` in `lay/index.json`\n"
     );
     assert!(!t.join("x.tar").exists());
     let r = ocikit(t, &["squash", "lay", "nope"]);
     assert_eq!(r.code, 2);
     assert_eq!(
         r.stderr,
-        "ocikit: error: no ref or digest `nope` in index.json\n"
+        "ocikit: error: no ref or digest `nope` in `lay/index.json`\n"
     );
     // An escaping entry: refused naming it, nothing written, no ref moved.
     image_of(

@@ -678,6 +678,7 @@ fn rows(inp: &Inputs, ocikit: &Path, reg: Option<&RegistryCtx>) -> Vec<Row> {
         },
         out_size: false,
         disk: false,
+        check: None,
     });
     rows.push(Row {
         id: "append".into(),
@@ -718,6 +719,7 @@ fn rows(inp: &Inputs, ocikit: &Path, reg: Option<&RegistryCtx>) -> Vec<Row> {
         },
         out_size: false,
         disk: false,
+        check: None,
     });
 
     for (n, layout) in &inp.scale {
