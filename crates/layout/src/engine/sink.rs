@@ -55,6 +55,9 @@ pub trait ImageSink: Sync {
     fn commit(&self, entries: &[Descriptor]) -> Result<Vec<RefUpdate>>;
 }
 
+/// Blobs from this size on are copied with reading and writing on two threads.
+const PIPELINE_FROM: u64 = 8 << 20;
+
 impl ImageSink for WriteLock<'_> {
     fn existing(&self, digest: &Digest, size: u64) -> Result<Existing> {
         self.existing_blob(digest, size)
@@ -82,7 +85,12 @@ impl ImageSink for WriteLock<'_> {
             .ok_or_else(|| Error::Unverifiable(digest.clone()))?;
         let mut w = self.blob_writer_for(alg)?;
         let path = self.layout().blob_path(digest);
-        crate::layer::copy_large(r, &mut w).map_err(|e| unwrap_io(e, &path))?;
+        // Large blobs: receive and hash/write at once (a network source waits on its peer).
+        if size >= PIPELINE_FROM {
+            crate::layer::copy_pipelined(r, &mut w).map_err(|e| unwrap_io(e, &path))?;
+        } else {
+            crate::layer::copy_large(r, &mut w).map_err(|e| unwrap_io(e, &path))?;
+        }
         w.finish_expect(digest, Some(size))?;
         Ok(())
     }
