@@ -119,9 +119,15 @@ fn containerd_exports_are_kept_byte_for_byte() {
     // default, since the layer is not compressed as asked.
     let e = ctr_export(false, true);
     fs::write(tmp.path().join("plain.tar"), &e.tar).expect("write");
-    let r = ocikit(tmp.path(), &["import", "--compress", "none", "plain.tar", "N"]);
+    let r = ocikit(
+        tmp.path(),
+        &["import", "--compress", "none", "plain.tar", "N"],
+    );
     assert_eq!(r.code, 0, "{}", r.stderr);
-    assert_eq!(index(&tmp.path().join("N"))["manifests"][0]["digest"], json!(e.manifest));
+    assert_eq!(
+        index(&tmp.path().join("N"))["manifests"][0]["digest"],
+        json!(e.manifest)
+    );
     let r = ocikit(tmp.path(), &["import", "plain.tar", "G"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     let g = index(&tmp.path().join("G"));
@@ -285,11 +291,14 @@ fn a_compression_bomb_is_refused_before_it_fills_the_temp_directory() {
         .expect("run");
     let r = run_of(out, tmp.path());
     assert_eq!(r.code, 2);
-    let prefix = "ocikit: error: `bomb.tar.zst`: decompresses to more than 1000 times its compressed size (";
+    let prefix =
+        "ocikit: error: `bomb.tar.zst`: decompresses to more than 1000 times its compressed size (";
     assert!(r.stderr.starts_with(prefix), "{}", r.stderr);
     assert!(
-        r.stderr
-            .ends_with(&format!(" from {}): refused as a decompression bomb\n", zst.len())),
+        r.stderr.ends_with(&format!(
+            " from {}): refused as a decompression bomb\n",
+            zst.len()
+        )),
         "{}",
         r.stderr
     );

@@ -129,9 +129,7 @@ impl Archive {
         head.truncate(n);
         let compression = compression_of(path, &head)?;
         let whole = io::Cursor::new(head).chain(reader);
-        let file = match compression {
-            c => super::spool::spool(whole, path, c)?,
-        };
+        let file = super::spool::spool(whole, path, compression)?;
         Archive::indexed(path, file, limits, compression)
     }
 

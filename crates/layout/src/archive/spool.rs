@@ -59,7 +59,11 @@ fn free_space(dir: &Path) -> Option<u64> {
 /// above (the ratio applies to compressed input only). `path` names the input in errors.
 pub(super) fn spool<R: Read>(raw: R, path: &Path, compression: Compression) -> Result<File> {
     let compressed = compression != Compression::None;
-    let what = if compressed { compression.as_str() } else { "tar" };
+    let what = if compressed {
+        compression.as_str()
+    } else {
+        "tar"
+    };
     let tmp = temp_dir();
     let mut file = tempfile::tempfile_in(&tmp).map_err(|e| spool_error(&tmp, e))?;
     let free = free_space(&tmp)
@@ -104,7 +108,8 @@ pub(super) fn spool<R: Read>(raw: R, path: &Path, compression: Compression) -> R
                 ));
             }
         }
-        file.write_all(&buf[..n]).map_err(|e| spool_error(&tmp, e))?;
+        file.write_all(&buf[..n])
+            .map_err(|e| spool_error(&tmp, e))?;
     }
     Ok(file)
 }
