@@ -602,17 +602,19 @@ fn tag_by_digest_of_a_nested_manifest_adds_an_entry() {
 #[test]
 fn bad_usage_and_bad_input_exit_2_naming_the_path() {
     let tmp = tempdir();
-    // Usage errors from the argument parser.
-    for args in [
-        &[][..],
-        &["frob"][..],
-        &["ls"][..],
-        &["fsck", "--nope", "x"][..],
+    // Usage errors from the argument parser: one error line, one hint line.
+    for (args, stderr) in [
+        (&[][..], "ocikit: error: a command is needed\nhint: usage: ocikit [OPTIONS] <COMMAND>; see `ocikit --help`\n"),
+        (&["frob"][..], "ocikit: error: unrecognized subcommand 'frob'\nhint: usage: ocikit [OPTIONS] <COMMAND>\n"),
+        (&["ls"][..], "ocikit: error: the following required arguments were not provided: <DIR>\nhint: usage: ocikit ls <DIR>\n"),
+        (&["fsck", "--nope", "x"][..], "ocikit: error: unexpected argument '--nope' found\nhint: to pass '--nope' as a value, use '-- --nope'; usage: ocikit fsck [OPTIONS] <DIR>\n"),
+        (&["import", "x.tar"][..], "ocikit: error: the following required arguments were not provided: <SRC>...\nhint: usage: ocikit import <SRC>... <DIR>\n"),
+        (&["convert", "L"][..], "ocikit: error: the following required arguments were not provided: --to <TO>\nhint: usage: ocikit convert --to <TO> <DIR> [REFS]...\n"),
     ] {
         let r = ocikit(tmp.path(), args);
         assert_eq!(r.code, 2, "{args:?}");
         assert_eq!(r.stdout, "", "{args:?}");
-        assert!(r.stderr.contains("Usage: ocikit"), "{args:?}: {}", r.stderr);
+        assert_eq!(r.stderr, stderr, "{args:?}");
     }
     let r = ocikit(tmp.path(), &["--help"]);
     assert_eq!(r.code, 0);

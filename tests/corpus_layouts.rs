@@ -20,6 +20,11 @@ fn err(kind: &str, digest: &str, path: &[&str], detail: &str) -> Value {
     json!({"severity": "error", "kind": kind, "digest": digest, "path": path, "detail": detail})
 }
 
+/// A conformance finding: a warning (an error only with `--strict`).
+fn warn(kind: &str, digest: &str, path: &[&str], detail: &str) -> Value {
+    json!({"severity": "warning", "kind": kind, "digest": digest, "path": path, "detail": detail})
+}
+
 fn info(kind: &str, digest: &str, detail: &str) -> Value {
     json!({"severity": "info", "kind": kind, "digest": digest, "path": [], "detail": detail})
 }
@@ -119,20 +124,30 @@ fn ggcr_test_index() {
     // descriptor's media type differs from the document's: descriptor.md says a descriptor's
     // mediaType is the type of the referenced content (CATALOG: INVALID [R]).
     let (code, r) = fsck("ggcr-test_index", false);
-    assert_eq!(code, 1);
-    assert_eq!(counts(&r), (false, 4, 8));
+    assert_eq!(code, 0); // conformance warnings only (exit 1 with --strict)
+    assert_eq!(counts(&r), (true, 0, 8));
     assert_eq!(
         r["findings"],
         json!([
-            err("media-type-mismatch", "sha256:32589985702551b6c56033bb3334432a0a513bf9d6aceda0f67c42b003850720", &["2"],
+            warn("media-type-mismatch", "sha256:32589985702551b6c56033bb3334432a0a513bf9d6aceda0f67c42b003850720", &["2"],
                 "descriptor says `application/vnd.oci.descriptor.v1+json`, document says `application/vnd.docker.distribution.manifest.v2+json`"),
-            err("media-type-mismatch", EEBFF, &["1"], DOCKER_IN_OCI),
-            err("media-type-mismatch", EEBFF, &["3", &format!("manifests[0] {EEBFF}")], DOCKER_IN_OCI),
-            err("media-type-mismatch", EEBFF, &["4", &format!("manifests[0] {EEBFF}")], DOCKER_IN_OCI),
+            warn("media-type-mismatch", EEBFF, &["1"], DOCKER_IN_OCI),
+            warn("media-type-mismatch", EEBFF, &["3", &format!("manifests[0] {EEBFF}")], DOCKER_IN_OCI),
+            warn("media-type-mismatch", EEBFF, &["4", &format!("manifests[0] {EEBFF}")], DOCKER_IN_OCI),
         ])
     );
     // --deep: the Docker gzip layers decompress to the config's diff_ids.
-    assert_eq!(fsck("ggcr-test_index", true), (code, r));
+    assert_eq!(fsck("ggcr-test_index", true), (code, r.clone()));
+    // --strict: the conformance warnings are errors.
+    let tmp = tempdir();
+    let dir = fixtures().join("layouts/ggcr-test_index");
+    let s = ocikit(
+        tmp.path(),
+        &["fsck", "--strict", "--json", dir.to_str().expect("utf-8")],
+    );
+    assert_eq!(s.code, 1);
+    assert_eq!(counts(&s.json()), (false, 4, 8));
+    assert_eq!(s.json()["findings"][0]["severity"], json!("error"));
     // Nothing to collect: all 8 blobs are reachable.
     let (code, removed, left, _) = gc_copy("ggcr-test_index");
     assert_eq!((code, removed, left.len()), (0, vec![], 8));
@@ -163,19 +178,19 @@ REF  DIGEST                                                                   ME
 "
     );
     let (code, r) = fsck("ggcr-test_gc_index", false);
-    assert_eq!(code, 1);
-    assert_eq!(counts(&r), (false, 3, 5));
+    assert_eq!(code, 0);
+    assert_eq!(counts(&r), (true, 0, 5));
     assert_eq!(
         r["findings"],
         json!([
-            err("media-type-mismatch", EEBFF, &["1"], DOCKER_IN_OCI),
-            err(
+            warn("media-type-mismatch", EEBFF, &["1"], DOCKER_IN_OCI),
+            warn(
                 "media-type-mismatch",
                 EEBFF,
                 &["3", &format!("manifests[0] {EEBFF}")],
                 DOCKER_IN_OCI
             ),
-            err(
+            warn(
                 "media-type-mismatch",
                 EEBFF,
                 &["4", &format!("manifests[0] {EEBFF}")],
@@ -725,12 +740,12 @@ fn oras_blobs_null_manifests_reads_as_empty() {
     assert_eq!((r.code, r.stdout.as_str()), (0, "[]\n"));
     // Read as empty, but the schema says `manifests` is an array: reported.
     let (code, r) = fsck("oras-blobs", false);
-    assert_eq!(code, 1);
-    assert_eq!(counts(&r), (false, 1, 0));
+    assert_eq!(code, 0);
+    assert_eq!(counts(&r), (true, 0, 0));
     assert_eq!(
         r["findings"],
         json!([
-            {"severity": "error", "kind": "invalid", "digest": null, "path": ["index.json"], "detail": "manifests: expected an array"},
+            {"severity": "warning", "kind": "invalid", "digest": null, "path": ["index.json"], "detail": "manifests: expected an array"},
             info("unreferenced", "sha256:2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae", UNREF),
         ])
     );
@@ -747,7 +762,7 @@ fn oras_blobs_null_manifests_reads_as_empty() {
 /// Configs oras writes as `{"architecture": …, "os": …}`: no `rootfs`, which the image-spec
 /// config schema requires.
 fn no_rootfs(cfg: &str, path: &[&str]) -> Value {
-    err("invalid", cfg, path, "rootfs: required field is missing")
+    warn("invalid", cfg, path, "rootfs: required field is missing")
 }
 
 #[test]
@@ -834,7 +849,7 @@ blob     sha256:ccd5f15fb7e0d27d47e2912b948eb846c968511ae02724672d608f3d05bc61a1
             json!({"severity": "info", "kind": "advisory", "digest": r16, "path": [format!("index.json[16] {r16}")], "detail": empty_layers}),
         ]
     );
-    assert_eq!(code, 1);
+    assert_eq!(code, 0); // configs `{}`-like without rootfs: warnings
 
     // A referrer's tree shows its subject.
     let tmp = tempdir();
@@ -923,7 +938,7 @@ linux-amd64     sha256:9d84a5716c66a1d1b9c13f8ed157ba7d1edfe7f9b8766728b8a1f25c0
             ),
         ]
     );
-    assert_eq!(code, 1);
+    assert_eq!(code, 0);
     // --deep: `foobar` and `nonjson-config` carry files pushed as layers of type `tar` that
     // are not tars (`foo`, `bar`, a text file): ocikit reports them.
     let (code, r) = fsck("oras-images", true);

@@ -23,16 +23,16 @@ pub fn convert(
     cli: &Cli,
     dir: &Path,
     refs: &[String],
-    to: ToFormat,
+    to: Option<ToFormat>,
     compress: Option<CompressArg>,
     level: Option<i32>,
 ) -> anyhow::Result<Code> {
     let layout = Layout::open(dir, cli.layout_options())?;
     let opts = ConvertOptions {
-        target: match to {
+        target: to.map(|t| match t {
             ToFormat::Oci => Target::Oci,
             ToFormat::Docker => Target::Docker,
-        },
+        }),
         refs: refs.to_vec(),
         compress: compress.map(|c| CompressOptions {
             compression: c.compression(),

@@ -21,6 +21,7 @@ pub fn import(
     ref_name: Option<&str>,
     dry_run: bool,
 ) -> anyhow::Result<Code> {
+    check_destination(dir)?;
     let compress = asked.unwrap_or(CompressArg::Gzip);
     if level.is_some() && compress == CompressArg::None {
         anyhow::bail!("--level needs --compress gzip or zstd");
@@ -95,6 +96,37 @@ pub fn import(
         }
     }
     Ok(0)
+}
+
+/// The argument trap: `import LAYOUT out.tar` (meant: export) must not make a layout named
+/// `out.tar`. A destination that is an existing file, or that does not exist and is named like
+/// an archive, is refused (exit 2) with a hint.
+fn check_destination(dir: &Path) -> anyhow::Result<()> {
+    const HINT: &str = "the destination layout directory comes last (ocikit import SRC... DIR); to write an archive from a layout, use `ocikit export DIR -o FILE`";
+    let archive_like = [".tar", ".tar.gz", ".tgz", ".tar.zst", ".tzst", ".tar.zstd"];
+    match std::fs::metadata(dir) {
+        Ok(m) if !m.is_dir() => anyhow::bail!(crate::output::UsageError {
+            message: format!(
+                "the destination `{}` exists and is not a directory",
+                crate::output::escape(&dir.display().to_string())
+            ),
+            hint: HINT,
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let name = dir.to_string_lossy().to_ascii_lowercase();
+            if archive_like.iter().any(|s| name.ends_with(s)) {
+                anyhow::bail!(crate::output::UsageError {
+                    message: format!(
+                        "the destination `{}` is named like an archive, not a layout directory",
+                        crate::output::escape(&dir.display().to_string())
+                    ),
+                    hint: HINT,
+                });
+            }
+            Ok(())
+        }
+        _ => Ok(()),
+    }
 }
 
 /// `--format` values.

@@ -33,21 +33,47 @@ pub fn init(cli: &Cli, dir: &Path) -> anyhow::Result<Code> {
     Ok(0)
 }
 
-pub fn ls(cli: &Cli, dir: &Path, json: bool) -> anyhow::Result<Code> {
+pub fn ls(cli: &Cli, dir: &Path, json: bool, image_id: bool) -> anyhow::Result<Code> {
     let layout = open(cli, dir)?;
     let index = layout.read_index()?;
+    let ids = if image_id {
+        index
+            .value
+            .manifests
+            .iter()
+            .map(|d| refs::image_id(&layout, d))
+            .collect::<Result<Vec<_>, _>>()?
+    } else {
+        Vec::new()
+    };
     if json {
         print_json(&Value::Array(
-            index.value.manifests.iter().map(entry_json).collect(),
+            index
+                .value
+                .manifests
+                .iter()
+                .enumerate()
+                .map(|(i, d)| {
+                    let mut v = entry_json(d);
+                    if let (Some(id), Value::Object(o)) = (ids.get(i), &mut v) {
+                        o.insert(
+                            "imageId".into(),
+                            id.as_ref().map_or(Value::Null, |d| d.as_str().into()),
+                        );
+                    }
+                    v
+                })
+                .collect(),
         ))?;
         return Ok(0);
     }
-    let rows: Vec<[String; 5]> = index
+    let rows: Vec<Vec<String>> = index
         .value
         .manifests
         .iter()
-        .map(|d| {
-            [
+        .enumerate()
+        .map(|(i, d)| {
+            let mut row = vec![
                 escape(d.ref_name().unwrap_or("-")).into_owned(),
                 d.digest.to_string(),
                 escape(d.media_type.as_str()).into_owned(),
@@ -59,21 +85,30 @@ pub fn ls(cli: &Cli, dir: &Path, json: bool) -> anyhow::Result<Code> {
                         .unwrap_or_else(|| "-".into()),
                 )
                 .into_owned(),
-            ]
+            ];
+            if let Some(id) = ids.get(i) {
+                row.insert(2, id.as_ref().map_or_else(|| "-".into(), |d| d.to_string()));
+            }
+            row
         })
         .collect();
-    let mut widths = [3usize, 6, 10, 4, 8];
+    let mut header: Vec<String> = ["REF", "DIGEST", "MEDIA TYPE", "SIZE", "PLATFORM"]
+        .map(String::from)
+        .to_vec();
+    if image_id {
+        header.insert(2, "IMAGE ID".into());
+    }
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
     for r in &rows {
         for (w, c) in widths.iter_mut().zip(r) {
             *w = (*w).max(c.chars().count());
         }
     }
     let mut out = io::stdout().lock();
-    let header = ["REF", "DIGEST", "MEDIA TYPE", "SIZE", "PLATFORM"].map(String::from);
     for r in std::iter::once(&header).chain(rows.iter()) {
         let line = r
             .iter()
-            .zip(widths)
+            .zip(widths.iter().copied())
             // Padded by hand: `format!`'s width stops at 65,535 and panics past it, and a
             // layout can hold a longer ref or media type.
             .map(|(c, w)| format!("{c}{}", " ".repeat(w.saturating_sub(c.chars().count()))))
@@ -229,7 +264,7 @@ pub fn cat(cli: &Cli, dir: &Path, target: &str) -> anyhow::Result<Code> {
     Ok(0)
 }
 
-pub fn fsck(cli: &Cli, dir: &Path, deep: bool, json: bool) -> anyhow::Result<Code> {
+pub fn fsck(cli: &Cli, dir: &Path, deep: bool, strict: bool, json: bool) -> anyhow::Result<Code> {
     let layout = open(cli, dir)?;
     let bar = byte_bar(cli.quiet, 0, "checking");
     bar.set_length(blob_bytes(&layout));
@@ -242,18 +277,21 @@ pub fn fsck(cli: &Cli, dir: &Path, deep: bool, json: bool) -> anyhow::Result<Cod
         },
     )?;
     bar.finish_and_clear();
-    let errors = report
-        .findings
-        .iter()
-        .filter(|f| f.kind.severity() == Severity::Error)
-        .count();
+    let count = |sev: Severity| {
+        report
+            .findings
+            .iter()
+            .filter(|f| f.kind.severity_with(strict) == sev)
+            .count()
+    };
+    let (errors, warnings) = (count(Severity::Error), count(Severity::Warning));
     if json {
         let findings: Vec<Value> = report
             .findings
             .iter()
             .map(|f| {
                 json!({
-                    "severity": if f.kind.severity() == Severity::Error { "error" } else { "info" },
+                    "severity": f.kind.severity_with(strict).name(),
                     "kind": f.kind.name(),
                     "digest": f.digest.as_ref().map(|d| d.as_str()),
                     "path": f.path,
@@ -262,7 +300,7 @@ pub fn fsck(cli: &Cli, dir: &Path, deep: bool, json: bool) -> anyhow::Result<Cod
             })
             .collect();
         print_json(&json!({
-            "clean": report.is_clean(),
+            "clean": report.is_clean_with(strict),
             "errors": errors,
             "blobsChecked": report.blobs_checked,
             "findings": findings,
@@ -270,11 +308,7 @@ pub fn fsck(cli: &Cli, dir: &Path, deep: bool, json: bool) -> anyhow::Result<Cod
     } else {
         let mut out = io::stdout().lock();
         for f in &report.findings {
-            let sev = if f.kind.severity() == Severity::Error {
-                "error"
-            } else {
-                "info"
-            };
+            let sev = f.kind.severity_with(strict).name();
             let digest = f
                 .digest
                 .as_ref()
@@ -290,15 +324,20 @@ pub fn fsck(cli: &Cli, dir: &Path, deep: bool, json: bool) -> anyhow::Result<Cod
         }
         if !cli.quiet {
             note!(
-                "checked {} blobs ({}): {} error(s), {} note(s)",
+                "checked {} blobs ({}): {} error(s), {}{} note(s)",
                 report.blobs_checked,
                 human_bytes(report.bytes_hashed),
                 errors,
-                report.findings.len() - errors
+                if warnings > 0 {
+                    format!("{warnings} warning(s), ")
+                } else {
+                    String::new()
+                },
+                report.findings.len() - errors - warnings
             );
         }
     }
-    Ok(if report.is_clean() { 0 } else { 1 })
+    Ok(if report.is_clean_with(strict) { 0 } else { 1 })
 }
 
 fn blob_bytes(layout: &Layout) -> u64 {

@@ -56,6 +56,10 @@ pub enum Command {
         /// JSON output: one object per entry, in order.
         #[arg(long)]
         json: bool,
+        /// Add each image's ID (its config digest, as `docker images` and `docker inspect`
+        /// show it; `-` for indexes and artifacts): an IMAGE ID column, or `imageId` in JSON.
+        #[arg(long)]
+        image_id: bool,
     },
     /// Show the tree under a ref or digest.
     Inspect {
@@ -74,13 +78,17 @@ pub enum Command {
         /// A full digest, or a ref (its manifest or index).
         target: String,
     },
-    /// Check every blob reachable from index.json (exit 1 when something is wrong).
+    /// Check every blob reachable from index.json: integrity problems are errors (exit 1),
+    /// spec conformance of documents is reported as warnings.
     Fsck {
         /// The layout directory.
         dir: PathBuf,
         /// Also decompress layers: check declared compression and diff_ids.
         #[arg(long)]
         deep: bool,
+        /// Conformance warnings are errors too (exit 1).
+        #[arg(long)]
+        strict: bool,
         /// JSON output.
         #[arg(long)]
         json: bool,
@@ -154,9 +162,12 @@ pub enum Command {
     /// Import docker save archives (legacy and Docker 25+), OCI archives, skopeo dir: copies
     /// and OCI layouts into a layout (created if missing). All or nothing.
     Import {
-        /// The sources, then the destination layout directory.
-        #[arg(required = true, num_args = 2.., value_name = "SRC... DIR")]
-        paths: Vec<PathBuf>,
+        /// The sources: archives (`-` for standard input), dir: copies, layouts.
+        #[arg(required = true, num_args = 1.., value_name = "SRC")]
+        sources: Vec<PathBuf>,
+        /// The destination layout directory (created if missing; the last argument).
+        #[arg(required = true, value_name = "DIR")]
+        dir: PathBuf,
         /// Compression of new layers (default gzip); layers already compressed this way are
         /// kept as they are. OCI archives and layouts are always copied as they are.
         #[arg(long, value_enum)]
@@ -204,16 +215,17 @@ pub enum Command {
     /// Serve layouts read-only over the OCI distribution API (pull side) until SIGINT or
     /// SIGTERM.
     Serve(serve_cmd::ServeArgs),
-    /// Rewrite media types Docker <-> OCI for what the refs reach (default: every entry).
+    /// Rewrite media types Docker <-> OCI, recompress layers, or both, for what the refs reach
+    /// (default: every entry).
     Convert {
         /// The layout directory.
         dir: PathBuf,
         /// Refs (or digests of index.json entries) to convert; none: all.
         refs: Vec<String>,
-        /// The format to convert to.
-        #[arg(long, value_enum)]
-        to: convert_cmd::ToFormat,
-        /// Recompress layers in the same pass (diff_ids are checked and kept).
+        /// The format to convert to (without it, each document keeps its format).
+        #[arg(long, value_enum, required_unless_present = "compress")]
+        to: Option<convert_cmd::ToFormat>,
+        /// Recompress layers (diff_ids are checked and kept); with --to, in the same pass.
         #[arg(long, value_enum)]
         compress: Option<output::CompressArg>,
         /// Compression level (gzip 0-9, zstd 1-22); needs --compress.
@@ -235,6 +247,14 @@ pub enum Command {
     /// Replace the layers of every image under a ref (or the --platform ones) by one, their
     /// flattened rootfs, reproducibly; the index above is rewritten and the ref moves (or --to).
     Squash(build_cmds::SquashArgs),
+    /// Print a shell completion script (bash, zsh, fish) to stdout.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page ocikit(1) (roff) to stdout.
+    Man,
 }
 
 impl Cli {
@@ -253,9 +273,31 @@ pub type Code = u8;
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
-        Err(e) => {
+        Err(e) if !e.use_stderr() => {
+            // --help and --version.
             let _ = e.print();
-            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            // A usage error: one line, then a hint line (as every other error prints).
+            let (message, hint) =
+                if e.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+                    let usage = e.render().to_string();
+                    let line = usage
+                        .lines()
+                        .find_map(|l| l.strip_prefix("Usage: "))
+                        .unwrap_or("ocikit [OPTIONS] <COMMAND>")
+                        .to_string();
+                    (
+                        "a command is needed".to_string(),
+                        format!("usage: {line}; see `ocikit --help`"),
+                    )
+                } else {
+                    output::usage_lines(&e.render().to_string())
+                };
+            eprintln!("ocikit: error: {}", output::escape(&message));
+            eprintln!("hint: {}", output::escape(&hint));
+            return ExitCode::from(2);
         }
     };
     match run(&cli) {
@@ -263,6 +305,11 @@ fn main() -> ExitCode {
         Err(e) => {
             if is_broken_pipe(&e) {
                 return ExitCode::SUCCESS;
+            }
+            if let Some(u) = e.downcast_ref::<output::UsageError>() {
+                eprintln!("ocikit: error: {u}");
+                eprintln!("hint: {}", u.hint);
+                return ExitCode::from(2);
             }
             eprintln!("ocikit: error: {}", output::chain(&e));
             ExitCode::from(output::exit_code_of(&e))
@@ -274,10 +321,19 @@ fn run(cli: &Cli) -> anyhow::Result<Code> {
     use layout_cmds as l;
     match &cli.command {
         Command::Init { dir } => l::init(cli, dir),
-        Command::Ls { dir, json } => l::ls(cli, dir, *json),
+        Command::Ls {
+            dir,
+            json,
+            image_id,
+        } => l::ls(cli, dir, *json, *image_id),
         Command::Inspect { dir, target, json } => l::inspect(cli, dir, target, *json),
         Command::Cat { dir, target } => l::cat(cli, dir, target),
-        Command::Fsck { dir, deep, json } => l::fsck(cli, dir, *deep, *json),
+        Command::Fsck {
+            dir,
+            deep,
+            strict,
+            json,
+        } => l::fsck(cli, dir, *deep, *strict, *json),
         Command::Gc { dir, dry_run, json } => l::gc(cli, dir, *dry_run, *json),
         Command::Tag {
             dir,
@@ -312,25 +368,21 @@ fn run(cli: &Cli) -> anyhow::Result<Code> {
             platform,
         } => docker_cmds::export(cli, dir, refs, output, *format, platform.clone()),
         Command::Import {
-            paths,
+            sources,
+            dir,
             compress,
             level,
             ref_name,
             dry_run,
-        } => {
-            let (dir, sources) = paths
-                .split_last()
-                .ok_or_else(|| anyhow::anyhow!("import needs SRC... DIR"))?;
-            docker_cmds::import(
-                cli,
-                sources,
-                dir,
-                *compress,
-                *level,
-                ref_name.as_deref(),
-                *dry_run,
-            )
-        }
+        } => docker_cmds::import(
+            cli,
+            sources,
+            dir,
+            *compress,
+            *level,
+            ref_name.as_deref(),
+            *dry_run,
+        ),
         Command::Convert {
             dir,
             refs,
@@ -347,6 +399,20 @@ fn run(cli: &Cli) -> anyhow::Result<Code> {
         Command::Unpack(a) => build_cmds::unpack(cli, a),
         Command::Serve(args) => serve_cmd::serve(cli, args),
         Command::Squash(a) => build_cmds::squash(cli, a),
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            let mut out = std::io::stdout().lock();
+            clap_complete::generate(*shell, &mut cmd, "ocikit", &mut out);
+            std::io::Write::flush(&mut out)?;
+            Ok(0)
+        }
+        Command::Man => {
+            let cmd = <Cli as clap::CommandFactory>::command();
+            let mut out = std::io::stdout().lock();
+            clap_mangen::Man::new(cmd).render(&mut out)?;
+            std::io::Write::flush(&mut out)?;
+            Ok(0)
+        }
     }
 }
 

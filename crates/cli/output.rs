@@ -46,6 +46,56 @@ pub struct CheckFailed(pub String);
 
 /// The whole error chain on one line, lowercase messages joined by `: `. Library errors that
 /// a flag answers are said in the CLI's terms ([`flag_hint`]).
+/// A usage error found after parsing (exit 2): one `ocikit: error:` line, then a `hint:` line.
+#[derive(Debug)]
+pub struct UsageError {
+    /// The error line.
+    pub message: String,
+    /// The hint line.
+    pub hint: &'static str,
+}
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+/// A clap usage error as the two lines every usage error prints: clap's first line (its
+/// `error: ` prefix dropped) and a hint: clap's tip when it gives one, else the usage line.
+pub fn usage_lines(rendered: &str) -> (String, String) {
+    let mut raw = rendered.lines();
+    let first = raw.next().unwrap_or("bad usage").trim();
+    let mut message = first.strip_prefix("error: ").unwrap_or(first).to_string();
+    if message.ends_with(':') {
+        // clap lists what it means on the lines below ("not provided:\n  <DIR>").
+        let listed: Vec<&str> = raw
+            .by_ref()
+            .map(str::trim)
+            .take_while(|l| !l.is_empty())
+            .collect();
+        message = format!("{message} {}", listed.join(", "));
+    }
+    let rest: Vec<&str> = raw.map(str::trim).filter(|l| !l.is_empty()).collect();
+    let usage = rest
+        .iter()
+        .find_map(|l| l.strip_prefix("Usage: "))
+        .map(|u| format!("usage: {u}"));
+    let tip = rest
+        .iter()
+        .find_map(|l| l.strip_prefix("tip: "))
+        .map(String::from);
+    let hint = match (tip, usage) {
+        (Some(t), Some(u)) => format!("{t}; {u}"),
+        (Some(t), None) => t,
+        (None, Some(u)) => u,
+        (None, None) => "see `ocikit --help`".into(),
+    };
+    (message, hint)
+}
+
 pub fn chain(e: &anyhow::Error) -> String {
     let mut parts: Vec<String> = Vec::new();
     for c in e.chain() {
@@ -127,8 +177,12 @@ pub fn flag_hint(e: &(dyn std::error::Error + 'static)) -> Option<String> {
                         format!("  {}: {}", escape(&c.path.to_string()), escape(&why))
                     })
                     .collect();
+                let what = match target {
+                    Some(t) => format!("convert to {t}"),
+                    None => "recompress".into(),
+                };
                 Some(format!(
-                    "cannot convert to {target}, nothing was written:\n{}",
+                    "cannot {what}, nothing was written:\n{}",
                     lines.join("\n")
                 ))
             }
@@ -190,9 +244,21 @@ pub fn byte_bar(quiet: bool, total: u64, msg: &'static str) -> ProgressBar {
         return ProgressBar::hidden();
     }
     let bar = ProgressBar::new(total);
-    if let Ok(style) =
-        ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {eta}")
-    {
+    if let Ok(style) = ProgressStyle::with_template(
+        "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {settled_eta}",
+    ) {
+        // No ETA until the rate has settled: the first seconds (opening, spooling, the
+        // first fsyncs) say nothing about the rest.
+        let style = style.with_key(
+            "settled_eta",
+            |s: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                let settled = s.elapsed() >= std::time::Duration::from_secs(3)
+                    && s.len().is_some_and(|l| l > 0 && s.pos() * 50 >= l);
+                if settled {
+                    let _ = write!(w, "{:#}", indicatif::HumanDuration(s.eta()));
+                }
+            },
+        );
         bar.set_style(style.progress_chars("=> "));
     }
     bar.set_message(msg);
@@ -298,7 +364,7 @@ mod tests {
             ),
             (
                 ConvertError::Refused {
-                    target: Target::Docker,
+                    target: Some(Target::Docker),
                     cases: vec![
                         Refusal {
                             path: "img".into(),

@@ -92,8 +92,8 @@ impl fmt::Display for Target {
 /// What to convert, and how.
 #[derive(Debug, Clone)]
 pub struct ConvertOptions {
-    /// The format to convert to.
-    pub target: Target,
+    /// The format to convert to; `None` keeps each document's format (recompressing only).
+    pub target: Option<Target>,
     /// Refs (or digests of `index.json` entries) to convert; empty: every entry.
     pub refs: Vec<String>,
     /// Recompress layers as asked (`None`: layer bytes kept).
@@ -180,10 +180,10 @@ pub enum ConvertError {
     #[error(transparent)]
     Layout(#[from] ocikit_layout::Error),
     /// Docker (or OCI) cannot express what the refs reach; nothing was written.
-    #[error("cannot convert to {target}, nothing was written:\n{}", cases.iter().map(|c| format!("  {}: {}", c.path, c.reason)).collect::<Vec<_>>().join("\n"))]
+    #[error("cannot {}, nothing was written:\n{}", match target { Some(t) => format!("convert to {t}"), None => "recompress".to_string() }, cases.iter().map(|c| format!("  {}: {}", c.path, c.reason)).collect::<Vec<_>>().join("\n"))]
     Refused {
-        /// The target.
-        target: Target,
+        /// The target (`None`: recompressing only).
+        target: Option<Target>,
         /// Every case found.
         cases: Vec<Refusal>,
     },
@@ -243,7 +243,7 @@ pub struct DiffIdMismatch {
 /// Takes the writer lock. `--to docker` refusals are found before anything is written;
 /// `index.json` is committed once, at the end, and only when something changed.
 pub fn convert(layout: &Layout, opts: &ConvertOptions) -> Result<ConvertReport, ConvertError> {
-    if opts.target == Target::Docker
+    if opts.target == Some(Target::Docker)
         && opts
             .compress
             .is_some_and(|c| c.compression == Compression::Zstd)
@@ -392,7 +392,7 @@ impl Checker<'_> {
         if !self.seen.insert(d.digest.clone()) {
             return Ok(());
         }
-        let docker = self.opts.target == Target::Docker;
+        let docker = self.opts.target == Some(Target::Docker);
         match d.media_type.class() {
             Class::Index => {
                 let doc = read_doc(self.layout, d)?;
@@ -449,6 +449,20 @@ impl Checker<'_> {
             && config
                 .as_ref()
                 .is_some_and(|c| is_image_config(&c.media_type));
+        let Some(target) = target else {
+            // Recompressing only: a Docker manifest cannot name a zstd layer.
+            let zstd = self
+                .opts
+                .compress
+                .is_some_and(|c| c.compression == Compression::Zstd);
+            if from_docker && image && zstd {
+                self.refuse(
+                    here,
+                    "a Docker manifest cannot hold zstd layers (convert it to OCI as well)".into(),
+                );
+            }
+            return;
+        };
         match target {
             Target::Oci => {
                 if !from_docker || !image {
@@ -645,7 +659,12 @@ impl<'w, 'l> Transform<Store<'w, 'l>> for Converter<'_> {
         doc: &mut Map<String, Value>,
         children_changed: bool,
     ) -> Result<DocEdit, ConvertError> {
-        let target = self.opts.target;
+        let Some(target) = self.opts.target else {
+            return Ok(DocEdit {
+                edited: children_changed,
+                media_type: None,
+            });
+        };
         let new_type = target.index_type();
         let mut edited = children_changed;
         let was_docker = match str_field(doc, "mediaType") {
@@ -683,7 +702,13 @@ impl<'w, 'l> Transform<Store<'w, 'l>> for Converter<'_> {
         if !image {
             return Ok(DocEdit::unchanged()); // artifacts pass through (refused earlier for docker)
         }
-        let convert = from_docker != (target == Target::Docker);
+        let convert = target.is_some_and(|t| from_docker != (t == Target::Docker));
+        // The family layers stay in when nothing is converted.
+        let target = target.unwrap_or(if from_docker {
+            Target::Docker
+        } else {
+            Target::Oci
+        });
         let mut edited = false;
         if convert {
             edited |= set_media_type(doc, &target.manifest_type());
@@ -777,18 +802,21 @@ impl<'w, 'l> Transform<Store<'w, 'l>> for Converter<'_> {
         lock: &Store<'w, 'l>,
         desc: &Descriptor,
     ) -> Result<Option<Descriptor>, ConvertError> {
+        let Some(target) = self.opts.target else {
+            return Ok(None); // recompressing only: schema1 is left as it is
+        };
         if desc.media_type.class() != Class::Schema1 {
             return Ok(None);
         }
         let bytes = lock
             .layout()
             .read_blob(&desc.digest, Some(desc.size), JSON_LIMIT)?;
-        let new = schema1::convert(lock, &bytes, self.opts.target, self.opts.compress).map_err(
-            |source| ConvertError::Schema1 {
+        let new = schema1::convert(lock, &bytes, target, self.opts.compress).map_err(|source| {
+            ConvertError::Schema1 {
                 manifest: desc.digest.clone(),
                 source,
-            },
-        )?;
+            }
+        })?;
         Ok(Some(new))
     }
 }
@@ -823,7 +851,7 @@ mod tests {
         .expect("init");
         let lock = layout.lock().expect("lock");
         let opts = ConvertOptions {
-            target,
+            target: Some(target),
             refs: Vec::new(),
             compress: None,
         };

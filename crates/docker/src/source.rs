@@ -7,7 +7,7 @@
 //! | [`Kind::Docker25`] | a tar with `manifest.json`, `index.json` and `oci-layout` |
 //! | [`Kind::OciArchive`] | a tar with `index.json` and `oci-layout` (oci-archive, containerd export) |
 //! | [`Kind::LegacyRepositories`] | a tar with only `repositories` and `<id>/json` (before Docker 1.10) |
-//! | [`Kind::SkopeoDir`] | a directory with `manifest.json` and `version` (skopeo `dir:`) |
+//! | [`Kind::SkopeoDir`] | a directory with `manifest.json` and `version`, or with `manifest.json` and a blob it names (skopeo `dir:`; older skopeo wrote no `version`) |
 //! | [`Kind::LayoutDir`] | a directory with `oci-layout` |
 
 use std::fs::File;
@@ -183,23 +183,41 @@ impl Source {
     }
 }
 
-/// Open `path` and decide what it is.
+/// The source name that means standard input.
+pub const STDIN: &str = "-";
+
+/// Open `path` and decide what it is. `-` ([`STDIN`]) is an archive read from standard input
+/// (spooled once into a bounded temp file: see `ocikit_layout::archive::spool`).
 pub fn detect(path: &Path) -> Result<Source> {
+    if path == Path::new(STDIN) {
+        let ar = Archive::from_reader(
+            std::io::stdin().lock(),
+            path,
+            &ocikit_layout::archive::Limits::default(),
+        )?;
+        return classify(ar, path);
+    }
     let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
     if meta.is_dir() {
         if path.join("oci-layout").exists() {
             let l = ocikit_layout::Layout::open(path, ocikit_layout::Options::default())?;
             return Ok(Source::LayoutDir(l));
         }
-        if path.join("manifest.json").is_file() && path.join("version").is_file() {
+        if path.join("manifest.json").is_file()
+            && (path.join("version").is_file() || names_a_present_blob(path))
+        {
             return Ok(Source::SkopeoDir(DirMembers::new(path)));
         }
         return Err(Error::BadSource {
             path: path.to_path_buf(),
-            reason: "a directory that is neither an OCI layout (no `oci-layout`) nor a skopeo dir: copy (no `manifest.json` and `version`)".into(),
+            reason: "a directory that is neither an OCI layout (no `oci-layout`) nor a skopeo dir: copy (no `manifest.json` beside a `version` file or a blob it names)".into(),
         });
     }
-    let ar = Archive::open(path)?;
+    classify(Archive::open(path)?, path)
+}
+
+/// Decide what an opened archive is, from its members.
+fn classify(ar: Archive, path: &Path) -> Result<Source> {
     let layout = ar.contains("index.json") && ar.contains("oci-layout");
     let kind = if ar.contains("manifest.json") {
         if layout {
@@ -219,6 +237,44 @@ pub fn detect(path: &Path) -> Result<Source> {
         ));
     };
     Ok(Source::Archive(ar, kind))
+}
+
+/// Does the directory's `manifest.json` name a blob that is there (a skopeo `dir:` copy
+/// written before skopeo added the `version` file)? Blobs are files named by the encoded
+/// digest; instances of a list are `<encoded>.manifest.json`.
+fn names_a_present_blob(dir: &Path) -> bool {
+    let members = DirMembers::new(dir);
+    let Ok(bytes) = members.read_small("manifest.json", ocikit_layout::JSON_LIMIT) else {
+        return false;
+    };
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+        return false;
+    };
+    let digest_of = |d: &serde_json::Value, key: &str| {
+        d.get(key)
+            .and_then(serde_json::Value::as_str)
+            .and_then(|s| s.parse::<Digest>().ok())
+    };
+    let list = |key: &str| {
+        v.get(key)
+            .and_then(serde_json::Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+    };
+    let mut blobs: Vec<String> = Vec::new();
+    if let Some(c) = v.get("config").and_then(|c| digest_of(c, "digest")) {
+        blobs.push(c.encoded().to_string());
+    }
+    for l in list("layers") {
+        blobs.extend(digest_of(&l, "digest").map(|d| d.encoded().to_string()));
+    }
+    for l in list("fsLayers") {
+        blobs.extend(digest_of(&l, "blobSum").map(|d| d.encoded().to_string()));
+    }
+    for m in list("manifests") {
+        blobs.extend(digest_of(&m, "digest").map(|d| format!("{}.manifest.json", d.encoded())));
+    }
+    blobs.iter().any(|b| members.has(b))
 }
 
 /// The blobs of an OCI-shaped source (an oci-archive, a Docker 25 `docker save`) as an

@@ -4,6 +4,12 @@
 //! reachable blob is hashed here, streaming, in parallel across cores, once per digest.
 //! `deep` also decompresses each layer in the same pass (compression sniffed from the bytes),
 //! checks the declared compression, and compares diff_ids with the config's `rootfs`.
+//!
+//! Findings come in two classes, as `git fsck` has them: **integrity** problems (missing,
+//! corrupt, wrong size, unreadable, unparseable, dangling, too deep, a real loop) are errors;
+//! **conformance** of documents to the image spec (schema rules, a descriptor's media type
+//! differing from the document's) is a warning, which `strict` checking makes an error
+//! ([`Report::is_clean_with`]). Notes ([`Severity::Info`]) are never errors.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -23,10 +29,24 @@ use crate::{BlobFileKind, Digest, Error, ImageConfig, Layout, MediaType, Result,
 /// How serious a finding is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Severity {
-    /// Something is wrong: fsck exits 1.
+    /// Integrity: something is broken or absent; fsck exits 1.
     Error,
+    /// Conformance: a document breaks a rule of the image spec, but the layout is intact;
+    /// an error only when checking strictly.
+    Warning,
     /// Worth knowing, not wrong.
     Info,
+}
+
+impl Severity {
+    /// `error`, `warning` or `info`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+            Severity::Info => "info",
+        }
+    }
 }
 
 /// What a finding is about.
@@ -56,8 +76,11 @@ pub enum FindingKind {
     CompressionMismatch,
     /// A descriptor's `data` does not match its digest or size.
     DataMismatch,
-    /// A document names one of its ancestors.
+    /// A document names one of its ancestors (a real loop; documents shared by many parents
+    /// are not one).
     Cycle,
+    /// The graph has more nodes than the walk follows ([`crate::walk::NODE_LIMIT`]).
+    TooManyNodes,
     /// A document nested deeper than the walk follows ([`crate::walk::MAX_DEPTH`]).
     TooDeep,
     /// The digest's algorithm cannot be verified; only the size was checked.
@@ -94,6 +117,7 @@ impl FindingKind {
             CompressionMismatch => "compression-mismatch",
             DataMismatch => "data-mismatch",
             Cycle => "cycle",
+            TooManyNodes => "too-many-nodes",
             TooDeep => "too-deep",
             Unverifiable => "unverifiable",
             Unreferenced => "unreferenced",
@@ -111,7 +135,16 @@ impl FindingKind {
             Unverifiable | Unreferenced | External | MissingSubject | TempFile | Advisory => {
                 Severity::Info
             }
+            Invalid | MediaTypeMismatch => Severity::Warning,
             _ => Severity::Error,
+        }
+    }
+
+    /// Its severity when warnings count as errors (`strict`) or not.
+    pub fn severity_with(self, strict: bool) -> Severity {
+        match self.severity() {
+            Severity::Warning if strict => Severity::Error,
+            s => s,
         }
     }
 }
@@ -158,11 +191,16 @@ pub struct Report {
 }
 
 impl Report {
-    /// True when no finding is an error.
+    /// True when no finding is an error (warnings and notes allowed).
     pub fn is_clean(&self) -> bool {
+        self.is_clean_with(false)
+    }
+
+    /// True when no finding is an error, warnings counting as errors when `strict`.
+    pub fn is_clean_with(&self, strict: bool) -> bool {
         self.findings
             .iter()
-            .all(|f| f.kind.severity() == Severity::Info)
+            .all(|f| f.kind.severity_with(strict) != Severity::Error)
     }
 }
 
@@ -228,22 +266,11 @@ pub fn fsck(layout: &Layout, opts: &FsckOptions<'_>) -> Result<Report> {
         }
         match &n.status {
             DocStatus::Unparseable(m) => push(FindingKind::Unparseable, m.clone()),
-            DocStatus::Cycle => push(
-                FindingKind::Cycle,
-                "a document names one of its ancestors".into(),
-            ),
-            DocStatus::Truncated => push(
-                FindingKind::Cycle,
-                format!("more than {} nodes: walk stopped", crate::walk::NODE_LIMIT),
-            ),
-            DocStatus::TooDeep => push(
-                FindingKind::TooDeep,
-                format!(
-                    "nested more than {} levels deep: not followed",
-                    crate::walk::MAX_DEPTH
-                ),
-            ),
-            _ => {}
+            status => {
+                if let Some((kind, detail)) = status_finding(status) {
+                    push(kind, detail)
+                }
+            }
         }
         if let Some(data) = &n.descriptor.data {
             match base64::engine::general_purpose::STANDARD.decode(data) {
@@ -419,6 +446,29 @@ pub fn fsck(layout: &Layout, opts: &FsckOptions<'_>) -> Result<Report> {
         blobs_checked: walk.unique().len(),
         bytes_hashed,
     })
+}
+
+/// The finding for a document the walk stopped at, if any: a loop, too many nodes, too deep.
+fn status_finding(status: &DocStatus) -> Option<(FindingKind, String)> {
+    match status {
+        DocStatus::Cycle => Some((
+            FindingKind::Cycle,
+            "a document names one of its ancestors".into(),
+        )),
+        // Not a loop: a graph (often a DAG of shared documents) larger than the walk follows.
+        DocStatus::Truncated => Some((
+            FindingKind::TooManyNodes,
+            format!("more than {} nodes: walk stopped", crate::walk::NODE_LIMIT),
+        )),
+        DocStatus::TooDeep => Some((
+            FindingKind::TooDeep,
+            format!(
+                "nested more than {} levels deep: not followed",
+                crate::walk::MAX_DEPTH
+            ),
+        )),
+        _ => None,
+    }
 }
 
 fn error_finding(e: &Error, walk: &Walk, i: usize) -> Finding {
@@ -769,5 +819,48 @@ impl<R: Read> Read for Progress<'_, R> {
             p(n as u64);
         }
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_real_loop_is_a_cycle() {
+        // A graph larger than the walk follows (documents shared by many parents) is not a
+        // loop: it has its own kind.
+        assert_eq!(
+            status_finding(&DocStatus::Truncated),
+            Some((
+                FindingKind::TooManyNodes,
+                "more than 1000000 nodes: walk stopped".to_string()
+            ))
+        );
+        assert_eq!(
+            status_finding(&DocStatus::Cycle).map(|f| f.0),
+            Some(FindingKind::Cycle)
+        );
+        assert_eq!(FindingKind::TooManyNodes.name(), "too-many-nodes");
+    }
+
+    #[test]
+    fn conformance_is_a_warning_unless_strict() {
+        for k in [FindingKind::Invalid, FindingKind::MediaTypeMismatch] {
+            assert_eq!(k.severity(), Severity::Warning);
+            assert_eq!(k.severity_with(true), Severity::Error);
+        }
+        for k in [
+            FindingKind::Missing,
+            FindingKind::DigestMismatch,
+            FindingKind::SizeMismatch,
+            FindingKind::Unparseable,
+            FindingKind::Unreadable,
+            FindingKind::TooDeep,
+            FindingKind::Cycle,
+        ] {
+            assert_eq!(k.severity_with(false), Severity::Error, "{k:?}");
+        }
+        assert_eq!(FindingKind::Advisory.severity_with(true), Severity::Info);
     }
 }

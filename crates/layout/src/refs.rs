@@ -4,6 +4,18 @@ use std::path::Path;
 
 use crate::{Descriptor, Digest, Error, Index, Result};
 
+/// The image ID of an `index.json` entry, as `docker images` and `docker inspect` show it: the
+/// digest of the config of the image manifest the entry names (read capped and verified);
+/// `None` for an index, an artifact or any other entry.
+pub fn image_id(layout: &crate::Layout, d: &Descriptor) -> Result<Option<Digest>> {
+    if d.media_type.class() != crate::Class::Manifest {
+        return Ok(None);
+    }
+    let m = layout.read_json::<crate::Manifest>(&d.digest, Some(d.size))?;
+    let config = m.value.config;
+    Ok((config.media_type.class() == crate::Class::Config).then_some(config.digest))
+}
+
 /// Is `name` a valid ref per the image-layout grammar?
 ///
 /// `ref ::= component ("/" component)*`, `component ::= alphanum (separator alphanum)*`,

@@ -131,12 +131,20 @@ pub(super) fn docker25(ctx: &mut Ctx<'_>, ar: &Archive, entries: &mut Vec<Entry>
             Class::Manifest => {
                 let man = read_manifest(ar, entry)?;
                 if man.config.media_type.class() == Class::Config {
+                    let names = docker25_names(&save, &[blob_member(&man.config.digest)], entry);
+                    if layers_as_asked(ctx, &man) {
+                        // Nothing to change (a containerd export, or Docker's save asked to
+                        // stay uncompressed): the entry and its blobs are kept byte for byte,
+                        // Docker media types included.
+                        copy_tree(ctx, ar, &bare)?;
+                        push_named(entries, bare, &names);
+                        continue;
+                    }
                     let mut d = write_image(ctx, ar, &image_plan(&man))?;
                     d.annotations = bare.annotations.clone();
                     if d.platform.is_none() {
                         d.platform = entry.platform.clone();
                     }
-                    let names = docker25_names(&save, &[blob_member(&man.config.digest)], entry);
                     push_named(entries, d, &names);
                     continue;
                 }
@@ -200,6 +208,15 @@ pub(super) fn docker25(ctx: &mut Ctx<'_>, ar: &Archive, entries: &mut Vec<Entry>
         copy_entry(ctx, ar, entry, entries)?;
     }
     Ok(())
+}
+
+/// Whether every layer of `man` is already compressed as the import asks (by its media type;
+/// the copy verifies each blob's digest): then import need not write a new manifest.
+fn layers_as_asked(ctx: &Ctx<'_>, man: &Manifest) -> bool {
+    let asked = ctx.opts.compress.compression;
+    man.layers
+        .iter()
+        .all(|l| l.media_type.class() == Class::Layer && l.media_type.compression() == Some(asked))
 }
 
 fn image_plan(man: &Manifest) -> ImagePlan {

@@ -123,6 +123,17 @@ pub fn import(
     if let Some(r) = &opts.ref_name {
         refs::check_ref_name(r)?;
     }
+    if sources
+        .iter()
+        .filter(|s| s.as_path() == Path::new(crate::source::STDIN))
+        .count()
+        > 1
+    {
+        return Err(Error::BadSource {
+            path: PathBuf::from(crate::source::STDIN),
+            reason: "standard input can be read only once".into(),
+        });
+    }
     let detected = sources
         .iter()
         .map(|p| detect(p))

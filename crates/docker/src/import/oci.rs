@@ -60,8 +60,30 @@ fn copied_entry(entry: &Descriptor) -> Entry {
     Entry {
         source: 0,
         descriptor: bare,
-        name: entry.ref_name().map(String::from),
+        name: entry_name(entry),
         image: false,
+    }
+}
+
+/// The ref of an OCI-shaped source's entry: its `org.opencontainers.image.ref.name`, except
+/// that containerd writes only the tag there (`1`) and the full name in
+/// `io.containerd.image.name` (`docker.io/library/app:1`): an entry without a ref, or whose
+/// ref is just the tag of that name, takes the full name.
+pub(super) fn entry_name(entry: &Descriptor) -> Option<String> {
+    let full = entry
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(super::CONTAINERD_NAME))
+        .filter(|f| ocikit_layout::refs::check_ref_name(f).is_ok());
+    match (entry.ref_name(), full) {
+        (None, Some(full)) => Some(full.clone()),
+        (Some(r), Some(full))
+            if !r.contains([':', '/', '@'])
+                && full.strip_suffix(r).is_some_and(|p| p.ends_with(':')) =>
+        {
+            Some(full.clone())
+        }
+        (r, _) => r.map(String::from),
     }
 }
 

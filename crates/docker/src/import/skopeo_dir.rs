@@ -100,7 +100,14 @@ fn dir_image(
 ) -> Result<Descriptor> {
     let man: Manifest = serde_json::from_slice(bytes)
         .map_err(|e| Error::member(dir.path(), member, format!("not a manifest: {e}")))?;
-    if man.config.media_type.class() != Class::Config {
+    // The manifest's own type says what its config is: skopeo's `uncompressed-image-s2`
+    // labels a schema2 image's config `application/octet-stream`, and skopeo reads it.
+    let image_manifest = matches!(
+        man.media_type,
+        Some(MediaType::DockerManifest | MediaType::OciManifest)
+    );
+    let untyped = man.config.media_type.as_str() == "application/octet-stream";
+    if man.config.media_type.class() != Class::Config && !(image_manifest && untyped) {
         return Err(Error::member(
             dir.path(),
             member,

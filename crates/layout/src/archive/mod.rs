@@ -28,6 +28,7 @@
 //! `bundle::is_bundle_part`.
 
 pub mod read;
+pub mod spool;
 pub mod write;
 
 use std::path::{Path, PathBuf};

@@ -23,9 +23,11 @@
 //!
 //! `.tar.gz` and `.tar.zst` archives are recognised by their first bytes and decompressed once
 //! into an anonymous temp file (removed by the kernel when closed), which is then read like any
-//! tar. Spooling costs disk space the size of the tar, but keeps one code path with random
-//! access (Docker archives put `manifest.json` last, so the layers are only known at the end)
-//! and keeps memory constant.
+//! tar; so is a tar read from a pipe ([`Archive::from_reader`]). Spooling costs disk space the
+//! size of the tar, but keeps one code path with random access (Docker archives put
+//! `manifest.json` last, so the layers are only known at the end) and keeps memory constant.
+//! The spool is bounded (ratio and free space, [`super::spool`]), and a full temp directory is
+//! named as the cause.
 //!
 //! [`Stream`] reads a plain tar from any reader, front to back, with the same [`Limits`] and
 //! the same per-member checks. The tar reader is used in raw mode: extension headers (GNU long
@@ -45,12 +47,35 @@ use super::{
     checked_header, extension_too_large, is_extension, join_link, normalize, Admission,
     ArchiveError as Error, Limits, MemberKind, Result, BLOCK,
 };
-use crate::compress::{decompressor, read_full, sniff, Sniffed, SNIFF_LEN};
-use crate::layer::copy_large;
+use crate::compress::{read_full, sniff, Sniffed, SNIFF_LEN};
 use crate::Compression;
 
 /// How many links [`Archive::resolve`] follows before calling it a loop.
 const LINK_HOPS: usize = 32;
+
+/// The compression of a tar from its first bytes; bzip2, xz and nothing at all are refused.
+fn compression_of(path: &Path, head: &[u8]) -> Result<Compression> {
+    let bad = |reason: &str| Error::bad(path, reason);
+    let compression = match sniff(head) {
+        Sniffed::Known(c) => c,
+        Sniffed::Bzip2 => {
+            return Err(bad(
+                "bzip2-compressed; only plain, gzip and zstd tars are read",
+            ))
+        }
+        Sniffed::Xz => {
+            return Err(bad(
+                "xz-compressed; only plain, gzip and zstd tars are read",
+            ))
+        }
+        // Old-style (v7) tars have no magic: let the tar reader decide.
+        Sniffed::Unknown => Compression::None,
+    };
+    if head.is_empty() {
+        return Err(bad("not a tar archive: the file is empty"));
+    }
+    Ok(compression)
+}
 
 /// One member of the archive.
 #[derive(Debug, Clone)]
@@ -86,40 +111,36 @@ impl Archive {
         head.truncate(n);
         file.seek(SeekFrom::Start(0))
             .map_err(|e| Error::io(path, e))?;
-        let bad = |reason: &str| Error::bad(path, reason);
-        let compression = match sniff(&head) {
-            Sniffed::Known(c) => c,
-            Sniffed::Bzip2 => {
-                return Err(bad(
-                    "bzip2-compressed; only plain, gzip and zstd tars are read",
-                ))
-            }
-            Sniffed::Xz => {
-                return Err(bad(
-                    "xz-compressed; only plain, gzip and zstd tars are read",
-                ))
-            }
-            // Old-style (v7) tars have no magic: let the tar reader decide.
-            Sniffed::Unknown => Compression::None,
-        };
-        if n == 0 {
-            return Err(bad("not a tar archive: the file is empty"));
-        }
+        let compression = compression_of(path, &head)?;
         let file = match compression {
             Compression::None => file,
-            c => {
-                let mut spool =
-                    tempfile::tempfile().map_err(|e| Error::io(std::env::temp_dir(), e))?;
-                let mut dec =
-                    decompressor(io::BufReader::new(file), c).map_err(|e| Error::io(path, e))?;
-                copy_large(&mut dec, &mut spool)
-                    .map_err(|e| bad(&format!("not a readable {} stream: {e}", c.as_str())))?;
-                spool
-                    .seek(SeekFrom::Start(0))
-                    .map_err(|e| Error::io(path, e))?;
-                spool
-            }
+            c => super::spool::spool(io::BufReader::new(file), path, c)?,
         };
+        Archive::indexed(path, file, limits, compression)
+    }
+
+    /// Read a tar (plain, gzip or zstd) from a stream, such as a pipe from `docker save`: it is
+    /// spooled once into an anonymous temp file, within the spool's bounds
+    /// ([`super::spool`]), then indexed within `limits`. `path` names it in messages.
+    pub fn from_reader(reader: impl Read, path: &Path, limits: &Limits) -> Result<Archive> {
+        let mut reader = reader;
+        let mut head = vec![0u8; SNIFF_LEN];
+        let n = read_full(&mut reader, &mut head).map_err(|e| Error::io(path, e))?;
+        head.truncate(n);
+        let compression = compression_of(path, &head)?;
+        let whole = io::Cursor::new(head).chain(reader);
+        let file = super::spool::spool(whole, path, compression)?;
+        Archive::indexed(path, file, limits, compression)
+    }
+
+    fn indexed(
+        path: &Path,
+        mut file: File,
+        limits: &Limits,
+        compression: Compression,
+    ) -> Result<Archive> {
+        file.seek(SeekFrom::Start(0))
+            .map_err(|e| Error::io(path, e))?;
         let members = index(&file, path, limits)?;
         Ok(Archive {
             path: path.to_path_buf(),
