@@ -679,6 +679,53 @@ fn repositories_from_parent_dirs_and_repo_flags() {
 }
 
 #[test]
+fn a_layout_added_below_a_served_parent_is_served_without_restart_and_a_removed_one_is_gone() {
+    let tmp = tempdir();
+    let parent = tmp.path().join("mirror");
+    small_image(&parent.join("team/app"), "v1");
+    let s = Served::start(tmp.path(), &["mirror"]);
+    // The parent was searched at start; the next search is at least a second later.
+    std::thread::sleep(Duration::from_millis(1100));
+    small_image(&parent.join("new/app"), "v9");
+    small_image(&parent.join("Bad"), "v1");
+    let run = ocikit(
+        tmp.path(),
+        &["pull", &format!("{}/new/app:v9", s.addr), "out", "--json"],
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.json()["entries"][0]["digest"], A_MANIFEST);
+    let r = get(&s.addr, "/v2/_catalog", &[]);
+    assert_eq!(r.json(), json!({"repositories": ["new/app", "team/app"]}));
+    // A layout the search cannot serve is a warning (once), not a stop.
+    let bad = "ocikit: warning: `Bad` (for `mirror/Bad`) is not a valid repository name: lowercase letters and digits, separated by `.`, `_`, `__`, `-` or `/`";
+    let log = s.log_with(bad);
+    assert_eq!(
+        log.iter().filter(|l| l.as_str() == bad).count(),
+        1,
+        "{log:?}"
+    );
+
+    // A removed layout is unknown from the next request on.
+    std::fs::remove_dir_all(parent.join("team/app")).expect("rm");
+    let r = get(&s.addr, "/v2/team/app/manifests/v1", &[]);
+    assert_eq!(r.status, 404);
+    assert_eq!(
+        r.json(),
+        error_json(
+            "NAME_UNKNOWN",
+            "repository name not known to registry",
+            json!({"name": "team/app"})
+        )
+    );
+    std::thread::sleep(Duration::from_millis(1100));
+    let r = get(&s.addr, "/v2/_catalog", &[]);
+    assert_eq!(r.json(), json!({"repositories": ["new/app"]}));
+    let r = get(&s.addr, "/v2/new/app/manifests/v9", &[]);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("docker-content-digest"), Some(A_MANIFEST));
+}
+
+#[test]
 fn access_log_lines_and_quiet() {
     let tmp = tempdir();
     site(tmp.path());

@@ -43,6 +43,12 @@
 //! every row must keep), and `ocikit append` of a 50 MB directory against `umoci repack` of a
 //! bundle with the same directory in it.
 //!
+//! Serve rows (issue 11, [`serve`]): `ocikit serve` of image A's gzip layout against that
+//! registry serving the same image, with the same clients: manifest GETs by tag (`wrk`'s
+//! requests per second), three parallel `curl` GETs of the layers, `skopeo copy`, and the
+//! server's own peak RSS under 64 `wrk` connections. Their units are not all times, so they
+//! have a table of their own.
+//!
 //! Output: the table on stdout and in `<work>/results.md`, every sample in
 //! `<work>/samples.tsv`, each command's stdout/stderr under `<work>/logs/`.
 //!
@@ -56,6 +62,7 @@ mod fmt;
 mod inputs;
 mod measure;
 mod registry;
+mod serve;
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -885,6 +892,7 @@ pub fn main(args: &[String]) -> anyhow::Result<()> {
             println!("{:<18}   ocikit: {}", "", shown(&row.ocikit));
             println!("{:<18}   {}: {}", "", row.peer_name, shown(&row.peer));
         }
+        serve::list(&ocikit, &inp.a_gzip);
         return Ok(());
     }
 
@@ -931,9 +939,11 @@ pub fn main(args: &[String]) -> anyhow::Result<()> {
 
     // The registry rows' registry: started when one of them is selected, stopped (by PID)
     // when `_registry` is dropped at the end of this function, on error too.
-    let wants_registry = registry::ROWS
-        .iter()
-        .any(|id| args.only.is_empty() || args.only.iter().any(|o| selects(o, id)));
+    let serve_rows = serve::selected(&args.only, selects);
+    let wants_registry = !serve_rows.is_empty()
+        || registry::ROWS
+            .iter()
+            .any(|id| args.only.is_empty() || args.only.iter().any(|o| selects(o, id)));
     let (_registry, reg) = if !wants_registry {
         (None, None)
     } else if which("docker-registry").is_none() {
@@ -985,7 +995,7 @@ pub fn main(args: &[String]) -> anyhow::Result<()> {
         .iter()
         .filter(|r| args.only.is_empty() || args.only.iter().any(|o| selects(o, &r.id)))
         .collect();
-    if selected.is_empty() {
+    if selected.is_empty() && (serve_rows.is_empty() || reg.is_none()) {
         if wants_registry && reg.is_none() {
             bail!(
                 "the rows selected with --only {:?} need `docker-registry`, which is not installed",
@@ -1051,10 +1061,25 @@ pub fn main(args: &[String]) -> anyhow::Result<()> {
         }
         results.push(m);
     }
+    let serve_results = match (&_registry, serve_rows.is_empty()) {
+        (Some(server), false) => serve::run(
+            &serve::Ctx {
+                ocikit: &ocikit,
+                layout: &inp.a_gzip,
+                registry_host: &server.host,
+                registry_pid: server.pid(),
+                runs: args.runs,
+                logs: &logs,
+                scratch: &runs_dir.join("serve"),
+            },
+            &serve_rows,
+        )?,
+        _ => Vec::new(),
+    };
     measure::remove(&runs_dir)?;
     let disk_after = probe()?;
 
-    let report = render(
+    let mut report = render(
         &args,
         &inp,
         &ocikit,
@@ -1062,6 +1087,9 @@ pub fn main(args: &[String]) -> anyhow::Result<()> {
         &results,
         (disk_before, disk_after),
     )?;
+    if !serve_results.is_empty() {
+        report.push_str(&serve::render(&serve_results));
+    }
     print!("{report}");
     let results_md = work.join("results.md");
     fs::write(&results_md, &report)

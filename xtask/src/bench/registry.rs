@@ -41,6 +41,11 @@ impl Drop for Registry {
 }
 
 impl Registry {
+    /// Its process id (the serve rows read its peak RSS).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Start one under `dir` (config, storage; the previous storage is removed), its stderr
     /// to `log`. Waits until it accepts connections.
     pub fn start(dir: &Path, log: &Path) -> anyhow::Result<Registry> {

@@ -128,9 +128,14 @@ fn answer(shared: &Shared, req: &Request, r: Route<'_>) -> Response {
             json!({"name": name}),
         );
     }
-    let snaps = shared.snapshots();
-    let view = View::new(&shared.mounts, snaps);
-    if !matches!(r, Route::Catalog) && !view.has_repo(name) {
+    let mut view = shared.view();
+    // A repository no layout serves, or the catalog: a layout may have been added below (or
+    // removed from) a served parent directory since it was last searched.
+    let catalog = matches!(r, Route::Catalog);
+    if (catalog || !view.has_repo(name)) && shared.rescan() {
+        view = shared.view();
+    }
+    if !catalog && !view.has_repo(name) {
         return error(
             404,
             "NAME_UNKNOWN",
@@ -233,13 +238,7 @@ fn bad_digest(d: &str) -> Response {
     )
 }
 
-fn manifest(
-    shared: &Shared,
-    req: &Request,
-    view: &View<'_>,
-    name: &str,
-    reference: &str,
-) -> Response {
+fn manifest(shared: &Shared, req: &Request, view: &View, name: &str, reference: &str) -> Response {
     let unknown = || {
         error(
             404,
@@ -316,7 +315,7 @@ fn store_error(
     )
 }
 
-fn blob(shared: &Shared, req: &Request, view: &View<'_>, name: &str, digest: &str) -> Response {
+fn blob(shared: &Shared, req: &Request, view: &View, name: &str, digest: &str) -> Response {
     let Ok(d) = Digest::parse(digest) else {
         return bad_digest(digest);
     };
@@ -452,7 +451,7 @@ pub fn parse_range(h: &str, len: u64) -> Range {
     }
 }
 
-fn referrers(req: &Request, view: &View<'_>, name: &str, digest: &str) -> Response {
+fn referrers(req: &Request, view: &View, name: &str, digest: &str) -> Response {
     let Ok(d) = Digest::parse(digest) else {
         return bad_digest(digest);
     };

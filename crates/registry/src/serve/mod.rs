@@ -32,7 +32,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use self::auth::Htpasswd;
 use self::http::{Conn, ReadError, Request, Stream};
-use self::repos::{Mounts, Snapshot, Source};
+use self::repos::{Mounts, Source, View};
 
 /// How long a stop waits for responses in flight.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -149,13 +149,23 @@ pub struct Shared {
 }
 
 impl Shared {
-    /// The current snapshots; problems found by a rebuild are logged.
-    fn snapshots(&self) -> Vec<Arc<Snapshot>> {
-        let (snaps, problems) = self.mounts.snapshots();
+    /// A view of the current snapshots; problems found by a rebuild are logged.
+    fn view(&self) -> View {
+        let (view, problems) = self.mounts.view();
         for p in problems {
             self.warn(&p);
         }
-        snaps
+        view
+    }
+
+    /// Search the parent directories for layouts again (rate-limited, see
+    /// [`Mounts::rescan`]); whether the served layouts changed. Problems are logged.
+    fn rescan(&self) -> bool {
+        let (changed, problems) = self.mounts.rescan();
+        for p in problems {
+            self.warn(&p);
+        }
+        changed
     }
 
     /// A warning on stderr (never silenced).
@@ -217,7 +227,7 @@ impl Server {
             Some(p) => Some(Htpasswd::load(p)?),
             None => None,
         };
-        let (_, startup_problems) = mounts.snapshots();
+        let (_, startup_problems) = mounts.view();
         let bind_err = |source| ServeError::Bind {
             addr: opts.listen.clone(),
             source,

@@ -15,7 +15,8 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use ocikit_layout::engine::{plan, Plan};
 use ocikit_layout::{
@@ -42,6 +43,9 @@ pub enum Source {
 
 /// How deep below a served parent directory layouts are looked for.
 pub const DISCOVER_DEPTH: usize = 8;
+
+/// The least time between two searches of the parent directories for layouts.
+pub const RESCAN_INTERVAL: Duration = Duration::from_secs(1);
 
 /// One served layout.
 #[derive(Debug)]
@@ -118,16 +122,23 @@ impl Mount {
 /// Plan what `layout`'s `index.json` reaches now.
 fn build(own: &str, layout: &Layout) -> Snapshot {
     let mut snap = Snapshot::default();
-    snap.tags.insert(own.to_string(), BTreeMap::new());
     let (index, stamp) = match layout.read_index_stamped() {
         Ok((raw, stamp)) => (raw.value, stamp),
+        Err(e) if !layout.root().join("oci-layout").exists() => {
+            // The layout was removed: not even its own repository is served.
+            snap.problems
+                .push(format!("serving nothing of it: it is gone ({e})"));
+            return snap;
+        }
         Err(e) => {
+            snap.tags.insert(own.to_string(), BTreeMap::new());
             // Not read again until it changes (a file that is absent is looked for each time).
             snap.stamp = layout.index_stamp().ok().flatten();
             snap.problems.push(format!("serving nothing of it: {e}"));
             return snap;
         }
     };
+    snap.tags.insert(own.to_string(), BTreeMap::new());
     snap.stamp = Some(stamp);
     // One traversal for every entry; when an entry's image cannot be planned, each entry is
     // planned alone to find which, and the rest are planned again together.
@@ -223,10 +234,18 @@ fn referrers(
     out
 }
 
-/// Every served layout, in the order given.
+/// Every served layout, in the order given (layouts found below a parent directory in the
+/// order of their paths).
 #[derive(Debug)]
 pub struct Mounts {
-    mounts: Vec<Mount>,
+    /// The layouts that are not searched for: `--repo` ones and directories that are layouts.
+    fixed: Vec<(String, PathBuf)>,
+    /// The parent directories searched for layouts, in the order given.
+    parents: Vec<PathBuf>,
+    opts: Options,
+    current: RwLock<Arc<Vec<Arc<Mount>>>>,
+    /// When the parents were last searched, and what that search could not serve.
+    scanned: Mutex<(Instant, Vec<String>)>,
 }
 
 /// A blob or manifest found for a request, and where.
@@ -247,6 +266,8 @@ impl Mounts {
     /// refused now) and give each its repository name.
     pub fn discover(sources: &[Source], opts: &Options) -> Result<Mounts, ServeError> {
         let mut found: Vec<(String, PathBuf)> = Vec::new();
+        let mut fixed: Vec<(String, PathBuf)> = Vec::new();
+        let mut parents: Vec<PathBuf> = Vec::new();
         for s in sources {
             match s {
                 Source::Named { name, dir } => {
@@ -257,6 +278,7 @@ impl Mounts {
                         });
                     }
                     found.push((name.clone(), dir.clone()));
+                    fixed.push((name.clone(), dir.clone()));
                 }
                 Source::Dir(dir) if dir.join("oci-layout").exists() => {
                     let canon = dir.canonicalize().map_err(|e| ServeError::Io {
@@ -273,18 +295,20 @@ impl Mounts {
                             path: dir.clone(),
                         });
                     }
-                    found.push((name, dir.clone()));
+                    found.push((name.clone(), dir.clone()));
+                    fixed.push((name, dir.clone()));
                 }
                 Source::Dir(dir) => {
                     let before = found.len();
-                    discover_under(dir, dir, 0, &mut found)?;
+                    discover_under(dir, dir, 0, &mut found, &mut Err)?;
                     if found.len() == before {
                         return Err(ServeError::NoLayouts { path: dir.clone() });
                     }
+                    parents.push(dir.clone());
                 }
             }
         }
-        let mut mounts: Vec<Mount> = Vec::new();
+        let mut mounts: Vec<Arc<Mount>> = Vec::new();
         for (name, dir) in found {
             if let Some(m) = mounts.iter().find(|m| m.name == name) {
                 return Err(ServeError::DuplicateName {
@@ -294,22 +318,100 @@ impl Mounts {
                 });
             }
             let layout = Layout::open(&dir, opts.clone())?;
-            mounts.push(Mount::new(name, layout));
+            mounts.push(Arc::new(Mount::new(name, layout)));
         }
-        Ok(Mounts { mounts })
+        Ok(Mounts {
+            fixed,
+            parents,
+            opts: opts.clone(),
+            current: RwLock::new(Arc::new(mounts)),
+            scanned: Mutex::new((Instant::now(), Vec::new())),
+        })
     }
 
-    /// The layouts.
-    pub fn list(&self) -> &[Mount] {
-        &self.mounts
+    /// The layouts served now.
+    pub fn list(&self) -> Arc<Vec<Arc<Mount>>> {
+        self.current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
-    /// The current snapshot of every layout, with the problems found by rebuilding any of
-    /// them now.
-    pub fn snapshots(&self) -> (Vec<Arc<Snapshot>>, Vec<String>) {
+    /// Search the parent directories again, unless they were searched less than
+    /// [`RESCAN_INTERVAL`] ago (or a search is running now): layouts added below them are
+    /// served from now on, removed ones are dropped, the others keep their snapshots. Returns
+    /// whether the served layouts changed, and what the search could not serve when that
+    /// differs from the previous search's (worth a warning).
+    pub fn rescan(&self) -> (bool, Vec<String>) {
+        if self.parents.is_empty() {
+            return (false, Vec::new());
+        }
+        let Ok(mut scanned) = self.scanned.try_lock() else {
+            return (false, Vec::new());
+        };
+        if scanned.0.elapsed() < RESCAN_INTERVAL {
+            return (false, Vec::new());
+        }
+        let mut problems: Vec<String> = Vec::new();
+        let mut found = self.fixed.clone();
+        for dir in &self.parents {
+            let mut lenient = |e: ServeError| {
+                problems.push(e.to_string());
+                Ok(())
+            };
+            if let Err(e) = discover_under(dir, dir, 0, &mut found, &mut lenient) {
+                problems.push(e.to_string());
+            }
+        }
+        let old = self.list();
+        let mut mounts: Vec<Arc<Mount>> = Vec::new();
+        for (name, dir) in found {
+            if let Some(m) = mounts.iter().find(|m| m.name == name) {
+                problems.push(
+                    ServeError::DuplicateName {
+                        name,
+                        first: m.layout.root().to_path_buf(),
+                        second: dir,
+                    }
+                    .to_string(),
+                );
+                continue;
+            }
+            if let Some(m) = old
+                .iter()
+                .find(|m| m.name == name && m.layout.root() == dir)
+            {
+                mounts.push(m.clone());
+                continue;
+            }
+            match Layout::open(&dir, self.opts.clone()) {
+                Ok(layout) => mounts.push(Arc::new(Mount::new(name, layout))),
+                Err(e) => problems.push(format!("not serving `{}`: {e}", dir.display())),
+            }
+        }
+        let changed = mounts.len() != old.len()
+            || mounts
+                .iter()
+                .zip(old.iter())
+                .any(|(a, b)| !Arc::ptr_eq(a, b));
+        if changed {
+            *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(mounts);
+        }
+        let news = if problems != scanned.1 {
+            problems.clone()
+        } else {
+            Vec::new()
+        };
+        *scanned = (Instant::now(), problems);
+        (changed, news)
+    }
+
+    /// A view of every layout served now (its current snapshot), with the problems found by
+    /// rebuilding any of them now.
+    pub fn view(&self) -> (View, Vec<String>) {
+        let mounts = self.list();
         let mut problems = Vec::new();
-        let snaps = self
-            .mounts
+        let snaps = mounts
             .iter()
             .map(|m| {
                 let (s, fresh) = m.snapshot();
@@ -323,34 +425,25 @@ impl Mounts {
                 s
             })
             .collect();
-        (snaps, problems)
+        (View { mounts, snaps }, problems)
     }
 }
 
 /// A view of every layout at one moment, for one request.
 #[derive(Debug)]
-pub struct View<'a> {
-    mounts: &'a Mounts,
+pub struct View {
+    mounts: Arc<Vec<Arc<Mount>>>,
     snaps: Vec<Arc<Snapshot>>,
 }
 
-impl<'a> View<'a> {
-    /// The view from the current snapshots.
-    pub fn new(mounts: &'a Mounts, snaps: Vec<Arc<Snapshot>>) -> View<'a> {
-        View { mounts, snaps }
-    }
-
+impl View {
     /// The layouts serving repository `repo`, with their snapshots.
-    fn serving<'s>(
-        &'s self,
-        repo: &'s str,
-    ) -> impl Iterator<Item = (&'a Mount, &'s Snapshot)> + 's {
+    fn serving<'s>(&'s self, repo: &'s str) -> impl Iterator<Item = (&'s Mount, &'s Snapshot)> {
         self.mounts
-            .mounts
             .iter()
             .zip(self.snaps.iter())
             .filter(move |(_, s)| s.tags.contains_key(repo))
-            .map(|(m, s)| (m, &**s))
+            .map(|(m, s)| (&**m, &**s))
     }
 
     /// Does any layout serve `repo`?
@@ -375,7 +468,7 @@ impl<'a> View<'a> {
     }
 
     /// The manifest or index `tag` of `repo` names (the first layout that has it).
-    pub fn by_tag(&self, repo: &str, tag: &str) -> Option<Found<'a>> {
+    pub fn by_tag<'s>(&'s self, repo: &'s str, tag: &str) -> Option<Found<'s>> {
         self.serving(repo).find_map(|(m, s)| {
             let d = s.tags.get(repo)?.get(tag)?;
             Some(Found {
@@ -388,7 +481,12 @@ impl<'a> View<'a> {
     }
 
     /// A reachable blob of `repo` (`manifest`: only one read as a manifest or index).
-    pub fn by_digest(&self, repo: &str, digest: &Digest, manifest: bool) -> Option<Found<'a>> {
+    pub fn by_digest<'s>(
+        &'s self,
+        repo: &'s str,
+        digest: &Digest,
+        manifest: bool,
+    ) -> Option<Found<'s>> {
         self.serving(repo).find_map(|(m, s)| {
             let b = s.plan.get(digest)?;
             if manifest && !b.document {
@@ -418,12 +516,14 @@ impl<'a> View<'a> {
 }
 
 /// Layouts under `dir` (not `root` itself), named by their path below `root`; a layout's own
-/// subdirectories are not searched, and neither are symbolic links.
+/// subdirectories are not searched, and neither are symbolic links. A layout whose name is
+/// invalid goes to `bad` (which stops the search with its error, or lets it go on).
 fn discover_under(
     root: &Path,
     dir: &Path,
     depth: usize,
     found: &mut Vec<(String, PathBuf)>,
+    bad: &mut dyn FnMut(ServeError) -> Result<(), ServeError>,
 ) -> Result<(), ServeError> {
     if depth >= DISCOVER_DEPTH {
         return Ok(());
@@ -454,11 +554,12 @@ fn discover_under(
                 .collect::<Vec<_>>()
                 .join("/");
             if !is_repository(&name) {
-                return Err(ServeError::InvalidName { name, path });
+                bad(ServeError::InvalidName { name, path })?;
+                continue;
             }
             found.push((name, path));
         } else {
-            discover_under(root, &path, depth + 1, found)?;
+            discover_under(root, &path, depth + 1, found, bad)?;
         }
     }
     Ok(())
