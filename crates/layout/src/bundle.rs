@@ -530,7 +530,7 @@ fn write(
             }
             Dest::Stream(w, name) => {
                 let len = write_part(&mut **w, name, part)?;
-                w.flush().map_err(|e| Error::io(*name, e))?;
+                w.flush().map_err(|e| Error::writing(*name, e))?;
                 streamed.push((name.to_path_buf(), len));
             }
         }
@@ -586,7 +586,7 @@ impl<R: Read> Read for HashTee<'_, R> {
 fn tar_error(e: ArchiveError, source: &Path, part: &Path) -> Error {
     match e {
         ArchiveError::Source { source: io, .. } => unwrap_io(io, source),
-        ArchiveError::Output { source: io } => Error::io(part, io),
+        ArchiveError::Output { source: io } => Error::writing(part, io),
         e => Error::Archive(e),
     }
 }
@@ -716,6 +716,9 @@ pub fn load(layout: &Layout, parts: &[PathBuf], dry_run: bool) -> Result<LoadRep
             Ok((bytes, m)) => {
                 bundles.insert(bytes, m);
             }
+            // The destination failing (a full disk) is not the part's fault: the load stops,
+            // as an import does; what verified so far stays for the next load to reuse.
+            Err(e) if e.is_write_failure() => return Err(e),
             Err(e) => pr.errors.push(e.to_string()),
         }
         report.parts.push(pr);
@@ -998,7 +1001,8 @@ fn load_part(
                         .algorithm()
                         .ok_or_else(|| Error::Unverifiable(digest.clone()))?,
                 )?;
-                copy_large(&mut entry, &mut w).map_err(|e| Error::io(path, e))?;
+                // A read error is the part's; a write error carries the file it names.
+                copy_large(&mut entry, &mut w).map_err(|e| unwrap_io(e, path))?;
                 w.finish_expect(&digest, Some(b.size)).map(|_| ())
             };
             match res {
@@ -1007,6 +1011,7 @@ fn load_part(
                     pr.written.push(digest);
                     crate::fault::point("bundle-mid-load");
                 }
+                Err(e) if e.is_write_failure() => return Err(e),
                 Err(e) => pr.errors.push(format!("rejected blob `{digest}`: {e}")),
             }
             continue;

@@ -477,11 +477,14 @@ impl Layout {
                 .map_err(|e| Error::io(tmp.path(), e))?,
             _ => {}
         }
-        tmp.write_all(bytes).map_err(|e| Error::io(tmp.path(), e))?;
+        let tmp_path = tmp.path().to_path_buf();
+        let failed = |e| Error::Write {
+            path: tmp_path.clone(),
+            source: e,
+        };
+        tmp.as_file_mut().write_all(bytes).map_err(failed)?;
         if self.opts.durable {
-            tmp.as_file()
-                .sync_all()
-                .map_err(|e| Error::io(tmp.path(), e))?;
+            tmp.as_file().sync_all().map_err(failed)?;
         }
         crate::fault::point("before-rename");
         tmp.persist(&dest).map_err(|e| Error::io(&dest, e.error))?;
@@ -773,7 +776,10 @@ pub fn new_temp_in(dir: &Path) -> Result<tempfile::NamedTempFile> {
         .prefix(TEMP_PREFIX)
         .permissions(Permissions::from_mode(0o666))
         .tempfile_in(dir)
-        .map_err(|e| Error::io(dir, e))
+        .map_err(|e| Error::Write {
+            path: dir.to_path_buf(),
+            source: e,
+        })
 }
 
 /// fsync a directory, so renames in it are durable.
@@ -1050,13 +1056,21 @@ pub struct BlobWriter {
 
 impl Write for BlobWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.file.write(buf)?;
+        // A failure names this file (a full disk is not the source's fault).
+        let n = self
+            .file
+            .as_file_mut()
+            .write(buf)
+            .map_err(|e| Error::write_failed(self.file.path(), e))?;
         self.hasher.update(&buf[..n]);
         let before = self.size;
         self.size += n as u64;
         if self.durable && before / EARLY_SYNC_STEP != self.size / EARLY_SYNC_STEP {
             if self.early.is_none() {
-                self.early = Some(EarlySync::start(self.file.as_file())?);
+                self.early = Some(
+                    EarlySync::start(self.file.as_file())
+                        .map_err(|e| Error::write_failed(self.file.path(), e))?,
+                );
             }
             if let Some(e) = &self.early {
                 e.kick();
@@ -1088,9 +1102,14 @@ impl BlobWriter {
             early,
         } = self;
         let digest = hasher.finish();
-        file.flush().map_err(|e| Error::io(file.path(), e))?;
+        let tmp_path = file.path().to_path_buf();
+        let failed = |e| Error::Write {
+            path: tmp_path.clone(),
+            source: e,
+        };
+        file.flush().map_err(failed)?;
         if let Some(mut e) = early {
-            e.stop().map_err(|e| Error::io(file.path(), e))?;
+            e.stop().map_err(failed)?;
         }
         let dest = dir.join(digest.encoded());
         if fs::symlink_metadata(&dest).is_ok_and(|m| m.is_file() && m.len() == size)
@@ -1101,9 +1120,10 @@ impl BlobWriter {
             return Ok((digest, size));
         }
         if durable {
-            file.as_file()
-                .sync_all()
-                .map_err(|e| Error::io(file.path(), e))?;
+            file.as_file().sync_all().map_err(|e| Error::Write {
+                path: file.path().to_path_buf(),
+                source: e,
+            })?;
         }
         file.persist(&dest).map_err(|e| Error::io(&dest, e.error))?;
         Ok((digest, size))

@@ -166,7 +166,10 @@ impl AtomicFile {
             Target::Temp(t) => t,
         };
         if durable && !synced {
-            tmp.as_file().sync_all().map_err(|e| Error::io(&dest, e))?;
+            tmp.as_file().sync_all().map_err(|e| Error::Write {
+                path: dest.clone(),
+                source: e,
+            })?;
         }
         tmp.persist(&dest).map_err(|e| Error::io(&dest, e.error))?;
         if durable {
@@ -226,11 +229,13 @@ impl OutputWriter<'_> {
             synced,
             dest,
         } = self;
-        let sink = inner
-            .into_inner()
-            .map_err(|e| Error::io(dest, e.into_error()))?;
+        let failed = |e| Error::Write {
+            path: dest.to_path_buf(),
+            source: e,
+        };
+        let sink = inner.into_inner().map_err(|e| failed(e.into_error()))?;
         if let Sink::Syncing(s) = sink {
-            s.finish().map_err(|e| Error::io(dest, e))?;
+            s.finish().map_err(failed)?;
             *synced = true;
         }
         *written += count;
@@ -240,13 +245,19 @@ impl OutputWriter<'_> {
 
 impl Write for OutputWriter<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
+        // A failure names the output file, whatever the caller was copying from.
+        let n = self
+            .inner
+            .write(buf)
+            .map_err(|e| Error::write_failed(self.dest, e))?;
         self.count += n as u64;
         Ok(n)
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
+        self.inner
+            .flush()
+            .map_err(|e| Error::write_failed(self.dest, e))
     }
 }
 

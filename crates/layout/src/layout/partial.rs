@@ -176,9 +176,10 @@ impl Partial<'_> {
                 break;
             }
             h.update(&buf[..k]);
-            self.file
-                .write_all(&buf[..k])
-                .map_err(|e| Error::io(&self.path, e))?;
+            self.file.write_all(&buf[..k]).map_err(|e| Error::Write {
+                path: self.path.clone(),
+                source: e,
+            })?;
             count += k as u64;
         }
         if count != len {
@@ -191,7 +192,10 @@ impl Partial<'_> {
             });
         }
         if self.layout.opts.durable {
-            self.file.sync_all().map_err(|e| Error::io(&self.path, e))?;
+            self.file.sync_all().map_err(|e| Error::Write {
+                path: self.path.clone(),
+                source: e,
+            })?;
         }
         Ok(WrittenChunk {
             blob: self.digest.clone(),
@@ -230,9 +234,13 @@ impl Partial<'_> {
         };
         let p = &self.list_path;
         list.seek(SeekFrom::End(0)).map_err(|e| Error::io(p, e))?;
-        writeln!(list, "{}", chunk.n).map_err(|e| Error::io(p, e))?;
+        let failed = |e| Error::Write {
+            path: p.clone(),
+            source: e,
+        };
+        writeln!(list, "{}", chunk.n).map_err(failed)?;
         if self.layout.opts.durable {
-            list.sync_all().map_err(|e| Error::io(p, e))?;
+            list.sync_all().map_err(failed)?;
         }
         self.done.insert(chunk.n);
         Ok(())
@@ -268,7 +276,10 @@ impl Partial<'_> {
             return Err(e);
         }
         if self.layout.opts.durable {
-            self.file.sync_all().map_err(|e| Error::io(&self.path, e))?;
+            self.file.sync_all().map_err(|e| Error::Write {
+                path: self.path.clone(),
+                source: e,
+            })?;
         }
         let dest = self.layout.blob_path(&self.digest);
         fs::rename(&self.path, &dest).map_err(|e| Error::io(&dest, e))?;
