@@ -465,7 +465,7 @@ fn blob_name(d: &Digest) -> String {
 }
 
 fn json_bytes<T: serde::Serialize>(v: &T, what: &str) -> Result<Vec<u8>> {
-    serde_json::to_vec(v).map_err(|e| {
+    ocikit_layout::json::to_vec(v).map_err(|e| {
         Error::Layout(ocikit_layout::Error::Json {
             what: what.into(),
             source: e,

@@ -367,7 +367,7 @@ fn write(
         .collect();
     let mut index = Index::empty();
     index.manifests = sel.entries.clone();
-    let index_bytes = serde_json::to_vec(&index).map_err(|e| Error::Json {
+    let index_bytes = crate::json::to_vec(&index).map_err(|e| Error::Json {
         what: "index.json".into(),
         source: e,
     })?;
@@ -403,7 +403,7 @@ fn write(
             blobs: plan.blobs.clone(),
             assumed: assumed.clone(),
         };
-        let mut bytes = serde_json::to_vec_pretty(&manifest).map_err(|e| Error::Json {
+        let mut bytes = crate::json::to_vec_pretty(&manifest).map_err(|e| Error::Json {
             what: "bundle.json".into(),
             source: e,
         })?;
@@ -541,7 +541,7 @@ fn write(
         parts.push((file.commit()?, len));
     }
     let manifest: BundleManifest =
-        serde_json::from_slice(&manifest_bytes).map_err(|e| Error::Json {
+        crate::json::from_slice(&manifest_bytes).map_err(|e| Error::Json {
             what: "bundle.json".into(),
             source: e,
         })?;
@@ -947,7 +947,7 @@ fn load_part(
     first
         .read_to_end(&mut mbytes)
         .map_err(|e| Error::io(path, e))?;
-    let manifest: BundleManifest = serde_json::from_slice(&mbytes).map_err(|e| Error::Json {
+    let manifest: BundleManifest = crate::json::from_slice(&mbytes).map_err(|e| Error::Json {
         what: format!("{what}: bundle.json"),
         source: e,
     })?;

@@ -893,7 +893,7 @@ impl<'a> WriteLock<'a> {
     /// Commit `index.json`: make the blob directories durable, then write the index by
     /// temp file + rename + directory fsync. This is the commit point of every mutation.
     pub fn commit_index(&self, index: &Index) -> Result<()> {
-        let bytes = serde_json::to_vec(index).map_err(|e| Error::Json {
+        let bytes = crate::json::to_vec(index).map_err(|e| Error::Json {
             what: "index.json".into(),
             source: e,
         })?;

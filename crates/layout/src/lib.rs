@@ -30,6 +30,7 @@ pub mod fault;
 pub mod fsck;
 pub mod gc;
 pub mod inventory;
+pub mod json;
 pub mod layer;
 mod layout;
 mod media_type;
