@@ -251,6 +251,7 @@ fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
         }
     };
+    exit_tidily_on_signals();
     match run(&cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
@@ -261,6 +262,24 @@ fn main() -> ExitCode {
             ExitCode::from(output::exit_code_of(&e))
         }
     }
+}
+
+/// SIGINT and SIGTERM: remove the temp files and new directories the command registered
+/// (`ocikit_layout::cleanup`), then exit with the conventional 128 + signal number (130, 143).
+/// The only place ocikit handles signals.
+fn exit_tidily_on_signals() {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM]) else {
+        return;
+    };
+    let _ = std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            if let Some(sig) = signals.forever().next() {
+                ocikit_layout::cleanup::remove_all();
+                std::process::exit(128 + sig);
+            }
+        });
 }
 
 fn run(cli: &Cli) -> anyhow::Result<Code> {

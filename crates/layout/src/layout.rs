@@ -448,6 +448,7 @@ impl Layout {
                     }
                     return Ok(WriteLock {
                         layout: self,
+                        _held: crate::cleanup::locked(&dir),
                         _dir: dir,
                     });
                 }
@@ -469,7 +470,7 @@ impl Layout {
     /// file gets the umask's mode; a replaced one keeps the mode it had.
     fn write_file_atomic(&self, name: &str, bytes: &[u8]) -> Result<()> {
         let dest = self.root.join(name);
-        let mut tmp = new_temp_in(&self.root)?;
+        let (mut tmp, _cleanup) = new_temp_in(&self.root)?;
         match fs::symlink_metadata(&dest) {
             Ok(m) if m.is_file() => tmp
                 .as_file()
@@ -770,16 +771,19 @@ pub(crate) fn open_store_rw(path: &Path) -> Result<(File, bool)> {
 }
 
 /// A temp file in `dir` for something that is renamed into place: created exclusively, with
-/// the mode a new file gets (0666 less the umask), not tempfile's private 0600.
-pub fn new_temp_in(dir: &Path) -> Result<tempfile::NamedTempFile> {
-    tempfile::Builder::new()
+/// the mode a new file gets (0666 less the umask), not tempfile's private 0600. It is removed
+/// on SIGINT or SIGTERM while the returned guard lives ([`crate::cleanup`]).
+pub fn new_temp_in(dir: &Path) -> Result<(tempfile::NamedTempFile, crate::cleanup::Registered)> {
+    let tmp = tempfile::Builder::new()
         .prefix(TEMP_PREFIX)
         .permissions(Permissions::from_mode(0o666))
         .tempfile_in(dir)
         .map_err(|e| Error::Write {
             path: dir.to_path_buf(),
             source: e,
-        })
+        })?;
+    let guard = crate::cleanup::temp_file(tmp.path());
+    Ok((tmp, guard))
 }
 
 /// fsync a directory, so renames in it are durable.
@@ -808,6 +812,9 @@ pub fn unwrap_io(e: io::Error, path: &Path) -> Error {
 #[derive(Debug)]
 pub struct WriteLock<'a> {
     layout: &'a Layout,
+    /// Tells a signal's cleanup that this process holds the lock (a new directory it holds
+    /// may be removed).
+    _held: Option<crate::cleanup::Registered>,
     _dir: File,
 }
 
@@ -825,9 +832,10 @@ impl<'a> WriteLock<'a> {
     /// A writer for a new blob hashed with `alg`.
     pub fn blob_writer_for(&self, alg: Algorithm) -> Result<BlobWriter> {
         let dir = self.layout.create_blobs_dir(alg.as_str())?;
-        let file = new_temp_in(&dir)?;
+        let (file, cleanup) = new_temp_in(&dir)?;
         Ok(BlobWriter {
             file,
+            _cleanup: cleanup,
             hasher: alg.hasher(),
             size: 0,
             dir,
@@ -1047,6 +1055,8 @@ impl Write for SyncingFile<'_> {
 #[derive(Debug)]
 pub struct BlobWriter {
     file: tempfile::NamedTempFile,
+    /// Removes the temp file on a signal, until it is renamed or dropped.
+    _cleanup: crate::cleanup::Registered,
     hasher: Hasher,
     size: u64,
     dir: PathBuf,
@@ -1100,6 +1110,7 @@ impl BlobWriter {
             dir,
             durable,
             early,
+            _cleanup,
         } = self;
         let digest = hasher.finish();
         let tmp_path = file.path().to_path_buf();

@@ -21,6 +21,7 @@
 pub mod archive;
 pub mod bundle;
 pub mod chunked;
+pub mod cleanup;
 pub mod compress;
 mod descriptor;
 mod digest;
