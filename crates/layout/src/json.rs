@@ -35,6 +35,43 @@ fn marker() -> &'static str {
     })
 }
 
+/// Is `tok` a JSON number (`-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`)? Anything else
+/// is left for the parser to refuse.
+fn is_number(tok: &str) -> bool {
+    let b = tok.as_bytes();
+    let mut i = usize::from(b.first() == Some(&b'-'));
+    let digits = |i: &mut usize| {
+        let start = *i;
+        while *i < b.len() && b[*i].is_ascii_digit() {
+            *i += 1;
+        }
+        *i - start
+    };
+    match b.get(i) {
+        Some(b'0') => i += 1,
+        Some(b'1'..=b'9') => {
+            digits(&mut i);
+        }
+        _ => return false,
+    }
+    if b.get(i) == Some(&b'.') {
+        i += 1;
+        if digits(&mut i) == 0 {
+            return false;
+        }
+    }
+    if matches!(b.get(i), Some(b'e' | b'E')) {
+        i += 1;
+        if matches!(b.get(i), Some(b'+' | b'-')) {
+            i += 1;
+        }
+        if digits(&mut i) == 0 {
+            return false;
+        }
+    }
+    i == b.len()
+}
+
 /// Does this number token come back as written through `serde_json`?
 fn round_trips(tok: &str) -> bool {
     let digits = tok.strip_prefix('-').unwrap_or(tok);
@@ -79,7 +116,8 @@ fn protect(bytes: &[u8]) -> Option<Vec<u8>> {
                 let Ok(tok) = std::str::from_utf8(&bytes[start..i]) else {
                     continue;
                 };
-                if round_trips(tok) {
+                // Not a number at all (`1.0.0`): the parser refuses it as it would anyway.
+                if !is_number(tok) || round_trips(tok) {
                     continue;
                 }
                 let o = out.get_or_insert_with(|| Vec::with_capacity(bytes.len() + 64));
@@ -179,6 +217,23 @@ mod tests {
         let e = from_slice::<Index>(input).expect_err("size is no integer");
         let plain = serde_json::from_slice::<Index>(input).expect_err("same");
         assert_eq!(e.to_string(), plain.to_string());
+    }
+
+    #[test]
+    fn what_is_not_a_number_is_left_for_the_parser_to_refuse() {
+        for bad in [
+            &b"{\"v\":1.0.0}"[..],
+            b"{\"v\":01}",
+            b"{\"v\":1.}",
+            b"{\"v\":-}",
+            b"[1e]",
+        ] {
+            let plain = serde_json::from_slice::<Value>(bad).expect_err("invalid");
+            let e = from_slice::<Value>(bad).expect_err("still invalid");
+            assert_eq!(e.to_string(), plain.to_string());
+        }
+        assert!(is_number("-0.5e+10") && is_number("0") && is_number("1E400"));
+        assert!(!is_number("1.0.0") && !is_number("01") && !is_number("+1"));
     }
 
     #[test]
