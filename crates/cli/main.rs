@@ -252,7 +252,15 @@ fn main() -> ExitCode {
         }
     };
     exit_tidily_on_signals();
-    match run(&cli) {
+    let result = run(&cli);
+    if ocikit_layout::cleanup::stopping() {
+        // A signal's cleanup is under way and exits with 130/143: the command's own end (an
+        // error about the files it removed) is not reported.
+        loop {
+            std::thread::park();
+        }
+    }
+    match result {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             if is_broken_pipe(&e) {

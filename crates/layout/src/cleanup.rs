@@ -16,7 +16,7 @@
 use std::collections::HashMap;
 use std::fs::{self, File};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 
 #[derive(Debug)]
@@ -70,9 +70,19 @@ pub fn locked(dir: &File) -> Option<Registered> {
     Some(register(Entry::Locked(st.st_dev, st.st_ino)))
 }
 
+/// Set once [`remove_all`] starts: the process is stopping.
+static STOPPING: AtomicBool = AtomicBool::new(false);
+
+/// Whether [`remove_all`] has started: the command is being stopped, and a failure it now
+/// meets (a temp file removed under it) is not worth reporting.
+pub fn stopping() -> bool {
+    STOPPING.load(Ordering::SeqCst)
+}
+
 /// Remove everything registered (see the module documentation). Errors are ignored: the
 /// process is about to exit, and what cannot be removed is left for `gc`.
 pub fn remove_all() {
+    STOPPING.store(true, Ordering::SeqCst);
     // Under the lock until the process exits: nothing deregisters half-way.
     with(remove_registered);
 }
