@@ -111,7 +111,12 @@ fn remove_registered(reg: &mut HashMap<u64, Entry>) {
             rustix::fs::flock(&dir, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_ok()
         };
         if (ours || free()) && crate::layout::same_dir(&dir, p) {
-            let _ = fs::remove_dir_all(p);
+            // The command's own threads may still be renaming a file into it: try again.
+            for _ in 0..3 {
+                if fs::remove_dir_all(p).is_ok() {
+                    break;
+                }
+            }
         }
     }
 }

@@ -166,10 +166,14 @@ fn restore(out: Vec<u8>) -> Vec<u8> {
         let Some(end) = out[num_start..].iter().position(|&b| b == b'"') else {
             break;
         };
-        res.extend_from_slice(&out[copied..start]);
-        res.extend_from_slice(&out[num_start..num_start + end]);
-        copied = num_start + end + 1;
-        at = find(&out, &pattern, copied);
+        let num = &out[num_start..num_start + end];
+        // Only a number is written back as one: the output is JSON whatever a string held.
+        if std::str::from_utf8(num).is_ok_and(is_number) {
+            res.extend_from_slice(&out[copied..start]);
+            res.extend_from_slice(num);
+            copied = num_start + end + 1;
+        }
+        at = find(&out, &pattern, num_start + end + 1);
     }
     res.extend_from_slice(&out[copied..]);
     res
@@ -234,6 +238,21 @@ mod tests {
         }
         assert!(is_number("-0.5e+10") && is_number("0") && is_number("1E400"));
         assert!(!is_number("1.0.0") && !is_number("01") && !is_number("+1"));
+    }
+
+    /// Found by fuzzing (the fuzzer can read the tag from memory; an input from outside the
+    /// process cannot): a string holding the tag and no number stays a string, so what is
+    /// written is JSON.
+    #[test]
+    fn a_marked_string_without_a_number_is_written_as_a_string() {
+        let input = format!(r#"{{"a":"{}1,5","b":"{}","c":1E2}}"#, marker(), marker());
+        let v: Value = from_slice(input.as_bytes()).expect("parses");
+        let out = to_vec(&v).expect("json");
+        let back: Value = from_slice(&out).expect("what is written parses");
+        assert_eq!(to_vec(&back).expect("json"), out);
+        assert!(String::from_utf8(out)
+            .expect("utf-8")
+            .ends_with(r#","c":1E2}"#));
     }
 
     #[test]
