@@ -155,3 +155,91 @@ fn gc_waits_for_a_writer_that_has_not_committed_yet() {
     want.insert("base".into());
     assert_eq!(refs_in(&lay), want);
 }
+
+/// fsck takes no lock. While `untag` + `gc` remove images it has just walked, it must not
+/// report their blobs `missing`: the layout is consistent at every moment (each state of
+/// `index.json` names only blobs that are there). Without the recheck against a fresh
+/// `index.json`, a few fsck runs in a hundred here reported `missing`.
+#[test]
+fn fsck_beside_untag_and_gc_reports_nothing_the_writer_caused() {
+    let lay = Lay::new();
+    let keep = lay.image("keep");
+    lay.set_index(&[named(&keep, "keep")]);
+    let done = AtomicBool::new(false);
+    let fsck_runs = AtomicUsize::new(0);
+    let bad = std::sync::Mutex::new(Vec::new());
+    const ROUNDS: usize = 15;
+    // Many small layers per image: fsck is still checking them when gc removes them.
+    const LAYERS: usize = 600;
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            while !done.load(Ordering::SeqCst) {
+                let (code, report) = lay.fsck();
+                let missing: Vec<Value> = report["findings"]
+                    .as_array()
+                    .expect("findings")
+                    .iter()
+                    .filter(|f| f["severity"] == "error")
+                    .cloned()
+                    .collect();
+                if code != 0 || !missing.is_empty() {
+                    bad.lock().expect("lock").push(missing);
+                }
+                fsck_runs.fetch_add(1, Ordering::SeqCst);
+            }
+        });
+        let _stop = StopOnDrop(&done);
+        let opts = Options {
+            durable: false,
+            ..Options::default()
+        };
+        let layout = Layout::open(&lay.root, opts).expect("open");
+        for i in 0..ROUNDS {
+            {
+                let lock = layout.lock().expect("lock");
+                let cfg = format!(
+                    r#"{{"architecture":"amd64","os":"linux","rootfs":{{"type":"layers","diff_ids":[]}},"n":{i}}}"#
+                );
+                let (cd, cs) = lock.write_blob(cfg.as_bytes()).expect("config");
+                let layers: Vec<Descriptor> = (0..LAYERS)
+                    .map(|l| {
+                        let (d, s) = lock
+                            .write_blob(format!("layer {l} of {i}").as_bytes())
+                            .expect("layer");
+                        Descriptor::new(MediaType::OciLayerGzip, d, s)
+                    })
+                    .collect();
+                let m = serde_json::json!({"schemaVersion": 2, "mediaType": OCI_MANIFEST,
+                    "config": Descriptor::new(MediaType::OciConfig, cd, cs), "layers": layers});
+                let (md, ms) = lock
+                    .write_blob(&serde_json::to_vec(&m).expect("json"))
+                    .expect("manifest");
+                let mut index = layout.read_index().expect("index").value;
+                refs::tag(
+                    &mut index,
+                    &Descriptor::new(MediaType::OciManifest, md, ms),
+                    "temp",
+                )
+                .expect("tag");
+                lock.commit_index(&index).expect("commit");
+            }
+            // Give fsck time to read the index.json naming `temp`.
+            std::thread::sleep(Duration::from_millis(10));
+            let o = run(&["untag", lay.path(), "temp"]);
+            assert_eq!(o.status.code(), Some(0), "untag: {}", stderr(&o));
+            let o = run(&["gc", "-q", lay.path()]);
+            assert_eq!(o.status.code(), Some(0), "gc: {}", stderr(&o));
+        }
+    });
+    let runs = fsck_runs.load(Ordering::SeqCst);
+    assert!(runs >= 10, "fsck hardly ran ({runs} runs)");
+    let bad = bad.into_inner().expect("lock");
+    assert!(
+        bad.is_empty(),
+        "{} of {runs} fsck runs reported: {bad:?}",
+        bad.len()
+    );
+    let (code, report) = lay.fsck();
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(report["findings"], serde_json::json!([]), "{report}");
+}

@@ -945,3 +945,44 @@ fn a_load_waiting_for_parts_not_given_exits_3_and_names_only_what_is_missing() {
     }
     assert_eq!(ls(&far), ls(&src));
 }
+
+/// Parts of the same images bundled again with another part size cut the large blob
+/// differently. Such a part is refused (exit 1) naming the blob, before it writes over the
+/// chunks already loaded; the parts of the first bundle then complete the image. It used to
+/// write its chunks at other offsets, the whole blob failed verification and every chunk was
+/// discarded, blamed on whichever part came last.
+#[test]
+fn a_part_of_a_bundle_cut_with_another_part_size_is_refused() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let src = big_source(tmp.path());
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    ok(&[&"bundle", &src, &"-o", &a, &"--part-size", &"64K"]);
+    ok(&[&"bundle", &src, &"-o", &b, &"--part-size", &"96K"]);
+    let (a_parts, b_parts) = (part_files(&a), part_files(&b));
+    let far = tmp.path().join("far");
+    for p in &a_parts[..a_parts.len() - 1] {
+        let o = ocikit(&[&"import", &p, &far]);
+        assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    }
+    let mut refused = 0;
+    for p in &b_parts {
+        let o = ocikit(&[&"import", &p, &far]);
+        let err = stderr(&o);
+        if err.contains("cuts the blob differently") {
+            assert_eq!(o.status.code(), Some(1), "{err}");
+            assert!(
+                err.contains(
+                    "it belongs to a bundle of the same images written with another part size"
+                ),
+                "{err}"
+            );
+            // The ref waits for this bundle's own chunks, not for "no part".
+            assert!(!err.contains("no part of the bundle carries"), "{err}");
+            refused += 1;
+        }
+    }
+    assert!(refused >= 1, "no part of the second bundle was refused");
+    ok(&[&"import", &a_parts.last().expect("last"), &far]);
+    assert_eq!(ls(&far), ls(&src));
+    fsck_clean(&far);
+}

@@ -300,7 +300,20 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match run(&cli) {
+    // `serve` stops gracefully on these signals itself (serve_cmd.rs); every other verb
+    // removes what it was writing and exits.
+    if !matches!(cli.command, Command::Serve(_)) {
+        exit_tidily_on_signals();
+    }
+    let result = run(&cli);
+    if ocikit_layout::cleanup::stopping() {
+        // A signal's cleanup is under way and exits with 130/143: the command's own end (an
+        // error about the files it removed) is not reported.
+        loop {
+            std::thread::park();
+        }
+    }
+    match result {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             if is_broken_pipe(&e) {
@@ -315,6 +328,24 @@ fn main() -> ExitCode {
             ExitCode::from(output::exit_code_of(&e))
         }
     }
+}
+
+/// SIGINT and SIGTERM: remove the temp files and new directories the command registered
+/// (`ocikit_layout::cleanup`), then exit with the conventional 128 + signal number (130, 143).
+/// The only place ocikit handles signals, but for `serve`'s graceful stop.
+fn exit_tidily_on_signals() {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM]) else {
+        return;
+    };
+    let _ = std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            if let Some(sig) = signals.forever().next() {
+                ocikit_layout::cleanup::remove_all();
+                std::process::exit(128 + sig);
+            }
+        });
 }
 
 fn run(cli: &Cli) -> anyhow::Result<Code> {

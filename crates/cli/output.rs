@@ -230,7 +230,7 @@ pub fn entry_json(d: &Descriptor) -> Value {
 /// Write pretty JSON and a newline to stdout. Serialized first, so that a closed pipe is an
 /// `io::Error` (a quiet exit 0), not a `serde_json::Error`.
 pub fn print_json(v: &Value) -> anyhow::Result<()> {
-    let mut bytes = serde_json::to_vec_pretty(v)?;
+    let mut bytes = ocikit_layout::json::to_vec_pretty(v)?;
     bytes.push(b'\n');
     let mut out = io::stdout().lock();
     out.write_all(&bytes)?;

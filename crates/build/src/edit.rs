@@ -86,7 +86,7 @@ pub(crate) fn is_image_config(mt: &MediaType) -> bool {
 /// A document read as a JSON object.
 pub(crate) fn read_object(src: &dyn ImageSource, d: &Descriptor) -> Result<Map<String, Value>> {
     let bytes = src.read_document(&d.digest, Some(d.size), JSON_LIMIT)?;
-    match serde_json::from_slice(&bytes) {
+    match ocikit_layout::json::from_slice(&bytes) {
         Ok(Value::Object(m)) => Ok(m),
         Ok(_) => Err(ocikit_layout::Error::BadDocument {
             digest: d.digest.clone(),
@@ -181,7 +181,7 @@ impl<'w, 'l, E: ImageEditor> Transform<Store<'w, 'l>> for EditImages<E> {
         let (doc_before, config_before) = (doc.clone(), config.clone());
         self.editor.edit(sink.0, desc, docker, doc, &mut config)?;
         if config != config_before {
-            let bytes = serde_json::to_vec(&Value::Object(config)).map_err(|source| {
+            let bytes = ocikit_layout::json::to_vec(&Value::Object(config)).map_err(|source| {
                 ocikit_layout::Error::Json {
                     what: format!("the edited config of {}", desc.digest),
                     source,

@@ -147,7 +147,7 @@ pub fn create(
         annotations: (!opts.annotations.is_empty()).then(|| opts.annotations.clone()),
         extra: Map::new(),
     };
-    let bytes = serde_json::to_vec(&doc).map_err(|source| ocikit_layout::Error::Json {
+    let bytes = ocikit_layout::json::to_vec(&doc).map_err(|source| ocikit_layout::Error::Json {
         what: "the new index".into(),
         source,
     })?;

@@ -140,7 +140,7 @@ pub fn export(
         Format::DockerArchive => docker_archive(layout, &selected, opts, &mut counter)?,
         Format::OciArchive => oci_archive(layout, &index, &selected, opts, &mut counter)?,
     };
-    counter.flush().map_err(|e| Error::io("output", e))?;
+    counter.flush().map_err(output_error)?;
     report.bytes = counter.count;
     Ok(report)
 }
@@ -264,13 +264,20 @@ fn write_tar(
 }
 
 /// A tar writing error as the crate's: a failed read of the blob at `blob` (a digest that no
-/// longer matches) gives back the layout error it carries; the output failing is `output`'s.
+/// longer matches) gives back the layout error it carries; the output failing names the file
+/// being written ([`ocikit_layout::Error::Write`]).
 fn tar_error(e: ArchiveError, blob: &Path) -> Error {
     match e {
         ArchiveError::Source { source, .. } => Error::Layout(unwrap_io(source, blob)),
-        ArchiveError::Output { source } => Error::io("output", source),
+        ArchiveError::Output { source } => output_error(source),
         e => Error::Layout(ocikit_layout::Error::Archive(e)),
     }
+}
+
+/// The output failing: an output file names itself (it carries [`ocikit_layout::Error::Write`]);
+/// another writer (standard output) is `output`.
+fn output_error(e: io::Error) -> Error {
+    Error::Layout(ocikit_layout::Error::writing("output", e))
 }
 
 /// Append `entries` to `b`, in their order; returns how many blobs were written.
@@ -458,7 +465,7 @@ fn blob_name(d: &Digest) -> String {
 }
 
 fn json_bytes<T: serde::Serialize>(v: &T, what: &str) -> Result<Vec<u8>> {
-    serde_json::to_vec(v).map_err(|e| {
+    ocikit_layout::json::to_vec(v).map_err(|e| {
         Error::Layout(ocikit_layout::Error::Json {
             what: what.into(),
             source: e,

@@ -38,7 +38,7 @@
 //! chunk is accepted the whole blob is verified and renamed. A ref is committed once every blob
 //! it needs is present. An interrupted load resumes: finished blobs and chunks are kept.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fs::{self, File};
 use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -367,7 +367,7 @@ fn write(
         .collect();
     let mut index = Index::empty();
     index.manifests = sel.entries.clone();
-    let index_bytes = serde_json::to_vec(&index).map_err(|e| Error::Json {
+    let index_bytes = crate::json::to_vec(&index).map_err(|e| Error::Json {
         what: "index.json".into(),
         source: e,
     })?;
@@ -403,7 +403,7 @@ fn write(
             blobs: plan.blobs.clone(),
             assumed: assumed.clone(),
         };
-        let mut bytes = serde_json::to_vec_pretty(&manifest).map_err(|e| Error::Json {
+        let mut bytes = crate::json::to_vec_pretty(&manifest).map_err(|e| Error::Json {
             what: "bundle.json".into(),
             source: e,
         })?;
@@ -530,7 +530,7 @@ fn write(
             }
             Dest::Stream(w, name) => {
                 let len = write_part(&mut **w, name, part)?;
-                w.flush().map_err(|e| Error::io(*name, e))?;
+                w.flush().map_err(|e| Error::writing(*name, e))?;
                 streamed.push((name.to_path_buf(), len));
             }
         }
@@ -541,7 +541,7 @@ fn write(
         parts.push((file.commit()?, len));
     }
     let manifest: BundleManifest =
-        serde_json::from_slice(&manifest_bytes).map_err(|e| Error::Json {
+        crate::json::from_slice(&manifest_bytes).map_err(|e| Error::Json {
             what: "bundle.json".into(),
             source: e,
         })?;
@@ -586,7 +586,7 @@ impl<R: Read> Read for HashTee<'_, R> {
 fn tar_error(e: ArchiveError, source: &Path, part: &Path) -> Error {
     match e {
         ArchiveError::Source { source: io, .. } => unwrap_io(io, source),
-        ArchiveError::Output { source: io } => Error::io(part, io),
+        ArchiveError::Output { source: io } => Error::writing(part, io),
         e => Error::Archive(e),
     }
 }
@@ -716,6 +716,9 @@ pub fn load(layout: &Layout, parts: &[PathBuf], dry_run: bool) -> Result<LoadRep
             Ok((bytes, m)) => {
                 bundles.insert(bytes, m);
             }
+            // The destination failing (a full disk) is not the part's fault: the load stops,
+            // as an import does; what verified so far stays for the next load to reuse.
+            Err(e) if e.is_write_failure() => return Err(e),
             Err(e) => pr.errors.push(e.to_string()),
         }
         report.parts.push(pr);
@@ -747,11 +750,16 @@ pub fn load(layout: &Layout, parts: &[PathBuf], dry_run: bool) -> Result<LoadRep
             if b.chunks.is_empty() {
                 return b.part.into_iter().collect();
             }
-            let done = lock.partial_chunks_done(d).unwrap_or_default();
+            // A chunk counts as done only where it is this bundle's chunk (a bundle written
+            // again with another part size cuts the blob elsewhere).
+            let (done, extents) = lock.partial_chunks(d).unwrap_or_default();
+            let is_done = |n: usize, c: &Chunk| {
+                done.contains(&n) && extents.get(&n).is_none_or(|e| *e == (c.offset, c.size))
+            };
             b.chunks
                 .iter()
                 .enumerate()
-                .filter(|(n, _)| !done.contains(n) && !virtual_chunks.contains(&(d.clone(), *n)))
+                .filter(|(n, c)| !is_done(*n, c) && !virtual_chunks.contains(&(d.clone(), *n)))
                 .map(|(_, c)| c.part)
                 .collect()
         };
@@ -944,7 +952,7 @@ fn load_part(
     first
         .read_to_end(&mut mbytes)
         .map_err(|e| Error::io(path, e))?;
-    let manifest: BundleManifest = serde_json::from_slice(&mbytes).map_err(|e| Error::Json {
+    let manifest: BundleManifest = crate::json::from_slice(&mbytes).map_err(|e| Error::Json {
         what: format!("{what}: bundle.json"),
         source: e,
     })?;
@@ -958,6 +966,8 @@ fn load_part(
         manifest.blobs.iter().map(|b| (&b.digest, b)).collect();
     // The chunk just read, waiting for its `.digest` entry.
     let mut pending: Option<Pending<'_>> = None;
+    // Blobs this part cuts differently from the chunks already loaded (said once).
+    let mut recut_blobs: HashSet<Digest> = HashSet::new();
     while let Some(mut entry) = entries.next_member()? {
         let name = entry.name.clone();
         if entry.kind == MemberKind::Dir || matches!(name.as_str(), "oci-layout" | "index.json") {
@@ -998,7 +1008,8 @@ fn load_part(
                         .algorithm()
                         .ok_or_else(|| Error::Unverifiable(digest.clone()))?,
                 )?;
-                copy_large(&mut entry, &mut w).map_err(|e| Error::io(path, e))?;
+                // A read error is the part's; a write error carries the file it names.
+                copy_large(&mut entry, &mut w).map_err(|e| unwrap_io(e, path))?;
                 w.finish_expect(&digest, Some(b.size)).map(|_| ())
             };
             match res {
@@ -1007,6 +1018,7 @@ fn load_part(
                     pr.written.push(digest);
                     crate::fault::point("bundle-mid-load");
                 }
+                Err(e) if e.is_write_failure() => return Err(e),
                 Err(e) => pr.errors.push(format!("rejected blob `{digest}`: {e}")),
             }
             continue;
@@ -1081,8 +1093,17 @@ fn load_part(
             if lock.reuse_blob(&digest, b.size)? {
                 continue;
             }
+            if recut_blobs.contains(&digest) {
+                continue;
+            }
             if dry_run {
-                if lock.partial_chunks_done(&digest)?.contains(&n) {
+                let (done, extents) = lock.partial_chunks(&digest)?;
+                if let Some(e) = recut(&extents, b, n) {
+                    pr.errors.push(e);
+                    recut_blobs.insert(digest);
+                    continue;
+                }
+                if done.contains(&n) {
                     continue;
                 }
                 let mut h = crate::Algorithm::Sha256.hasher();
@@ -1103,6 +1124,13 @@ fn load_part(
             } else {
                 // The store's partial: never written through a link or into a FIFO.
                 let mut partial = lock.partial(&digest, b.size)?;
+                // Never written over chunks of another cut of the blob: this part is wrong,
+                // not the ones already loaded.
+                if let Some(e) = recut(partial.extents(), b, n) {
+                    pr.errors.push(e);
+                    recut_blobs.insert(digest);
+                    continue;
+                }
                 if partial.done_chunks().contains(&n) {
                     continue;
                 }
@@ -1117,6 +1145,30 @@ fn load_part(
         }
     }
     Ok((mbytes, manifest))
+}
+
+/// Why chunk `n` of blob `b` is refused when the chunks already loaded (`extents`: number ->
+/// (offset, length)) are not chunks of `b` as this part's `bundle.json` cuts it: the part
+/// belongs to a bundle of the same images written with another part size. `None`: they agree.
+fn recut(extents: &BTreeMap<usize, (u64, u64)>, b: &BundleBlob, n: usize) -> Option<String> {
+    let (m, &(offset, len)) = extents.iter().find(|(m, &(offset, len))| {
+        b.chunks
+            .get(**m)
+            .is_none_or(|c| (c.offset, c.size) != (offset, len))
+    })?;
+    let here = match b.chunks.get(*m) {
+        Some(c) => format!(
+            "{} bytes at offset {} in this part's bundle",
+            c.size, c.offset
+        ),
+        None => format!("not in this part's bundle, which has {}", b.chunks.len()),
+    };
+    Some(format!(
+        "rejected chunk {n} of blob `{}`: this part cuts the blob differently from the chunks \
+         already loaded (chunk {m}: {len} bytes at offset {offset} loaded, {here}); it belongs \
+         to a bundle of the same images written with another part size",
+        b.digest
+    ))
 }
 
 /// A chunk read from a part, waiting for the `.digest` entry that follows it.

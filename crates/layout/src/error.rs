@@ -16,6 +16,17 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// A file that could not be written (a full disk, a quota, a failing device): named as the
+    /// file being written, never as the source being read. The same failure, and the same
+    /// exit status, for every command that writes.
+    #[error("could not write `{}`: {source}", path.display())]
+    Write {
+        /// The file being written.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
     /// A path in the layout that is not what the store accepts: a symbolic link, a FIFO, a
     /// device, a directory where a file belongs (or a file where a directory belongs), or a
     /// path that leads out of the layout. Nothing is read, written or deleted through it.
@@ -197,6 +208,38 @@ impl Error {
                 ..
             }
         )
+    }
+
+    /// The error of a writer of `path`, as an `io::Error` that carries [`Error::Write`] (of the
+    /// same kind) through code that only sees `io::Error`s; [`crate::unwrap_io`] gives it back.
+    pub fn write_failed(path: impl Into<PathBuf>, source: std::io::Error) -> std::io::Error {
+        if source.get_ref().is_some_and(|inner| inner.is::<Error>()) {
+            return source;
+        }
+        let kind = source.kind();
+        std::io::Error::new(
+            kind,
+            Error::Write {
+                path: path.into(),
+                source,
+            },
+        )
+    }
+
+    /// An `io::Error` met while writing to `path`: the error it carries when a writer below
+    /// named its own file (or a source failed verification), else [`Error::Write`] of `path`.
+    pub fn writing(path: impl Into<PathBuf>, e: std::io::Error) -> Error {
+        let path = path.into();
+        match crate::unwrap_io(e, &path) {
+            Error::Io { path, source } => Error::Write { path, source },
+            other => other,
+        }
+    }
+
+    /// Whether this is a failure to write a file ([`Error::Write`]), not a problem of the
+    /// input.
+    pub fn is_write_failure(&self) -> bool {
+        matches!(self, Error::Write { .. })
     }
 
     /// Wrap an I/O error with its path.

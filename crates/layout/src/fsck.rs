@@ -431,6 +431,8 @@ pub fn fsck(layout: &Layout, opts: &FsckOptions<'_>) -> Result<Report> {
         });
     }
 
+    recheck_concurrent(layout, index.bytes, &mut findings)?;
+
     findings.sort_by(|a, b| {
         (a.kind.severity(), a.kind, &a.digest, &a.path).cmp(&(
             b.kind.severity(),
@@ -469,6 +471,54 @@ fn status_finding(status: &DocStatus) -> Option<(FindingKind, String)> {
         )),
         _ => None,
     }
+}
+
+/// How many times [`recheck_concurrent`] reads `index.json` again while writers keep changing it.
+const RECHECKS: usize = 8;
+
+/// fsck takes no lock, so a writer may change the layout under it: an `untag` + `gc` removes
+/// blobs of the `index.json` fsck walked (they look `missing`), an import writes blobs before
+/// its commit (they look `unreferenced`). Neither is a problem of the layout. A finding a
+/// writer can cause is checked again against a fresh `index.json` (only when it changed): a
+/// `missing` or `unreadable` blob stays reported only while the current `index.json` still
+/// reaches it and it is still absent (or, unreadable, reachable); an `unreferenced` one only while
+/// the current `index.json` does not reach it. Repeated while `index.json` keeps changing
+/// during the recheck, up to [`RECHECKS`] times.
+fn recheck_concurrent(layout: &Layout, walked: Vec<u8>, findings: &mut Vec<Finding>) -> Result<()> {
+    let suspect = |f: &Finding| {
+        f.digest.is_some()
+            && matches!(
+                f.kind,
+                FindingKind::Missing | FindingKind::Unreadable | FindingKind::Unreferenced
+            )
+    };
+    let mut walked = walked;
+    for _ in 0..RECHECKS {
+        if !findings.iter().any(suspect) {
+            return Ok(());
+        }
+        // An index.json that cannot be read now: the findings of the walk stand.
+        let Ok(now) = layout.read_index() else {
+            return Ok(());
+        };
+        if now.bytes == walked {
+            return Ok(());
+        }
+        let reach = crate::walk::reach(layout, &now.value);
+        findings.retain(|f| {
+            let Some(d) = f.digest.as_ref().filter(|_| suspect(f)) else {
+                return true;
+            };
+            let reached = reach.digests.contains(d);
+            match f.kind {
+                FindingKind::Unreferenced => !reached,
+                FindingKind::Missing => reached && matches!(layout.blob_size(d), Ok(None)),
+                _ => reached,
+            }
+        });
+        walked = now.bytes;
+    }
+    Ok(())
 }
 
 fn error_finding(e: &Error, walk: &Walk, i: usize) -> Finding {

@@ -6,10 +6,13 @@
 //! once: its digest is its diff_id).
 
 use std::io::{self, Read, Write};
+use std::path::Path;
 
 use crate::chunked::{ChunkedEncoder, Codec};
 use crate::compress::{decompressor, read_full};
-use crate::{Algorithm, BlobWriter, Compression, Digest, Error, Hasher, Result, WriteLock};
+use crate::{
+    unwrap_io, Algorithm, BlobWriter, Compression, Digest, Error, Hasher, Result, WriteLock,
+};
 
 /// What a layer write produced.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,7 +107,9 @@ impl LayerWriter {
     pub fn finish(self) -> Result<LayerInfo> {
         let blob = match self.enc {
             Encoder::None(b) => b,
-            Encoder::Chunked(c) => c.finish().map_err(|e| Error::io("compress", e))?,
+            Encoder::Chunked(c) => c
+                .finish()
+                .map_err(|e| unwrap_io(e, Path::new("compress")))?,
         };
         let (digest, size) = blob.finish()?;
         Ok(LayerInfo {
@@ -208,7 +213,7 @@ pub fn write_layer(
     opts: CompressOptions,
 ) -> Result<LayerInfo> {
     let mut w = LayerWriter::new(lock, opts)?;
-    copy_large(tar, &mut w).map_err(|e| Error::io("layer", e))?;
+    copy_large(tar, &mut w).map_err(|e| unwrap_io(e, Path::new("layer")))?;
     w.finish()
 }
 
@@ -236,7 +241,7 @@ pub fn copy_layer(
     let mut blob = lock.blob_writer()?;
     if compression == Compression::None {
         // The blob is the tar: its digest is its diff_id, hashed once.
-        copy_large(src, &mut blob).map_err(|e| Error::io("layer", e))?;
+        copy_large(src, &mut blob).map_err(|e| unwrap_io(e, Path::new("layer")))?;
         let (digest, size) = blob.finish()?;
         return Ok(LayerInfo {
             diff_id: digest.clone(),
@@ -252,12 +257,13 @@ pub fn copy_layer(
             blob: &mut blob,
         };
         {
-            let mut dec = decompressor(&mut tee, compression).map_err(|e| Error::io("layer", e))?;
+            let mut dec = decompressor(&mut tee, compression)
+                .map_err(|e| unwrap_io(e, Path::new("layer")))?;
             let mut buf = vec![0u8; 1 << 20];
             loop {
                 let n = dec
                     .read(&mut buf)
-                    .map_err(|e| Error::io("layer: decompressing", e))?;
+                    .map_err(|e| unwrap_io(e, Path::new("layer: decompressing")))?;
                 if n == 0 {
                     break;
                 }
@@ -265,7 +271,7 @@ pub fn copy_layer(
             }
         }
         // Trailing bytes the decompressor did not consume are part of the blob.
-        copy_large(&mut tee, &mut io::sink()).map_err(|e| Error::io("layer", e))?;
+        copy_large(&mut tee, &mut io::sink()).map_err(|e| unwrap_io(e, Path::new("layer")))?;
     }
     let (digest, size) = blob.finish()?;
     Ok(LayerInfo {

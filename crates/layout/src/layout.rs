@@ -482,6 +482,7 @@ impl Layout {
                     }
                     return Ok(WriteLock {
                         layout: self,
+                        _held: crate::cleanup::locked(&dir),
                         _dir: dir,
                     });
                 }
@@ -503,7 +504,7 @@ impl Layout {
     /// file gets the umask's mode; a replaced one keeps the mode it had.
     fn write_file_atomic(&self, name: &str, bytes: &[u8]) -> Result<()> {
         let dest = self.root.join(name);
-        let mut tmp = new_temp_in(&self.root)?;
+        let (mut tmp, _cleanup) = new_temp_in(&self.root)?;
         match fs::symlink_metadata(&dest) {
             Ok(m) if m.is_file() => tmp
                 .as_file()
@@ -511,11 +512,14 @@ impl Layout {
                 .map_err(|e| Error::io(tmp.path(), e))?,
             _ => {}
         }
-        tmp.write_all(bytes).map_err(|e| Error::io(tmp.path(), e))?;
+        let tmp_path = tmp.path().to_path_buf();
+        let failed = |e| Error::Write {
+            path: tmp_path.clone(),
+            source: e,
+        };
+        tmp.as_file_mut().write_all(bytes).map_err(failed)?;
         if self.opts.durable {
-            tmp.as_file()
-                .sync_all()
-                .map_err(|e| Error::io(tmp.path(), e))?;
+            tmp.as_file().sync_all().map_err(failed)?;
         }
         crate::fault::point("before-rename");
         tmp.persist(&dest).map_err(|e| Error::io(&dest, e.error))?;
@@ -826,13 +830,19 @@ pub(crate) fn open_store_rw(path: &Path) -> Result<(File, bool)> {
 }
 
 /// A temp file in `dir` for something that is renamed into place: created exclusively, with
-/// the mode a new file gets (0666 less the umask), not tempfile's private 0600.
-pub fn new_temp_in(dir: &Path) -> Result<tempfile::NamedTempFile> {
-    tempfile::Builder::new()
+/// the mode a new file gets (0666 less the umask), not tempfile's private 0600. It is removed
+/// on SIGINT or SIGTERM while the returned guard lives ([`crate::cleanup`]).
+pub fn new_temp_in(dir: &Path) -> Result<(tempfile::NamedTempFile, crate::cleanup::Registered)> {
+    let tmp = tempfile::Builder::new()
         .prefix(TEMP_PREFIX)
         .permissions(Permissions::from_mode(0o666))
         .tempfile_in(dir)
-        .map_err(|e| Error::io(dir, e))
+        .map_err(|e| Error::Write {
+            path: dir.to_path_buf(),
+            source: e,
+        })?;
+    let guard = crate::cleanup::temp_file(tmp.path());
+    Ok((tmp, guard))
 }
 
 /// fsync a directory, so renames in it are durable.
@@ -861,6 +871,9 @@ pub fn unwrap_io(e: io::Error, path: &Path) -> Error {
 #[derive(Debug)]
 pub struct WriteLock<'a> {
     layout: &'a Layout,
+    /// Tells a signal's cleanup that this process holds the lock (a new directory it holds
+    /// may be removed).
+    _held: Option<crate::cleanup::Registered>,
     _dir: File,
 }
 
@@ -878,9 +891,10 @@ impl<'a> WriteLock<'a> {
     /// A writer for a new blob hashed with `alg`.
     pub fn blob_writer_for(&self, alg: Algorithm) -> Result<BlobWriter> {
         let dir = self.layout.create_blobs_dir(alg.as_str())?;
-        let file = new_temp_in(&dir)?;
+        let (file, cleanup) = new_temp_in(&dir)?;
         Ok(BlobWriter {
             file,
+            _cleanup: cleanup,
             hasher: alg.hasher(),
             size: 0,
             dir,
@@ -946,7 +960,7 @@ impl<'a> WriteLock<'a> {
     /// Commit `index.json`: make the blob directories durable, then write the index by
     /// temp file + rename + directory fsync. This is the commit point of every mutation.
     pub fn commit_index(&self, index: &Index) -> Result<()> {
-        let bytes = serde_json::to_vec(index).map_err(|e| Error::Json {
+        let bytes = crate::json::to_vec(index).map_err(|e| Error::Json {
             what: "index.json".into(),
             source: e,
         })?;
@@ -1100,6 +1114,8 @@ impl Write for SyncingFile<'_> {
 #[derive(Debug)]
 pub struct BlobWriter {
     file: tempfile::NamedTempFile,
+    /// Removes the temp file on a signal, until it is renamed or dropped.
+    _cleanup: crate::cleanup::Registered,
     hasher: Hasher,
     size: u64,
     dir: PathBuf,
@@ -1109,13 +1125,21 @@ pub struct BlobWriter {
 
 impl Write for BlobWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.file.write(buf)?;
+        // A failure names this file (a full disk is not the source's fault).
+        let n = self
+            .file
+            .as_file_mut()
+            .write(buf)
+            .map_err(|e| Error::write_failed(self.file.path(), e))?;
         self.hasher.update(&buf[..n]);
         let before = self.size;
         self.size += n as u64;
         if self.durable && before / EARLY_SYNC_STEP != self.size / EARLY_SYNC_STEP {
             if self.early.is_none() {
-                self.early = Some(EarlySync::start(self.file.as_file())?);
+                self.early = Some(
+                    EarlySync::start(self.file.as_file())
+                        .map_err(|e| Error::write_failed(self.file.path(), e))?,
+                );
             }
             if let Some(e) = &self.early {
                 e.kick();
@@ -1145,11 +1169,17 @@ impl BlobWriter {
             dir,
             durable,
             early,
+            _cleanup,
         } = self;
         let digest = hasher.finish();
-        file.flush().map_err(|e| Error::io(file.path(), e))?;
+        let tmp_path = file.path().to_path_buf();
+        let failed = |e| Error::Write {
+            path: tmp_path.clone(),
+            source: e,
+        };
+        file.flush().map_err(failed)?;
         if let Some(mut e) = early {
-            e.stop().map_err(|e| Error::io(file.path(), e))?;
+            e.stop().map_err(failed)?;
         }
         let dest = dir.join(digest.encoded());
         if fs::symlink_metadata(&dest).is_ok_and(|m| m.is_file() && m.len() == size)
@@ -1160,9 +1190,10 @@ impl BlobWriter {
             return Ok((digest, size));
         }
         if durable {
-            file.as_file()
-                .sync_all()
-                .map_err(|e| Error::io(file.path(), e))?;
+            file.as_file().sync_all().map_err(|e| Error::Write {
+                path: file.path().to_path_buf(),
+                source: e,
+            })?;
         }
         file.persist(&dest).map_err(|e| Error::io(&dest, e.error))?;
         Ok((digest, size))

@@ -21,6 +21,7 @@
 pub mod archive;
 pub mod bundle;
 pub mod chunked;
+pub mod cleanup;
 pub mod compress;
 mod descriptor;
 mod digest;
@@ -30,6 +31,7 @@ pub mod fault;
 pub mod fsck;
 pub mod gc;
 pub mod inventory;
+pub mod json;
 pub mod layer;
 mod layout;
 mod media_type;

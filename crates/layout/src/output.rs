@@ -28,6 +28,8 @@ pub const OUTPUT_TEMP_PREFIX: &str = ".ocikit-tmp-";
 #[derive(Debug)]
 pub struct AtomicFile {
     tmp: Target,
+    /// Removes the temp file on a signal ([`crate::cleanup`]), until it is renamed or dropped.
+    _cleanup: Option<crate::cleanup::Registered>,
     dest: PathBuf,
     durable: bool,
     written: u64,
@@ -76,6 +78,7 @@ impl AtomicFile {
                     .map_err(|e| Error::io(&dest, e))?;
                 return Ok(AtomicFile {
                     tmp: Target::Stream(file),
+                    _cleanup: None,
                     dest,
                     durable: false,
                     written: 0,
@@ -100,7 +103,9 @@ impl AtomicFile {
             .permissions(Permissions::from_mode(0o666))
             .tempfile_in(dir)
             .map_err(|e| Error::io(dir, e))?;
+        let cleanup = crate::cleanup::temp_file(tmp.path());
         Ok(AtomicFile {
+            _cleanup: Some(cleanup),
             tmp: Target::Temp(tmp),
             dest,
             durable,
@@ -134,6 +139,7 @@ impl AtomicFile {
             durable,
             written,
             synced,
+            ..
         } = self;
         *synced = false;
         let file: &mut File = tmp.file_mut();
@@ -159,6 +165,7 @@ impl AtomicFile {
             dest,
             durable,
             synced,
+            _cleanup,
             ..
         } = self;
         let tmp = match tmp {
@@ -166,7 +173,10 @@ impl AtomicFile {
             Target::Temp(t) => t,
         };
         if durable && !synced {
-            tmp.as_file().sync_all().map_err(|e| Error::io(&dest, e))?;
+            tmp.as_file().sync_all().map_err(|e| Error::Write {
+                path: dest.clone(),
+                source: e,
+            })?;
         }
         tmp.persist(&dest).map_err(|e| Error::io(&dest, e.error))?;
         if durable {
@@ -226,11 +236,13 @@ impl OutputWriter<'_> {
             synced,
             dest,
         } = self;
-        let sink = inner
-            .into_inner()
-            .map_err(|e| Error::io(dest, e.into_error()))?;
+        let failed = |e| Error::Write {
+            path: dest.to_path_buf(),
+            source: e,
+        };
+        let sink = inner.into_inner().map_err(|e| failed(e.into_error()))?;
         if let Sink::Syncing(s) = sink {
-            s.finish().map_err(|e| Error::io(dest, e))?;
+            s.finish().map_err(failed)?;
             *synced = true;
         }
         *written += count;
@@ -240,13 +252,19 @@ impl OutputWriter<'_> {
 
 impl Write for OutputWriter<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
+        // A failure names the output file, whatever the caller was copying from.
+        let n = self
+            .inner
+            .write(buf)
+            .map_err(|e| Error::write_failed(self.dest, e))?;
         self.count += n as u64;
         Ok(n)
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
+        self.inner
+            .flush()
+            .map_err(|e| Error::write_failed(self.dest, e))
     }
 }
 
@@ -293,6 +311,8 @@ pub fn write_atomically<T, E: From<Error>>(
 pub struct NewDir {
     path: PathBuf,
     created: bool,
+    /// Removes the directory on a signal ([`crate::cleanup`]) while it is new and not kept.
+    cleanup: Option<crate::cleanup::Registered>,
 }
 
 impl NewDir {
@@ -301,7 +321,12 @@ impl NewDir {
         let path = path.as_ref().to_path_buf();
         let created =
             matches!(fs::symlink_metadata(&path), Err(e) if e.kind() == io::ErrorKind::NotFound);
-        NewDir { path, created }
+        let cleanup = created.then(|| crate::cleanup::new_dir(&path));
+        NewDir {
+            path,
+            created,
+            cleanup,
+        }
     }
 
     /// Whether the path was absent (so this command creates it).
@@ -312,6 +337,7 @@ impl NewDir {
     /// The command succeeded: keep the directory.
     pub fn keep(mut self) {
         self.created = false;
+        self.cleanup = None;
     }
 
     /// Run `f`, keeping the directory only when it succeeds.

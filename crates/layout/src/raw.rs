@@ -45,7 +45,7 @@ impl<T: DeserializeOwned> Raw<T> {
                 limit,
             });
         }
-        let value = serde_json::from_slice(&bytes).map_err(|source| Error::Json {
+        let value = crate::json::from_slice(&bytes).map_err(|source| Error::Json {
             what: what.to_string(),
             source,
         })?;

@@ -241,7 +241,7 @@ impl<'w, 'l, T: Transform<Store<'w, 'l>>> Rewriter<Store<'w, 'l>, T> {
         let lock = self.sink.0;
         let raw = lock.layout().read_index()?;
         let mut doc: Map<String, Value> =
-            serde_json::from_slice(&raw.bytes).map_err(|source| Error::Json {
+            crate::json::from_slice(&raw.bytes).map_err(|source| Error::Json {
                 what: "index.json".into(),
                 source,
             })?;
@@ -267,7 +267,7 @@ impl<'w, 'l, T: Transform<Store<'w, 'l>>> Rewriter<Store<'w, 'l>, T> {
             });
         }
         if changes.iter().any(|c| c.new.is_some()) {
-            let bytes = serde_json::to_vec(&Value::Object(doc)).map_err(|source| Error::Json {
+            let bytes = crate::json::to_vec(&Value::Object(doc)).map_err(|source| Error::Json {
                 what: "index.json".into(),
                 source,
             })?;
@@ -354,7 +354,7 @@ impl<S: DocSink, T: Transform<S>> Rewriter<S, T> {
             .sink
             .source()
             .read_document(&desc.digest, Some(desc.size), JSON_LIMIT)?;
-        let mut doc = match serde_json::from_slice::<Value>(&bytes) {
+        let mut doc = match crate::json::from_slice::<Value>(&bytes) {
             Ok(Value::Object(m)) => m,
             Ok(_) => {
                 return Err(Error::BadDocument {
@@ -383,7 +383,7 @@ impl<S: DocSink, T: Transform<S>> Rewriter<S, T> {
         let media_type = edit.media_type.unwrap_or_else(|| desc.media_type.clone());
         if edit.edited {
             let new_bytes =
-                serde_json::to_vec(&Value::Object(doc)).map_err(|source| Error::Json {
+                crate::json::to_vec(&Value::Object(doc)).map_err(|source| Error::Json {
                     what: desc.digest.to_string(),
                     source,
                 })?;

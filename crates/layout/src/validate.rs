@@ -103,7 +103,7 @@ pub enum DocType {
 /// Every violation found, as short lowercase messages naming the JSON path, e.g.
 /// `"layers[0].size: expected an unsigned integer"`. Empty = valid.
 pub fn check(doc: DocType, bytes: &[u8]) -> Vec<String> {
-    let value: Value = match serde_json::from_slice(bytes) {
+    let value: Value = match crate::json::from_slice(bytes) {
         Ok(v) => v,
         Err(e) => {
             return vec![format!(

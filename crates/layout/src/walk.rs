@@ -590,7 +590,7 @@ pub(crate) fn read_doc<S: ImageSource + ?Sized>(
             Err(_) if class == Class::Unknown => return (class, None, Err(DocStatus::NotRead)),
             Err(e) => return (class, None, Err(DocStatus::Corrupt(Arc::new(e)))),
         };
-        let value: Value = match serde_json::from_slice(&bytes) {
+        let value: Value = match crate::json::from_slice(&bytes) {
             Ok(v) => v,
             Err(e) if class == Class::Unknown => {
                 let _ = e;

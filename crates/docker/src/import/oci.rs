@@ -101,7 +101,7 @@ pub(super) fn copy_entry(
 }
 
 pub(super) fn read_manifest(m: &dyn Members, d: &Descriptor) -> Result<Manifest> {
-    serde_json::from_slice(&read_verified(m, d)?).map_err(|e| {
+    ocikit_layout::json::from_slice(&read_verified(m, d)?).map_err(|e| {
         Error::member(
             m.path(),
             &blob_member(&d.digest),
@@ -112,7 +112,7 @@ pub(super) fn read_manifest(m: &dyn Members, d: &Descriptor) -> Result<Manifest>
 
 pub(super) fn read_index_member(m: &dyn Members) -> Result<Index> {
     let bytes = m.read_small("index.json", ocikit_layout::INDEX_LIMIT)?;
-    serde_json::from_slice(&bytes)
+    ocikit_layout::json::from_slice(&bytes)
         .map_err(|e| Error::member(m.path(), "index.json", format!("not an OCI index: {e}")))
 }
 

@@ -86,7 +86,7 @@ impl WriteLock<'_> {
                 path: from,
             });
         }
-        let tmp = new_temp_in(dir)?;
+        let (tmp, _cleanup) = new_temp_in(dir)?;
         let mut left = size;
         while left > 0 {
             let chunk = left.min(1 << 30) as usize;

@@ -1,17 +1,19 @@
 //! Blobs assembled in place from chunks that arrive in any order, over several runs (bundle
 //! loads): [`WriteLock::partial`] opens `blobs/<alg>/.partial-<encoded>` (the bytes, as long as
-//! the blob) and its list of finished chunks, `.partial-<encoded>.chunks` (one chunk number a
-//! line). A chunk is written at its offset ([`Partial::write_chunk`], which hashes what it
+//! the blob) and its list of finished chunks, `.partial-<encoded>.chunks` (one chunk a line:
+//! its number, offset and length; older lists have the number only). A chunk is written at its offset ([`Partial::write_chunk`], which hashes what it
 //! writes), then accepted when its digest matches the one its source claims
 //! ([`Partial::accept`], which adds it to the list); [`Partial::finish`] verifies the whole blob
 //! and renames it into place. Extra disk is at most one blob, and an interrupted load resumes
-//! from the list.
+//! from the list, whose extents ([`Partial::extents`]) let a source that cuts the blob
+//! differently (a bundle written again with another part size) be refused before it writes
+//! over chunks already done.
 //!
 //! Neither file is ever opened through a link: anything but a regular file at the partial's
 //! path (a planted link, a FIFO) is replaced by a new empty file and the list is forgotten; a
 //! list that is not a regular file is not read, and is replaced when a chunk is added.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -34,7 +36,12 @@ pub struct Partial<'l> {
     file: File,
     list: Option<File>,
     done: BTreeSet<usize>,
+    /// (offset, length) of the done chunks the list records them for.
+    extents: BTreeMap<usize, (u64, u64)>,
 }
+
+/// The chunks a list records: number -> (offset, length) when the list says.
+type Done = (BTreeSet<usize>, BTreeMap<usize, (u64, u64)>);
 
 /// A chunk [`Partial::write_chunk`] wrote but that is not accepted yet: the digest (sha256) of
 /// the bytes written.
@@ -43,6 +50,8 @@ pub struct Partial<'l> {
 pub struct WrittenChunk {
     blob: Digest,
     n: usize,
+    offset: u64,
+    len: u64,
     digest: Digest,
 }
 
@@ -74,19 +83,30 @@ fn remove_if_present(path: &Path) -> Result<()> {
     }
 }
 
-/// The chunk numbers in the list at `path`. A list that is absent or not a regular file (a
-/// planted link or FIFO) is not read: nothing is known to be done.
-fn read_list(path: &Path) -> Result<BTreeSet<usize>> {
+/// The chunks in the list at `path`: numbers, and extents where recorded. A list that is
+/// absent or not a regular file (a planted link or FIFO) is not read: nothing is known to be
+/// done.
+fn read_list(path: &Path) -> Result<Done> {
+    let mut done = Done::default();
     let f = match open_regular(path) {
         Ok(Some(f)) => f,
-        Ok(None) | Err(Error::UnsafePath { .. }) => return Ok(BTreeSet::new()),
+        Ok(None) | Err(Error::UnsafePath { .. }) => return Ok(done),
         Err(e) => return Err(e),
     };
     let mut s = String::new();
     f.take(LIST_LIMIT)
         .read_to_string(&mut s)
         .map_err(|e| Error::io(path, e))?;
-    Ok(s.lines().filter_map(|l| l.trim().parse().ok()).collect())
+    for line in s.lines() {
+        let mut fields = line.split_whitespace().map(str::parse::<u64>);
+        let Some(Ok(n)) = fields.next() else { continue };
+        let Ok(n) = usize::try_from(n) else { continue };
+        done.0.insert(n);
+        if let (Some(Ok(offset)), Some(Ok(len))) = (fields.next(), fields.next()) {
+            done.1.insert(n, (offset, len));
+        }
+    }
+    Ok(done)
 }
 
 impl WriteLock<'_> {
@@ -102,9 +122,9 @@ impl WriteLock<'_> {
         let absent =
             matches!(fs::symlink_metadata(&path), Err(e) if e.kind() == io::ErrorKind::NotFound);
         let (file, replaced) = open_store_rw(&path)?;
-        let done = if absent || replaced {
+        let (done, extents) = if absent || replaced {
             remove_if_present(&list_path)?;
-            BTreeSet::new()
+            Done::default()
         } else {
             read_list(&list_path)?
         };
@@ -118,14 +138,20 @@ impl WriteLock<'_> {
             file,
             list: None,
             done,
+            extents,
         })
     }
 
     /// The chunks of `digest` its partial already holds, without creating or changing
     /// anything (for a dry run).
     pub fn partial_chunks_done(&self, digest: &Digest) -> Result<BTreeSet<usize>> {
+        Ok(self.partial_chunks(digest)?.0)
+    }
+
+    /// [`WriteLock::partial_chunks_done`] with the extents ([`Partial::extents`]).
+    pub(crate) fn partial_chunks(&self, digest: &Digest) -> Result<Done> {
         let Some(dir) = self.layout.blobs_dir(digest.algorithm_str())? else {
-            return Ok(BTreeSet::new());
+            return Ok(Done::default());
         };
         read_list(&partial_paths(&dir, digest).1)
     }
@@ -140,6 +166,12 @@ impl Partial<'_> {
     /// The chunks accepted so far, in this run or an earlier one.
     pub fn done_chunks(&self) -> &BTreeSet<usize> {
         &self.done
+    }
+
+    /// Where the done chunks are: number -> (offset, length), for the chunks the list records
+    /// them for (all but those of a list written before extents were recorded).
+    pub fn extents(&self) -> &BTreeMap<usize, (u64, u64)> {
+        &self.extents
     }
 
     /// Write chunk `n`, `len` bytes read from `reader` (`source` names it in read errors), at
@@ -176,9 +208,10 @@ impl Partial<'_> {
                 break;
             }
             h.update(&buf[..k]);
-            self.file
-                .write_all(&buf[..k])
-                .map_err(|e| Error::io(&self.path, e))?;
+            self.file.write_all(&buf[..k]).map_err(|e| Error::Write {
+                path: self.path.clone(),
+                source: e,
+            })?;
             count += k as u64;
         }
         if count != len {
@@ -191,11 +224,16 @@ impl Partial<'_> {
             });
         }
         if self.layout.opts.durable {
-            self.file.sync_all().map_err(|e| Error::io(&self.path, e))?;
+            self.file.sync_all().map_err(|e| Error::Write {
+                path: self.path.clone(),
+                source: e,
+            })?;
         }
         Ok(WrittenChunk {
             blob: self.digest.clone(),
             n,
+            offset,
+            len,
             digest: h.finish(),
         })
     }
@@ -230,11 +268,16 @@ impl Partial<'_> {
         };
         let p = &self.list_path;
         list.seek(SeekFrom::End(0)).map_err(|e| Error::io(p, e))?;
-        writeln!(list, "{}", chunk.n).map_err(|e| Error::io(p, e))?;
+        let failed = |e| Error::Write {
+            path: p.clone(),
+            source: e,
+        };
+        writeln!(list, "{} {} {}", chunk.n, chunk.offset, chunk.len).map_err(failed)?;
         if self.layout.opts.durable {
-            list.sync_all().map_err(|e| Error::io(p, e))?;
+            list.sync_all().map_err(failed)?;
         }
         self.done.insert(chunk.n);
+        self.extents.insert(chunk.n, (chunk.offset, chunk.len));
         Ok(())
     }
 
@@ -268,7 +311,10 @@ impl Partial<'_> {
             return Err(e);
         }
         if self.layout.opts.durable {
-            self.file.sync_all().map_err(|e| Error::io(&self.path, e))?;
+            self.file.sync_all().map_err(|e| Error::Write {
+                path: self.path.clone(),
+                source: e,
+            })?;
         }
         let dest = self.layout.blob_path(&self.digest);
         fs::rename(&self.path, &dest).map_err(|e| Error::io(&dest, e))?;
@@ -321,7 +367,7 @@ mod tests {
         let claimed = c.digest().to_string();
         p.accept(c, &claimed).expect("accept");
         drop(p);
-        assert_eq!(fs::read_to_string(&list).expect("list"), "1\n");
+        assert_eq!(fs::read_to_string(&list).expect("list"), "1 10 10\n");
         assert_eq!(
             lock.partial_chunks_done(&digest).expect("done"),
             BTreeSet::from([1])
