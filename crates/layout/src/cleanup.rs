@@ -111,12 +111,15 @@ fn remove_registered(reg: &mut HashMap<u64, Entry>) {
             rustix::fs::flock(&dir, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_ok()
         };
         if (ours || free()) && crate::layout::same_dir(&dir, p) {
-            // The command's own threads may still be renaming a file into it: try again.
+            // The command's own threads may still be renaming a file into it, or making a
+            // directory in it again: try again, and once more after they had a moment.
             for _ in 0..3 {
                 if fs::remove_dir_all(p).is_ok() {
                     break;
                 }
             }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            let _ = fs::remove_dir_all(p);
         }
     }
 }

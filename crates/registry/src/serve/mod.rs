@@ -264,14 +264,22 @@ impl Server {
         &self.startup_problems
     }
 
-    /// The served layouts and the repositories of each, as planned at start.
+    /// The served layouts and the repositories of each, as planned now. A snapshot rebuilt
+    /// here (the layout changed since [`Server::bind`]) has its problems logged, as a
+    /// request's would: they are not news to the next request.
     pub fn repositories(&self) -> Vec<Served> {
         self.shared
             .mounts
             .list()
             .iter()
             .map(|m| {
-                let (snap, _) = m.snapshot();
+                let (snap, fresh) = m.snapshot();
+                if fresh {
+                    for p in &snap.problems {
+                        self.shared
+                            .warn(&format!("`{}`: {p}", m.layout.root().display()));
+                    }
+                }
                 Served {
                     name: m.name.clone(),
                     dir: m.layout.root().to_path_buf(),
