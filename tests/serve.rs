@@ -1301,3 +1301,40 @@ fn ocikit_pull_finds_referrers_through_the_referrers_api() {
         "{log:?}"
     );
 }
+
+#[test]
+fn blob_bodies_go_out_by_sendfile_not_through_the_process() {
+    if !have("strace") {
+        return;
+    }
+    let tmp = tempdir();
+    let dir = tmp.path().join("big");
+    let size = 8 << 20;
+    let layer = big_blob_layout(&dir, size);
+    let s = Served::start(tmp.path(), &["-q", "big"]);
+    let trace = tmp.path().join("trace");
+    let mut strace = Command::new("strace")
+        .args(["-f", "-e", "trace=sendfile,sendto,write,writev", "-o"])
+        .arg(&trace)
+        .args(["-p", &s.pid().to_string()])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("strace");
+    std::thread::sleep(Duration::from_millis(500));
+    let r = get(&s.addr, &format!("/v2/big/blobs/{layer}"), &[]);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body.len(), size);
+    std::thread::sleep(Duration::from_millis(200));
+    let _ = Command::new("kill")
+        .args(["-INT", &strace.id().to_string()])
+        .status();
+    let _ = strace.wait();
+    let text = std::fs::read_to_string(&trace).expect("trace");
+    let count = |call: &str| text.lines().filter(|l| l.contains(call)).count();
+    assert!(count("sendfile(") >= 1, "{text}");
+    // The head goes by write; 8 MiB through the process would be hundreds of calls.
+    assert!(
+        count("sendto(") + count("write(") + count("writev(") < 10,
+        "{text}"
+    );
+}
