@@ -475,6 +475,17 @@ fn common_sha256(b: &[u8]) -> String {
     h.iter().map(|x| format!("{x:02x}")).collect()
 }
 
+/// The standard small image, in `t/src` as `base:1`, pushed to `image`.
+fn pushed_small_image(t: &Path, image: &str) -> common::Built {
+    let src = t.join("src");
+    let built = common::small_image(&src, "base:1");
+    ok(&run(
+        t,
+        &["push", src.to_str().expect("p"), "base:1", image, "--json"],
+    ));
+    built
+}
+
 /// A layout with one image whose single layer is `size` bytes (stored uncompressed, so the
 /// blob is about that large).
 fn big_image(dir: &Path, size: usize) -> String {
@@ -1065,18 +1076,7 @@ fn schema1_manifests_are_pulled_as_served() {
     let tmp = tempdir();
     let t = tmp.path();
     // Put a layer into the repository by pushing an image that has it.
-    let src = t.join("src");
-    let built = common::small_image(&src, "base:1");
-    ok(&run(
-        t,
-        &[
-            "push",
-            src.to_str().expect("p"),
-            "base:1",
-            &format!("{}/old/app:base", reg.host),
-            "--json",
-        ],
-    ));
+    let built = pushed_small_image(t, &format!("{}/old/app:base", reg.host));
     let layer = built.layers[0].digest.to_string();
     for signed in [false, true] {
         let (bytes, registry_digest) = schema1(&layer, signed);
@@ -1280,18 +1280,7 @@ fn an_unknown_manifest_type_is_carried_not_refused() {
     };
     let tmp = tempdir();
     let t = tmp.path();
-    let src = t.join("src");
-    let built = common::small_image(&src, "base:1");
-    ok(&run(
-        t,
-        &[
-            "push",
-            src.to_str().expect("p"),
-            "base:1",
-            &format!("{}/odd:base", reg.host),
-            "--json",
-        ],
-    ));
+    let built = pushed_small_image(t, &format!("{}/odd:base", reg.host));
     let (cfg, cfg_size) = &built.config;
     let body = format!(
         r#"{{"schemaVersion":2,"config":{{"mediaType":"application/vnd.example.config+json","digest":"{cfg}","size":{cfg_size}}},"layers":[{{"mediaType":"application/vnd.example.blob","digest":"{}","size":{}}}]}}"#,
@@ -1389,18 +1378,7 @@ fn a_blob_with_other_bytes_is_refused_naming_its_digest() {
     };
     let tmp = tempdir();
     let t = tmp.path();
-    let src = t.join("src");
-    let built = common::small_image(&src, "base:1");
-    ok(&run(
-        t,
-        &[
-            "push",
-            src.to_str().expect("p"),
-            "base:1",
-            &format!("{}/bad:1", reg.host),
-            "--json",
-        ],
-    ));
+    let built = pushed_small_image(t, &format!("{}/bad:1", reg.host));
     let layer = built.layers[0].digest.to_string();
     let size = built.layers[0].size as usize;
     for (what, bytes) in [

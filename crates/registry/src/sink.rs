@@ -243,11 +243,7 @@ impl ImageSink for RegistrySink<'_> {
                             .map_err(le)?
                             .ok_or_else(|| {
                                 le(Error::Missing {
-                                    url: self.repo.client().url(&format!(
-                                        "/v2/{}/manifests/{}",
-                                        self.repo.name(),
-                                        e.digest
-                                    )),
+                                    url: self.repo.url(&format!("manifests/{}", e.digest)),
                                     what: e.digest.to_string(),
                                 })
                             })?;

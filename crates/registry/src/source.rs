@@ -34,7 +34,7 @@ impl<'c> RegistrySource<'c> {
         let fetched = repo
             .get_manifest(&reference)?
             .ok_or_else(|| Error::Missing {
-                url: client.url(&format!("/v2/{}/manifests/{reference}", image.repository)),
+                url: repo.url(&format!("manifests/{reference}")),
                 what: reference.clone(),
             })?;
         let mut root = Descriptor::new(
@@ -73,20 +73,14 @@ impl<'c> RegistrySource<'c> {
             .repo
             .get_manifest(digest.as_str())?
             .ok_or_else(|| Error::Missing {
-                url: self
-                    .repo
-                    .client()
-                    .url(&format!("/v2/{}/manifests/{digest}", self.repo.name())),
+                url: self.repo.url(&format!("manifests/{digest}")),
                 what: digest.to_string(),
             })?;
         if &f.digest != digest {
             // A signed schema1 manifest named by its canonical digest: the layout keeps it
             // under the digest of its bytes, which is not what was asked for.
             return Err(Error::Verify {
-                url: self
-                    .repo
-                    .client()
-                    .url(&format!("/v2/{}/manifests/{digest}", self.repo.name())),
+                url: self.repo.url(&format!("manifests/{digest}")),
                 digest: digest.to_string(),
                 reason: format!("its bytes hash to `{}`", f.digest),
             });
@@ -127,10 +121,7 @@ impl ImageSource for RegistrySource<'_> {
         }
         if let Some(s) = size.filter(|&s| s != len) {
             return Err(layout_err(Error::Verify {
-                url: self
-                    .repo
-                    .client()
-                    .url(&format!("/v2/{}/manifests/{digest}", self.repo.name())),
+                url: self.repo.url(&format!("manifests/{digest}")),
                 digest: digest.to_string(),
                 reason: format!("{len} bytes, the descriptor says {s}"),
             }));
@@ -200,10 +191,7 @@ impl RegistrySource<'_> {
                 .map_err(layout_err)?
                 .ok_or_else(|| {
                     layout_err(Error::Missing {
-                        url: self
-                            .repo
-                            .client()
-                            .url(&format!("/v2/{}/blobs/{digest}", self.repo.name())),
+                        url: self.repo.url(&format!("blobs/{digest}")),
                         what: digest.to_string(),
                     })
                 })?,

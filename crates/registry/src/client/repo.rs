@@ -77,7 +77,8 @@ impl<'c> Repo<'c> {
         self.client
     }
 
-    fn url(&self, rest: &str) -> String {
+    /// The URL of `rest` under this repository (`manifests/<ref>`, `blobs/<digest>`, ...).
+    pub(crate) fn url(&self, rest: &str) -> String {
         self.client.url(&format!("/v2/{}/{rest}", self.name))
     }
 
