@@ -45,6 +45,13 @@ fn import_refuses_a_destination_that_is_a_file_or_named_like_an_archive() {
     fs::create_dir(tmp.path().join("y.tar")).expect("mkdir");
     let r = ocikit(tmp.path(), &["import", "-q", "L", "y.tar"]);
     assert_eq!((r.code, r.stderr.as_str()), (0, ""));
+    // One path alone: the destination is what is missing, not the sources.
+    let r = ocikit(tmp.path(), &["import", "x.tar"]);
+    assert_eq!(r.code, 2);
+    assert_eq!(
+        r.stderr,
+        "ocikit: error: import needs the sources and then the destination layout directory; only one path was given\nhint: usage: ocikit import [OPTIONS] <SRC>... <DIR>\n"
+    );
     // --help shows the usage as it is meant.
     let r = ocikit(tmp.path(), &["import", "--help"]);
     assert!(

@@ -21,7 +21,7 @@ pub fn import(
     ref_name: Option<&str>,
     dry_run: bool,
 ) -> anyhow::Result<Code> {
-    check_destination(dir)?;
+    check_destination(sources, dir)?;
     let compress = asked.unwrap_or(CompressArg::Gzip);
     if level.is_some() && compress == CompressArg::None {
         anyhow::bail!("--level needs --compress gzip or zstd");
@@ -101,8 +101,17 @@ pub fn import(
 /// The argument trap: `import LAYOUT out.tar` (meant: export) must not make a layout named
 /// `out.tar`. A destination that is an existing file, or that does not exist and is named like
 /// an archive, is refused (exit 2) with a hint.
-fn check_destination(dir: &Path) -> anyhow::Result<()> {
+fn check_destination(sources: &[PathBuf], dir: &Path) -> anyhow::Result<()> {
     const HINT: &str = "the destination layout directory comes last (ocikit import SRC... DIR); to write an archive from a layout, use `ocikit export DIR -o FILE`";
+    if sources.is_empty() {
+        anyhow::bail!(crate::output::UsageError {
+            message: format!(
+                "`{}` is the only argument: import needs the sources and then the destination layout directory",
+                crate::output::escape(&dir.display().to_string())
+            ),
+            hint: "usage: ocikit import [OPTIONS] <SRC>... <DIR>",
+        });
+    }
     let archive_like = [".tar", ".tar.gz", ".tgz", ".tar.zst", ".tzst", ".tar.zstd"];
     match std::fs::metadata(dir) {
         Ok(m) if !m.is_dir() => anyhow::bail!(crate::output::UsageError {
@@ -148,7 +157,9 @@ pub fn export(
 ) -> anyhow::Result<Code> {
     use ocikit_docker::export::{export as run_export, export_to_file, ExportOptions, Format};
     let layout = ocikit_layout::Layout::open(dir, cli.layout_options())?;
-    let bar = spinner(cli.quiet, "exporting");
+    // The total (the blob bytes the archive carries) is known once every image is checked.
+    let bar = crate::output::byte_bar(cli.quiet, 0, "exporting");
+    let on_total = |n: u64| bar.set_length(n);
     let progress = |n: u64| bar.inc(n);
     let opts = ExportOptions {
         format: match format {
@@ -157,6 +168,7 @@ pub fn export(
         },
         platform,
         mtime: crate::output::source_date_epoch()?,
+        on_total: Some(&on_total),
         progress: Some(&progress),
     };
     let report = if output == Path::new("-") {
@@ -178,20 +190,4 @@ pub fn export(
         );
     }
     Ok(0)
-}
-
-/// A byte counter on stderr for work of unknown size, hidden unless stderr is a terminal and
-/// not quiet.
-fn spinner(quiet: bool, msg: &'static str) -> indicatif::ProgressBar {
-    if quiet || !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-        return indicatif::ProgressBar::hidden();
-    }
-    let bar = indicatif::ProgressBar::new_spinner();
-    if let Ok(style) =
-        indicatif::ProgressStyle::with_template("{spinner} {msg} {bytes} {bytes_per_sec}")
-    {
-        bar.set_style(style);
-    }
-    bar.set_message(msg);
-    bar
 }

@@ -270,6 +270,17 @@ impl Cli {
 /// What a command asks the process to exit with.
 pub type Code = u8;
 
+/// A usage error where the only missing argument is import's sources.
+fn only_dir_given(e: &clap::Error) -> bool {
+    use clap::error::{ContextKind, ContextValue};
+    e.kind() == clap::error::ErrorKind::MissingRequiredArgument
+        && matches!(
+            e.get(ContextKind::InvalidArg),
+            Some(ContextValue::Strings(v)) if v.len() == 1 && v[0] == "<SRC>..."
+        )
+        && matches!(e.get(ContextKind::Usage), Some(u) if u.to_string().contains("ocikit import"))
+}
+
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
@@ -280,21 +291,29 @@ fn main() -> ExitCode {
         }
         Err(e) => {
             // A usage error: one line, then a hint line (as every other error prints).
-            let (message, hint) =
-                if e.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
-                    let usage = e.render().to_string();
-                    let line = usage
-                        .lines()
-                        .find_map(|l| l.strip_prefix("Usage: "))
-                        .unwrap_or("ocikit [OPTIONS] <COMMAND>")
-                        .to_string();
-                    (
-                        "a command is needed".to_string(),
-                        format!("usage: {line}; see `ocikit --help`"),
+            let (message, hint) = if e.kind()
+                == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+            {
+                let usage = e.render().to_string();
+                let line = usage
+                    .lines()
+                    .find_map(|l| l.strip_prefix("Usage: "))
+                    .unwrap_or("ocikit [OPTIONS] <COMMAND>")
+                    .to_string();
+                (
+                    "a command is needed".to_string(),
+                    format!("usage: {line}; see `ocikit --help`"),
+                )
+            } else if only_dir_given(&e) {
+                // clap gives a lone argument to the last positional, DIR, and would name
+                // the sources as missing.
+                (
+                        "import needs the sources and then the destination layout directory; only one path was given".to_string(),
+                        "usage: ocikit import [OPTIONS] <SRC>... <DIR>".to_string(),
                     )
-                } else {
-                    output::usage_lines(&e.render().to_string())
-                };
+            } else {
+                output::usage_lines(&e.render().to_string())
+            };
             eprintln!("ocikit: error: {}", output::escape(&message));
             eprintln!("hint: {}", output::escape(&hint));
             return ExitCode::from(2);

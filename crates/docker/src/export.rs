@@ -29,6 +29,9 @@
 //! Uncompressed stored layers are read once. A layer whose diff_id does not match is found
 //! before it is written, but possibly after earlier layers were: a file output is then
 //! removed; on stdout the archive is cut short and the exit code says so.
+//!
+//! Progress ([`ExportOptions::progress`]) counts the stored bytes of the blobs written, not the
+//! tar's: their total is known once the images are checked, the tar's only at its end.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::{self, Read, Write};
@@ -77,7 +80,11 @@ pub struct ExportOptions<'a> {
     pub platform: Option<PlatformSpec>,
     /// The mtime of every entry (seconds since the epoch).
     pub mtime: u64,
-    /// Called with the number of archive bytes written.
+    /// Progress, in bytes of the layout's blobs the archive carries: called once with their
+    /// total when every image has been checked, before anything is written (the archive's
+    /// own size is not known then: a docker-archive's layers are decompressed on the way).
+    pub on_total: Option<&'a (dyn Fn(u64) + Sync)>,
+    /// Progress: called with each amount of those blob bytes written into the archive.
     pub progress: Option<&'a (dyn Fn(u64) + Sync)>,
 }
 
@@ -87,6 +94,7 @@ impl std::fmt::Debug for ExportOptions<'_> {
             .field("format", &self.format)
             .field("platform", &self.platform)
             .field("mtime", &self.mtime)
+            .field("on_total", &self.on_total.is_some())
             .field("progress", &self.progress.is_some())
             .finish()
     }
@@ -134,7 +142,6 @@ pub fn export(
     let mut counter = CountingWriter {
         inner: out,
         count: 0,
-        progress: opts.progress,
     };
     let mut report = match opts.format {
         Format::DockerArchive => docker_archive(layout, &selected, opts, &mut counter)?,
@@ -221,16 +228,12 @@ fn pick_image(
 struct CountingWriter<'a> {
     inner: &'a mut dyn Write,
     count: u64,
-    progress: Option<&'a (dyn Fn(u64) + Sync)>,
 }
 
 impl Write for CountingWriter<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let n = self.inner.write(buf)?;
         self.count += n as u64;
-        if let Some(p) = self.progress {
-            p(n as u64);
-        }
         Ok(n)
     }
     fn flush(&mut self) -> io::Result<()> {
@@ -251,14 +254,47 @@ enum Content {
 /// The tar of an export, written through the one deterministic writer.
 type Tar<'a> = TarWriter<&'a mut dyn Write>;
 
+/// The progress callback of [`ExportOptions`].
+type ProgressFn<'a> = Option<&'a (dyn Fn(u64) + Sync)>;
+
+/// A reader that reports the bytes read from it.
+struct Reporting<'a, R> {
+    inner: R,
+    progress: ProgressFn<'a>,
+}
+
+impl<R: Read> Read for Reporting<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if let Some(p) = self.progress {
+            p(n as u64);
+        }
+        Ok(n)
+    }
+}
+
+/// The stored bytes of the blobs among `entries`: the progress total.
+fn stored_total<'e>(entries: impl IntoIterator<Item = &'e Content>) -> u64 {
+    entries
+        .into_iter()
+        .map(|c| match c {
+            Content::Blob(d) | Content::Layer(d, ..) => d.size,
+            Content::Dir | Content::Bytes(_) => 0,
+        })
+        .sum()
+}
+
 fn write_tar(
     layout: &Layout,
     entries: &BTreeMap<String, Content>,
-    mtime: u64,
+    opts: &ExportOptions<'_>,
     out: &mut dyn Write,
 ) -> Result<usize> {
-    let mut b = TarWriter::new(out, mtime);
-    let blobs = write_entries(layout, &mut b, entries)?;
+    if let Some(t) = opts.on_total {
+        t(stored_total(entries.values()));
+    }
+    let mut b = TarWriter::new(out, opts.mtime);
+    let blobs = write_entries(layout, &mut b, entries, opts.progress)?;
     b.finish().map_err(|e| tar_error(e, Path::new("")))?;
     Ok(blobs)
 }
@@ -280,11 +316,13 @@ fn output_error(e: io::Error) -> Error {
     Error::Layout(ocikit_layout::Error::writing("output", e))
 }
 
-/// Append `entries` to `b`, in their order; returns how many blobs were written.
+/// Append `entries` to `b`, in their order; returns how many blobs were written. `progress`
+/// hears of the stored blob bytes read.
 fn write_entries(
     layout: &Layout,
     b: &mut Tar<'_>,
     entries: &BTreeMap<String, Content>,
+    progress: ProgressFn<'_>,
 ) -> Result<usize> {
     let mut blobs = 0;
     let output = |e| tar_error(e, Path::new(""));
@@ -299,7 +337,8 @@ fn write_entries(
             }
             Content::Blob(d) => {
                 let path = layout.blob_path(&d.digest);
-                let mut r = layout.open_blob(&d.digest, Some(d.size))?;
+                let r = layout.open_blob(&d.digest, Some(d.size))?;
+                let mut r = Reporting { inner: r, progress };
                 b.stream(name, d.size, &mut r)
                     .map_err(|e| tar_error(e, &path))?;
                 blobs += 1;
@@ -307,7 +346,10 @@ fn write_entries(
             Content::Layer(d, _diff_id, size) => {
                 let path = layout.blob_path(&d.digest);
                 let compression = d.media_type.compression().unwrap_or(Compression::None);
-                let raw = layout.open_blob(&d.digest, Some(d.size))?;
+                let raw = Reporting {
+                    inner: layout.open_blob(&d.digest, Some(d.size))?,
+                    progress,
+                };
                 // Three stages on their own threads: reading and hashing the stored bytes
                 // (checked at their end), decompressing, writing. The stored bytes are the
                 // ones the first pass decompressed to `diff_id` (their digest is checked again
@@ -579,9 +621,12 @@ fn docker_archive(
     for p in &planned {
         add_dirs(&mut dirs, &blob_name(&p.man.config.digest));
     }
+    if let Some(t) = opts.on_total {
+        t(jobs.values().map(|j| j.l.size).sum());
+    }
     let mut b = TarWriter::new(out, opts.mtime);
-    let mut blobs = write_entries(layout, &mut b, &dirs)?;
-    let (written, sizes) = write_layers(layout, &mut b, &jobs)?;
+    let mut blobs = write_entries(layout, &mut b, &dirs, None)?;
+    let (written, sizes) = write_layers(layout, &mut b, &jobs, opts.progress)?;
     blobs += written;
 
     // 3. Configs, the archive's manifests (which name the layers' sizes), and the indexes.
@@ -733,7 +778,7 @@ fn docker_archive(
         r.push(b'\n');
         entries.insert("repositories".into(), Content::Bytes(r));
     }
-    blobs += write_entries(layout, &mut b, &entries)?;
+    blobs += write_entries(layout, &mut b, &entries, None)?;
     b.finish().map_err(|e| tar_error(e, Path::new("")))?;
     Ok(ExportReport {
         entries: images.len(),
@@ -769,10 +814,12 @@ struct LayerJob<'a> {
 /// Write the layers in `jobs`' order; a pool of threads decompresses the compressed ones
 /// ahead, in the same order, to learn their sizes and check their diff_ids, while the layer
 /// before is being written. Returns the blobs written and each layer's uncompressed size.
+/// `progress` hears of the stored bytes written (the first pass is not counted).
 fn write_layers(
     layout: &Layout,
     b: &mut Tar<'_>,
     jobs: &BTreeMap<String, LayerJob<'_>>,
+    progress: ProgressFn<'_>,
 ) -> Result<(usize, HashMap<String, u64>)> {
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     use std::sync::{Condvar, Mutex};
@@ -842,7 +889,7 @@ fn write_layers(
                 };
                 let one: BTreeMap<String, Content> =
                     std::iter::once(((*name).clone(), content)).collect();
-                written += write_entries(layout, b, &one)?;
+                written += write_entries(layout, b, &one, progress)?;
                 sizes.insert((*name).clone(), size);
             }
             Ok(())
@@ -941,7 +988,7 @@ fn oci_archive(
         "oci-layout".into(),
         Content::Bytes(OCI_LAYOUT_CONTENT.to_vec()),
     );
-    let blobs = write_tar(layout, &entries, opts.mtime, out)?;
+    let blobs = write_tar(layout, &entries, opts, out)?;
     Ok(ExportReport {
         entries: index.manifests.len(),
         blobs,
@@ -997,6 +1044,57 @@ mod tests {
             e
         });
         assert_eq!(err.to_string(), "boom");
+    }
+
+    /// Export `fmt` of a layout imported from `fixture` to memory: (the progress total, the
+    /// sum of the progress calls, the total's calls).
+    fn progress_of(fixture: &str, fmt: Format) -> (u64, u64, usize) {
+        use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+        let tmp = tempfile::tempdir().expect("tmp");
+        let dir = tmp.path().join("l");
+        let src = std::path::PathBuf::from(format!(
+            "{}/../../fixtures/docker/{fixture}",
+            env!("CARGO_MANIFEST_DIR")
+        ));
+        crate::import::import_any(
+            &[src],
+            &dir,
+            ocikit_layout::Options::default(),
+            &crate::import::ImportOptions::default(),
+            false,
+        )
+        .expect("import");
+        let layout = Layout::open(&dir, ocikit_layout::Options::default()).expect("open");
+        let (total, sum, calls) = (AtomicU64::new(0), AtomicU64::new(0), AtomicUsize::new(0));
+        let on_total = |n: u64| {
+            total.store(n, Ordering::SeqCst);
+            calls.fetch_add(1, Ordering::SeqCst);
+        };
+        let progress = |n: u64| {
+            sum.fetch_add(n, Ordering::SeqCst);
+        };
+        let opts = ExportOptions {
+            format: fmt,
+            on_total: Some(&on_total),
+            progress: Some(&progress),
+            ..Default::default()
+        };
+        export(&layout, &[], &opts, &mut Vec::new()).expect("export");
+        (
+            total.load(Ordering::SeqCst),
+            sum.load(Ordering::SeqCst),
+            calls.load(Ordering::SeqCst),
+        )
+    }
+
+    /// The progress bar has a total up front and ends at it: the stored bytes of the blobs
+    /// carried (the gzip layers of a docker-archive, not their decompressed size).
+    #[test]
+    fn progress_has_a_total_and_reaches_it() {
+        let (total, sum, calls) = progress_of("ggcr-test_image_1.tar", Format::DockerArchive);
+        assert_eq!((total, sum, calls), (154, 154, 1));
+        let (total, sum, calls) = progress_of("ggcr-test_image_1.tar", Format::OciArchive);
+        assert_eq!((total, sum, calls), (885, 885, 1));
     }
 
     #[test]
