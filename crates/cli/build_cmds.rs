@@ -367,7 +367,7 @@ pub fn index(cli: &Cli, cmd: &IndexCmd) -> anyhow::Result<Code> {
             annotation,
         } => {
             let layout = Layout::open(dir, cli.layout_options())?;
-            let mut annotations = std::collections::BTreeMap::new();
+            let mut annotations = ocikit_layout::Annotations::new();
             for a in annotation {
                 let (k, v) = a
                     .split_once('=')

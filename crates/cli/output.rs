@@ -221,7 +221,7 @@ pub fn entry_json(d: &Descriptor) -> Value {
         "digest": d.digest.as_str(),
         "mediaType": d.media_type.as_str(),
         "size": d.size,
-        "platform": platform_json(d.platform.as_ref()),
+        "platform": platform_json(d.platform.as_deref()),
         "artifactType": d.artifact_type,
         "annotations": d.annotations.clone().unwrap_or_default(),
     })

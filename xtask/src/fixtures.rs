@@ -128,7 +128,7 @@ fn image(lock: &WriteLock<'_>, p: &Platform, payload: &str) -> anyhow::Result<De
         &serde_json::to_vec(&manifest)?,
         MediaType::OciManifest,
     )?;
-    d.platform = Some(p.clone());
+    d.platform = Some(Box::new(p.clone()));
     Ok(d)
 }
 
@@ -169,7 +169,7 @@ fn generate(dest: &Path) -> anyhow::Result<()> {
         "config": empty, "layers": [att_layer],
     });
     let mut att = blob(&lock, &serde_json::to_vec(&att)?, MediaType::OciManifest)?;
-    att.platform = Some(platform("unknown", "unknown", None));
+    att.platform = Some(Box::new(platform("unknown", "unknown", None)));
     att.annotations = Some(
         [
             (

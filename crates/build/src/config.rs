@@ -271,7 +271,11 @@ impl<S: DocSink> Transform<S> for Collect {
     ) -> Result<DocEdit> {
         if let Some(c) = image_config(desc, doc) {
             let config = read_object(sink.source(), &c)?;
-            let platform = desc.platform.clone().or_else(|| config_platform(&config));
+            let platform = desc
+                .platform
+                .as_deref()
+                .cloned()
+                .or_else(|| config_platform(&config));
             if self.platforms.is_empty()
                 || platform
                     .as_ref()

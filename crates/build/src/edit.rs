@@ -169,7 +169,11 @@ impl<'w, 'l, E: ImageEditor> Transform<Store<'w, 'l>> for EditImages<E> {
             return Ok(DocEdit::unchanged());
         };
         let mut config = read_object(sink.source(), &config_desc)?;
-        let platform = desc.platform.clone().or_else(|| config_platform(&config));
+        let platform = desc
+            .platform
+            .as_deref()
+            .cloned()
+            .or_else(|| config_platform(&config));
         if !self.platforms.is_empty()
             && !platform
                 .as_ref()

@@ -8,8 +8,6 @@
 //! - [`add`] and [`remove`]: edits of the index a ref names, as a rewriter transform on that
 //!   index only; the ref moves to the result (`Rewriter::rewrite_index_json`).
 
-use std::collections::BTreeMap;
-
 use ocikit_layout::engine::{merge_entry, plan, RefUpdate};
 use ocikit_layout::rewrite::{DocEdit, Keep, Rewriter, Rewritten, Store, Transform};
 use ocikit_layout::walk::MAX_DEPTH;
@@ -25,7 +23,7 @@ pub struct IndexOptions {
     /// Keep given indexes as entries instead of flattening them.
     pub nested: bool,
     /// Annotations of the new index (`create` only).
-    pub annotations: BTreeMap<String, String>,
+    pub annotations: ocikit_layout::Annotations,
 }
 
 /// A new index and the ref that names it.
@@ -74,7 +72,7 @@ fn entries_of(
                 if e.platform.is_none() {
                     let doc = read_object(layout, &e)?;
                     if let Some(c) = image_config(&e, &doc) {
-                        e.platform = config_platform(&read_object(layout, &c)?);
+                        e.platform = config_platform(&read_object(layout, &c)?).map(Box::new);
                     }
                 } else if let Some(p) = e.platform.as_mut() {
                     // Fill what the entry leaves out from the config.

@@ -674,7 +674,7 @@ fn docker_archive(
             Digest::sha256(&mbytes),
             mbytes.len() as u64,
         );
-        md.platform = p.cfg.platform().or(p.d.platform.clone());
+        md.platform = p.cfg.platform().map(Box::new).or(p.d.platform.clone());
         let mname = blob_name(&md.digest);
         entries.insert(mname, Content::Bytes(mbytes));
         let name = p.name;
@@ -718,7 +718,7 @@ fn docker_archive(
         }
         for n in &im.names {
             let mut d = im.manifest.clone();
-            let mut ann = BTreeMap::new();
+            let mut ann = ocikit_layout::Annotations::new();
             if let Some(full) = containerd_name(n) {
                 ann.insert(CONTAINERD_NAME.to_string(), full);
             }

@@ -4,12 +4,10 @@
 //! parse -> edit -> serialize cycle loses nothing. Documents that are not edited are never
 //! re-serialized: [`crate::Raw`] keeps their exact bytes.
 
-use std::collections::BTreeMap;
-
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 
-use crate::{Digest, MediaType};
+use crate::{Annotations, Digest, MediaType};
 
 /// The annotation that names a ref in `index.json`.
 pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
@@ -29,13 +27,13 @@ pub struct Descriptor {
     pub urls: Option<Vec<String>>,
     /// Annotations.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub annotations: Option<BTreeMap<String, String>>,
+    pub annotations: Option<Annotations>,
     /// The content itself, base64, for small blobs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data: Option<String>,
     /// The platform of an index entry.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub platform: Option<Platform>,
+    pub platform: Option<Box<Platform>>,
     /// The artifact type of the referenced manifest.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub artifact_type: Option<String>,
@@ -70,7 +68,7 @@ impl Descriptor {
         match name {
             Some(n) => {
                 self.annotations
-                    .get_or_insert_with(BTreeMap::new)
+                    .get_or_insert_with(Annotations::new)
                     .insert(REF_NAME.to_string(), n.to_string());
             }
             None => {
@@ -185,7 +183,7 @@ pub struct Index {
     pub subject: Option<Descriptor>,
     /// Annotations.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub annotations: Option<BTreeMap<String, String>>,
+    pub annotations: Option<Annotations>,
     /// Fields ocikit does not know, kept.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -228,7 +226,7 @@ pub struct Manifest {
     pub subject: Option<Descriptor>,
     /// Annotations.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub annotations: Option<BTreeMap<String, String>>,
+    pub annotations: Option<Annotations>,
     /// Fields ocikit does not know, kept.
     #[serde(flatten)]
     pub extra: Map<String, Value>,

@@ -59,6 +59,46 @@ impl Algorithm {
     }
 }
 
+/// A map keyed by digest, with a fast hasher (foldhash, seeded per process: the names in a
+/// layout are input, so a fixed hash could be attacked with colliding ones).
+pub type DigestMap<V> = std::collections::HashMap<Digest, V, foldhash::fast::RandomState>;
+
+/// A set of digests, hashed as [`DigestMap`] hashes them, sha256 digests held as their 32
+/// bytes (no string each): gc marks half a million of them in a large layout.
+#[derive(Debug, Clone, Default)]
+pub struct DigestSet {
+    sha256: std::collections::HashSet<[u8; 32], foldhash::fast::RandomState>,
+    other: std::collections::HashSet<Digest, foldhash::fast::RandomState>,
+}
+
+impl DigestSet {
+    /// Add `d`; true when it was not there.
+    pub fn insert(&mut self, d: Digest) -> bool {
+        match d.sha256_bytes() {
+            Some(b) => self.sha256.insert(b),
+            None => self.other.insert(d),
+        }
+    }
+
+    /// Is `d` there?
+    pub fn contains(&self, d: &Digest) -> bool {
+        match d.sha256_bytes() {
+            Some(b) => self.sha256.contains(&b),
+            None => self.other.contains(d),
+        }
+    }
+
+    /// How many.
+    pub fn len(&self) -> usize {
+        self.sha256.len() + self.other.len()
+    }
+
+    /// None?
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 /// A validated digest. Ordering is by the full string, so sorted output is stable.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Digest {
@@ -69,6 +109,30 @@ pub struct Digest {
 impl Digest {
     /// Parse and validate a digest string.
     pub fn parse(s: &str) -> Result<Digest, DigestError> {
+        let colon = Self::check(s)?;
+        Ok(Digest {
+            text: s.to_string(),
+            colon,
+        })
+    }
+
+    /// [`Digest::parse`], keeping the string (no copy): what deserializing does.
+    pub fn parse_owned(text: String) -> Result<Digest, DigestError> {
+        let colon = Self::check(&text)?;
+        Ok(Digest { text, colon })
+    }
+
+    /// Validate `s`; the position of its colon.
+    fn check(s: &str) -> Result<usize, DigestError> {
+        // The usual case first, in one pass: `sha256:` and 64 lowercase hex digits.
+        if s.len() == 71
+            && s.as_bytes()[..7] == *b"sha256:"
+            && s.as_bytes()[7..]
+                .iter()
+                .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        {
+            return Ok(6);
+        }
         let colon = s
             .find(':')
             .ok_or_else(|| DigestError::Format(s.to_string()))?;
@@ -88,10 +152,24 @@ impl Digest {
                 return Err(DigestError::Length(s.to_string()));
             }
         }
-        Ok(Digest {
-            text: s.to_string(),
-            colon,
-        })
+        Ok(colon)
+    }
+
+    /// A sha256 digest's 32 bytes (its encoding is 64 lowercase hex digits, checked when parsed).
+    fn sha256_bytes(&self) -> Option<[u8; 32]> {
+        if self.colon != 6 || &self.text[..6] != "sha256" {
+            return None;
+        }
+        let hex = &self.text.as_bytes()[7..];
+        let nibble = |c: u8| match c {
+            b'0'..=b'9' => c - b'0',
+            _ => c - b'a' + 10,
+        };
+        let mut out = [0u8; 32];
+        for (o, pair) in out.iter_mut().zip(hex.chunks_exact(2)) {
+            *o = (nibble(pair[0]) << 4) | nibble(pair[1]);
+        }
+        Some(out)
     }
 
     /// The digest of `bytes` with `alg`.
@@ -192,7 +270,7 @@ impl serde::Serialize for Digest {
 impl<'de> serde::Deserialize<'de> for Digest {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
-        Digest::parse(&s).map_err(serde::de::Error::custom)
+        Digest::parse_owned(s).map_err(serde::de::Error::custom)
     }
 }
 

@@ -504,7 +504,8 @@ fn recheck_concurrent(layout: &Layout, walked: Vec<u8>, findings: &mut Vec<Findi
         if now.bytes == walked {
             return Ok(());
         }
-        let reach = crate::walk::reach(layout, &now.value);
+        let reach =
+            crate::walk::reach(layout, now.value.manifests.iter().map(crate::walk::root_of));
         findings.retain(|f| {
             let Some(d) = f.digest.as_ref().filter(|_| suspect(f)) else {
                 return true;

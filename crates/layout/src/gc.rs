@@ -24,7 +24,7 @@
 
 use std::path::PathBuf;
 
-use crate::walk::reach;
+use crate::walk::{reach, Root};
 use crate::{Algorithm, BlobFileKind, Digest, Error, Layout, Result};
 
 /// What gc removed (or, with `dry_run`, would remove).
@@ -54,8 +54,16 @@ pub enum GcError {
 /// Collect garbage in `layout`.
 pub fn gc(layout: &Layout, dry_run: bool) -> Result<GcReport, GcError> {
     let lock = layout.lock()?;
-    let index = layout.read_index()?;
-    let reach = reach(layout, &index.value);
+    // Only what marking needs of the entries: a large index.json's annotations and bytes are
+    // not kept while it runs.
+    let roots: Vec<Root> = layout
+        .read_index()?
+        .value
+        .manifests
+        .into_iter()
+        .map(|d| (d.digest, d.media_type, d.size))
+        .collect();
+    let reach = reach(layout, roots);
     if !reach.unreadable.is_empty() {
         return Err(GcError::Blocked(reach.unreadable));
     }

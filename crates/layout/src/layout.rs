@@ -697,7 +697,7 @@ impl BlobFileKind {
         } else if name.starts_with(PARTIAL_PREFIX) {
             BlobFileKind::Partial
         } else {
-            match Digest::parse(&format!("{alg_name}:{name}")) {
+            match Digest::parse_owned(format!("{alg_name}:{name}")) {
                 Ok(d) => BlobFileKind::Blob(d),
                 Err(_) => BlobFileKind::Other,
             }

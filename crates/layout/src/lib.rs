@@ -18,6 +18,7 @@
 
 #![warn(missing_docs)]
 
+mod annotations;
 pub mod archive;
 pub mod bundle;
 pub mod chunked;
@@ -45,11 +46,12 @@ pub mod select;
 pub mod validate;
 pub mod walk;
 
+pub use annotations::Annotations;
 pub use descriptor::{
     Descriptor, FsLayer, ImageConfig, Index, Manifest, Platform, PlatformSpec, RootFs, Schema1,
     Schema1History, REF_NAME,
 };
-pub use digest::{Algorithm, Digest, DigestError, Hasher};
+pub use digest::{Algorithm, Digest, DigestError, DigestMap, DigestSet, Hasher};
 pub use error::{Error, Result};
 pub use layout::{
     check_layout_header, new_temp_in, open_regular, peek, sync_dir, sync_file, unwrap_io, BlobFile,

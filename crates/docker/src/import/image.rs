@@ -6,7 +6,6 @@
 //!
 //! [`ImageBuilder`]: ocikit_layout::engine::ImageBuilder
 
-use std::collections::BTreeMap;
 use std::io::Read;
 
 use ocikit_layout::engine::{
@@ -32,7 +31,7 @@ pub(super) struct ImagePlan {
     pub(super) config: String,
     pub(super) config_digest: Option<Digest>,
     pub(super) layers: Vec<LayerPlan>,
-    pub(super) annotations: Option<BTreeMap<String, String>>,
+    pub(super) annotations: Option<ocikit_layout::Annotations>,
 }
 
 /// A layer member, as the builder reads it.

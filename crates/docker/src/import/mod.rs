@@ -24,7 +24,7 @@
 //! [`import_any`] is the one entry point for any sources: bundle parts (recognised by their
 //! first tar header) go to the bundle loader, everything else to [`import`].
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use ocikit_layout::bundle::LoadReport;
@@ -292,7 +292,7 @@ fn import_into(
             if e.image && !has_name {
                 if let Some(full) = containerd_name(n) {
                     d.annotations
-                        .get_or_insert_with(BTreeMap::new)
+                        .get_or_insert_with(ocikit_layout::Annotations::new)
                         .insert(CONTAINERD_NAME.into(), full);
                 }
             }

@@ -190,6 +190,6 @@ fn schema1_image(ctx: &mut Ctx<'_>, dir: &DirMembers, bytes: &[u8]) -> Result<De
             what: "converted config".into(),
             source: e,
         })?;
-    d.platform = config.platform();
+    d.platform = config.platform().map(Box::new);
     Ok(d)
 }

@@ -25,7 +25,7 @@
 //! Output depends only on the inputs and options: parallel and one-at-a-time builds write the
 //! same bytes (the layer codecs are deterministic, see [`crate::chunked`]).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
@@ -193,7 +193,7 @@ pub struct ImageInput<'i, 'a> {
     /// The layers, base first, one per `rootfs.diff_ids` entry.
     pub layers: &'i [LayerInput<'a>],
     /// The new manifest's annotations.
-    pub annotations: Option<BTreeMap<String, String>>,
+    pub annotations: Option<crate::Annotations>,
 }
 
 /// What is wrong with the config or one layer (see [`BuildError`] for which).
@@ -411,7 +411,7 @@ impl<'a> ImageBuilder<'a> {
         &mut self,
         config: &[u8],
         layers: Vec<BuiltLayer>,
-        annotations: Option<BTreeMap<String, String>>,
+        annotations: Option<crate::Annotations>,
     ) -> BuildResult<BuiltImage> {
         let cfg = parse_config(config).map_err(BuildError::Config)?;
         let diff_ids = diff_ids(&cfg);
@@ -442,7 +442,7 @@ impl<'a> ImageBuilder<'a> {
         config: &[u8],
         cfg: &ImageConfig,
         layers: Vec<BuiltLayer>,
-        annotations: Option<BTreeMap<String, String>>,
+        annotations: Option<crate::Annotations>,
     ) -> BuildResult<BuiltImage> {
         let (manifest_type, config_type) = match self.format {
             ManifestFormat::Oci => (MediaType::OciManifest, MediaType::OciConfig),
@@ -466,7 +466,7 @@ impl<'a> ImageBuilder<'a> {
         })?;
         let (md, ms) = self.lock.write_blob(&bytes)?;
         let mut d = Descriptor::new(manifest_type, md, ms);
-        d.platform = cfg.platform();
+        d.platform = cfg.platform().map(Box::new);
         Ok(BuiltImage {
             manifest: d,
             config,
@@ -795,7 +795,7 @@ mod tests {
             "sha256:ba7de58df0d355811607816084e0d932c2d21fc49203e292115304a595a9d79b"
         );
         assert_eq!(
-            built.manifest.platform.as_ref().map(Platform::to_short),
+            built.manifest.platform.as_deref().map(Platform::to_short),
             Some("linux/amd64".into())
         );
         let bytes = l
@@ -856,7 +856,7 @@ mod tests {
 
     /// Builds the same three-layer gzip image in a fresh layout; returns the manifest and every
     /// blob, by digest.
-    fn build_three(threads: usize) -> (BuiltImage, BTreeMap<String, Vec<u8>>) {
+    fn build_three(threads: usize) -> (BuiltImage, std::collections::BTreeMap<String, Vec<u8>>) {
         let (dir, l) = scratch();
         let lock = l.lock().expect("lock");
         let bodies: Vec<Vec<u8>> = (0..3u32)
@@ -887,7 +887,7 @@ mod tests {
                 annotations: None,
             })
             .expect("build");
-        let mut blobs = BTreeMap::new();
+        let mut blobs = std::collections::BTreeMap::new();
         for e in std::fs::read_dir(dir.path().join("l/blobs/sha256")).expect("blobs") {
             let p = e.expect("entry").path();
             let name = p.file_name().expect("name").to_string_lossy().into_owned();
