@@ -608,7 +608,7 @@ fn bad_usage_and_bad_input_exit_2_naming_the_path() {
         (&["frob"][..], "ocikit: error: unrecognized subcommand 'frob'\nhint: usage: ocikit [OPTIONS] <COMMAND>\n"),
         (&["ls"][..], "ocikit: error: the following required arguments were not provided: <DIR>\nhint: usage: ocikit ls <DIR>\n"),
         (&["fsck", "--nope", "x"][..], "ocikit: error: unexpected argument '--nope' found\nhint: to pass '--nope' as a value, use '-- --nope'; usage: ocikit fsck [OPTIONS] <DIR>\n"),
-        (&["import", "x.tar"][..], "ocikit: error: the following required arguments were not provided: <SRC>...\nhint: usage: ocikit import <SRC>... <DIR>\n"),
+        (&["import", "x.tar"][..], "ocikit: error: import needs the sources and then the destination layout directory; only one path was given\nhint: usage: ocikit import [OPTIONS] <SRC>... <DIR>\n"),
         (&["convert", "L"][..], "ocikit: error: the following required arguments were not provided: --to <TO>\nhint: usage: ocikit convert --to <TO> <DIR> [REFS]...\n"),
     ] {
         let r = ocikit(tmp.path(), args);

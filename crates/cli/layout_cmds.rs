@@ -67,56 +67,67 @@ pub fn ls(cli: &Cli, dir: &Path, json: bool, image_id: bool) -> anyhow::Result<C
         ))?;
         return Ok(0);
     }
-    let rows: Vec<Vec<String>> = index
-        .value
-        .manifests
-        .iter()
-        .enumerate()
-        .map(|(i, d)| {
-            let mut row = vec![
-                escape(d.ref_name().unwrap_or("-")).into_owned(),
-                d.digest.to_string(),
-                escape(d.media_type.as_str()).into_owned(),
-                d.size.to_string(),
-                escape(
-                    &d.platform
-                        .as_ref()
-                        .map(|p| p.to_short())
-                        .unwrap_or_else(|| "-".into()),
-                )
-                .into_owned(),
-            ];
-            if let Some(id) = ids.get(i) {
-                row.insert(2, id.as_ref().map_or_else(|| "-".into(), |d| d.to_string()));
-            }
-            row
-        })
-        .collect();
-    let mut header: Vec<String> = ["REF", "DIGEST", "MEDIA TYPE", "SIZE", "PLATFORM"]
-        .map(String::from)
-        .to_vec();
+    // Two passes over the entries, each row's cells made when needed: the widths, then the
+    // lines. No table is held: an index of 100,000 refs would be half a million strings.
+    let row = |i: usize, d| ls_row(d, ids.get(i));
+    let mut header: Vec<std::borrow::Cow<'_, str>> = vec![
+        "REF".into(),
+        "DIGEST".into(),
+        "MEDIA TYPE".into(),
+        "SIZE".into(),
+        "PLATFORM".into(),
+    ];
     if image_id {
         header.insert(2, "IMAGE ID".into());
     }
+    let manifests = &index.value.manifests;
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
-    for r in &rows {
-        for (w, c) in widths.iter_mut().zip(r) {
+    for (i, d) in manifests.iter().enumerate() {
+        for (w, c) in widths.iter_mut().zip(row(i, d)) {
             *w = (*w).max(c.chars().count());
         }
     }
-    let mut out = io::stdout().lock();
-    for r in std::iter::once(&header).chain(rows.iter()) {
-        let line = r
-            .iter()
-            .zip(widths.iter().copied())
+    let mut out = io::BufWriter::with_capacity(1 << 16, io::stdout().lock());
+    let rows = manifests.iter().enumerate().map(|(i, d)| row(i, d));
+    let mut line = String::new();
+    for r in std::iter::once(header.clone()).chain(rows) {
+        line.clear();
+        for (k, (c, w)) in r.iter().zip(widths.iter().copied()).enumerate() {
+            if k > 0 {
+                line.push_str("  ");
+            }
+            line.push_str(c);
             // Padded by hand: `format!`'s width stops at 65,535 and panics past it, and a
             // layout can hold a longer ref or media type.
-            .map(|(c, w)| format!("{c}{}", " ".repeat(w.saturating_sub(c.chars().count()))))
-            .collect::<Vec<_>>()
-            .join("  ");
-        writeln!(out, "{}", escape(line.trim_end()))?;
+            for _ in c.chars().count()..w {
+                line.push(' ');
+            }
+        }
+        writeln!(out, "{}", line.trim_end())?;
     }
+    out.flush()?;
     Ok(0)
+}
+
+/// The cells of `ls`'s row for the entry `d` (with `id`, the image ID column).
+fn ls_row<'a>(
+    d: &'a ocikit_layout::Descriptor,
+    id: Option<&'a Option<Digest>>,
+) -> Vec<std::borrow::Cow<'a, str>> {
+    let mut row = vec![
+        escape(d.ref_name().unwrap_or("-")),
+        d.digest.as_str().into(),
+        escape(d.media_type.as_str()),
+        d.size.to_string().into(),
+        match &d.platform {
+            Some(p) => escape(&p.to_short()).into_owned().into(),
+            None => "-".into(),
+        },
+    ];
+    if let Some(id) = id {
+        row.insert(2, id.as_ref().map_or("-", |d| d.as_str()).into());
+    }
+    row
 }
 
 pub fn inspect(cli: &Cli, dir: &Path, target: &str, json: bool) -> anyhow::Result<Code> {

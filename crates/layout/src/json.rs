@@ -101,10 +101,19 @@ fn protect(bytes: &[u8]) -> Option<Vec<u8>> {
             b'"' => {
                 // Skip the string, escapes included.
                 i += 1;
-                while i < bytes.len() && bytes[i] != b'"' {
-                    i += if bytes[i] == b'\\' { 2 } else { 1 };
+                loop {
+                    match memchr::memchr2(b'"', b'\\', bytes.get(i..).unwrap_or_default()) {
+                        Some(p) if bytes[i + p] == b'"' => {
+                            i += p + 1;
+                            break;
+                        }
+                        Some(p) => i += p + 2,
+                        None => {
+                            i = bytes.len();
+                            break;
+                        }
+                    }
                 }
-                i += 1;
             }
             b'-' | b'0'..=b'9' => {
                 let start = i;
@@ -180,10 +189,7 @@ fn restore(out: Vec<u8>) -> Vec<u8> {
 }
 
 fn find(hay: &[u8], needle: &[u8], from: usize) -> Option<usize> {
-    hay.get(from..)?
-        .windows(needle.len())
-        .position(|w| w == needle)
-        .map(|p| p + from)
+    memchr::memmem::find(hay.get(from..)?, needle).map(|p| p + from)
 }
 
 /// Serialize as compact JSON, numbers kept by [`from_slice`] written as they were read.
