@@ -45,7 +45,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::archive::{checked_header, ArchiveError, Limits, MemberKind, Stream, TarWriter, BLOCK};
+use crate::archive::{
+    checked_header, copy_exact, ArchiveError, Limits, MemberKind, Stream, TarWriter, BLOCK,
+};
 use crate::engine::{merge_entry, RefChange, RefUpdate};
 use crate::inventory::Inventory;
 use crate::layer::copy_large;
@@ -152,6 +154,9 @@ pub struct BundleOptions {
     pub part_size: Option<u64>,
     /// The mtime of every tar entry (`SOURCE_DATE_EPOCH`, or 0).
     pub mtime: u64,
+    /// Threads copying blobs into the parts (0: one per core). The bytes written do not
+    /// depend on it.
+    pub threads: usize,
 }
 
 /// What [`write_bundle`] wrote.
@@ -302,7 +307,7 @@ fn write(
     sel: &Selection,
     have: &[Inventory],
     opts: &BundleOptions,
-    mut dest_of: Dest<'_>,
+    dest_of: Dest<'_>,
 ) -> Result<BundleReport> {
     let have_set: HashMap<&Digest, u64> = have
         .iter()
@@ -428,118 +433,57 @@ fn write(
     let chunks_used = uses_chunks(&plan);
     let split = opts.part_size.is_some();
 
-    // Write every part to a temp file beside the output, then rename them all.
-    let durable = layout.options().durable;
-    let mut temps = Vec::new();
-    // Chunked blobs stay open across parts, hashed in offset order.
-    let mut open_chunked: HashMap<Digest, (File, crate::Hasher)> = HashMap::new();
-    let mut streamed = Vec::new();
-    // One part into `out`; returns its length.
-    let mut write_part = |out: &mut dyn Write, dest: &Path, part: u32| -> Result<u64> {
-        let mut counted = CountingWriter {
-            inner: out,
-            count: 0,
-        };
-        let mut tw = TarWriter::new(&mut counted, opts.mtime);
-        let part_err = |e: ArchiveError| tar_error(e, dest, dest);
-        tw.file("bundle.json", &manifest_bytes).map_err(part_err)?;
-        tw.file("oci-layout", OCI_LAYOUT_CONTENT)
-            .map_err(part_err)?;
-        tw.file("index.json", &index_bytes).map_err(part_err)?;
-        tw.dir("blobs/").map_err(part_err)?;
-        for a in &algs {
-            tw.dir(&format!("blobs/{a}/")).map_err(part_err)?;
-        }
-        for b in plan.blobs.iter().filter(|b| b.part == Some(part)) {
-            let name = format!("blobs/{}/{}", b.digest.algorithm_str(), b.digest.encoded());
-            match sel.documents.get(&b.digest) {
-                Some(bytes) => tw.file(&name, bytes).map_err(part_err)?,
-                None => {
-                    let path = layout.blob_path(&b.digest);
-                    let mut r = layout.open_blob(&b.digest, Some(b.size))?;
-                    // The writer reads to EOF, where the reader checks the digest.
-                    tw.stream(&name, b.size, &mut r)
-                        .map_err(|e| tar_error(e, &path, dest))?;
-                }
-            }
-        }
-        if chunks_used {
-            tw.dir("chunks/").map_err(part_err)?;
-            for a in &algs {
-                tw.dir(&format!("chunks/{a}/")).map_err(part_err)?;
-            }
-        }
-        for b in &plan.blobs {
-            for (n, c) in b.chunks.iter().enumerate().filter(|(_, c)| c.part == part) {
-                let path = layout.blob_path(&b.digest);
-                if !open_chunked.contains_key(&b.digest) {
-                    let alg = b
-                        .digest
-                        .algorithm()
-                        .ok_or_else(|| Error::Unverifiable(b.digest.clone()))?;
-                    let f = layout.open_blob_unverified(&b.digest)?;
-                    open_chunked.insert(b.digest.clone(), (f, alg.hasher()));
-                }
-                let Some((f, whole)) = open_chunked.get_mut(&b.digest) else {
-                    continue;
-                };
-                f.seek(SeekFrom::Start(c.offset))
-                    .map_err(|e| Error::io(&path, e))?;
-                let mut chunk_hash = crate::Algorithm::Sha256.hasher();
-                let mut reader = HashTee {
-                    inner: (&mut *f).take(c.size),
-                    a: whole,
-                    b: &mut chunk_hash,
-                };
-                let name = format!(
-                    "chunks/{}/{}.{n}",
-                    b.digest.algorithm_str(),
-                    b.digest.encoded()
-                );
-                tw.stream(&name, c.size, &mut reader)
-                    .map_err(|e| tar_error(e, &path, dest))?;
-                let chunk_digest = chunk_hash.finish();
-                tw.file(&format!("{name}.digest"), chunk_digest.as_str().as_bytes())
-                    .map_err(part_err)?;
-                if n + 1 == b.chunks.len() {
-                    if let Some((_, h)) = open_chunked.remove(&b.digest) {
-                        let found = h.finish();
-                        if found != b.digest {
-                            return Err(Error::DigestMismatch {
-                                expected: b.digest.clone(),
-                                found,
-                                path,
-                            });
-                        }
-                    }
-                }
-            }
-        }
-        tw.finish().map_err(part_err)?;
-        Ok(counted.count)
+    let ctx = PartLayout {
+        manifest: &manifest_bytes,
+        index: &index_bytes,
+        algs: &algs,
+        plan: &plan,
+        chunks_used,
+        documents: &sel.documents,
+        mtime: opts.mtime,
     };
-    for part in 1..=plan.parts {
-        match &mut dest_of {
-            Dest::Files(out) => {
-                let mut file = AtomicFile::create(part_path(out, part, split), durable)?;
-                let dest = file.dest().to_path_buf();
-                let mut w = file.writer();
-                write_part(&mut w, &dest, part)?;
-                w.finish()?;
-                temps.push(file);
-            }
-            Dest::Stream(w, name) => {
-                let len = write_part(&mut **w, name, part)?;
-                w.flush().map_err(|e| Error::writing(*name, e))?;
+    let durable = layout.options().durable;
+    let parts = match dest_of {
+        Dest::Stream(w, name) => {
+            let mut chunked = HashMap::new();
+            let mut streamed = Vec::new();
+            for part in 1..=plan.parts {
+                let mut counted = CountingWriter {
+                    inner: &mut *w,
+                    count: 0,
+                };
+                write_in_order(&ctx, layout, part, &mut counted, name, &mut chunked)?;
+                let len = counted.count;
+                w.flush().map_err(|e| Error::writing(name, e))?;
                 streamed.push((name.to_path_buf(), len));
             }
+            streamed
         }
-    }
-    let mut parts = streamed;
-    for file in temps {
-        let len = file.len();
-        parts.push((file.commit()?, len));
-    }
+        Dest::Files(out) => {
+            // Every part goes to a temp file beside the output; they are renamed at the end.
+            let mut files = (1..=plan.parts)
+                .map(|part| AtomicFile::create(part_path(out, part, split), durable))
+                .collect::<Result<Vec<_>>>()?;
+            if files.iter().all(AtomicFile::is_temp) {
+                write_positioned(&ctx, layout, &mut files, worker_count(opts.threads))?;
+            } else {
+                // A part that is not a regular file (`-o /dev/null`) is written as a stream.
+                let mut chunked = HashMap::new();
+                for (part, file) in (1..).zip(files.iter_mut()) {
+                    let dest = file.dest().to_path_buf();
+                    let mut w = file.writer();
+                    write_in_order(&ctx, layout, part, &mut w, &dest, &mut chunked)?;
+                    w.finish()?;
+                }
+            }
+            let mut parts = Vec::with_capacity(files.len());
+            for file in files {
+                let len = file.len();
+                parts.push((file.commit()?, len));
+            }
+            parts
+        }
+    };
     let manifest: BundleManifest =
         crate::json::from_slice(&manifest_bytes).map_err(|e| Error::Json {
             what: "bundle.json".into(),
@@ -566,18 +510,432 @@ impl Write for CountingWriter<'_> {
     }
 }
 
-struct HashTee<'a, R> {
+/// Reads through to `inner`, hashing what it reads.
+struct HashingReader<'h, R> {
     inner: R,
-    a: &'a mut crate::Hasher,
-    b: &'a mut crate::Hasher,
+    hasher: &'h mut crate::Hasher,
 }
 
-impl<R: Read> Read for HashTee<'_, R> {
+impl<R: Read> Read for HashingReader<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
-        self.a.update(&buf[..n]);
-        self.b.update(&buf[..n]);
+        self.hasher.update(&buf[..n]);
         Ok(n)
+    }
+}
+
+/// Writes through to `inner`, hashing what it writes.
+struct HashingWriter<'h, W> {
+    inner: W,
+    hasher: &'h mut crate::Hasher,
+}
+
+impl<W: Write> Write for HashingWriter<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Blobs (and chunks) from this size on are copied with reading and hashing on one thread and
+/// writing on another.
+const PIPELINE_FROM: u64 = 8 << 20;
+
+/// The length of a chunk's `.digest` entry: `sha256:` and 64 hex digits.
+const CHUNK_DIGEST_LEN: u64 = 71;
+
+/// How many threads copy blobs into parts: `threads`, or one per core when 0.
+fn worker_count(threads: usize) -> usize {
+    match threads {
+        0 => std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2),
+        n => n,
+    }
+}
+
+/// Copy `r` into `w`; from [`PIPELINE_FROM`] on, reading (and the reader's hashing) stays on
+/// this thread while another writes.
+fn move_bytes<W: Write + Send>(r: &mut dyn Read, mut w: W, size: u64) -> io::Result<u64> {
+    if size >= PIPELINE_FROM {
+        crate::layer::copy_pipelined(r, &mut w)
+    } else {
+        copy_large(r, &mut w)
+    }
+}
+
+/// What a part holds besides its blobs' data: the same for every way of writing it.
+struct PartLayout<'a> {
+    manifest: &'a [u8],
+    index: &'a [u8],
+    algs: &'a BTreeSet<String>,
+    plan: &'a Plan,
+    chunks_used: bool,
+    documents: &'a BTreeMap<Digest, Vec<u8>>,
+    mtime: u64,
+}
+
+/// The data of a member whose header [`PartLayout::lay_out`] wrote.
+#[derive(Debug, Clone, Copy)]
+enum Fill<'p> {
+    /// A blob stored whole.
+    Blob(&'p BundleBlob),
+    /// Chunk `n` of a blob.
+    Chunk(&'p BundleBlob, usize),
+    /// The `.digest` entry after chunk `n`: the chunk's sha256.
+    ChunkDigest(&'p BundleBlob, usize),
+}
+
+impl Fill<'_> {
+    fn size(&self) -> u64 {
+        match *self {
+            Fill::Blob(b) => b.size,
+            Fill::Chunk(b, n) => b.chunks.get(n).map_or(0, |c| c.size),
+            Fill::ChunkDigest(..) => CHUNK_DIGEST_LEN,
+        }
+    }
+}
+
+fn blob_name(b: &BundleBlob) -> String {
+    format!("blobs/{}/{}", b.digest.algorithm_str(), b.digest.encoded())
+}
+
+fn chunk_name(b: &BundleBlob, n: usize) -> String {
+    format!(
+        "chunks/{}/{}.{n}",
+        b.digest.algorithm_str(),
+        b.digest.encoded()
+    )
+}
+
+impl<'a> PartLayout<'a> {
+    /// Write part `part` into `tw`: its entries in their fixed order, then the end of the tar.
+    /// A blob's (or chunk's) data is `fill`'s: called right after its header with the tar's
+    /// output, it puts the data and its padding there or leaves room for them.
+    fn lay_out<W: Write>(
+        &self,
+        mut tw: TarWriter<W>,
+        part: u32,
+        dest: &Path,
+        fill: &mut dyn FnMut(&mut W, Fill<'a>) -> Result<()>,
+    ) -> Result<()> {
+        let part_err = |e: ArchiveError| tar_error(e, dest, dest);
+        tw.file("bundle.json", self.manifest).map_err(part_err)?;
+        tw.file("oci-layout", OCI_LAYOUT_CONTENT)
+            .map_err(part_err)?;
+        tw.file("index.json", self.index).map_err(part_err)?;
+        tw.dir("blobs/").map_err(part_err)?;
+        for a in self.algs {
+            tw.dir(&format!("blobs/{a}/")).map_err(part_err)?;
+        }
+        let plan: &'a Plan = self.plan;
+        for b in plan.blobs.iter().filter(|b| b.part == Some(part)) {
+            let name = blob_name(b);
+            match self.documents.get(&b.digest) {
+                Some(bytes) => tw.file(&name, bytes).map_err(part_err)?,
+                None => fill(tw.reserve(&name, b.size).map_err(part_err)?, Fill::Blob(b))?,
+            }
+        }
+        if self.chunks_used {
+            tw.dir("chunks/").map_err(part_err)?;
+            for a in self.algs {
+                tw.dir(&format!("chunks/{a}/")).map_err(part_err)?;
+            }
+        }
+        for b in &plan.blobs {
+            for (n, c) in b.chunks.iter().enumerate().filter(|(_, c)| c.part == part) {
+                let name = chunk_name(b, n);
+                fill(
+                    tw.reserve(&name, c.size).map_err(part_err)?,
+                    Fill::Chunk(b, n),
+                )?;
+                let out = tw
+                    .reserve(&format!("{name}.digest"), CHUNK_DIGEST_LEN)
+                    .map_err(part_err)?;
+                fill(out, Fill::ChunkDigest(b, n))?;
+            }
+        }
+        tw.finish().map_err(part_err)?;
+        Ok(())
+    }
+}
+
+/// A blob's data, verified as it is read (a blob that does not hash to its digest fails at its
+/// end, with the store's error), moved by `copy`.
+fn copy_blob(
+    layout: &Layout,
+    b: &BundleBlob,
+    dest: &Path,
+    copy: &mut dyn FnMut(&mut dyn Read) -> io::Result<u64>,
+) -> Result<()> {
+    let path = layout.blob_path(&b.digest);
+    let mut r = layout.open_blob(&b.digest, Some(b.size))?;
+    copy_exact(&blob_name(b), b.size, &mut r, copy).map_err(|e| tar_error(e, &path, dest))
+}
+
+/// A blob carried in chunks, read chunk by chunk in offset order and hashed whole on the way.
+struct ChunkedSource {
+    file: File,
+    alg: crate::Algorithm,
+    whole: crate::Hasher,
+}
+
+impl ChunkedSource {
+    fn open(layout: &Layout, b: &BundleBlob) -> Result<ChunkedSource> {
+        let alg = b
+            .digest
+            .algorithm()
+            .ok_or_else(|| Error::Unverifiable(b.digest.clone()))?;
+        Ok(ChunkedSource {
+            file: layout.open_blob_unverified(&b.digest)?,
+            alg,
+            whole: alg.hasher(),
+        })
+    }
+
+    /// Chunk `n` of `b`, moved by `copy`, which also hashes what it writes into the hasher it
+    /// is given: returns that, the chunk's sha256. After the last chunk the whole blob must
+    /// hash to its digest ([`Error::DigestMismatch`]).
+    fn copy(
+        &mut self,
+        layout: &Layout,
+        b: &BundleBlob,
+        n: usize,
+        dest: &Path,
+        copy: &mut dyn FnMut(&mut dyn Read, &mut crate::Hasher) -> io::Result<u64>,
+    ) -> Result<Digest> {
+        let path = layout.blob_path(&b.digest);
+        let Some(c) = b.chunks.get(n) else {
+            return Err(Error::Invalid {
+                what: "bundle.json".into(),
+                reason: format!("blob `{}` has no chunk {n}", b.digest),
+            });
+        };
+        self.file
+            .seek(SeekFrom::Start(c.offset))
+            .map_err(|e| Error::io(&path, e))?;
+        let mut chunk_hash = crate::Algorithm::Sha256.hasher();
+        let mut reader = HashingReader {
+            inner: (&mut self.file).take(c.size),
+            hasher: &mut self.whole,
+        };
+        copy_exact(&chunk_name(b, n), c.size, &mut reader, &mut |r| {
+            copy(r, &mut chunk_hash)
+        })
+        .map_err(|e| tar_error(e, &path, dest))?;
+        if n + 1 == b.chunks.len() {
+            let found = std::mem::replace(&mut self.whole, self.alg.hasher()).finish();
+            if found != b.digest {
+                return Err(Error::DigestMismatch {
+                    expected: b.digest.clone(),
+                    found,
+                    path,
+                });
+            }
+        }
+        Ok(chunk_hash.finish())
+    }
+}
+
+/// Zeros after `size` bytes of data to the end of its block.
+fn pad(w: &mut dyn Write, size: u64, dest: &Path) -> Result<()> {
+    w.write_all(&[0u8; BLOCK as usize][..crate::archive::block_padding(size) as usize])
+        .map_err(|e| Error::writing(dest, e))
+}
+
+/// Part `part` written front to back into `out` (a stream, or a part that is not a regular
+/// file): each blob read, verified and written in turn. `chunked` keeps the blobs carried in
+/// chunks open across parts.
+fn write_in_order<W: Write>(
+    ctx: &PartLayout<'_>,
+    layout: &Layout,
+    part: u32,
+    out: &mut W,
+    dest: &Path,
+    chunked: &mut HashMap<Digest, ChunkedSource>,
+) -> Result<()> {
+    let mut last_chunk: Option<Digest> = None;
+    let tw = TarWriter::new(out, ctx.mtime);
+    ctx.lay_out(tw, part, dest, &mut |w: &mut &mut W, fill| {
+        match fill {
+            Fill::Blob(b) => copy_blob(layout, b, dest, &mut |r| copy_large(r, &mut **w))?,
+            Fill::Chunk(b, n) => {
+                let src = match chunked.entry(b.digest.clone()) {
+                    std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                    std::collections::hash_map::Entry::Vacant(e) => {
+                        e.insert(ChunkedSource::open(layout, b)?)
+                    }
+                };
+                let d = src.copy(layout, b, n, dest, &mut |r, h| {
+                    copy_large(
+                        r,
+                        &mut HashingWriter {
+                            inner: &mut **w,
+                            hasher: h,
+                        },
+                    )
+                })?;
+                if n + 1 == b.chunks.len() {
+                    chunked.remove(&b.digest);
+                }
+                last_chunk = Some(d);
+            }
+            Fill::ChunkDigest(..) => {
+                let d = last_chunk
+                    .take()
+                    .map(|d| d.as_str().to_string())
+                    .unwrap_or_default();
+                w.write_all(d.as_bytes())
+                    .map_err(|e| Error::writing(dest, e))?;
+            }
+        }
+        pad(&mut **w, fill.size(), dest)
+    })
+}
+
+/// One blob's share of the parts: where its data (or each chunk's data and `.digest` entry)
+/// goes, by part index and position.
+enum Job<'p> {
+    Whole {
+        blob: &'p BundleBlob,
+        part: usize,
+        at: u64,
+    },
+    Chunked {
+        blob: &'p BundleBlob,
+        /// (chunk number, part index, data position, `.digest` data position)
+        chunks: Vec<(usize, usize, u64, u64)>,
+    },
+}
+
+impl Job<'_> {
+    fn size(&self) -> u64 {
+        match self {
+            Job::Whole { blob, .. } | Job::Chunked { blob, .. } => blob.size,
+        }
+    }
+}
+
+/// Every part written into its temp file at once: headers, metadata and documents in order,
+/// leaving room for the blobs' data, which `workers` threads then copy in (largest first),
+/// each blob read once, verified and written at its position. The bytes are those
+/// [`write_in_order`] writes, whatever the number of threads; of several failing blobs the
+/// one first in the bundle is reported.
+fn write_positioned(
+    ctx: &PartLayout<'_>,
+    layout: &Layout,
+    files: &mut [AtomicFile],
+    workers: usize,
+) -> Result<()> {
+    let mut outs = Vec::with_capacity(files.len());
+    for f in files.iter_mut() {
+        let dest = f.dest().to_path_buf();
+        outs.push(f.positioned()?.ok_or_else(|| Error::Invalid {
+            what: dest.display().to_string(),
+            reason: "is not a regular file".into(),
+        })?);
+    }
+    let mut jobs: Vec<Job<'_>> = Vec::new();
+    let mut chunked_job: HashMap<&Digest, usize> = HashMap::new();
+    for (i, out) in outs.iter_mut().enumerate() {
+        let dest = out.dest().to_path_buf();
+        let tw = TarWriter::new(&mut *out, ctx.mtime);
+        ctx.lay_out(tw, i as u32 + 1, &dest, &mut |w, fill| {
+            let at = w.position();
+            w.skip(padded(fill.size()))
+                .map_err(|e| Error::writing(&dest, e))?;
+            match fill {
+                Fill::Blob(blob) => jobs.push(Job::Whole { blob, part: i, at }),
+                Fill::Chunk(blob, n) => {
+                    let j = *chunked_job.entry(&blob.digest).or_insert_with(|| {
+                        jobs.push(Job::Chunked {
+                            blob,
+                            chunks: Vec::new(),
+                        });
+                        jobs.len() - 1
+                    });
+                    if let Some(Job::Chunked { chunks, .. }) = jobs.get_mut(j) {
+                        chunks.push((n, i, at, 0));
+                    }
+                }
+                Fill::ChunkDigest(blob, n) => {
+                    let j = chunked_job.get(&blob.digest).copied();
+                    if let Some(Job::Chunked { chunks, .. }) = j.and_then(|j| jobs.get_mut(j)) {
+                        if let Some(c) = chunks.iter_mut().rev().find(|c| c.0 == n) {
+                            c.3 = at;
+                        }
+                    }
+                }
+            }
+            Ok(())
+        })?;
+    }
+    let targets: Vec<(&crate::PositionedFile<'_>, &Path)> =
+        outs.iter().map(|o| (o.file(), o.dest())).collect();
+    // Largest first, so that the largest blob is not the last one started.
+    let mut order: Vec<usize> = (0..jobs.len()).collect();
+    order.sort_by_key(|&j| std::cmp::Reverse(jobs[j].size()));
+    let done = crate::fsck::run_parallel_on(&order, workers, |&j| {
+        Some((j, run_job(layout, &jobs[j], &targets)))
+    });
+    let mut results: Vec<Option<Result<()>>> = (0..jobs.len()).map(|_| None).collect();
+    for (j, r) in done.into_iter().flatten() {
+        results[j] = Some(r);
+    }
+    drop(targets);
+    results.into_iter().flatten().collect::<Result<()>>()?;
+    for out in outs {
+        out.finish()?;
+    }
+    Ok(())
+}
+
+/// Copy one blob's data into its places in the parts.
+fn run_job(
+    layout: &Layout,
+    job: &Job<'_>,
+    targets: &[(&crate::PositionedFile<'_>, &Path)],
+) -> Result<()> {
+    let target = |part: usize| {
+        targets.get(part).copied().ok_or_else(|| Error::Invalid {
+            what: "bundle".into(),
+            reason: format!("no part {}", part + 1),
+        })
+    };
+    match job {
+        Job::Whole { blob, part, at } => {
+            let (file, dest) = target(*part)?;
+            let mut w = file.writer_at(*at);
+            copy_blob(layout, blob, dest, &mut |r| {
+                move_bytes(r, &mut w, blob.size)
+            })
+        }
+        Job::Chunked { blob, chunks } => {
+            let mut src = ChunkedSource::open(layout, blob)?;
+            for &(n, part, at, digest_at) in chunks {
+                let (file, dest) = target(part)?;
+                let size = blob.chunks.get(n).map_or(0, |c| c.size);
+                let mut w = file.writer_at(at);
+                let d = src.copy(layout, blob, n, dest, &mut |r, h| {
+                    move_bytes(
+                        r,
+                        HashingWriter {
+                            inner: &mut w,
+                            hasher: h,
+                        },
+                        size,
+                    )
+                })?;
+                file.write_all_at(d.as_str().as_bytes(), digest_at)
+                    .map_err(|e| Error::writing(dest, e))?;
+            }
+            Ok(())
+        }
     }
 }
 
