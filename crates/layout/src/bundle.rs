@@ -1278,14 +1278,24 @@ fn load_part(
 ) -> Result<(Vec<u8>, BundleManifest)> {
     let virtual_present = &mut *seen.blobs;
     let file = File::open(path).map_err(|e| Error::io(path, e))?;
+    let meta = file.metadata().map_err(|e| Error::io(path, e))?;
+    // Large blobs of a part that is a regular file are loaded by other threads from their
+    // place in the file, while this one goes on to the next header.
+    let seekable = meta.is_file();
+    let file_len = meta.len();
+    let data = file.try_clone().map_err(|e| Error::io(path, e))?;
     // Read once, front to back, within the archive module's limits: extension headers are
     // bounded before their data is read, names checked, members counted.
     let mut stream = Stream::new(
-        BufReader::with_capacity(1 << 20, file),
+        BufReader::with_capacity(64 << 10, file),
         path,
         &Limits::default(),
     );
-    let mut entries = stream.members()?;
+    let mut entries = if seekable {
+        stream.members_with_seek()?
+    } else {
+        stream.members()?
+    };
     let what = path.display().to_string();
     let not_bundle = |reason: &str| Error::Invalid {
         what: what.clone(),
@@ -1326,183 +1336,308 @@ fn load_part(
     let mut pending: Option<Pending<'_>> = None;
     // Blobs this part cuts differently from the chunks already loaded (said once).
     let mut recut_blobs: HashSet<Digest> = HashSet::new();
-    while let Some(mut entry) = entries.next_member()? {
-        let name = entry.name.clone();
-        if entry.kind == MemberKind::Dir || matches!(name.as_str(), "oci-layout" | "index.json") {
-            continue;
-        }
-        if entry.kind != MemberKind::File
-            && (name.starts_with("blobs/") || name.starts_with("chunks/"))
-        {
-            return Err(not_bundle(&format!("`{name}` is not a regular file")));
-        }
-        if let Some(rest) = name.strip_prefix("blobs/") {
-            let Some((alg, enc)) = rest.split_once('/') else {
-                continue;
-            };
-            let digest = Digest::parse(&format!("{alg}:{enc}"))
-                .map_err(|_| not_bundle(&format!("`{name}` is not a blob name")))?;
-            let Some(b) = blobs.get(&digest) else {
-                return Err(not_bundle(&format!(
-                    "`{name}` is not listed in bundle.json"
-                )));
-            };
-            if entry.size != b.size {
-                pr.errors.push(format!(
-                    "blob `{digest}` is {} bytes in the part, bundle.json says {}",
-                    entry.size, b.size
-                ));
+    // Blobs left to other threads, in member order.
+    let mut jobs: Vec<LoadJob> = Vec::new();
+    let mut dispatched: HashSet<Digest> = HashSet::new();
+    let mut scan = || -> Result<()> {
+        while let Some(mut entry) = entries.next_member()? {
+            let name = entry.name.clone();
+            if entry.kind == MemberKind::Dir || matches!(name.as_str(), "oci-layout" | "index.json")
+            {
                 continue;
             }
-            if lock.reuse_blob(&digest, b.size)? {
-                pr.skipped += 1;
-                continue;
+            if entry.kind != MemberKind::File
+                && (name.starts_with("blobs/") || name.starts_with("chunks/"))
+            {
+                return Err(not_bundle(&format!("`{name}` is not a regular file")));
             }
-            let res = if dry_run {
-                verify_stream(&mut entry, &digest, b.size)
-            } else {
-                let mut w = lock.blob_writer_for(
-                    digest
-                        .algorithm()
-                        .ok_or_else(|| Error::Unverifiable(digest.clone()))?,
-                )?;
-                // A read error is the part's; a write error carries the file it names.
-                copy_large(&mut entry, &mut w).map_err(|e| unwrap_io(e, path))?;
-                w.finish_expect(&digest, Some(b.size)).map(|_| ())
-            };
-            match res {
-                Ok(()) => {
-                    virtual_present.insert(digest.clone());
-                    pr.written.push(digest);
-                    crate::fault::point("bundle-mid-load");
-                }
-                Err(e) if e.is_write_failure() => return Err(e),
-                Err(e) => pr.errors.push(format!("rejected blob `{digest}`: {e}")),
-            }
-            continue;
-        }
-        if let Some(rest) = name.strip_prefix("chunks/") {
-            let Some((alg, file)) = rest.split_once('/') else {
-                continue;
-            };
-            let Some((enc, n, is_digest)) = parse_chunk_name(file) else {
-                return Err(not_bundle(&format!("`{name}` is not a chunk name")));
-            };
-            let digest = Digest::parse(&format!("{alg}:{enc}"))
-                .map_err(|_| not_bundle(&format!("`{name}` is not a chunk name")))?;
-            let Some(b) = blobs.get(&digest).filter(|b| n < b.chunks.len()) else {
-                return Err(not_bundle(&format!(
-                    "`{name}` is not listed in bundle.json"
-                )));
-            };
-            if is_digest {
-                let mut text = String::new();
-                (&mut entry)
-                    .take(256)
-                    .read_to_string(&mut text)
-                    .map_err(|e| Error::io(path, e))?;
-                let Some(p) = pending.take().filter(|p| p.digest == digest && p.n == n) else {
+            if let Some(rest) = name.strip_prefix("blobs/") {
+                let Some((alg, enc)) = rest.split_once('/') else {
                     continue;
                 };
-                let claimed = text.trim();
-                match p.written {
-                    // The store checks the digest of what it wrote before the chunk counts.
-                    Some((mut partial, chunk)) => match partial.accept(chunk, claimed) {
-                        Ok(()) => {
-                            if partial.done_chunks().len() >= b.chunks.len() {
-                                partial.finish()?;
-                                pr.written.push(digest.clone());
+                let digest = Digest::parse(&format!("{alg}:{enc}"))
+                    .map_err(|_| not_bundle(&format!("`{name}` is not a blob name")))?;
+                let Some(b) = blobs.get(&digest) else {
+                    return Err(not_bundle(&format!(
+                        "`{name}` is not listed in bundle.json"
+                    )));
+                };
+                if entry.size != b.size {
+                    pr.errors.push(format!(
+                        "blob `{digest}` is {} bytes in the part, bundle.json says {}",
+                        entry.size, b.size
+                    ));
+                    continue;
+                }
+                if dispatched.contains(&digest) {
+                    // The same blob twice: the first copy decides, as when loaded in turn.
+                    let done = std::mem::take(&mut jobs);
+                    dispatched.clear();
+                    run_load_jobs(lock, &data, path, dry_run, done, pr, virtual_present)?;
+                }
+                if lock.reuse_blob(&digest, b.size)? {
+                    pr.skipped += 1;
+                    continue;
+                }
+                let offset = entry.data_offset();
+                if seekable
+                    && b.size >= LOAD_APART_FROM
+                    && digest.algorithm().is_some()
+                    && offset
+                        .checked_add(b.size)
+                        .is_some_and(|end| end <= file_len)
+                {
+                    dispatched.insert(digest.clone());
+                    jobs.push(LoadJob {
+                        digest,
+                        size: b.size,
+                        offset,
+                        at: (pr.written.len(), pr.errors.len()),
+                    });
+                    continue;
+                }
+                let res = if dry_run {
+                    verify_stream(&mut entry, &digest, b.size)
+                } else {
+                    let mut w = lock.blob_writer_for(
+                        digest
+                            .algorithm()
+                            .ok_or_else(|| Error::Unverifiable(digest.clone()))?,
+                    )?;
+                    // A read error is the part's; a write error carries the file it names.
+                    copy_large(&mut entry, &mut w).map_err(|e| unwrap_io(e, path))?;
+                    w.finish_expect(&digest, Some(b.size)).map(|_| ())
+                };
+                match res {
+                    Ok(()) => {
+                        virtual_present.insert(digest.clone());
+                        pr.written.push(digest);
+                        crate::fault::point("bundle-mid-load");
+                    }
+                    Err(e) if e.is_write_failure() => return Err(e),
+                    Err(e) => pr.errors.push(format!("rejected blob `{digest}`: {e}")),
+                }
+                continue;
+            }
+            if let Some(rest) = name.strip_prefix("chunks/") {
+                let Some((alg, file)) = rest.split_once('/') else {
+                    continue;
+                };
+                let Some((enc, n, is_digest)) = parse_chunk_name(file) else {
+                    return Err(not_bundle(&format!("`{name}` is not a chunk name")));
+                };
+                let digest = Digest::parse(&format!("{alg}:{enc}"))
+                    .map_err(|_| not_bundle(&format!("`{name}` is not a chunk name")))?;
+                let Some(b) = blobs.get(&digest).filter(|b| n < b.chunks.len()) else {
+                    return Err(not_bundle(&format!(
+                        "`{name}` is not listed in bundle.json"
+                    )));
+                };
+                if is_digest {
+                    let mut text = String::new();
+                    (&mut entry)
+                        .take(256)
+                        .read_to_string(&mut text)
+                        .map_err(|e| Error::io(path, e))?;
+                    let Some(p) = pending.take().filter(|p| p.digest == digest && p.n == n) else {
+                        continue;
+                    };
+                    let claimed = text.trim();
+                    match p.written {
+                        // The store checks the digest of what it wrote before the chunk counts.
+                        Some((mut partial, chunk)) => match partial.accept(chunk, claimed) {
+                            Ok(()) => {
+                                if partial.done_chunks().len() >= b.chunks.len() {
+                                    partial.finish()?;
+                                    pr.written.push(digest.clone());
+                                }
+                            }
+                            Err(e @ Error::ChunkMismatch { .. }) => {
+                                pr.errors.push(e.to_string());
+                                continue;
+                            }
+                            Err(e) => return Err(e),
+                        },
+                        None => {
+                            if claimed != p.found.as_str() {
+                                let e = Error::ChunkMismatch {
+                                    digest: digest.clone(),
+                                    chunk: n,
+                                    found: Box::new(p.found),
+                                    claimed: claimed.into(),
+                                };
+                                pr.errors.push(e.to_string());
+                                continue;
+                            }
+                            seen.chunks.insert((digest.clone(), n));
+                            if lock.partial_chunks_done(&digest)?.len() + 1 >= b.chunks.len() {
+                                virtual_present.insert(digest.clone());
                             }
                         }
-                        Err(e @ Error::ChunkMismatch { .. }) => {
-                            pr.errors.push(e.to_string());
-                            continue;
-                        }
-                        Err(e) => return Err(e),
-                    },
-                    None => {
-                        if claimed != p.found.as_str() {
-                            let e = Error::ChunkMismatch {
-                                digest: digest.clone(),
-                                chunk: n,
-                                found: Box::new(p.found),
-                                claimed: claimed.into(),
-                            };
-                            pr.errors.push(e.to_string());
-                            continue;
-                        }
-                        seen.chunks.insert((digest.clone(), n));
-                        if lock.partial_chunks_done(&digest)?.len() + 1 >= b.chunks.len() {
-                            virtual_present.insert(digest.clone());
-                        }
                     }
-                }
-                pr.chunks += 1;
-                continue;
-            }
-            let c = b.chunks[n];
-            if entry.size != c.size {
-                pr.errors.push(format!(
-                    "chunk {n} of blob `{digest}` is {} bytes, bundle.json says {}",
-                    entry.size, c.size
-                ));
-                continue;
-            }
-            if lock.reuse_blob(&digest, b.size)? {
-                continue;
-            }
-            if recut_blobs.contains(&digest) {
-                continue;
-            }
-            if dry_run {
-                let (done, extents) = lock.partial_chunks(&digest)?;
-                if let Some(e) = recut(&extents, b, n) {
-                    pr.errors.push(e);
-                    recut_blobs.insert(digest);
+                    pr.chunks += 1;
                     continue;
                 }
-                if done.contains(&n) {
+                let c = b.chunks[n];
+                if entry.size != c.size {
+                    pr.errors.push(format!(
+                        "chunk {n} of blob `{digest}` is {} bytes, bundle.json says {}",
+                        entry.size, c.size
+                    ));
                     continue;
                 }
-                let mut h = crate::Algorithm::Sha256.hasher();
-                let mut buf = vec![0u8; 1 << 20];
-                loop {
-                    let k = entry.read(&mut buf).map_err(|e| Error::io(path, e))?;
-                    if k == 0 {
-                        break;
+                if lock.reuse_blob(&digest, b.size)? {
+                    continue;
+                }
+                if recut_blobs.contains(&digest) {
+                    continue;
+                }
+                if dry_run {
+                    let (done, extents) = lock.partial_chunks(&digest)?;
+                    if let Some(e) = recut(&extents, b, n) {
+                        pr.errors.push(e);
+                        recut_blobs.insert(digest);
+                        continue;
                     }
-                    h.update(&buf[..k]);
+                    if done.contains(&n) {
+                        continue;
+                    }
+                    let mut h = crate::Algorithm::Sha256.hasher();
+                    let mut buf = vec![0u8; 1 << 20];
+                    loop {
+                        let k = entry.read(&mut buf).map_err(|e| Error::io(path, e))?;
+                        if k == 0 {
+                            break;
+                        }
+                        h.update(&buf[..k]);
+                    }
+                    pending = Some(Pending {
+                        digest,
+                        n,
+                        found: h.finish(),
+                        written: None,
+                    });
+                } else {
+                    // The store's partial: never written through a link or into a FIFO.
+                    let mut partial = lock.partial(&digest, b.size)?;
+                    // Never written over chunks of another cut of the blob: this part is wrong,
+                    // not the ones already loaded.
+                    if let Some(e) = recut(partial.extents(), b, n) {
+                        pr.errors.push(e);
+                        recut_blobs.insert(digest);
+                        continue;
+                    }
+                    if partial.done_chunks().contains(&n) {
+                        continue;
+                    }
+                    let chunk = partial.write_chunk(n, c.offset, c.size, &mut entry, path)?;
+                    pending = Some(Pending {
+                        digest,
+                        n,
+                        found: chunk.digest().clone(),
+                        written: Some((partial, chunk)),
+                    });
                 }
-                pending = Some(Pending {
-                    digest,
-                    n,
-                    found: h.finish(),
-                    written: None,
-                });
-            } else {
-                // The store's partial: never written through a link or into a FIFO.
-                let mut partial = lock.partial(&digest, b.size)?;
-                // Never written over chunks of another cut of the blob: this part is wrong,
-                // not the ones already loaded.
-                if let Some(e) = recut(partial.extents(), b, n) {
-                    pr.errors.push(e);
-                    recut_blobs.insert(digest);
-                    continue;
-                }
-                if partial.done_chunks().contains(&n) {
-                    continue;
-                }
-                let chunk = partial.write_chunk(n, c.offset, c.size, &mut entry, path)?;
-                pending = Some(Pending {
-                    digest,
-                    n,
-                    found: chunk.digest().clone(),
-                    written: Some((partial, chunk)),
-                });
             }
         }
-    }
+        Ok(())
+    };
+    let scanned = scan();
+    // The blobs left to other threads load whatever came after them (they come first).
+    run_load_jobs(lock, &data, path, dry_run, jobs, pr, virtual_present)?;
+    scanned?;
     Ok((mbytes, manifest))
+}
+
+/// Blobs from this size on are loaded by other threads (smaller ones are read in turn: each
+/// blob loaded apart costs a seek and a refill of the part's read buffer).
+const LOAD_APART_FROM: u64 = 1 << 20;
+
+/// A blob of a part loaded apart: its place in the part, and where its outcome goes in the
+/// part's report (the lengths of `written` and `errors` when its member was met).
+struct LoadJob {
+    digest: Digest,
+    size: u64,
+    offset: u64,
+    at: (usize, usize),
+}
+
+/// Load `jobs` (blobs of the part `data`, at `path`) on every core, largest first, each read
+/// from its place, hashed and written as [`load_part`] does in turn; their outcomes go into
+/// `pr` where their members were met. The first failure to write (in member order) stops the
+/// load, as it would have there.
+fn run_load_jobs(
+    lock: &crate::WriteLock<'_>,
+    data: &File,
+    path: &Path,
+    dry_run: bool,
+    jobs: Vec<LoadJob>,
+    pr: &mut PartReport,
+    virtual_present: &mut BTreeSet<Digest>,
+) -> Result<()> {
+    if jobs.is_empty() {
+        return Ok(());
+    }
+    let mut order: Vec<usize> = (0..jobs.len()).collect();
+    order.sort_by_key(|&j| std::cmp::Reverse(jobs[j].size));
+    let workers = worker_count(0);
+    let done = crate::fsck::run_parallel_on(&order, workers, |&j| {
+        Some((j, load_blob(lock, data, path, dry_run, &jobs[j])))
+    });
+    let mut results: Vec<Option<Result<Result<()>>>> = (0..jobs.len()).map(|_| None).collect();
+    for (j, r) in done.into_iter().flatten() {
+        results[j] = Some(r);
+    }
+    let mut outcomes = Vec::with_capacity(jobs.len());
+    for (job, r) in jobs.into_iter().zip(results) {
+        match r {
+            Some(Ok(Err(e))) if e.is_write_failure() => return Err(e),
+            Some(Err(e)) => return Err(e),
+            Some(Ok(res)) => outcomes.push((job, res)),
+            None => {}
+        }
+    }
+    // Last first, so that the places noted stay right.
+    for (job, res) in outcomes.into_iter().rev() {
+        match res {
+            Ok(()) => {
+                virtual_present.insert(job.digest.clone());
+                pr.written.insert(job.at.0, job.digest);
+            }
+            Err(e) => pr
+                .errors
+                .insert(job.at.1, format!("rejected blob `{}`: {e}", job.digest)),
+        }
+    }
+    Ok(())
+}
+
+/// One blob of a part, read from its place: `Err` stops the part (it cannot be read, or the
+/// layout written), `Ok(Err)` rejects the blob.
+fn load_blob(
+    lock: &crate::WriteLock<'_>,
+    data: &File,
+    path: &Path,
+    dry_run: bool,
+    job: &LoadJob,
+) -> Result<Result<()>> {
+    let mut r = crate::archive::Section::new(data, job.offset, job.size);
+    let res = if dry_run {
+        verify_stream(&mut r, &job.digest, job.size)
+    } else {
+        let alg = job
+            .digest
+            .algorithm()
+            .ok_or_else(|| Error::Unverifiable(job.digest.clone()))?;
+        let mut w = lock.blob_writer_for(alg)?;
+        // A read error is the part's; a write error carries the file it names.
+        move_bytes(&mut r, &mut w, job.size).map_err(|e| unwrap_io(e, path))?;
+        w.finish_expect(&job.digest, Some(job.size)).map(|_| ())
+    };
+    if res.is_ok() {
+        crate::fault::point("bundle-mid-load");
+    }
+    Ok(res)
 }
 
 /// Why chunk `n` of blob `b` is refused when the chunks already loaded (`extents`: number ->
