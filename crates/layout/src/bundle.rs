@@ -1753,6 +1753,7 @@ mod tests {
             &BundleOptions {
                 part_size: Some(16 * 1024),
                 mtime: 0,
+                threads: 0,
             },
             &out,
         )
@@ -1768,6 +1769,7 @@ mod tests {
             &BundleOptions {
                 part_size: Some(16 * 1024),
                 mtime: 0,
+                threads: 0,
             },
             &out2,
         )
@@ -1797,5 +1799,237 @@ mod tests {
         // Loading again changes nothing.
         let r = load(&dst, &paths, false).expect("reload");
         assert!(r.parts.iter().all(|p| p.written.is_empty()));
+    }
+
+    /// `n` bytes of noise, different for each `seed`.
+    fn noise(n: usize, seed: u32) -> Vec<u8> {
+        let mut x = seed | 1;
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                (x >> 24) as u8
+            })
+            .collect()
+    }
+
+    /// A layout at `dir` with one image `img` whose layers are noise of these sizes; returns
+    /// the layout and the layers' digests.
+    fn noisy_layout(dir: &Path, sizes: &[usize]) -> (Layout, Vec<Digest>) {
+        let opts = crate::Options {
+            durable: false,
+            ..crate::Options::default()
+        };
+        let (layout, _) = Layout::init(dir, opts).expect("init");
+        let mut digests = Vec::new();
+        {
+            let lock = layout.lock().expect("lock");
+            let (cd, cs) = lock
+                .write_blob(br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#)
+                .expect("config");
+            let mut layers = Vec::new();
+            for (i, n) in sizes.iter().enumerate() {
+                let (d, s) = lock.write_blob(&noise(*n, i as u32 + 7)).expect("layer");
+                layers.push(format!(
+                    r#"{{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"{d}","size":{s}}}"#
+                ));
+                digests.push(d);
+            }
+            let m = format!(
+                r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{cd}","size":{cs}}},"layers":[{}]}}"#,
+                layers.join(",")
+            );
+            let (md, ms) = lock.write_blob(m.as_bytes()).expect("manifest");
+            let mut idx = Index::empty();
+            let desc = Descriptor::new(crate::MediaType::OciManifest, md, ms);
+            crate::refs::tag(&mut idx, &desc, "img").expect("tag");
+            lock.commit_index(&idx).expect("commit");
+        }
+        (layout, digests)
+    }
+
+    /// Layers of 8.5 MiB (copied on two threads), 2 MiB, 1 MiB and a few bytes.
+    const SIZES: [usize; 4] = [(8 << 20) + (1 << 19) + 3, (2 << 20) + 1, (1 << 20) + 7, 100];
+
+    fn bundle_with(
+        layout: &Layout,
+        out: &Path,
+        part_size: Option<u64>,
+        threads: usize,
+    ) -> Result<BundleReport> {
+        let sel = crate::select::select(layout, &crate::select::SelectOptions::default())
+            .expect("select");
+        let opts = BundleOptions {
+            part_size,
+            mtime: 0,
+            threads,
+        };
+        write_bundle(layout, &sel, &[], &opts, out)
+    }
+
+    fn contents(rep: &BundleReport) -> Vec<Vec<u8>> {
+        rep.parts
+            .iter()
+            .map(|(p, _)| fs::read(p).expect("read part"))
+            .collect()
+    }
+
+    #[test]
+    fn bundle_bytes_do_not_depend_on_the_threads() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let (src, _) = noisy_layout(&tmp.path().join("src"), &SIZES);
+        // One part: the same bytes with 1, 2 and 7 threads, and as the stream writes them.
+        let one = contents(&bundle_with(&src, &tmp.path().join("t1"), None, 1).expect("bundle"));
+        for threads in [2, 7] {
+            let out = tmp.path().join(format!("t{threads}"));
+            let rep = bundle_with(&src, &out, None, threads).expect("bundle");
+            assert!(contents(&rep) == one, "{threads} threads wrote other bytes");
+        }
+        let sel =
+            crate::select::select(&src, &crate::select::SelectOptions::default()).expect("select");
+        let mut streamed = Vec::new();
+        write_bundle_to(
+            &src,
+            &sel,
+            &[],
+            &BundleOptions::default(),
+            &mut streamed,
+            Path::new("-"),
+        )
+        .expect("stream");
+        assert!(vec![streamed] == one, "the stream differs from the file");
+        // Parts of 3 MiB: the 8.5 MiB layer in chunks over three parts.
+        let size = Some(3 << 20);
+        let rep1 = bundle_with(&src, &tmp.path().join("p1"), size, 1).expect("bundle");
+        assert!(rep1.manifest.blobs.iter().any(|b| b.chunks.len() == 3));
+        let split = contents(&rep1);
+        let rep4 = bundle_with(&src, &tmp.path().join("p4"), size, 4).expect("bundle");
+        assert!(contents(&rep4) == split, "4 threads cut other parts");
+        // A part that is not a regular file makes every part go front to back, in turn.
+        let out = tmp.path().join("seq");
+        std::os::unix::fs::symlink("/dev/null", part_path(&out, 2, true)).expect("symlink");
+        let seq = bundle_with(&src, &out, size, 4).expect("bundle");
+        let seq = contents(&seq);
+        assert_eq!(seq.len(), split.len());
+        for (i, (a, b)) in seq.iter().zip(&split).enumerate() {
+            assert!(
+                i == 1 || a == b,
+                "part {} differs when written in turn",
+                i + 1
+            );
+        }
+    }
+
+    /// Flip one byte in the middle of blob `d` of `layout`, keeping its size.
+    fn corrupt(layout: &Layout, d: &Digest) {
+        let path = layout.blob_path(d);
+        let mut bytes = fs::read(&path).expect("read blob");
+        let mid = bytes.len() / 2;
+        bytes[mid] ^= 0x55;
+        let mut perm = fs::metadata(&path).expect("stat").permissions();
+        #[allow(clippy::permissions_set_readonly_false)]
+        perm.set_readonly(false);
+        fs::set_permissions(&path, perm).expect("chmod");
+        fs::write(&path, &bytes).expect("write blob");
+    }
+
+    #[test]
+    fn a_corrupt_blob_fails_the_bundle_whatever_the_threads() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let (src, layers) = noisy_layout(&tmp.path().join("src"), &SIZES);
+        corrupt(&src, &layers[0]);
+        corrupt(&src, &layers[1]);
+        // Of two corrupt blobs, the one first in the bundle (digest order) is named.
+        let first = layers[0].clone().min(layers[1].clone());
+        for (threads, size) in [(1, None), (4, None), (1, Some(3 << 20)), (4, Some(3 << 20))] {
+            let dir = tmp.path().join(format!("out-{threads}-{}", size.is_some()));
+            fs::create_dir(&dir).expect("mkdir");
+            let err = bundle_with(&src, &dir.join("b"), size, threads).expect_err("corrupt");
+            match &err {
+                Error::DigestMismatch { expected, .. } => assert_eq!(expected, &first, "{err}"),
+                e => panic!("{threads} threads, part size {size:?}: {e}"),
+            }
+            assert!(err.to_string().contains(first.as_str()), "{err}");
+            // Nothing written: no part, no temp file.
+            assert_eq!(fs::read_dir(&dir).expect("ls").count(), 0);
+        }
+        // The chunked blob alone: its digest is checked over the chunks.
+        let (src, layers) = noisy_layout(&tmp.path().join("src2"), &SIZES);
+        corrupt(&src, &layers[0]);
+        let dir = tmp.path().join("chunked");
+        fs::create_dir(&dir).expect("mkdir");
+        let err = bundle_with(&src, &dir.join("b"), Some(3 << 20), 4).expect_err("corrupt");
+        assert!(
+            matches!(&err, Error::DigestMismatch { expected, .. } if expected == &layers[0]),
+            "{err}"
+        );
+        assert_eq!(fs::read_dir(&dir).expect("ls").count(), 0);
+    }
+
+    #[test]
+    fn large_blobs_load_apart_and_are_reported_in_member_order() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let (src, layers) = noisy_layout(&tmp.path().join("src"), &SIZES);
+        let out = tmp.path().join("b");
+        let rep = bundle_with(&src, &out, None, 0).expect("bundle");
+        let part = rep.parts[0].0.clone();
+        let opts = crate::Options {
+            durable: false,
+            ..crate::Options::default()
+        };
+        // Intact: every blob written, in the part's (digest) order.
+        let (dst, _) = Layout::init(tmp.path().join("dst"), opts.clone()).expect("init");
+        let r = load(&dst, std::slice::from_ref(&part), false).expect("load");
+        assert!(r.ok(), "{r:?}");
+        let mut all: Vec<Digest> = rep
+            .manifest
+            .blobs
+            .iter()
+            .map(|b| b.digest.clone())
+            .collect();
+        all.sort();
+        assert_eq!(r.parts[0].written, all);
+        assert_eq!(r.committed.len(), 1);
+        let report = crate::fsck::fsck(&dst, &crate::fsck::FsckOptions::default()).expect("fsck");
+        assert!(report.is_clean(), "{:?}", report.findings);
+        // Two large blobs and the small one damaged in the part: each rejected, named, in
+        // member order; the others written.
+        let mut bytes = fs::read(&part).expect("read");
+        let mut damaged = vec![layers[0].clone(), layers[1].clone(), layers[3].clone()];
+        damaged.sort();
+        {
+            let mut ar = tar::Archive::new(fs::File::open(&part).expect("open"));
+            for e in ar.entries().expect("entries") {
+                let e = e.expect("entry");
+                let name = e.path().expect("path").to_string_lossy().into_owned();
+                if damaged.iter().any(|d| name.ends_with(d.encoded())) {
+                    let at = e.raw_file_position() + e.size() / 2;
+                    bytes[at as usize] ^= 0x55;
+                }
+            }
+        }
+        let bad = tmp.path().join("bad");
+        fs::write(&bad, &bytes).expect("write");
+        for dry_run in [true, false] {
+            let (dst, _) = Layout::init(tmp.path().join(format!("dst-{dry_run}")), opts.clone())
+                .expect("init");
+            let r = load(&dst, std::slice::from_ref(&bad), dry_run).expect("load");
+            let errors = &r.parts[0].errors;
+            assert_eq!(errors.len(), 3, "{errors:?}");
+            for (e, d) in errors.iter().zip(&damaged) {
+                assert!(
+                    e.starts_with(&format!("rejected blob `{d}`: ")) && e.contains("sha256:"),
+                    "{e}"
+                );
+            }
+            let intact: Vec<Digest> = all
+                .iter()
+                .filter(|d| !damaged.contains(d))
+                .cloned()
+                .collect();
+            assert_eq!(r.parts[0].written, intact);
+            assert!(r.committed.is_empty());
+        }
     }
 }
