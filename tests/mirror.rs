@@ -986,3 +986,103 @@ fn a_part_of_a_bundle_cut_with_another_part_size_is_refused() {
     assert_eq!(ls(&far), ls(&src));
     fsck_clean(&far);
 }
+
+/// Blobs are copied into a part on every core, each hashed as it is copied: a layer that no
+/// longer hashes to its digest still stops the bundle, exit 2, naming the digest, the file and
+/// what it hashes to, and no part (or temp file) is left. Loading a part whose large blob is
+/// damaged rejects that blob by name (exit 1) while the others load.
+#[test]
+fn a_corrupt_blob_stops_the_bundle_and_a_damaged_large_blob_is_rejected_on_load() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let src = tmp.path().join("src");
+    ok(&[&"copy", &MULTIARCH, &src]);
+    // Two refs' worth of layers in one part; one layer made larger than a MiB, so that loading
+    // hands it to another thread.
+    let layout = Layout::open(&src, Options::default()).expect("open");
+    let noise: Vec<u8> = (0..(3u32 << 19))
+        .map(|i| (i.wrapping_mul(2654435761) >> 24) as u8)
+        .collect();
+    let mut tar = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_ustar();
+    h.set_mode(0o644);
+    h.set_size(noise.len() as u64);
+    tar.append_data(&mut h, "noise.bin", &noise[..])
+        .expect("tar");
+    let big = tar.into_inner().expect("tar");
+    let (layer, _) = layout
+        .lock()
+        .expect("lock")
+        .write_blob(&big)
+        .expect("layer");
+    let config = format!(
+        r#"{{"architecture":"amd64","os":"linux","rootfs":{{"type":"layers","diff_ids":["{layer}"]}}}}"#
+    );
+    let lock = layout.lock().expect("lock");
+    let (cd, cs) = lock.write_blob(config.as_bytes()).expect("config");
+    let manifest = format!(
+        r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{cd}","size":{cs}}},"layers":[{{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"{layer}","size":{}}}]}}"#,
+        big.len()
+    );
+    let (md, _) = lock.write_blob(manifest.as_bytes()).expect("manifest");
+    drop(lock);
+    ok(&[&"tag", &src, &md.as_str(), &"big:1"]);
+
+    // A good bundle first, then the same layer damaged in place.
+    let good = tmp.path().join("good.bundle");
+    ok(&[&"bundle", &src, &"-o", &good]);
+    let path = layout.blob_path(&layer);
+    let mut bytes = fs::read(&path).expect("read");
+    bytes[1000] ^= 0xff;
+    let found = Digest::sha256(&bytes);
+    let mut perm = fs::metadata(&path).expect("stat").permissions();
+    #[allow(clippy::permissions_set_readonly_false)]
+    perm.set_readonly(false);
+    fs::set_permissions(&path, perm).expect("chmod");
+    fs::write(&path, &bytes).expect("write");
+    let out_dir = tmp.path().join("out");
+    fs::create_dir(&out_dir).expect("mkdir");
+    let bad = ocikit(&[&"bundle", &src, &"-o", &out_dir.join("b")]);
+    assert_eq!(bad.status.code(), Some(2), "{}", stderr(&bad));
+    assert_eq!(
+        stderr(&bad),
+        format!(
+            "ocikit: error: blob `{layer}` at `{}` has digest `{found}`\n",
+            path.display()
+        )
+    );
+    assert_eq!(fs::read_dir(&out_dir).expect("ls").count(), 0);
+
+    // The good bundle with the layer's bytes damaged inside the part.
+    let mut part = fs::read(&good).expect("read");
+    let at = {
+        let mut ar = tar::Archive::new(fs::File::open(&good).expect("open"));
+        let mut at = None;
+        for e in ar.entries().expect("entries") {
+            let e = e.expect("entry");
+            if e.path().expect("path").ends_with(layer.encoded()) {
+                at = Some(e.raw_file_position() as usize);
+            }
+        }
+        at.expect("the layer is in the part")
+    };
+    part[at + 1000] ^= 0xff;
+    let damaged = tmp.path().join("damaged.bundle");
+    fs::write(&damaged, &part).expect("write");
+    let far = tmp.path().join("far");
+    let o = ocikit(&[&"import", &damaged, &far]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains(&format!("rejected blob `{layer}`: ")) && err.contains(found.as_str()),
+        "{err}"
+    );
+    assert!(
+        !blobs(&far).contains(&layer.to_string()),
+        "{:?}",
+        blobs(&far)
+    );
+    // Everything else loaded; the intact part completes it.
+    ok(&[&"import", &good, &far]);
+    assert_eq!(ls(&far), ls(&src));
+    fsck_clean(&far);
+}

@@ -92,6 +92,7 @@ pub fn bundle(
     let opts = BundleOptions {
         part_size,
         mtime: crate::output::source_date_epoch()?,
+        ..BundleOptions::default()
     };
     let report = if out == Path::new("-") {
         let stdout = std::io::stdout();

@@ -45,7 +45,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::archive::{checked_header, ArchiveError, Limits, MemberKind, Stream, TarWriter, BLOCK};
+use crate::archive::{
+    checked_header, copy_exact, ArchiveError, Limits, MemberKind, Stream, TarWriter, BLOCK,
+};
 use crate::engine::{merge_entry, RefChange, RefUpdate};
 use crate::inventory::Inventory;
 use crate::layer::copy_large;
@@ -152,6 +154,9 @@ pub struct BundleOptions {
     pub part_size: Option<u64>,
     /// The mtime of every tar entry (`SOURCE_DATE_EPOCH`, or 0).
     pub mtime: u64,
+    /// Threads copying blobs into the parts (0: one per core). The bytes written do not
+    /// depend on it.
+    pub threads: usize,
 }
 
 /// What [`write_bundle`] wrote.
@@ -302,7 +307,7 @@ fn write(
     sel: &Selection,
     have: &[Inventory],
     opts: &BundleOptions,
-    mut dest_of: Dest<'_>,
+    dest_of: Dest<'_>,
 ) -> Result<BundleReport> {
     let have_set: HashMap<&Digest, u64> = have
         .iter()
@@ -428,118 +433,57 @@ fn write(
     let chunks_used = uses_chunks(&plan);
     let split = opts.part_size.is_some();
 
-    // Write every part to a temp file beside the output, then rename them all.
-    let durable = layout.options().durable;
-    let mut temps = Vec::new();
-    // Chunked blobs stay open across parts, hashed in offset order.
-    let mut open_chunked: HashMap<Digest, (File, crate::Hasher)> = HashMap::new();
-    let mut streamed = Vec::new();
-    // One part into `out`; returns its length.
-    let mut write_part = |out: &mut dyn Write, dest: &Path, part: u32| -> Result<u64> {
-        let mut counted = CountingWriter {
-            inner: out,
-            count: 0,
-        };
-        let mut tw = TarWriter::new(&mut counted, opts.mtime);
-        let part_err = |e: ArchiveError| tar_error(e, dest, dest);
-        tw.file("bundle.json", &manifest_bytes).map_err(part_err)?;
-        tw.file("oci-layout", OCI_LAYOUT_CONTENT)
-            .map_err(part_err)?;
-        tw.file("index.json", &index_bytes).map_err(part_err)?;
-        tw.dir("blobs/").map_err(part_err)?;
-        for a in &algs {
-            tw.dir(&format!("blobs/{a}/")).map_err(part_err)?;
-        }
-        for b in plan.blobs.iter().filter(|b| b.part == Some(part)) {
-            let name = format!("blobs/{}/{}", b.digest.algorithm_str(), b.digest.encoded());
-            match sel.documents.get(&b.digest) {
-                Some(bytes) => tw.file(&name, bytes).map_err(part_err)?,
-                None => {
-                    let path = layout.blob_path(&b.digest);
-                    let mut r = layout.open_blob(&b.digest, Some(b.size))?;
-                    // The writer reads to EOF, where the reader checks the digest.
-                    tw.stream(&name, b.size, &mut r)
-                        .map_err(|e| tar_error(e, &path, dest))?;
-                }
-            }
-        }
-        if chunks_used {
-            tw.dir("chunks/").map_err(part_err)?;
-            for a in &algs {
-                tw.dir(&format!("chunks/{a}/")).map_err(part_err)?;
-            }
-        }
-        for b in &plan.blobs {
-            for (n, c) in b.chunks.iter().enumerate().filter(|(_, c)| c.part == part) {
-                let path = layout.blob_path(&b.digest);
-                if !open_chunked.contains_key(&b.digest) {
-                    let alg = b
-                        .digest
-                        .algorithm()
-                        .ok_or_else(|| Error::Unverifiable(b.digest.clone()))?;
-                    let f = layout.open_blob_unverified(&b.digest)?;
-                    open_chunked.insert(b.digest.clone(), (f, alg.hasher()));
-                }
-                let Some((f, whole)) = open_chunked.get_mut(&b.digest) else {
-                    continue;
-                };
-                f.seek(SeekFrom::Start(c.offset))
-                    .map_err(|e| Error::io(&path, e))?;
-                let mut chunk_hash = crate::Algorithm::Sha256.hasher();
-                let mut reader = HashTee {
-                    inner: (&mut *f).take(c.size),
-                    a: whole,
-                    b: &mut chunk_hash,
-                };
-                let name = format!(
-                    "chunks/{}/{}.{n}",
-                    b.digest.algorithm_str(),
-                    b.digest.encoded()
-                );
-                tw.stream(&name, c.size, &mut reader)
-                    .map_err(|e| tar_error(e, &path, dest))?;
-                let chunk_digest = chunk_hash.finish();
-                tw.file(&format!("{name}.digest"), chunk_digest.as_str().as_bytes())
-                    .map_err(part_err)?;
-                if n + 1 == b.chunks.len() {
-                    if let Some((_, h)) = open_chunked.remove(&b.digest) {
-                        let found = h.finish();
-                        if found != b.digest {
-                            return Err(Error::DigestMismatch {
-                                expected: b.digest.clone(),
-                                found,
-                                path,
-                            });
-                        }
-                    }
-                }
-            }
-        }
-        tw.finish().map_err(part_err)?;
-        Ok(counted.count)
+    let ctx = PartLayout {
+        manifest: &manifest_bytes,
+        index: &index_bytes,
+        algs: &algs,
+        plan: &plan,
+        chunks_used,
+        documents: &sel.documents,
+        mtime: opts.mtime,
     };
-    for part in 1..=plan.parts {
-        match &mut dest_of {
-            Dest::Files(out) => {
-                let mut file = AtomicFile::create(part_path(out, part, split), durable)?;
-                let dest = file.dest().to_path_buf();
-                let mut w = file.writer();
-                write_part(&mut w, &dest, part)?;
-                w.finish()?;
-                temps.push(file);
-            }
-            Dest::Stream(w, name) => {
-                let len = write_part(&mut **w, name, part)?;
-                w.flush().map_err(|e| Error::writing(*name, e))?;
+    let durable = layout.options().durable;
+    let parts = match dest_of {
+        Dest::Stream(w, name) => {
+            let mut chunked = HashMap::new();
+            let mut streamed = Vec::new();
+            for part in 1..=plan.parts {
+                let mut counted = CountingWriter {
+                    inner: &mut *w,
+                    count: 0,
+                };
+                write_in_order(&ctx, layout, part, &mut counted, name, &mut chunked)?;
+                let len = counted.count;
+                w.flush().map_err(|e| Error::writing(name, e))?;
                 streamed.push((name.to_path_buf(), len));
             }
+            streamed
         }
-    }
-    let mut parts = streamed;
-    for file in temps {
-        let len = file.len();
-        parts.push((file.commit()?, len));
-    }
+        Dest::Files(out) => {
+            // Every part goes to a temp file beside the output; they are renamed at the end.
+            let mut files = (1..=plan.parts)
+                .map(|part| AtomicFile::create(part_path(out, part, split), durable))
+                .collect::<Result<Vec<_>>>()?;
+            if files.iter().all(AtomicFile::is_temp) {
+                write_positioned(&ctx, layout, &mut files, worker_count(opts.threads))?;
+            } else {
+                // A part that is not a regular file (`-o /dev/null`) is written as a stream.
+                let mut chunked = HashMap::new();
+                for (part, file) in (1..).zip(files.iter_mut()) {
+                    let dest = file.dest().to_path_buf();
+                    let mut w = file.writer();
+                    write_in_order(&ctx, layout, part, &mut w, &dest, &mut chunked)?;
+                    w.finish()?;
+                }
+            }
+            let mut parts = Vec::with_capacity(files.len());
+            for file in files {
+                let len = file.len();
+                parts.push((file.commit()?, len));
+            }
+            parts
+        }
+    };
     let manifest: BundleManifest =
         crate::json::from_slice(&manifest_bytes).map_err(|e| Error::Json {
             what: "bundle.json".into(),
@@ -566,18 +510,432 @@ impl Write for CountingWriter<'_> {
     }
 }
 
-struct HashTee<'a, R> {
+/// Reads through to `inner`, hashing what it reads.
+struct HashingReader<'h, R> {
     inner: R,
-    a: &'a mut crate::Hasher,
-    b: &'a mut crate::Hasher,
+    hasher: &'h mut crate::Hasher,
 }
 
-impl<R: Read> Read for HashTee<'_, R> {
+impl<R: Read> Read for HashingReader<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
-        self.a.update(&buf[..n]);
-        self.b.update(&buf[..n]);
+        self.hasher.update(&buf[..n]);
         Ok(n)
+    }
+}
+
+/// Writes through to `inner`, hashing what it writes.
+struct HashingWriter<'h, W> {
+    inner: W,
+    hasher: &'h mut crate::Hasher,
+}
+
+impl<W: Write> Write for HashingWriter<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Blobs (and chunks) from this size on are copied with reading and hashing on one thread and
+/// writing on another.
+const PIPELINE_FROM: u64 = 8 << 20;
+
+/// The length of a chunk's `.digest` entry: `sha256:` and 64 hex digits.
+const CHUNK_DIGEST_LEN: u64 = 71;
+
+/// How many threads copy blobs into parts: `threads`, or one per core when 0.
+fn worker_count(threads: usize) -> usize {
+    match threads {
+        0 => std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2),
+        n => n,
+    }
+}
+
+/// Copy `r` into `w`; from [`PIPELINE_FROM`] on, reading (and the reader's hashing) stays on
+/// this thread while another writes.
+fn move_bytes<W: Write + Send>(r: &mut dyn Read, mut w: W, size: u64) -> io::Result<u64> {
+    if size >= PIPELINE_FROM {
+        crate::layer::copy_pipelined(r, &mut w)
+    } else {
+        copy_large(r, &mut w)
+    }
+}
+
+/// What a part holds besides its blobs' data: the same for every way of writing it.
+struct PartLayout<'a> {
+    manifest: &'a [u8],
+    index: &'a [u8],
+    algs: &'a BTreeSet<String>,
+    plan: &'a Plan,
+    chunks_used: bool,
+    documents: &'a BTreeMap<Digest, Vec<u8>>,
+    mtime: u64,
+}
+
+/// The data of a member whose header [`PartLayout::lay_out`] wrote.
+#[derive(Debug, Clone, Copy)]
+enum Fill<'p> {
+    /// A blob stored whole.
+    Blob(&'p BundleBlob),
+    /// Chunk `n` of a blob.
+    Chunk(&'p BundleBlob, usize),
+    /// The `.digest` entry after chunk `n`: the chunk's sha256.
+    ChunkDigest(&'p BundleBlob, usize),
+}
+
+impl Fill<'_> {
+    fn size(&self) -> u64 {
+        match *self {
+            Fill::Blob(b) => b.size,
+            Fill::Chunk(b, n) => b.chunks.get(n).map_or(0, |c| c.size),
+            Fill::ChunkDigest(..) => CHUNK_DIGEST_LEN,
+        }
+    }
+}
+
+fn blob_name(b: &BundleBlob) -> String {
+    format!("blobs/{}/{}", b.digest.algorithm_str(), b.digest.encoded())
+}
+
+fn chunk_name(b: &BundleBlob, n: usize) -> String {
+    format!(
+        "chunks/{}/{}.{n}",
+        b.digest.algorithm_str(),
+        b.digest.encoded()
+    )
+}
+
+impl<'a> PartLayout<'a> {
+    /// Write part `part` into `tw`: its entries in their fixed order, then the end of the tar.
+    /// A blob's (or chunk's) data is `fill`'s: called right after its header with the tar's
+    /// output, it puts the data and its padding there or leaves room for them.
+    fn lay_out<W: Write>(
+        &self,
+        mut tw: TarWriter<W>,
+        part: u32,
+        dest: &Path,
+        fill: &mut dyn FnMut(&mut W, Fill<'a>) -> Result<()>,
+    ) -> Result<()> {
+        let part_err = |e: ArchiveError| tar_error(e, dest, dest);
+        tw.file("bundle.json", self.manifest).map_err(part_err)?;
+        tw.file("oci-layout", OCI_LAYOUT_CONTENT)
+            .map_err(part_err)?;
+        tw.file("index.json", self.index).map_err(part_err)?;
+        tw.dir("blobs/").map_err(part_err)?;
+        for a in self.algs {
+            tw.dir(&format!("blobs/{a}/")).map_err(part_err)?;
+        }
+        let plan: &'a Plan = self.plan;
+        for b in plan.blobs.iter().filter(|b| b.part == Some(part)) {
+            let name = blob_name(b);
+            match self.documents.get(&b.digest) {
+                Some(bytes) => tw.file(&name, bytes).map_err(part_err)?,
+                None => fill(tw.reserve(&name, b.size).map_err(part_err)?, Fill::Blob(b))?,
+            }
+        }
+        if self.chunks_used {
+            tw.dir("chunks/").map_err(part_err)?;
+            for a in self.algs {
+                tw.dir(&format!("chunks/{a}/")).map_err(part_err)?;
+            }
+        }
+        for b in &plan.blobs {
+            for (n, c) in b.chunks.iter().enumerate().filter(|(_, c)| c.part == part) {
+                let name = chunk_name(b, n);
+                fill(
+                    tw.reserve(&name, c.size).map_err(part_err)?,
+                    Fill::Chunk(b, n),
+                )?;
+                let out = tw
+                    .reserve(&format!("{name}.digest"), CHUNK_DIGEST_LEN)
+                    .map_err(part_err)?;
+                fill(out, Fill::ChunkDigest(b, n))?;
+            }
+        }
+        tw.finish().map_err(part_err)?;
+        Ok(())
+    }
+}
+
+/// A blob's data, verified as it is read (a blob that does not hash to its digest fails at its
+/// end, with the store's error), moved by `copy`.
+fn copy_blob(
+    layout: &Layout,
+    b: &BundleBlob,
+    dest: &Path,
+    copy: &mut dyn FnMut(&mut dyn Read) -> io::Result<u64>,
+) -> Result<()> {
+    let path = layout.blob_path(&b.digest);
+    let mut r = layout.open_blob(&b.digest, Some(b.size))?;
+    copy_exact(&blob_name(b), b.size, &mut r, copy).map_err(|e| tar_error(e, &path, dest))
+}
+
+/// A blob carried in chunks, read chunk by chunk in offset order and hashed whole on the way.
+struct ChunkedSource {
+    file: File,
+    alg: crate::Algorithm,
+    whole: crate::Hasher,
+}
+
+impl ChunkedSource {
+    fn open(layout: &Layout, b: &BundleBlob) -> Result<ChunkedSource> {
+        let alg = b
+            .digest
+            .algorithm()
+            .ok_or_else(|| Error::Unverifiable(b.digest.clone()))?;
+        Ok(ChunkedSource {
+            file: layout.open_blob_unverified(&b.digest)?,
+            alg,
+            whole: alg.hasher(),
+        })
+    }
+
+    /// Chunk `n` of `b`, moved by `copy`, which also hashes what it writes into the hasher it
+    /// is given: returns that, the chunk's sha256. After the last chunk the whole blob must
+    /// hash to its digest ([`Error::DigestMismatch`]).
+    fn copy(
+        &mut self,
+        layout: &Layout,
+        b: &BundleBlob,
+        n: usize,
+        dest: &Path,
+        copy: &mut dyn FnMut(&mut dyn Read, &mut crate::Hasher) -> io::Result<u64>,
+    ) -> Result<Digest> {
+        let path = layout.blob_path(&b.digest);
+        let Some(c) = b.chunks.get(n) else {
+            return Err(Error::Invalid {
+                what: "bundle.json".into(),
+                reason: format!("blob `{}` has no chunk {n}", b.digest),
+            });
+        };
+        self.file
+            .seek(SeekFrom::Start(c.offset))
+            .map_err(|e| Error::io(&path, e))?;
+        let mut chunk_hash = crate::Algorithm::Sha256.hasher();
+        let mut reader = HashingReader {
+            inner: (&mut self.file).take(c.size),
+            hasher: &mut self.whole,
+        };
+        copy_exact(&chunk_name(b, n), c.size, &mut reader, &mut |r| {
+            copy(r, &mut chunk_hash)
+        })
+        .map_err(|e| tar_error(e, &path, dest))?;
+        if n + 1 == b.chunks.len() {
+            let found = std::mem::replace(&mut self.whole, self.alg.hasher()).finish();
+            if found != b.digest {
+                return Err(Error::DigestMismatch {
+                    expected: b.digest.clone(),
+                    found,
+                    path,
+                });
+            }
+        }
+        Ok(chunk_hash.finish())
+    }
+}
+
+/// Zeros after `size` bytes of data to the end of its block.
+fn pad(w: &mut dyn Write, size: u64, dest: &Path) -> Result<()> {
+    w.write_all(&[0u8; BLOCK as usize][..crate::archive::block_padding(size) as usize])
+        .map_err(|e| Error::writing(dest, e))
+}
+
+/// Part `part` written front to back into `out` (a stream, or a part that is not a regular
+/// file): each blob read, verified and written in turn. `chunked` keeps the blobs carried in
+/// chunks open across parts.
+fn write_in_order<W: Write>(
+    ctx: &PartLayout<'_>,
+    layout: &Layout,
+    part: u32,
+    out: &mut W,
+    dest: &Path,
+    chunked: &mut HashMap<Digest, ChunkedSource>,
+) -> Result<()> {
+    let mut last_chunk: Option<Digest> = None;
+    let tw = TarWriter::new(out, ctx.mtime);
+    ctx.lay_out(tw, part, dest, &mut |w: &mut &mut W, fill| {
+        match fill {
+            Fill::Blob(b) => copy_blob(layout, b, dest, &mut |r| copy_large(r, &mut **w))?,
+            Fill::Chunk(b, n) => {
+                let src = match chunked.entry(b.digest.clone()) {
+                    std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                    std::collections::hash_map::Entry::Vacant(e) => {
+                        e.insert(ChunkedSource::open(layout, b)?)
+                    }
+                };
+                let d = src.copy(layout, b, n, dest, &mut |r, h| {
+                    copy_large(
+                        r,
+                        &mut HashingWriter {
+                            inner: &mut **w,
+                            hasher: h,
+                        },
+                    )
+                })?;
+                if n + 1 == b.chunks.len() {
+                    chunked.remove(&b.digest);
+                }
+                last_chunk = Some(d);
+            }
+            Fill::ChunkDigest(..) => {
+                let d = last_chunk
+                    .take()
+                    .map(|d| d.as_str().to_string())
+                    .unwrap_or_default();
+                w.write_all(d.as_bytes())
+                    .map_err(|e| Error::writing(dest, e))?;
+            }
+        }
+        pad(&mut **w, fill.size(), dest)
+    })
+}
+
+/// One blob's share of the parts: where its data (or each chunk's data and `.digest` entry)
+/// goes, by part index and position.
+enum Job<'p> {
+    Whole {
+        blob: &'p BundleBlob,
+        part: usize,
+        at: u64,
+    },
+    Chunked {
+        blob: &'p BundleBlob,
+        /// (chunk number, part index, data position, `.digest` data position)
+        chunks: Vec<(usize, usize, u64, u64)>,
+    },
+}
+
+impl Job<'_> {
+    fn size(&self) -> u64 {
+        match self {
+            Job::Whole { blob, .. } | Job::Chunked { blob, .. } => blob.size,
+        }
+    }
+}
+
+/// Every part written into its temp file at once: headers, metadata and documents in order,
+/// leaving room for the blobs' data, which `workers` threads then copy in (largest first),
+/// each blob read once, verified and written at its position. The bytes are those
+/// [`write_in_order`] writes, whatever the number of threads; of several failing blobs the
+/// one first in the bundle is reported.
+fn write_positioned(
+    ctx: &PartLayout<'_>,
+    layout: &Layout,
+    files: &mut [AtomicFile],
+    workers: usize,
+) -> Result<()> {
+    let mut outs = Vec::with_capacity(files.len());
+    for f in files.iter_mut() {
+        let dest = f.dest().to_path_buf();
+        outs.push(f.positioned()?.ok_or_else(|| Error::Invalid {
+            what: dest.display().to_string(),
+            reason: "is not a regular file".into(),
+        })?);
+    }
+    let mut jobs: Vec<Job<'_>> = Vec::new();
+    let mut chunked_job: HashMap<&Digest, usize> = HashMap::new();
+    for (i, out) in outs.iter_mut().enumerate() {
+        let dest = out.dest().to_path_buf();
+        let tw = TarWriter::new(&mut *out, ctx.mtime);
+        ctx.lay_out(tw, i as u32 + 1, &dest, &mut |w, fill| {
+            let at = w.position();
+            w.skip(padded(fill.size()))
+                .map_err(|e| Error::writing(&dest, e))?;
+            match fill {
+                Fill::Blob(blob) => jobs.push(Job::Whole { blob, part: i, at }),
+                Fill::Chunk(blob, n) => {
+                    let j = *chunked_job.entry(&blob.digest).or_insert_with(|| {
+                        jobs.push(Job::Chunked {
+                            blob,
+                            chunks: Vec::new(),
+                        });
+                        jobs.len() - 1
+                    });
+                    if let Some(Job::Chunked { chunks, .. }) = jobs.get_mut(j) {
+                        chunks.push((n, i, at, 0));
+                    }
+                }
+                Fill::ChunkDigest(blob, n) => {
+                    let j = chunked_job.get(&blob.digest).copied();
+                    if let Some(Job::Chunked { chunks, .. }) = j.and_then(|j| jobs.get_mut(j)) {
+                        if let Some(c) = chunks.iter_mut().rev().find(|c| c.0 == n) {
+                            c.3 = at;
+                        }
+                    }
+                }
+            }
+            Ok(())
+        })?;
+    }
+    let targets: Vec<(&crate::PositionedFile<'_>, &Path)> =
+        outs.iter().map(|o| (o.file(), o.dest())).collect();
+    // Largest first, so that the largest blob is not the last one started.
+    let mut order: Vec<usize> = (0..jobs.len()).collect();
+    order.sort_by_key(|&j| std::cmp::Reverse(jobs[j].size()));
+    let done = crate::fsck::run_parallel_on(&order, workers, |&j| {
+        Some((j, run_job(layout, &jobs[j], &targets)))
+    });
+    let mut results: Vec<Option<Result<()>>> = (0..jobs.len()).map(|_| None).collect();
+    for (j, r) in done.into_iter().flatten() {
+        results[j] = Some(r);
+    }
+    drop(targets);
+    results.into_iter().flatten().collect::<Result<()>>()?;
+    for out in outs {
+        out.finish()?;
+    }
+    Ok(())
+}
+
+/// Copy one blob's data into its places in the parts.
+fn run_job(
+    layout: &Layout,
+    job: &Job<'_>,
+    targets: &[(&crate::PositionedFile<'_>, &Path)],
+) -> Result<()> {
+    let target = |part: usize| {
+        targets.get(part).copied().ok_or_else(|| Error::Invalid {
+            what: "bundle".into(),
+            reason: format!("no part {}", part + 1),
+        })
+    };
+    match job {
+        Job::Whole { blob, part, at } => {
+            let (file, dest) = target(*part)?;
+            let mut w = file.writer_at(*at);
+            copy_blob(layout, blob, dest, &mut |r| {
+                move_bytes(r, &mut w, blob.size)
+            })
+        }
+        Job::Chunked { blob, chunks } => {
+            let mut src = ChunkedSource::open(layout, blob)?;
+            for &(n, part, at, digest_at) in chunks {
+                let (file, dest) = target(part)?;
+                let size = blob.chunks.get(n).map_or(0, |c| c.size);
+                let mut w = file.writer_at(at);
+                let d = src.copy(layout, blob, n, dest, &mut |r, h| {
+                    move_bytes(
+                        r,
+                        HashingWriter {
+                            inner: &mut w,
+                            hasher: h,
+                        },
+                        size,
+                    )
+                })?;
+                file.write_all_at(d.as_str().as_bytes(), digest_at)
+                    .map_err(|e| Error::writing(dest, e))?;
+            }
+            Ok(())
+        }
     }
 }
 
@@ -920,14 +1278,24 @@ fn load_part(
 ) -> Result<(Vec<u8>, BundleManifest)> {
     let virtual_present = &mut *seen.blobs;
     let file = File::open(path).map_err(|e| Error::io(path, e))?;
+    let meta = file.metadata().map_err(|e| Error::io(path, e))?;
+    // Large blobs of a part that is a regular file are loaded by other threads from their
+    // place in the file, while this one goes on to the next header.
+    let seekable = meta.is_file();
+    let file_len = meta.len();
+    let data = file.try_clone().map_err(|e| Error::io(path, e))?;
     // Read once, front to back, within the archive module's limits: extension headers are
     // bounded before their data is read, names checked, members counted.
     let mut stream = Stream::new(
-        BufReader::with_capacity(1 << 20, file),
+        BufReader::with_capacity(64 << 10, file),
         path,
         &Limits::default(),
     );
-    let mut entries = stream.members()?;
+    let mut entries = if seekable {
+        stream.members_with_seek()?
+    } else {
+        stream.members()?
+    };
     let what = path.display().to_string();
     let not_bundle = |reason: &str| Error::Invalid {
         what: what.clone(),
@@ -968,183 +1336,308 @@ fn load_part(
     let mut pending: Option<Pending<'_>> = None;
     // Blobs this part cuts differently from the chunks already loaded (said once).
     let mut recut_blobs: HashSet<Digest> = HashSet::new();
-    while let Some(mut entry) = entries.next_member()? {
-        let name = entry.name.clone();
-        if entry.kind == MemberKind::Dir || matches!(name.as_str(), "oci-layout" | "index.json") {
-            continue;
-        }
-        if entry.kind != MemberKind::File
-            && (name.starts_with("blobs/") || name.starts_with("chunks/"))
-        {
-            return Err(not_bundle(&format!("`{name}` is not a regular file")));
-        }
-        if let Some(rest) = name.strip_prefix("blobs/") {
-            let Some((alg, enc)) = rest.split_once('/') else {
-                continue;
-            };
-            let digest = Digest::parse(&format!("{alg}:{enc}"))
-                .map_err(|_| not_bundle(&format!("`{name}` is not a blob name")))?;
-            let Some(b) = blobs.get(&digest) else {
-                return Err(not_bundle(&format!(
-                    "`{name}` is not listed in bundle.json"
-                )));
-            };
-            if entry.size != b.size {
-                pr.errors.push(format!(
-                    "blob `{digest}` is {} bytes in the part, bundle.json says {}",
-                    entry.size, b.size
-                ));
+    // Blobs left to other threads, in member order.
+    let mut jobs: Vec<LoadJob> = Vec::new();
+    let mut dispatched: HashSet<Digest> = HashSet::new();
+    let mut scan = || -> Result<()> {
+        while let Some(mut entry) = entries.next_member()? {
+            let name = entry.name.clone();
+            if entry.kind == MemberKind::Dir || matches!(name.as_str(), "oci-layout" | "index.json")
+            {
                 continue;
             }
-            if lock.reuse_blob(&digest, b.size)? {
-                pr.skipped += 1;
-                continue;
+            if entry.kind != MemberKind::File
+                && (name.starts_with("blobs/") || name.starts_with("chunks/"))
+            {
+                return Err(not_bundle(&format!("`{name}` is not a regular file")));
             }
-            let res = if dry_run {
-                verify_stream(&mut entry, &digest, b.size)
-            } else {
-                let mut w = lock.blob_writer_for(
-                    digest
-                        .algorithm()
-                        .ok_or_else(|| Error::Unverifiable(digest.clone()))?,
-                )?;
-                // A read error is the part's; a write error carries the file it names.
-                copy_large(&mut entry, &mut w).map_err(|e| unwrap_io(e, path))?;
-                w.finish_expect(&digest, Some(b.size)).map(|_| ())
-            };
-            match res {
-                Ok(()) => {
-                    virtual_present.insert(digest.clone());
-                    pr.written.push(digest);
-                    crate::fault::point("bundle-mid-load");
-                }
-                Err(e) if e.is_write_failure() => return Err(e),
-                Err(e) => pr.errors.push(format!("rejected blob `{digest}`: {e}")),
-            }
-            continue;
-        }
-        if let Some(rest) = name.strip_prefix("chunks/") {
-            let Some((alg, file)) = rest.split_once('/') else {
-                continue;
-            };
-            let Some((enc, n, is_digest)) = parse_chunk_name(file) else {
-                return Err(not_bundle(&format!("`{name}` is not a chunk name")));
-            };
-            let digest = Digest::parse(&format!("{alg}:{enc}"))
-                .map_err(|_| not_bundle(&format!("`{name}` is not a chunk name")))?;
-            let Some(b) = blobs.get(&digest).filter(|b| n < b.chunks.len()) else {
-                return Err(not_bundle(&format!(
-                    "`{name}` is not listed in bundle.json"
-                )));
-            };
-            if is_digest {
-                let mut text = String::new();
-                (&mut entry)
-                    .take(256)
-                    .read_to_string(&mut text)
-                    .map_err(|e| Error::io(path, e))?;
-                let Some(p) = pending.take().filter(|p| p.digest == digest && p.n == n) else {
+            if let Some(rest) = name.strip_prefix("blobs/") {
+                let Some((alg, enc)) = rest.split_once('/') else {
                     continue;
                 };
-                let claimed = text.trim();
-                match p.written {
-                    // The store checks the digest of what it wrote before the chunk counts.
-                    Some((mut partial, chunk)) => match partial.accept(chunk, claimed) {
-                        Ok(()) => {
-                            if partial.done_chunks().len() >= b.chunks.len() {
-                                partial.finish()?;
-                                pr.written.push(digest.clone());
+                let digest = Digest::parse(&format!("{alg}:{enc}"))
+                    .map_err(|_| not_bundle(&format!("`{name}` is not a blob name")))?;
+                let Some(b) = blobs.get(&digest) else {
+                    return Err(not_bundle(&format!(
+                        "`{name}` is not listed in bundle.json"
+                    )));
+                };
+                if entry.size != b.size {
+                    pr.errors.push(format!(
+                        "blob `{digest}` is {} bytes in the part, bundle.json says {}",
+                        entry.size, b.size
+                    ));
+                    continue;
+                }
+                if dispatched.contains(&digest) {
+                    // The same blob twice: the first copy decides, as when loaded in turn.
+                    let done = std::mem::take(&mut jobs);
+                    dispatched.clear();
+                    run_load_jobs(lock, &data, path, dry_run, done, pr, virtual_present)?;
+                }
+                if lock.reuse_blob(&digest, b.size)? {
+                    pr.skipped += 1;
+                    continue;
+                }
+                let offset = entry.data_offset();
+                if seekable
+                    && b.size >= LOAD_APART_FROM
+                    && digest.algorithm().is_some()
+                    && offset
+                        .checked_add(b.size)
+                        .is_some_and(|end| end <= file_len)
+                {
+                    dispatched.insert(digest.clone());
+                    jobs.push(LoadJob {
+                        digest,
+                        size: b.size,
+                        offset,
+                        at: (pr.written.len(), pr.errors.len()),
+                    });
+                    continue;
+                }
+                let res = if dry_run {
+                    verify_stream(&mut entry, &digest, b.size)
+                } else {
+                    let mut w = lock.blob_writer_for(
+                        digest
+                            .algorithm()
+                            .ok_or_else(|| Error::Unverifiable(digest.clone()))?,
+                    )?;
+                    // A read error is the part's; a write error carries the file it names.
+                    copy_large(&mut entry, &mut w).map_err(|e| unwrap_io(e, path))?;
+                    w.finish_expect(&digest, Some(b.size)).map(|_| ())
+                };
+                match res {
+                    Ok(()) => {
+                        virtual_present.insert(digest.clone());
+                        pr.written.push(digest);
+                        crate::fault::point("bundle-mid-load");
+                    }
+                    Err(e) if e.is_write_failure() => return Err(e),
+                    Err(e) => pr.errors.push(format!("rejected blob `{digest}`: {e}")),
+                }
+                continue;
+            }
+            if let Some(rest) = name.strip_prefix("chunks/") {
+                let Some((alg, file)) = rest.split_once('/') else {
+                    continue;
+                };
+                let Some((enc, n, is_digest)) = parse_chunk_name(file) else {
+                    return Err(not_bundle(&format!("`{name}` is not a chunk name")));
+                };
+                let digest = Digest::parse(&format!("{alg}:{enc}"))
+                    .map_err(|_| not_bundle(&format!("`{name}` is not a chunk name")))?;
+                let Some(b) = blobs.get(&digest).filter(|b| n < b.chunks.len()) else {
+                    return Err(not_bundle(&format!(
+                        "`{name}` is not listed in bundle.json"
+                    )));
+                };
+                if is_digest {
+                    let mut text = String::new();
+                    (&mut entry)
+                        .take(256)
+                        .read_to_string(&mut text)
+                        .map_err(|e| Error::io(path, e))?;
+                    let Some(p) = pending.take().filter(|p| p.digest == digest && p.n == n) else {
+                        continue;
+                    };
+                    let claimed = text.trim();
+                    match p.written {
+                        // The store checks the digest of what it wrote before the chunk counts.
+                        Some((mut partial, chunk)) => match partial.accept(chunk, claimed) {
+                            Ok(()) => {
+                                if partial.done_chunks().len() >= b.chunks.len() {
+                                    partial.finish()?;
+                                    pr.written.push(digest.clone());
+                                }
+                            }
+                            Err(e @ Error::ChunkMismatch { .. }) => {
+                                pr.errors.push(e.to_string());
+                                continue;
+                            }
+                            Err(e) => return Err(e),
+                        },
+                        None => {
+                            if claimed != p.found.as_str() {
+                                let e = Error::ChunkMismatch {
+                                    digest: digest.clone(),
+                                    chunk: n,
+                                    found: Box::new(p.found),
+                                    claimed: claimed.into(),
+                                };
+                                pr.errors.push(e.to_string());
+                                continue;
+                            }
+                            seen.chunks.insert((digest.clone(), n));
+                            if lock.partial_chunks_done(&digest)?.len() + 1 >= b.chunks.len() {
+                                virtual_present.insert(digest.clone());
                             }
                         }
-                        Err(e @ Error::ChunkMismatch { .. }) => {
-                            pr.errors.push(e.to_string());
-                            continue;
-                        }
-                        Err(e) => return Err(e),
-                    },
-                    None => {
-                        if claimed != p.found.as_str() {
-                            let e = Error::ChunkMismatch {
-                                digest: digest.clone(),
-                                chunk: n,
-                                found: Box::new(p.found),
-                                claimed: claimed.into(),
-                            };
-                            pr.errors.push(e.to_string());
-                            continue;
-                        }
-                        seen.chunks.insert((digest.clone(), n));
-                        if lock.partial_chunks_done(&digest)?.len() + 1 >= b.chunks.len() {
-                            virtual_present.insert(digest.clone());
-                        }
                     }
-                }
-                pr.chunks += 1;
-                continue;
-            }
-            let c = b.chunks[n];
-            if entry.size != c.size {
-                pr.errors.push(format!(
-                    "chunk {n} of blob `{digest}` is {} bytes, bundle.json says {}",
-                    entry.size, c.size
-                ));
-                continue;
-            }
-            if lock.reuse_blob(&digest, b.size)? {
-                continue;
-            }
-            if recut_blobs.contains(&digest) {
-                continue;
-            }
-            if dry_run {
-                let (done, extents) = lock.partial_chunks(&digest)?;
-                if let Some(e) = recut(&extents, b, n) {
-                    pr.errors.push(e);
-                    recut_blobs.insert(digest);
+                    pr.chunks += 1;
                     continue;
                 }
-                if done.contains(&n) {
+                let c = b.chunks[n];
+                if entry.size != c.size {
+                    pr.errors.push(format!(
+                        "chunk {n} of blob `{digest}` is {} bytes, bundle.json says {}",
+                        entry.size, c.size
+                    ));
                     continue;
                 }
-                let mut h = crate::Algorithm::Sha256.hasher();
-                let mut buf = vec![0u8; 1 << 20];
-                loop {
-                    let k = entry.read(&mut buf).map_err(|e| Error::io(path, e))?;
-                    if k == 0 {
-                        break;
+                if lock.reuse_blob(&digest, b.size)? {
+                    continue;
+                }
+                if recut_blobs.contains(&digest) {
+                    continue;
+                }
+                if dry_run {
+                    let (done, extents) = lock.partial_chunks(&digest)?;
+                    if let Some(e) = recut(&extents, b, n) {
+                        pr.errors.push(e);
+                        recut_blobs.insert(digest);
+                        continue;
                     }
-                    h.update(&buf[..k]);
+                    if done.contains(&n) {
+                        continue;
+                    }
+                    let mut h = crate::Algorithm::Sha256.hasher();
+                    let mut buf = vec![0u8; 1 << 20];
+                    loop {
+                        let k = entry.read(&mut buf).map_err(|e| Error::io(path, e))?;
+                        if k == 0 {
+                            break;
+                        }
+                        h.update(&buf[..k]);
+                    }
+                    pending = Some(Pending {
+                        digest,
+                        n,
+                        found: h.finish(),
+                        written: None,
+                    });
+                } else {
+                    // The store's partial: never written through a link or into a FIFO.
+                    let mut partial = lock.partial(&digest, b.size)?;
+                    // Never written over chunks of another cut of the blob: this part is wrong,
+                    // not the ones already loaded.
+                    if let Some(e) = recut(partial.extents(), b, n) {
+                        pr.errors.push(e);
+                        recut_blobs.insert(digest);
+                        continue;
+                    }
+                    if partial.done_chunks().contains(&n) {
+                        continue;
+                    }
+                    let chunk = partial.write_chunk(n, c.offset, c.size, &mut entry, path)?;
+                    pending = Some(Pending {
+                        digest,
+                        n,
+                        found: chunk.digest().clone(),
+                        written: Some((partial, chunk)),
+                    });
                 }
-                pending = Some(Pending {
-                    digest,
-                    n,
-                    found: h.finish(),
-                    written: None,
-                });
-            } else {
-                // The store's partial: never written through a link or into a FIFO.
-                let mut partial = lock.partial(&digest, b.size)?;
-                // Never written over chunks of another cut of the blob: this part is wrong,
-                // not the ones already loaded.
-                if let Some(e) = recut(partial.extents(), b, n) {
-                    pr.errors.push(e);
-                    recut_blobs.insert(digest);
-                    continue;
-                }
-                if partial.done_chunks().contains(&n) {
-                    continue;
-                }
-                let chunk = partial.write_chunk(n, c.offset, c.size, &mut entry, path)?;
-                pending = Some(Pending {
-                    digest,
-                    n,
-                    found: chunk.digest().clone(),
-                    written: Some((partial, chunk)),
-                });
             }
         }
-    }
+        Ok(())
+    };
+    let scanned = scan();
+    // The blobs left to other threads load whatever came after them (they come first).
+    run_load_jobs(lock, &data, path, dry_run, jobs, pr, virtual_present)?;
+    scanned?;
     Ok((mbytes, manifest))
+}
+
+/// Blobs from this size on are loaded by other threads (smaller ones are read in turn: each
+/// blob loaded apart costs a seek and a refill of the part's read buffer).
+const LOAD_APART_FROM: u64 = 1 << 20;
+
+/// A blob of a part loaded apart: its place in the part, and where its outcome goes in the
+/// part's report (the lengths of `written` and `errors` when its member was met).
+struct LoadJob {
+    digest: Digest,
+    size: u64,
+    offset: u64,
+    at: (usize, usize),
+}
+
+/// Load `jobs` (blobs of the part `data`, at `path`) on every core, largest first, each read
+/// from its place, hashed and written as [`load_part`] does in turn; their outcomes go into
+/// `pr` where their members were met. The first failure to write (in member order) stops the
+/// load, as it would have there.
+fn run_load_jobs(
+    lock: &crate::WriteLock<'_>,
+    data: &File,
+    path: &Path,
+    dry_run: bool,
+    jobs: Vec<LoadJob>,
+    pr: &mut PartReport,
+    virtual_present: &mut BTreeSet<Digest>,
+) -> Result<()> {
+    if jobs.is_empty() {
+        return Ok(());
+    }
+    let mut order: Vec<usize> = (0..jobs.len()).collect();
+    order.sort_by_key(|&j| std::cmp::Reverse(jobs[j].size));
+    let workers = worker_count(0);
+    let done = crate::fsck::run_parallel_on(&order, workers, |&j| {
+        Some((j, load_blob(lock, data, path, dry_run, &jobs[j])))
+    });
+    let mut results: Vec<Option<Result<Result<()>>>> = (0..jobs.len()).map(|_| None).collect();
+    for (j, r) in done.into_iter().flatten() {
+        results[j] = Some(r);
+    }
+    let mut outcomes = Vec::with_capacity(jobs.len());
+    for (job, r) in jobs.into_iter().zip(results) {
+        match r {
+            Some(Ok(Err(e))) if e.is_write_failure() => return Err(e),
+            Some(Err(e)) => return Err(e),
+            Some(Ok(res)) => outcomes.push((job, res)),
+            None => {}
+        }
+    }
+    // Last first, so that the places noted stay right.
+    for (job, res) in outcomes.into_iter().rev() {
+        match res {
+            Ok(()) => {
+                virtual_present.insert(job.digest.clone());
+                pr.written.insert(job.at.0, job.digest);
+            }
+            Err(e) => pr
+                .errors
+                .insert(job.at.1, format!("rejected blob `{}`: {e}", job.digest)),
+        }
+    }
+    Ok(())
+}
+
+/// One blob of a part, read from its place: `Err` stops the part (it cannot be read, or the
+/// layout written), `Ok(Err)` rejects the blob.
+fn load_blob(
+    lock: &crate::WriteLock<'_>,
+    data: &File,
+    path: &Path,
+    dry_run: bool,
+    job: &LoadJob,
+) -> Result<Result<()>> {
+    let mut r = crate::archive::Section::new(data, job.offset, job.size);
+    let res = if dry_run {
+        verify_stream(&mut r, &job.digest, job.size)
+    } else {
+        let alg = job
+            .digest
+            .algorithm()
+            .ok_or_else(|| Error::Unverifiable(job.digest.clone()))?;
+        let mut w = lock.blob_writer_for(alg)?;
+        // A read error is the part's; a write error carries the file it names.
+        move_bytes(&mut r, &mut w, job.size).map_err(|e| unwrap_io(e, path))?;
+        w.finish_expect(&job.digest, Some(job.size)).map(|_| ())
+    };
+    if res.is_ok() {
+        crate::fault::point("bundle-mid-load");
+    }
+    Ok(res)
 }
 
 /// Why chunk `n` of blob `b` is refused when the chunks already loaded (`extents`: number ->
@@ -1260,6 +1753,7 @@ mod tests {
             &BundleOptions {
                 part_size: Some(16 * 1024),
                 mtime: 0,
+                threads: 0,
             },
             &out,
         )
@@ -1275,6 +1769,7 @@ mod tests {
             &BundleOptions {
                 part_size: Some(16 * 1024),
                 mtime: 0,
+                threads: 0,
             },
             &out2,
         )
@@ -1304,5 +1799,237 @@ mod tests {
         // Loading again changes nothing.
         let r = load(&dst, &paths, false).expect("reload");
         assert!(r.parts.iter().all(|p| p.written.is_empty()));
+    }
+
+    /// `n` bytes of noise, different for each `seed`.
+    fn noise(n: usize, seed: u32) -> Vec<u8> {
+        let mut x = seed | 1;
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                (x >> 24) as u8
+            })
+            .collect()
+    }
+
+    /// A layout at `dir` with one image `img` whose layers are noise of these sizes; returns
+    /// the layout and the layers' digests.
+    fn noisy_layout(dir: &Path, sizes: &[usize]) -> (Layout, Vec<Digest>) {
+        let opts = crate::Options {
+            durable: false,
+            ..crate::Options::default()
+        };
+        let (layout, _) = Layout::init(dir, opts).expect("init");
+        let mut digests = Vec::new();
+        {
+            let lock = layout.lock().expect("lock");
+            let (cd, cs) = lock
+                .write_blob(br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#)
+                .expect("config");
+            let mut layers = Vec::new();
+            for (i, n) in sizes.iter().enumerate() {
+                let (d, s) = lock.write_blob(&noise(*n, i as u32 + 7)).expect("layer");
+                layers.push(format!(
+                    r#"{{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"{d}","size":{s}}}"#
+                ));
+                digests.push(d);
+            }
+            let m = format!(
+                r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{cd}","size":{cs}}},"layers":[{}]}}"#,
+                layers.join(",")
+            );
+            let (md, ms) = lock.write_blob(m.as_bytes()).expect("manifest");
+            let mut idx = Index::empty();
+            let desc = Descriptor::new(crate::MediaType::OciManifest, md, ms);
+            crate::refs::tag(&mut idx, &desc, "img").expect("tag");
+            lock.commit_index(&idx).expect("commit");
+        }
+        (layout, digests)
+    }
+
+    /// Layers of 8.5 MiB (copied on two threads), 2 MiB, 1 MiB and a few bytes.
+    const SIZES: [usize; 4] = [(8 << 20) + (1 << 19) + 3, (2 << 20) + 1, (1 << 20) + 7, 100];
+
+    fn bundle_with(
+        layout: &Layout,
+        out: &Path,
+        part_size: Option<u64>,
+        threads: usize,
+    ) -> Result<BundleReport> {
+        let sel = crate::select::select(layout, &crate::select::SelectOptions::default())
+            .expect("select");
+        let opts = BundleOptions {
+            part_size,
+            mtime: 0,
+            threads,
+        };
+        write_bundle(layout, &sel, &[], &opts, out)
+    }
+
+    fn contents(rep: &BundleReport) -> Vec<Vec<u8>> {
+        rep.parts
+            .iter()
+            .map(|(p, _)| fs::read(p).expect("read part"))
+            .collect()
+    }
+
+    #[test]
+    fn bundle_bytes_do_not_depend_on_the_threads() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let (src, _) = noisy_layout(&tmp.path().join("src"), &SIZES);
+        // One part: the same bytes with 1, 2 and 7 threads, and as the stream writes them.
+        let one = contents(&bundle_with(&src, &tmp.path().join("t1"), None, 1).expect("bundle"));
+        for threads in [2, 7] {
+            let out = tmp.path().join(format!("t{threads}"));
+            let rep = bundle_with(&src, &out, None, threads).expect("bundle");
+            assert!(contents(&rep) == one, "{threads} threads wrote other bytes");
+        }
+        let sel =
+            crate::select::select(&src, &crate::select::SelectOptions::default()).expect("select");
+        let mut streamed = Vec::new();
+        write_bundle_to(
+            &src,
+            &sel,
+            &[],
+            &BundleOptions::default(),
+            &mut streamed,
+            Path::new("-"),
+        )
+        .expect("stream");
+        assert!(vec![streamed] == one, "the stream differs from the file");
+        // Parts of 3 MiB: the 8.5 MiB layer in chunks over three parts.
+        let size = Some(3 << 20);
+        let rep1 = bundle_with(&src, &tmp.path().join("p1"), size, 1).expect("bundle");
+        assert!(rep1.manifest.blobs.iter().any(|b| b.chunks.len() == 3));
+        let split = contents(&rep1);
+        let rep4 = bundle_with(&src, &tmp.path().join("p4"), size, 4).expect("bundle");
+        assert!(contents(&rep4) == split, "4 threads cut other parts");
+        // A part that is not a regular file makes every part go front to back, in turn.
+        let out = tmp.path().join("seq");
+        std::os::unix::fs::symlink("/dev/null", part_path(&out, 2, true)).expect("symlink");
+        let seq = bundle_with(&src, &out, size, 4).expect("bundle");
+        let seq = contents(&seq);
+        assert_eq!(seq.len(), split.len());
+        for (i, (a, b)) in seq.iter().zip(&split).enumerate() {
+            assert!(
+                i == 1 || a == b,
+                "part {} differs when written in turn",
+                i + 1
+            );
+        }
+    }
+
+    /// Flip one byte in the middle of blob `d` of `layout`, keeping its size.
+    fn corrupt(layout: &Layout, d: &Digest) {
+        let path = layout.blob_path(d);
+        let mut bytes = fs::read(&path).expect("read blob");
+        let mid = bytes.len() / 2;
+        bytes[mid] ^= 0x55;
+        let mut perm = fs::metadata(&path).expect("stat").permissions();
+        #[allow(clippy::permissions_set_readonly_false)]
+        perm.set_readonly(false);
+        fs::set_permissions(&path, perm).expect("chmod");
+        fs::write(&path, &bytes).expect("write blob");
+    }
+
+    #[test]
+    fn a_corrupt_blob_fails_the_bundle_whatever_the_threads() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let (src, layers) = noisy_layout(&tmp.path().join("src"), &SIZES);
+        corrupt(&src, &layers[0]);
+        corrupt(&src, &layers[1]);
+        // Of two corrupt blobs, the one first in the bundle (digest order) is named.
+        let first = layers[0].clone().min(layers[1].clone());
+        for (threads, size) in [(1, None), (4, None), (1, Some(3 << 20)), (4, Some(3 << 20))] {
+            let dir = tmp.path().join(format!("out-{threads}-{}", size.is_some()));
+            fs::create_dir(&dir).expect("mkdir");
+            let err = bundle_with(&src, &dir.join("b"), size, threads).expect_err("corrupt");
+            match &err {
+                Error::DigestMismatch { expected, .. } => assert_eq!(expected, &first, "{err}"),
+                e => panic!("{threads} threads, part size {size:?}: {e}"),
+            }
+            assert!(err.to_string().contains(first.as_str()), "{err}");
+            // Nothing written: no part, no temp file.
+            assert_eq!(fs::read_dir(&dir).expect("ls").count(), 0);
+        }
+        // The chunked blob alone: its digest is checked over the chunks.
+        let (src, layers) = noisy_layout(&tmp.path().join("src2"), &SIZES);
+        corrupt(&src, &layers[0]);
+        let dir = tmp.path().join("chunked");
+        fs::create_dir(&dir).expect("mkdir");
+        let err = bundle_with(&src, &dir.join("b"), Some(3 << 20), 4).expect_err("corrupt");
+        assert!(
+            matches!(&err, Error::DigestMismatch { expected, .. } if expected == &layers[0]),
+            "{err}"
+        );
+        assert_eq!(fs::read_dir(&dir).expect("ls").count(), 0);
+    }
+
+    #[test]
+    fn large_blobs_load_apart_and_are_reported_in_member_order() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let (src, layers) = noisy_layout(&tmp.path().join("src"), &SIZES);
+        let out = tmp.path().join("b");
+        let rep = bundle_with(&src, &out, None, 0).expect("bundle");
+        let part = rep.parts[0].0.clone();
+        let opts = crate::Options {
+            durable: false,
+            ..crate::Options::default()
+        };
+        // Intact: every blob written, in the part's (digest) order.
+        let (dst, _) = Layout::init(tmp.path().join("dst"), opts.clone()).expect("init");
+        let r = load(&dst, std::slice::from_ref(&part), false).expect("load");
+        assert!(r.ok(), "{r:?}");
+        let mut all: Vec<Digest> = rep
+            .manifest
+            .blobs
+            .iter()
+            .map(|b| b.digest.clone())
+            .collect();
+        all.sort();
+        assert_eq!(r.parts[0].written, all);
+        assert_eq!(r.committed.len(), 1);
+        let report = crate::fsck::fsck(&dst, &crate::fsck::FsckOptions::default()).expect("fsck");
+        assert!(report.is_clean(), "{:?}", report.findings);
+        // Two large blobs and the small one damaged in the part: each rejected, named, in
+        // member order; the others written.
+        let mut bytes = fs::read(&part).expect("read");
+        let mut damaged = vec![layers[0].clone(), layers[1].clone(), layers[3].clone()];
+        damaged.sort();
+        {
+            let mut ar = tar::Archive::new(fs::File::open(&part).expect("open"));
+            for e in ar.entries().expect("entries") {
+                let e = e.expect("entry");
+                let name = e.path().expect("path").to_string_lossy().into_owned();
+                if damaged.iter().any(|d| name.ends_with(d.encoded())) {
+                    let at = e.raw_file_position() + e.size() / 2;
+                    bytes[at as usize] ^= 0x55;
+                }
+            }
+        }
+        let bad = tmp.path().join("bad");
+        fs::write(&bad, &bytes).expect("write");
+        for dry_run in [true, false] {
+            let (dst, _) = Layout::init(tmp.path().join(format!("dst-{dry_run}")), opts.clone())
+                .expect("init");
+            let r = load(&dst, std::slice::from_ref(&bad), dry_run).expect("load");
+            let errors = &r.parts[0].errors;
+            assert_eq!(errors.len(), 3, "{errors:?}");
+            for (e, d) in errors.iter().zip(&damaged) {
+                assert!(
+                    e.starts_with(&format!("rejected blob `{d}`: ")) && e.contains("sha256:"),
+                    "{e}"
+                );
+            }
+            let intact: Vec<Digest> = all
+                .iter()
+                .filter(|d| !damaged.contains(d))
+                .cloned()
+                .collect();
+            assert_eq!(r.parts[0].written, intact);
+            assert!(r.committed.is_empty());
+        }
     }
 }

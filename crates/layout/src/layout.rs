@@ -1110,6 +1110,82 @@ impl Write for SyncingFile<'_> {
     }
 }
 
+/// A file written at given positions by several threads at once (a bundle part whose blobs are
+/// copied in parallel), flushed to disk while it is written as [`SyncingFile`] is: every 8 MiB
+/// written in all, a helper thread flushes what is written so far, and
+/// [`PositionedFile::finish`] waits for it and fsyncs the rest.
+#[derive(Debug)]
+pub struct PositionedFile<'a> {
+    file: &'a File,
+    written: std::sync::atomic::AtomicU64,
+    early: Option<EarlySync>,
+}
+
+impl<'a> PositionedFile<'a> {
+    /// Write into `file` by position; `durable`: flush while written.
+    pub fn new(file: &'a File, durable: bool) -> io::Result<PositionedFile<'a>> {
+        Ok(PositionedFile {
+            file,
+            written: std::sync::atomic::AtomicU64::new(0),
+            early: if durable {
+                Some(EarlySync::start(file)?)
+            } else {
+                None
+            },
+        })
+    }
+
+    /// Write all of `buf` at `pos`.
+    pub fn write_all_at(&self, buf: &[u8], pos: u64) -> io::Result<()> {
+        use std::os::unix::fs::FileExt;
+        use std::sync::atomic::Ordering;
+        self.file.write_all_at(buf, pos)?;
+        let n = buf.len() as u64;
+        let before = self.written.fetch_add(n, Ordering::Relaxed);
+        if before / EARLY_SYNC_STEP != (before + n) / EARLY_SYNC_STEP {
+            if let Some(e) = &self.early {
+                e.kick();
+            }
+        }
+        Ok(())
+    }
+
+    /// A writer of consecutive bytes from `pos` on.
+    pub fn writer_at(&self, pos: u64) -> PositionedWriter<'_, 'a> {
+        PositionedWriter { file: self, pos }
+    }
+
+    /// Wait for the helper; then, when durable, fsync the file.
+    pub fn finish(mut self) -> io::Result<()> {
+        match self.early.take() {
+            Some(mut e) => {
+                e.stop()?;
+                self.file.sync_all()
+            }
+            None => Ok(()),
+        }
+    }
+}
+
+/// Consecutive writes into a [`PositionedFile`] (`Send`: one per thread).
+#[derive(Debug)]
+pub struct PositionedWriter<'f, 'a> {
+    file: &'f PositionedFile<'a>,
+    pos: u64,
+}
+
+impl Write for PositionedWriter<'_, '_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.file.write_all_at(buf, self.pos)?;
+        self.pos += buf.len() as u64;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
 /// A new blob being written: a temp file in `blobs/<alg>/`, hashed and counted as written.
 #[derive(Debug)]
 pub struct BlobWriter {

@@ -56,8 +56,8 @@ pub use error::{Error, Result};
 pub use layout::{
     check_layout_header, new_temp_in, open_regular, peek, sync_dir, sync_file, unwrap_io, BlobFile,
     BlobFileKind, BlobWriter, Copied, Existing, IndexStamp, Layout, Options, Partial, Peeked,
-    Removal, SyncingFile, VerifyingReader, WriteLock, WrittenChunk, OCI_LAYOUT_CONTENT,
-    PARTIAL_PREFIX, TEMP_PREFIX,
+    PositionedFile, PositionedWriter, Removal, SyncingFile, VerifyingReader, WriteLock,
+    WrittenChunk, OCI_LAYOUT_CONTENT, PARTIAL_PREFIX, TEMP_PREFIX,
 };
 pub use media_type::{Class, Compression, MediaType};
 pub use raw::{Raw, INDEX_LIMIT, JSON_LIMIT};

@@ -19,7 +19,7 @@ use std::io::{self, BufWriter, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use crate::{sync_dir, Error, Result, SyncingFile};
+use crate::{sync_dir, Error, PositionedFile, Result, SyncingFile};
 
 /// Prefix of the temp files beside an output file.
 pub const OUTPUT_TEMP_PREFIX: &str = ".ocikit-tmp-";
@@ -119,6 +119,12 @@ impl AtomicFile {
         &self.dest
     }
 
+    /// Written to a temp file (a regular file), not as a stream: [`AtomicFile::positioned`]
+    /// works.
+    pub fn is_temp(&self) -> bool {
+        matches!(self.tmp, Target::Temp(_))
+    }
+
     /// Bytes written so far.
     pub fn len(&self) -> u64 {
         self.written
@@ -155,6 +161,40 @@ impl AtomicFile {
             synced,
             dest,
         }
+    }
+
+    /// For content written partly in order and partly at positions by other threads (a bundle
+    /// part whose blobs are copied in parallel): `None` when the target is written as a stream
+    /// (not a regular file), where only [`AtomicFile::writer`] works. Call
+    /// [`PositionedOutput::finish`] when done.
+    pub fn positioned(&mut self) -> Result<Option<PositionedOutput<'_>>> {
+        let AtomicFile {
+            tmp,
+            dest,
+            durable,
+            written,
+            synced,
+            ..
+        } = self;
+        let Target::Temp(t) = tmp else {
+            return Ok(None);
+        };
+        *synced = false;
+        let file: &File = t.as_file();
+        let positioned = PositionedFile::new(file, *durable).map_err(|e| Error::Write {
+            path: dest.clone(),
+            source: e,
+        })?;
+        Ok(Some(PositionedOutput {
+            file: positioned,
+            seq: BufWriter::with_capacity(1 << 20, file),
+            pos: 0,
+            len: 0,
+            written,
+            synced,
+            durable: *durable,
+            dest,
+        }))
     }
 
     /// Make the file its target: fsync (when durable), rename over the target, fsync the
@@ -263,6 +303,107 @@ impl Write for OutputWriter<'_> {
 
     fn flush(&mut self) -> io::Result<()> {
         self.inner
+            .flush()
+            .map_err(|e| Error::write_failed(self.dest, e))
+    }
+}
+
+/// The content of an [`AtomicFile`] written in order (as a `Write`, with [`skip`] leaving
+/// room) and at positions, by other threads, through [`PositionedOutput::file`]; what is
+/// skipped reads as zeros until it is written.
+///
+/// [`skip`]: PositionedOutput::skip
+pub struct PositionedOutput<'a> {
+    file: PositionedFile<'a>,
+    seq: BufWriter<&'a File>,
+    /// Where the next write in order goes.
+    pos: u64,
+    /// The end of the content.
+    len: u64,
+    written: &'a mut u64,
+    synced: &'a mut bool,
+    durable: bool,
+    dest: &'a Path,
+}
+
+impl std::fmt::Debug for PositionedOutput<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PositionedOutput")
+            .field("dest", &self.dest)
+            .field("pos", &self.pos)
+            .finish()
+    }
+}
+
+impl<'a> PositionedOutput<'a> {
+    /// Where the next write in order goes.
+    pub fn position(&self) -> u64 {
+        self.pos
+    }
+
+    /// Leave `n` bytes to be written at their position.
+    pub fn skip(&mut self, n: u64) -> io::Result<()> {
+        use std::io::{Seek, SeekFrom};
+        self.pos += n;
+        self.len = self.len.max(self.pos);
+        self.seq
+            .seek(SeekFrom::Start(self.pos))
+            .map_err(|e| Error::write_failed(self.dest, e))?;
+        Ok(())
+    }
+
+    /// The file, for writes at positions (from any thread).
+    pub fn file(&self) -> &PositionedFile<'a> {
+        &self.file
+    }
+
+    /// The file it will become.
+    pub fn dest(&self) -> &Path {
+        self.dest
+    }
+
+    /// Flush what was written in order, wait for the flushes to disk and fsync when durable.
+    /// Every byte skipped must have been written by then.
+    pub fn finish(self) -> Result<()> {
+        let PositionedOutput {
+            file,
+            seq,
+            len,
+            written,
+            synced,
+            durable,
+            dest,
+            ..
+        } = self;
+        let failed = |e| Error::Write {
+            path: dest.to_path_buf(),
+            source: e,
+        };
+        let f = seq.into_inner().map_err(|e| failed(e.into_error()))?;
+        // Room skipped at the very end holds no write in order: the length says it.
+        if f.metadata().map_err(failed)?.len() < len {
+            f.set_len(len).map_err(failed)?;
+        }
+        file.finish().map_err(failed)?;
+        *synced = durable;
+        *written += len;
+        Ok(())
+    }
+}
+
+impl Write for PositionedOutput<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self
+            .seq
+            .write(buf)
+            .map_err(|e| Error::write_failed(self.dest, e))?;
+        self.pos += n as u64;
+        self.len = self.len.max(self.pos);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.seq
             .flush()
             .map_err(|e| Error::write_failed(self.dest, e))
     }

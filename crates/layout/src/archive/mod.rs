@@ -34,7 +34,7 @@ pub mod write;
 use std::path::{Path, PathBuf};
 
 pub use read::{Archive, Member, MemberMeta, Section, Stream, StreamMember};
-pub use write::{block_padding, EntryHeader, EntryKind, TarWriter};
+pub use write::{block_padding, copy_exact, EntryHeader, EntryKind, TarWriter};
 
 /// The size of a tar block (a header, and the unit data is padded to).
 pub const BLOCK: u64 = 512;

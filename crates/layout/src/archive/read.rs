@@ -414,6 +414,28 @@ impl<R: Read> Stream<R> {
     }
 }
 
+impl<R: Read + io::Seek> Stream<R> {
+    /// [`Stream::members`] of a seekable tar: the data of a member not read is skipped by
+    /// seeking, not read. A seek past the end of the file is not seen as such (the tar then
+    /// seems to end there): a caller that leaves a member's data unread checks first that the
+    /// file holds it ([`StreamMember::data_offset`]).
+    pub fn members_with_seek(&mut self) -> Result<StreamMembers<'_, R>> {
+        let path = self.path.as_path();
+        let entries = self
+            .archive
+            .entries_with_seek()
+            .map_err(|e| Error::bad(path, format!("not a tar archive: {e}")))?
+            .raw(true);
+        Ok(StreamMembers {
+            entries,
+            path,
+            limits: self.limits,
+            admission: Admission::new(&self.limits),
+            last: None,
+        })
+    }
+}
+
 /// The members of a [`Stream`], one at a time ([`StreamMembers::next_member`]).
 pub struct StreamMembers<'a, R: Read> {
     entries: tar::Entries<'a, R>,
@@ -703,6 +725,13 @@ impl<R: Read> std::fmt::Debug for StreamMember<'_, R> {
     }
 }
 
+impl<R: Read> StreamMember<'_, R> {
+    /// Where its data starts in the tar.
+    pub fn data_offset(&self) -> u64 {
+        self.entry.raw_file_position()
+    }
+}
+
 impl<R: Read> Read for StreamMember<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if self.left == 0 || buf.is_empty() {
@@ -732,6 +761,17 @@ pub struct Section<'a> {
     file: &'a File,
     pos: u64,
     end: u64,
+}
+
+impl Section<'_> {
+    /// The `len` bytes of `file` from `offset` on (a member whose place a [`Stream`] gave).
+    pub fn new(file: &File, offset: u64, len: u64) -> Section<'_> {
+        Section {
+            file,
+            pos: offset,
+            end: offset.saturating_add(len),
+        }
+    }
 }
 
 impl Read for Section<'_> {

@@ -87,6 +87,18 @@ impl<W: Write> TarWriter<W> {
         res.map_err(|source| ArchiveError::Output { source })
     }
 
+    /// The header of a regular file of `size` bytes, without its data: the caller puts
+    /// exactly `size` bytes and [`block_padding`]`(size)` zero bytes right after it, into the
+    /// output it is given back or, later, at that position of the file (a bundle part whose
+    /// blobs are filled in by several threads; see [`copy_exact`] for the data).
+    pub fn reserve(&mut self, name: &str, size: u64) -> Result<&mut W> {
+        let mut h = self.header(tar::EntryType::Regular, FILE_MODE, size);
+        self.tar
+            .append_data(&mut h, name, io::empty())
+            .map_err(|source| ArchiveError::Output { source })?;
+        Ok(self.tar.get_mut())
+    }
+
     /// A member described in full ([`EntryHeader`]: any kind, mode, owner, mtime with
     /// nanoseconds, xattrs), for layers packed from a directory. A PAX extended header comes
     /// first when ustar cannot hold it all (a long name or link target, sub-second mtime, large
@@ -287,6 +299,42 @@ impl EntryHeader {
         h.set_cksum();
         out.extend_from_slice(h.as_bytes());
         Ok(out)
+    }
+}
+
+/// The data of member `name` (a [`TarWriter::reserve`]d one), exactly `size` bytes of `data`,
+/// moved by `copy` (which writes what it reads wherever the member's data goes and returns the
+/// count). Checked as [`TarWriter::stream`] checks: a short or long source is
+/// [`ArchiveError::Short`] or [`ArchiveError::Long`], a failing one [`ArchiveError::Source`]
+/// (a verifying reader fails at its end), any other error is the output's
+/// ([`ArchiveError::Output`]). Padding is the caller's.
+pub fn copy_exact(
+    name: &str,
+    size: u64,
+    data: &mut dyn Read,
+    copy: &mut dyn FnMut(&mut dyn Read) -> io::Result<u64>,
+) -> Result<()> {
+    let mut r = Exact {
+        inner: data,
+        left: size,
+        size,
+        name,
+        failure: None,
+    };
+    let res = copy(&mut r);
+    if let Some(f) = r.failure.take() {
+        return Err(f);
+    }
+    match res {
+        Ok(n) if n == size => Ok(()),
+        // A copy that stopped early without an error of the source: the output's doing.
+        Ok(n) => Err(ArchiveError::Output {
+            source: io::Error::new(
+                io::ErrorKind::WriteZero,
+                format!("{n} of {size} bytes of `{name}` written"),
+            ),
+        }),
+        Err(source) => Err(ArchiveError::Output { source }),
     }
 }
 
