@@ -1,6 +1,5 @@
 //! The mirroring verbs: inventory, bundle (and bundle loading, reached through `import`).
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use ocikit_layout::bundle::{self, BundleOptions, LoadReport};
@@ -57,9 +56,7 @@ pub fn inventory(cli: &Cli, dir: &Path, out: Option<&Path>) -> anyhow::Result<Co
             }
         }
         _ => {
-            let mut o = std::io::stdout().lock();
-            o.write_all(&inv.to_bytes())?;
-            o.flush()?;
+            inv.write_to(&mut std::io::stdout().lock())?;
         }
     }
     Ok(0)

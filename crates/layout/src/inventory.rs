@@ -6,6 +6,7 @@
 //! `blobs` lists every blob file present, reachable or not; `refs` every named `index.json`
 //! entry.
 
+use std::io::Write;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -48,20 +49,12 @@ pub struct InventoryRef {
 impl Inventory {
     /// Take the inventory of a layout.
     pub fn of(layout: &Layout) -> Result<Inventory> {
-        let mut blobs = Vec::new();
-        for f in layout.blob_files()? {
-            if let BlobFileKind::Blob(digest) = &f.kind {
-                blobs.push(InventoryBlob {
-                    size: f.size()?,
-                    digest: digest.clone(),
-                });
-            }
-        }
-        blobs.sort();
-        let index = layout.read_index()?.value;
-        let mut refs: Vec<InventoryRef> = index
+        // The refs first, so that the parsed index.json is gone before the blobs are listed.
+        let mut refs: Vec<InventoryRef> = layout
+            .read_index()?
+            .value
             .manifests
-            .iter()
+            .into_iter()
             .filter_map(|d| {
                 d.ref_name().map(|n| InventoryRef {
                     name: n.to_string(),
@@ -69,7 +62,15 @@ impl Inventory {
                 })
             })
             .collect();
-        refs.sort();
+        refs.sort_unstable();
+        let mut blobs = Vec::new();
+        layout.each_blob_file_sized(|f, size| {
+            if let BlobFileKind::Blob(digest) = f.kind {
+                blobs.push(InventoryBlob { digest, size });
+            }
+            Ok(())
+        })?;
+        blobs.sort_unstable();
         Ok(Inventory {
             version: INVENTORY_VERSION,
             blobs,
@@ -79,18 +80,25 @@ impl Inventory {
 
     /// The file's bytes: pretty JSON and a newline.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut v = serde_json::to_vec_pretty(self).unwrap_or_default();
-        v.push(b'\n');
+        let mut v = Vec::new();
+        let _ = self.write_to(&mut v);
         v
+    }
+
+    /// Write the file's bytes ([`Inventory::to_bytes`]) to `w`, streamed.
+    pub fn write_to(&self, w: &mut dyn Write) -> std::io::Result<()> {
+        let mut w = std::io::BufWriter::with_capacity(1 << 16, w);
+        serde_json::to_writer_pretty(&mut w, self)?;
+        w.write_all(b"\n")?;
+        w.flush()
     }
 
     /// Write the inventory of the layout at `root` to the file `path` (not inside that layout),
     /// whole or not at all (see [`crate::output::write_atomically`]); fsynced when `durable`.
     pub fn write_file(&self, path: &Path, root: &Path, durable: bool) -> Result<()> {
         crate::output::refuse_inside(path, root)?;
-        let bytes = self.to_bytes();
         crate::output::write_atomically(path, durable, |w| {
-            w.write_all(&bytes).map_err(|e| Error::io(path, e))
+            self.write_to(w).map_err(|e| Error::io(path, e))
         })?;
         Ok(())
     }
