@@ -56,13 +56,14 @@ pub fn gc(layout: &Layout, dry_run: bool) -> Result<GcReport, GcError> {
     let lock = layout.lock()?;
     // Only what marking needs of the entries: a large index.json's annotations and bytes are
     // not kept while it runs.
-    let roots: Vec<Root> = layout
-        .read_index()?
-        .value
-        .manifests
-        .into_iter()
-        .map(|d| (d.digest, d.media_type, d.size))
-        .collect();
+    let manifests = layout.read_index()?.value.manifests;
+    // A new vector, not collected in place: that would keep the entries' larger allocation.
+    let mut roots: Vec<Root> = Vec::with_capacity(manifests.len());
+    roots.extend(
+        manifests
+            .into_iter()
+            .map(|d| (d.digest, d.media_type, d.size)),
+    );
     let reach = reach(layout, roots);
     if !reach.unreadable.is_empty() {
         return Err(GcError::Blocked(reach.unreadable));

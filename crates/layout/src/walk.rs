@@ -329,16 +329,27 @@ enum Seen {
 pub fn reach(layout: &Layout, roots: impl IntoIterator<Item = Root>) -> Reach {
     let roots: Vec<Root> = roots.into_iter().collect();
     let mut out = Reach::default();
+    // Documents read: the fine ones in a compact set, the others (few) with what was wrong.
+    let mut fine = DigestSet::default();
     let mut docs: DigestMap<Seen> = DigestMap::default();
     let mut reported = DigestSet::default();
     let mut stack: Vec<Marking> = Vec::new();
     for (b, batch) in roots.chunks(REACH_BATCH).enumerate() {
+        let mut picked = DigestSet::default();
         let todo: Vec<&Root> = batch
             .iter()
-            .filter(|(d, mt, _)| !docs.contains_key(d) && may_be_doc(mt, Role::Root(0)))
+            .filter(|(d, mt, _)| {
+                may_be_doc(mt, Role::Root(0))
+                    && !fine.contains(d)
+                    && !docs.contains_key(d)
+                    && picked.insert(d.clone())
+            })
             .collect();
+        // A document naming more than AHEAD_CHILDREN descriptors is left for the marking to
+        // read when it gets there, so what is read ahead stays small whatever the layout holds.
         let mut ahead: DigestMap<Expanded> = crate::fsck::run_parallel(&todo, |(d, mt, size)| {
-            Some((d.clone(), expand(layout, d, *size, mt, 0)))
+            let e = expand(layout, d, *size, mt, 0);
+            (e.1.len() <= AHEAD_CHILDREN).then(|| (d.clone(), e))
         })
         .into_iter()
         .flatten()
@@ -358,8 +369,13 @@ pub fn reach(layout: &Layout, roots: impl IntoIterator<Item = Root>) -> Reach {
                 out.digests.insert(digest);
                 continue;
             }
-            let seen = match docs.get(&digest) {
-                Some(s) => s.clone(),
+            let known = if fine.contains(&digest) {
+                Some(Seen::Fine)
+            } else {
+                docs.get(&digest).cloned()
+            };
+            let seen = match known {
+                Some(s) => s,
                 // As the walk does: a longer chain is crafted, and is not followed.
                 None if depth > MAX_DEPTH => Seen::Bad("nested too deep".into()),
                 None => {
@@ -368,7 +384,11 @@ pub fn reach(layout: &Layout, roots: impl IntoIterator<Item = Root>) -> Reach {
                         None => expand(layout, &digest, size, &media_type, depth),
                     };
                     stack.extend(children.into_iter().rev());
-                    docs.insert(digest.clone(), seen.clone());
+                    if matches!(seen, Seen::Fine) {
+                        fine.insert(digest.clone());
+                    } else {
+                        docs.insert(digest.clone(), seen.clone());
+                    }
                     seen
                 }
             };
@@ -398,7 +418,10 @@ pub fn root_of(d: &Descriptor) -> Root {
 }
 
 /// Roots whose documents [`reach`] reads ahead at a time.
-const REACH_BATCH: usize = 1024;
+const REACH_BATCH: usize = 256;
+
+/// The most descriptors a document read ahead by [`reach`] may name and be kept.
+const AHEAD_CHILDREN: usize = 256;
 
 /// A descriptor waiting on [`reach`]'s stack: digest, media type, size, role, depth.
 type Marking = (Digest, MediaType, u64, Role, usize);
