@@ -661,6 +661,21 @@ pub(crate) fn read_doc<S: ImageSource + ?Sized>(
             Err(_) if class == Class::Unknown => return (class, None, Err(DocStatus::NotRead)),
             Err(e) => return (class, None, Err(DocStatus::Corrupt(Arc::new(e)))),
         };
+        // The usual case, in one parse: a manifest or an index that parses as what its
+        // descriptor says. Anything else goes the long way below, through a `Value`, for the
+        // same outcome and messages as always.
+        let fast = match class {
+            Class::Manifest => crate::json::from_slice::<Manifest>(&bytes)
+                .ok()
+                .map(|m| (m.media_type.clone(), Parsed::Manifest(m))),
+            Class::Index => crate::json::from_slice::<Index>(&bytes)
+                .ok()
+                .map(|ix| (ix.media_type.clone(), Parsed::Index(ix))),
+            _ => None,
+        };
+        if let Some((declared, parsed)) = fast {
+            return (class, declared, Ok(Arc::new(parsed)));
+        }
         let value: Value = match crate::json::from_slice(&bytes) {
             Ok(v) => v,
             Err(e) if class == Class::Unknown => {
