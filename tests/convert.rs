@@ -256,14 +256,14 @@ fn fsck_deep_clean(dir: &Path) {
     assert_eq!(r.code, 0, "fsck --deep: {}{}", r.stdout, r.stderr);
 }
 
-const D1: &str = "sha256:91635e1d2b51bdcc7818bd1b2be875f25fe9633d754b40699f8927b4d7a48d3e";
-const LIST: &str = "sha256:3a6f8271fdcacbb3dbb0600748d232051d668ce88617a2b819aefd2ee1c15f1c";
-const MIXED: &str = "sha256:4aab2f6080f3b62604ebd3be2e09a3f38dbe71a1e684bbadfa3cbaaf117dc046";
-const SIG: &str = "sha256:cd1be2fe9715741d01ad0d8b913cb0462be6c06d08c29f0655df82815d39ec75";
+const D1: &str = "sha256:06fb05215aede6cca7922bc1d5ed67723be4e765d744ca320d999b0492c2c9ba";
+const LIST: &str = "sha256:d1d46a45a5af97c25344de9eb49b8d9661fcd108204b9899020601df8a8a3983";
+const MIXED: &str = "sha256:de01a472be868bb27ff1a780bf9bb2cb4ea4326dfa7bda661a3d5fd55e8ae6a2";
+const SIG: &str = "sha256:5f7ea1935267a36d5b353a82f85a2902113eb3537862ab4295d0fe0f970062be";
 const UNKNOWN: &str = "sha256:9bb309f878e65edba2f9a1f1e962282c18110f8569152c211d7bbea4e07ebaf1";
-const D1_OCI: &str = "sha256:62428cbe230a36950f3ef6adc3b063a91944328fdd2c4eb9fa9ba01f39434ace";
-const LIST_OCI: &str = "sha256:9e0a130d7624c9be5b820b7b0fc4379639df9d882507ba82ac23abf4f6a2f595";
-const MIXED_OCI: &str = "sha256:1bca7f29f3aa685498710356ff22ab062cd4b90da91de35f572a3d0d497b6e6e";
+const D1_OCI: &str = "sha256:69a5af59a87b128ea3ef78d23cabfc182f29ff29ab4d9a77bcd91f4ddcc75b8b";
+const LIST_OCI: &str = "sha256:e74be922cd0776e39dc0872e6c420f774ecced9606413cd92c66be4a0803420f";
+const MIXED_OCI: &str = "sha256:b771328bb2ab41e7b01ef7017f5f825113ee5797dc48e3f50cbe24eb16fdc9f8";
 
 #[test]
 fn to_oci_then_refused_then_back_to_docker() {
@@ -608,7 +608,7 @@ fn schema1_to_oci_and_docker() {
     assert_eq!(unsigned["digest"], signed["digest"]);
     assert_eq!(
         unsigned["digest"],
-        "sha256:71ad88aec2d6e95ba4416108e6785d878e42f045d78174dd6bf5262e69caf04c"
+        "sha256:cf6a03d0a763b15aa03344888b61e15036d539f60a84fe8536d12c23336d2208"
     );
     let m = blob(&dir, unsigned["digest"].as_str().expect("digest"));
     assert_eq!(m["mediaType"], OCI_MANIFEST);

@@ -987,7 +987,7 @@ mod tests {
             .all(|l| l.descriptor.media_type == MediaType::OciLayerGzip));
         assert_eq!(
             a.manifest.digest.as_str(),
-            "sha256:294f209172fbd0d446841c31584aa8561406fab3b50a9ce37ad104263a88a413"
+            "sha256:f2ac7f2368aa70688608f09f236de5e8020f6f2ffc81781252a413ab59f541f4"
         );
     }
 
