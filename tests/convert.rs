@@ -1210,3 +1210,42 @@ fn a_corrupt_layer_fails_a_parallel_convert_and_leaves_the_layout_as_it_was() {
         "gc leaves exactly the files of before"
     );
 }
+
+/// A layer whose bytes are not in the compression its media type says is refused when
+/// recompressed, naming it, instead of being read as what it is; nothing is committed.
+#[test]
+fn a_layer_in_another_compression_than_its_type_says_is_refused() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("l");
+    let layout = new_layout(&dir);
+    let lock = layout.lock().expect("lock");
+    let z = layer(&lock, "a.txt", b"layer a\n", Compression::Zstd);
+    let cfg = put(&lock, &config("amd64", None, &[&z]));
+    let m = desc(
+        OCI_MANIFEST,
+        &put(
+            &lock,
+            &json!({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": desc(OCI_CONFIG, &cfg),
+                "layers": [layer_desc(OCI_GZIP, &z)]}),
+        ),
+    );
+    lock.commit_index_bytes(
+        &serde_json::to_vec(&json!({"schemaVersion": 2, "manifests": [named(m, "img")]}))
+            .expect("json"),
+    )
+    .expect("commit");
+    drop(lock);
+    let before = tree(&dir);
+    let r = run(&["convert", s(&dir), "--compress", "none"]);
+    assert_eq!(
+        (r.code, r.stderr),
+        (
+            2,
+            format!(
+                "ocikit: error: layer `{}`: its bytes are zstd-compressed, its media type says gzip\n",
+                z.digest
+            )
+        )
+    );
+    assert!(tree(&dir) == before, "nothing written");
+}
