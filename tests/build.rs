@@ -282,7 +282,7 @@ fn append_of_the_same_tree_made_two_ways_gives_the_same_digest() {
     assert_eq!(digests[0], digests[1], "the same tree, the same image");
     assert_eq!(
         digests[0],
-        "sha256:5ff4b2dc47cbb859c73e07444e8df328e26c454722201191cc160bc2854a8d2d"
+        "sha256:aad0838e6c85bebf7f7a759d3da7426e61da757146cfd0450eec7bdf6af0cb5c"
     );
 }
 
@@ -1121,7 +1121,7 @@ fn squash_makes_an_image_of_one_layer_and_is_idempotent() {
     );
     assert_eq!(
         flat,
-        "sha256:9498405bbbec9aac30d71954de97ad546f69306041fbd87c39f89559bfecc8da"
+        "sha256:3410b7dfe2960c2242175fbaefb2f51aaa04f03b003656cd7e05deeeb0a09258"
     );
     assert_eq!(ref_digest(&t.join("lay"), "img"), before);
     let (m, c) = image_docs(&t.join("lay"), "flat");
@@ -1188,7 +1188,7 @@ fn squash_on_an_index_changes_every_platform_or_the_chosen_ones_only() {
     }
     assert_eq!(
         ref_digest(&lay, "app:1"),
-        "sha256:0681afa04199dc9aefaa5736f16994ca1c32f7390cdf34c423d544152a5a9497"
+        "sha256:3961c8dc4af0f78368ef9888a9849b7e26df81c890445373d961224822953bcd"
     );
     ok(&ocikit(t, &["fsck", "lay"]));
     for p in ["linux/amd64", "linux/arm64"] {

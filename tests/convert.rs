@@ -256,14 +256,14 @@ fn fsck_deep_clean(dir: &Path) {
     assert_eq!(r.code, 0, "fsck --deep: {}{}", r.stdout, r.stderr);
 }
 
-const D1: &str = "sha256:91635e1d2b51bdcc7818bd1b2be875f25fe9633d754b40699f8927b4d7a48d3e";
-const LIST: &str = "sha256:3a6f8271fdcacbb3dbb0600748d232051d668ce88617a2b819aefd2ee1c15f1c";
-const MIXED: &str = "sha256:4aab2f6080f3b62604ebd3be2e09a3f38dbe71a1e684bbadfa3cbaaf117dc046";
-const SIG: &str = "sha256:cd1be2fe9715741d01ad0d8b913cb0462be6c06d08c29f0655df82815d39ec75";
+const D1: &str = "sha256:06fb05215aede6cca7922bc1d5ed67723be4e765d744ca320d999b0492c2c9ba";
+const LIST: &str = "sha256:d1d46a45a5af97c25344de9eb49b8d9661fcd108204b9899020601df8a8a3983";
+const MIXED: &str = "sha256:de01a472be868bb27ff1a780bf9bb2cb4ea4326dfa7bda661a3d5fd55e8ae6a2";
+const SIG: &str = "sha256:5f7ea1935267a36d5b353a82f85a2902113eb3537862ab4295d0fe0f970062be";
 const UNKNOWN: &str = "sha256:9bb309f878e65edba2f9a1f1e962282c18110f8569152c211d7bbea4e07ebaf1";
-const D1_OCI: &str = "sha256:62428cbe230a36950f3ef6adc3b063a91944328fdd2c4eb9fa9ba01f39434ace";
-const LIST_OCI: &str = "sha256:9e0a130d7624c9be5b820b7b0fc4379639df9d882507ba82ac23abf4f6a2f595";
-const MIXED_OCI: &str = "sha256:1bca7f29f3aa685498710356ff22ab062cd4b90da91de35f572a3d0d497b6e6e";
+const D1_OCI: &str = "sha256:69a5af59a87b128ea3ef78d23cabfc182f29ff29ab4d9a77bcd91f4ddcc75b8b";
+const LIST_OCI: &str = "sha256:e74be922cd0776e39dc0872e6c420f774ecced9606413cd92c66be4a0803420f";
+const MIXED_OCI: &str = "sha256:b771328bb2ab41e7b01ef7017f5f825113ee5797dc48e3f50cbe24eb16fdc9f8";
 
 #[test]
 fn to_oci_then_refused_then_back_to_docker() {
@@ -608,7 +608,7 @@ fn schema1_to_oci_and_docker() {
     assert_eq!(unsigned["digest"], signed["digest"]);
     assert_eq!(
         unsigned["digest"],
-        "sha256:71ad88aec2d6e95ba4416108e6785d878e42f045d78174dd6bf5262e69caf04c"
+        "sha256:cf6a03d0a763b15aa03344888b61e15036d539f60a84fe8536d12c23336d2208"
     );
     let m = blob(&dir, unsigned["digest"].as_str().expect("digest"));
     assert_eq!(m["mediaType"], OCI_MANIFEST);
@@ -978,4 +978,274 @@ fn schema1_with_missing_layer_is_refused_before_writing() {
     );
     assert_eq!(fs::read(dir.join("index.json")).expect("read"), ij);
     assert_eq!(blob_names(&dir), blobs);
+}
+
+/// Every file under `dir` (relative path -> bytes).
+fn tree(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    fn walk(root: &Path, at: &Path, out: &mut std::collections::BTreeMap<String, Vec<u8>>) {
+        for e in fs::read_dir(at).expect("ls").flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                walk(root, &p, out);
+            } else {
+                let rel = p.strip_prefix(root).expect("under root");
+                out.insert(
+                    rel.to_string_lossy().into_owned(),
+                    fs::read(&p).expect("read"),
+                );
+            }
+        }
+    }
+    let mut out = std::collections::BTreeMap::new();
+    walk(dir, dir, &mut out);
+    out
+}
+
+/// Text-like bytes (compressible, not trivially) from a seed.
+fn text(seed: u64, n: usize) -> Vec<u8> {
+    const WORDS: &[&str] = &[
+        "layer", "chunk", "frame", "digest", "blob", "index", "manifest", "config", "zstd", "gzip",
+        "tar", "ref", "the", "of", "and", "a", "\n",
+    ];
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut out = Vec::with_capacity(n + 16);
+    while out.len() < n {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(WORDS[(x % WORDS.len() as u64) as usize].as_bytes());
+        out.push(b' ');
+    }
+    out.truncate(n);
+    out
+}
+
+/// A gzip layer at this level.
+fn gzip_layer(lock: &WriteLock<'_>, name: &str, content: &[u8], level: Option<i32>) -> LayerInfo {
+    write_layer(
+        lock,
+        &mut &tar_of(name, content)[..],
+        CompressOptions {
+            compression: Compression::Gzip,
+            level,
+        },
+    )
+    .expect("layer")
+}
+
+/// An OCI image `img` whose gzip layers (at `level`) are given by content: (dir, layers).
+fn oci_image(
+    root: &Path,
+    level: Option<i32>,
+    contents: &[(&str, Vec<u8>)],
+) -> (PathBuf, Vec<LayerInfo>) {
+    let dir = root.join("l");
+    let layout = new_layout(&dir);
+    let lock = layout.lock().expect("lock");
+    let layers: Vec<LayerInfo> = contents
+        .iter()
+        .map(|(name, content)| gzip_layer(&lock, name, content, level))
+        .collect();
+    let cfg = put(
+        &lock,
+        &config("amd64", None, &layers.iter().collect::<Vec<_>>()),
+    );
+    let m = desc(
+        OCI_MANIFEST,
+        &put(
+            &lock,
+            &json!({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": desc(OCI_CONFIG, &cfg),
+                "layers": layers.iter().map(|l| layer_desc(OCI_GZIP, l)).collect::<Vec<_>>()}),
+        ),
+    );
+    lock.commit_index_bytes(
+        &serde_json::to_vec(&json!({"schemaVersion": 2, "manifests": [named(m, "img")]}))
+            .expect("json"),
+    )
+    .expect("commit");
+    (dir, layers)
+}
+
+/// `convert` recompresses an image's layers in parallel (a few at a time, each in 1 MiB chunks
+/// on every core): on one core (`taskset -c 0`: one layer at a time, one chunk worker) and on
+/// all of them, the bytes written are the same.
+#[test]
+fn parallel_recompression_writes_the_same_bytes_whatever_the_workers() {
+    if Command::new("taskset").arg("-V").output().is_err() {
+        eprintln!("skipping: `taskset` (util-linux) is not on PATH");
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tempdir");
+    // Four layers, two of several chunks.
+    let (dir, _) = oci_image(
+        tmp.path(),
+        None,
+        &[
+            ("big.txt", text(1, (5 << 20) / 2)),
+            ("small.txt", text(2, 10_000)),
+            ("mid.txt", text(3, (3 << 20) / 2)),
+            ("tiny.txt", text(4, 100)),
+        ],
+    );
+    let one = tmp.path().join("one");
+    let all = tmp.path().join("all");
+    for d in [&one, &all] {
+        fs::create_dir(d).expect("mkdir");
+        for (rel, bytes) in tree(&dir) {
+            let p = d.join(rel);
+            fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+            fs::write(p, bytes).expect("write");
+        }
+    }
+    let bin = assert_cmd::cargo::cargo_bin("ocikit");
+    let out = std::process::Command::new("taskset")
+        .args(["-c", "0"])
+        .arg(&bin)
+        .args(["--no-fsync", "convert", "-q", s(&one), "--compress", "zstd"])
+        .output()
+        .expect("run");
+    assert_eq!(
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).as_ref()
+        ),
+        (Some(0), "")
+    );
+    let r = run(&["convert", "-q", s(&all), "--compress", "zstd"]);
+    assert_eq!((r.code, r.stderr.as_str()), (0, ""));
+    assert_eq!(
+        digest_of(&all, "img"),
+        "sha256:edee0f819ecd10be27f5cfdfa213a613b7348e063303c440fc36394274cd72e9"
+    );
+    assert!(tree(&one) == tree(&all), "the same files, byte for byte");
+    fsck_deep_clean(&all);
+}
+
+/// A corrupt layer among layers recompressed in parallel fails the convert with the error
+/// naming it, whichever layer finishes first; `index.json` and every file that was there stay
+/// as they were, and the only new files are the complete blobs of the other layers
+/// (unreferenced: gc removes them).
+#[test]
+fn a_corrupt_layer_fails_a_parallel_convert_and_leaves_the_layout_as_it_was() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    // Stored gzip (level 0): other bytes of the same length make a blob of the same size.
+    let (dir, layers) = oci_image(
+        tmp.path(),
+        Some(0),
+        &[
+            ("a.txt", text(5, 2 << 20)),
+            ("b.txt", text(6, 2 << 20)),
+            ("c.txt", text(7, 3 << 20)),
+        ],
+    );
+    // What an intact convert writes: the zstd blobs of a and c.
+    let good = tmp.path().join("good");
+    fs::create_dir(&good).expect("mkdir");
+    for (rel, bytes) in tree(&dir) {
+        let p = good.join(rel);
+        fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+        fs::write(p, bytes).expect("write");
+    }
+    let r = run(&["convert", "-q", s(&good), "--compress", "zstd"]);
+    assert_eq!((r.code, r.stderr.as_str()), (0, ""));
+    let zstd_layers: Vec<String> = blob(&good, &digest_of(&good, "img"))["layers"]
+        .as_array()
+        .expect("layers")
+        .iter()
+        .map(|l| l["digest"].as_str().expect("digest").to_string())
+        .collect();
+
+    // Layer b's file holds other gzip bytes of its length: it decompresses, but its digest
+    // is not b's.
+    let (a, b) = (&layers[0], &layers[1]);
+    let other = gzip_layer(
+        &new_layout(&tmp.path().join("scratch"))
+            .lock()
+            .expect("lock"),
+        "b.txt",
+        &text(8, 2 << 20),
+        Some(0),
+    );
+    let b_path = dir.join(b.digest.blob_rel_path());
+    let other_bytes = fs::read(
+        tmp.path()
+            .join("scratch")
+            .join(other.digest.blob_rel_path()),
+    )
+    .expect("read");
+    assert_eq!(other_bytes.len() as u64, b.size, "same length, other bytes");
+    fs::write(&b_path, &other_bytes).expect("corrupt b");
+    let before = tree(&dir);
+
+    let r = run(&["convert", s(&dir), "--compress", "zstd"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert_eq!(
+        r.stderr,
+        format!(
+            "ocikit: error: layer `{}`: blob `{}` at `{}` has digest `{}`\n",
+            b.digest,
+            b.digest,
+            b_path.display(),
+            other.digest
+        )
+    );
+    let after = tree(&dir);
+    for (rel, bytes) in &before {
+        assert!(after.get(rel) == Some(bytes), "{rel} is as it was");
+    }
+    let mut new: Vec<&String> = after.keys().filter(|k| !before.contains_key(*k)).collect();
+    new.sort();
+    let mut expected: Vec<String> = [&zstd_layers[0], &zstd_layers[2]]
+        .iter()
+        .map(|d| format!("blobs/sha256/{}", d.trim_start_matches("sha256:")))
+        .collect();
+    expected.sort();
+    assert_eq!(new, expected.iter().collect::<Vec<_>>());
+    assert_ne!(a.digest, b.digest);
+    // gc takes the layout back to what it was, file for file.
+    let r = run(&["gc", "-q", s(&dir)]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        tree(&dir) == before,
+        "gc leaves exactly the files of before"
+    );
+}
+
+/// A layer whose bytes are not in the compression its media type says is refused when
+/// recompressed, naming it, instead of being read as what it is; nothing is committed.
+#[test]
+fn a_layer_in_another_compression_than_its_type_says_is_refused() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("l");
+    let layout = new_layout(&dir);
+    let lock = layout.lock().expect("lock");
+    let z = layer(&lock, "a.txt", b"layer a\n", Compression::Zstd);
+    let cfg = put(&lock, &config("amd64", None, &[&z]));
+    let m = desc(
+        OCI_MANIFEST,
+        &put(
+            &lock,
+            &json!({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": desc(OCI_CONFIG, &cfg),
+                "layers": [layer_desc(OCI_GZIP, &z)]}),
+        ),
+    );
+    lock.commit_index_bytes(
+        &serde_json::to_vec(&json!({"schemaVersion": 2, "manifests": [named(m, "img")]}))
+            .expect("json"),
+    )
+    .expect("commit");
+    drop(lock);
+    let before = tree(&dir);
+    let r = run(&["convert", s(&dir), "--compress", "none"]);
+    assert_eq!(
+        (r.code, r.stderr),
+        (
+            2,
+            format!(
+                "ocikit: error: layer `{}`: its bytes are zstd-compressed, its media type says gzip\n",
+                z.digest
+            )
+        )
+    );
+    assert!(tree(&dir) == before, "nothing written");
 }

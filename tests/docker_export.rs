@@ -333,9 +333,9 @@ fn several_refs_make_one_archive_and_one_ref_a_smaller_one() {
         [
             "blobs/",
             "blobs/sha256/",
-            "blobs/sha256/2820da209a281974bf4d66a94a0c7cbd71cf42dd51ce4b3cf08458bad370ab87",
             "blobs/sha256/6e0b05049ed9c17d02e1a55e80d6599dbfcce7f4f4b022e3c673e685789c470e",
-            "blobs/sha256/96cd087dd32574af5079fd638e0bc195eb23c0f51c11f45b6b79f29feecfbfd2",
+            "blobs/sha256/93bb7940c1e648fa625fa3d28d1e61c984c979de910947c933442d0f2f3e7df4",
+            "blobs/sha256/ec2703e25d75565b6c19b9e57ec9e266527d60fc38e99dc734b7a1a39c3556d4",
             "index.json",
             "oci-layout",
         ]

@@ -131,11 +131,11 @@ fn import_ok(fixture_name: &str, extra: &[&str], expect: &[Expect]) -> tempfile:
 const IMAGE_1: Expect = Expect {
     reference: Some("bazel/v1/tarball:test_image_1"),
     containerd: Some("docker.io/bazel/v1/tarball:test_image_1"),
-    manifest: "sha256:96cd087dd32574af5079fd638e0bc195eb23c0f51c11f45b6b79f29feecfbfd2",
+    manifest: "sha256:ec2703e25d75565b6c19b9e57ec9e266527d60fc38e99dc734b7a1a39c3556d4",
     platform: "linux/amd64",
     // The config member is `6e0b0504….json`: its bytes are kept, so its digest is its name.
     config: "sha256:6e0b05049ed9c17d02e1a55e80d6599dbfcce7f4f4b022e3c673e685789c470e",
-    layers: &["sha256:2820da209a281974bf4d66a94a0c7cbd71cf42dd51ce4b3cf08458bad370ab87"],
+    layers: &["sha256:93bb7940c1e648fa625fa3d28d1e61c984c979de910947c933442d0f2f3e7df4"],
     diff_ids: &["sha256:8897395fd26dc44ad0e2a834335b33198cb41ac4d98dfddf58eced3853fa7b17"],
 };
 
@@ -177,12 +177,12 @@ fn test_link_symlinked_layer() {
             Expect {
                 reference: Some("bazel/v1/tarball:test_image_3"),
                 containerd: Some("docker.io/bazel/v1/tarball:test_image_3"),
-                manifest: "sha256:66c56b3ae666224a35c6ba1f7a81c8e4871d77c10791f27d827c6185304ab658",
+                manifest: "sha256:953e54c5a2fc47907728d72bea497ef6abda1abde7d7616a727378de8cde736d",
                 platform: "linux/amd64",
                 config: "sha256:d4c9adacde69c3d92446e0484cea29493e9fd573cf0c8febfc700d80c46697a4",
                 layers: &[
-                    "sha256:2820da209a281974bf4d66a94a0c7cbd71cf42dd51ce4b3cf08458bad370ab87",
-                    "sha256:a7e0b5819da14c38ef9519f61c73aee991c2e74aa42f3db94c5da6f7af16c791",
+                    "sha256:93bb7940c1e648fa625fa3d28d1e61c984c979de910947c933442d0f2f3e7df4",
+                    "sha256:dad19d41eed7baba19ca5fa24242155d304fd6a63fcfd9f680620afa2b76745a",
                 ],
                 diff_ids: &[
                     "sha256:8897395fd26dc44ad0e2a834335b33198cb41ac4d98dfddf58eced3853fa7b17",
@@ -206,11 +206,11 @@ fn test_bundle_two_images() {
             Expect {
                 reference: Some("test_image_2"),
                 containerd: Some("docker.io/library/test_image_2:latest"),
-                manifest: "sha256:6f3695347295f139d54230d3f8f94f5430ef77a1bcf33532451719d3f6905a48",
+                manifest: "sha256:cfe2c3a061107e0f785a940f3a5ca879ec48a1ec0c52ed8c05dfd5df73596a52",
                 platform: "linux/amd64",
                 config: "sha256:930705ce23e3b6ed4c08746b6fe880089c864fbaf62482702ae3fdd66b8c7fe9",
                 layers: &[
-                    "sha256:3c764d5e251be4a86983ee44f0c6ce99d078e68da357bdaaa872bf5fa460aeae",
+                    "sha256:8fce91661775fb26fee72e14d8297f4f1cd354bbccc6584c8974438715691f23",
                 ],
                 diff_ids: &[
                     "sha256:3610aa5267a210147ba6ca02cdd87610dfc08522de9c5f5015edd8ee14853fd8",
@@ -228,10 +228,10 @@ fn test_bundle_two_images() {
 const HELLO_V25: Expect = Expect {
     reference: None,
     containerd: None,
-    manifest: "sha256:3393e2d36d925949253ddc6f77270013d49d8fb8d2b1afb7c2c9823e4e8ce0f2",
+    manifest: "sha256:47987dd8c1d6b2504d79a4c7992c603df047795ccfee0f9fb3f7968b44bfc381",
     platform: "linux/arm64",
     config: "sha256:ee301c921b8aadc002973b2e0c3da17d701dcd994b606769a7e6eaa100b81d44",
-    layers: &["sha256:d2951c8b81ec1d50da8b4e3fb08e4b464fcd462e7319175c3c96611fa2e850d0"],
+    layers: &["sha256:83f8299c45c414192334d7b42854cb6b9c59e47f031660e5a6948c039cd78116"],
     diff_ids: &["sha256:12660636fe55438cc3ae7424da7ac56e845cdb52493ff9cf949c47a7f57f8b43"],
 };
 
@@ -290,10 +290,10 @@ fn almostempty_containers_image_reference_archive() {
         &[Expect {
             reference: Some("emptyimage:latest"),
             containerd: Some("docker.io/library/emptyimage:latest"),
-            manifest: "sha256:5c6bae5cc37f3999880c7906aff9ef6994f59895379dd81f96701cd0ae8115d1",
+            manifest: "sha256:d2f3c163c6c5f8b0b88cfa1b620f735283d7eae21082a1563285142b00e541f7",
             platform: "linux/amd64",
             config: "sha256:9d7f147c0d0c4d4538a04c7ef385809e56eb1aac7bf800fbe976612188025b68",
-            layers: &["sha256:8f07763ce2d440f2f2e25bcf6f1ba654f7fa368c7f587e804b13ee2fe8ebba29"],
+            layers: &["sha256:985d0ff62ed261747d92cb620e9ca4cf34d9e5017b90e7f4206f0493e04fc9c8"],
             diff_ids: &["sha256:0b916d257bd406111a3fced53f81b47de9a30f7c7d514a89769b3483aaddca7e"],
         }],
     );
@@ -310,10 +310,10 @@ fn no_manifest_legacy_archive_is_read() {
         &[Expect {
             reference: Some("bazel/v1/tarball:test_image"),
             containerd: Some("docker.io/bazel/v1/tarball:test_image"),
-            manifest: "sha256:519b3328aac92ab2b40b72ba1c151950f4850661ae8bce1738ee9eeabbb0df2f",
+            manifest: "sha256:2de31da0ff06db5bb722642f1bb00d211f1c7f72594f32abe8987ed613d5c113",
             platform: "linux/amd64",
             config: "sha256:5760349ac96a85fe2b1d70264cb4d9558f5397fe2e5fc4b94ea316a35b4254d8",
-            layers: &["sha256:06af5aad0b3719776cc2524f90ae9ce28d4771094de19b22563353ebc0544ef1"],
+            layers: &["sha256:5fa48ece09a3d592cc2ea0c4923039bf390eebd5ba108556d41fdd51a6bfe59c"],
             diff_ids: &["sha256:fbec6100edacb7a6374f75545cfdfac2d83f74d0f5ed813645e4c3944c68c761"],
         }],
     );
@@ -340,12 +340,12 @@ fn empty_layer_legacy_archive_is_read() {
         &[Expect {
             reference: Some("matthughes/library-centos:6-2015.03.20"),
             containerd: Some("docker.io/matthughes/library-centos:6-2015.03.20"),
-            manifest: "sha256:0fcb03155ddfe31357d35bd86745e3de7f6fc634f83b2e203e9107685f6acfb5",
+            manifest: "sha256:53dbbe69c1bbb059e5bb00e0bf6981c0505c25a53c750e663b361c64f037a42d",
             platform: "linux/amd64",
             config: "sha256:79e03b4711fd72081c457a8af8ba3eabbf700a8dd3f85e81065e8606b2d2b3f0",
             layers: &[
-                "sha256:c36454e667599799527b826aa30aacf31cca1eee582d7d39654b17af6dd699e0",
-                "sha256:a4f2e948c8e0b9f346cd8988d145ddf45e3ee5a726f005e292dac8d716c5bbe0",
+                "sha256:fa95d635df5d4d69bcab042a22943b647909c57f9246462d88a43a4ea28dea07",
+                "sha256:43815dc90ef480370b6d7b644f919b2fee118e1a21f097ed8a0e2fdf2967b820",
             ],
             diff_ids: &[
                 "sha256:f624397841595b2369935cbd47fde10171ff91347afa9a5c793275d3765e8e0d",

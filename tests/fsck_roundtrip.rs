@@ -54,7 +54,7 @@ fn written_image_is_clean_and_deterministic() {
     );
     assert_eq!(
         built.manifest.digest.as_str(),
-        "sha256:e9ef50656a68aba0315102b75a333871c0e1bd3bc4482a893ec628a1d40b1886"
+        "sha256:07d7e0c88617a70ea1ab059d379e92954316648484342b90ae3f0f23d173d9cc"
     );
     for deep in [false, true] {
         assert_eq!(fsck_json(tmp.path(), deep), (0, report(0, 3, vec![])));

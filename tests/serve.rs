@@ -30,7 +30,7 @@ fn site(tmp: &Path) -> (PathBuf, Built, Built) {
     (dir, a, b)
 }
 
-const A_MANIFEST: &str = "sha256:e9ef50656a68aba0315102b75a333871c0e1bd3bc4482a893ec628a1d40b1886";
+const A_MANIFEST: &str = "sha256:07d7e0c88617a70ea1ab059d379e92954316648484342b90ae3f0f23d173d9cc";
 
 fn blob_bytes(dir: &Path, d: &Digest) -> Vec<u8> {
     std::fs::read(dir.join(d.blob_rel_path())).expect("blob")
@@ -467,7 +467,7 @@ fn a_new_index_json_is_served_from_the_next_request() {
     let r = get(&s.addr, "/v2/bazel/v1/tarball/manifests/test_image_1", &[]);
     assert_eq!(
         r.header("docker-content-digest"),
-        Some("sha256:96cd087dd32574af5079fd638e0bc195eb23c0f51c11f45b6b79f29feecfbfd2")
+        Some("sha256:ec2703e25d75565b6c19b9e57ec9e266527d60fc38e99dc734b7a1a39c3556d4")
     );
 }
 

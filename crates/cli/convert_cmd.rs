@@ -28,17 +28,17 @@ pub fn convert(
     level: Option<i32>,
 ) -> anyhow::Result<Code> {
     let layout = Layout::open(dir, cli.layout_options())?;
-    let opts = ConvertOptions {
-        target: to.map(|t| match t {
+    let opts = ConvertOptions::new(
+        to.map(|t| match t {
             ToFormat::Oci => Target::Oci,
             ToFormat::Docker => Target::Docker,
         }),
-        refs: refs.to_vec(),
-        compress: compress.map(|c| CompressOptions {
+        refs.to_vec(),
+        compress.map(|c| CompressOptions {
             compression: c.compression(),
             level,
         }),
-    };
+    );
     let report = convert::convert(&layout, &opts)?;
     for d in &report.dropped {
         note!(

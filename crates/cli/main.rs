@@ -172,7 +172,7 @@ pub enum Command {
         /// kept as they are. OCI archives and layouts are always copied as they are.
         #[arg(long, value_enum)]
         compress: Option<output::CompressArg>,
-        /// Compression level (gzip 0-9, default 2; zstd 1-22, default 3).
+        /// Compression level (gzip 0-9, default 1; zstd 1-22, default 3).
         #[arg(long, value_name = "N")]
         level: Option<i32>,
         /// A ref for the one untagged image of the sources (e.g. a dir: copy).

@@ -251,7 +251,7 @@ fn rows(inp: &Inputs, ocikit: &Path, reg: Option<&RegistryCtx>) -> Vec<Row> {
                 "gzip",
                 &[][..],
                 Target {
-                    min_ratio: Some(1.2),
+                    min_ratio: Some(2.2),
                     max_size_ratio: Some(1.02),
                     ..Target::default()
                 },
@@ -452,7 +452,10 @@ fn rows(inp: &Inputs, ocikit: &Path, reg: Option<&RegistryCtx>) -> Vec<Row> {
         },
         warm: vec![a_gzip.clone()],
         limit: Some(Limit::InflateHash(a_gzip.clone())),
-        target: Target::default(),
+        target: Target {
+            min_ratio: Some(2.5),
+            ..Target::default()
+        },
         out_size: true,
         disk: false,
         check: None,

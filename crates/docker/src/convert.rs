@@ -18,14 +18,18 @@
 //! `--to docker` checks everything first and refuses, listing every case Docker cannot express,
 //! before writing anything. With [`ConvertOptions::compress`], layers are recompressed in the
 //! same pass (decompressed stream checked against the config's `rootfs.diff_ids`); layers that
-//! cannot be read (encrypted, non-distributable, unknown types) keep their bytes.
+//! cannot be read (encrypted, non-distributable, unknown types) keep their bytes. A manifest's
+//! layers are recompressed by the engine's [`ImageBuilder`], as import builds an image's
+//! layers: several at a time (largest first), each in parallel chunks, each digest once; a
+//! failing layer is reported in layer order, and nothing is committed.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::fmt;
-use std::io;
 
-use ocikit_layout::compress::decompressor;
-use ocikit_layout::layer::{copy_large, CompressOptions, LayerInfo, LayerWriter};
+use ocikit_layout::engine::{
+    BuildError, ImageBuilder, LayerInput, ManifestFormat, Problem, StoredLayer, PARALLEL_LAYERS,
+};
+use ocikit_layout::layer::{CompressOptions, LayerInfo};
 use ocikit_layout::rewrite::{patch_descriptor, DocEdit, Rewriter, RootChange, Store, Transform};
 use ocikit_layout::{
     refs, Class, Compression, Descriptor, Digest, ImageConfig, Layout, MediaType, Schema1,
@@ -98,6 +102,26 @@ pub struct ConvertOptions {
     pub refs: Vec<String>,
     /// Recompress layers as asked (`None`: layer bytes kept).
     pub compress: Option<CompressOptions>,
+    /// At most this many layers of an image recompressed at once (the number of cores bounds
+    /// it too; 1: one at a time). The output does not depend on it.
+    pub parallel_layers: usize,
+}
+
+impl ConvertOptions {
+    /// Convert `refs` (empty: every entry) to `target`, recompressing as `compress` asks,
+    /// [`PARALLEL_LAYERS`] layers at a time.
+    pub fn new(
+        target: Option<Target>,
+        refs: Vec<String>,
+        compress: Option<CompressOptions>,
+    ) -> ConvertOptions {
+        ConvertOptions {
+            target,
+            refs,
+            compress,
+            parallel_layers: PARALLEL_LAYERS,
+        }
+    }
 }
 
 /// Something Docker cannot express (or a layer type with no equivalent), found before writing.
@@ -205,7 +229,7 @@ pub enum ConvertError {
         /// diff_ids in the config.
         diff_ids: usize,
     },
-    /// Decompressing or recompressing a layer failed.
+    /// Reading, decompressing or recompressing a layer failed.
     #[error("layer `{layer}`: {source}")]
     Layer {
         /// The layer.
@@ -213,6 +237,15 @@ pub enum ConvertError {
         /// The cause.
         #[source]
         source: ocikit_layout::Error,
+    },
+    /// A layer's bytes cannot be recompressed (not in the compression its media type says).
+    #[error("layer `{layer}`: {problem}")]
+    LayerContent {
+        /// The layer.
+        layer: Digest,
+        /// What is wrong.
+        #[source]
+        problem: Problem,
     },
     /// A schema1 manifest could not be converted.
     #[error("schema1 manifest `{manifest}`: {source}")]
@@ -294,12 +327,7 @@ pub fn convert(layout: &Layout, opts: &ConvertOptions) -> Result<ConvertReport, 
         });
     }
 
-    let conv = Converter {
-        opts,
-        dropped: Vec::new(),
-        recompressed: Vec::new(),
-        layer_memo: HashMap::new(),
-    };
+    let conv = Converter::new(&lock, opts);
     let mut rw = Rewriter::new(&lock, conv);
     let changes: Vec<RootChange> = rw.rewrite_index_json(|i, _| is_selected(i))?;
     let conv = rw.into_transform();
@@ -571,12 +599,38 @@ fn set_media_type(doc: &mut Map<String, Value>, mt: &MediaType) -> bool {
 /// The rewrite pass.
 struct Converter<'a> {
     opts: &'a ConvertOptions,
+    /// Recompresses layers: an image's layers in parallel, each layer once (by digest).
+    builder: ImageBuilder<'a>,
     dropped: Vec<Dropped>,
     recompressed: Vec<(Digest, Digest)>,
-    layer_memo: HashMap<Digest, LayerInfo>,
+    /// The layers in `recompressed`.
+    reported: HashSet<Digest>,
 }
 
-impl Converter<'_> {
+/// A layer of one manifest to recompress: (position, descriptor, its compression, new type).
+type Pending = (usize, Descriptor, Compression, MediaType);
+
+impl<'a> Converter<'a> {
+    fn new(lock: &'a WriteLock<'a>, opts: &'a ConvertOptions) -> Converter<'a> {
+        let builder = ImageBuilder::new(lock)
+            .threads(opts.parallel_layers)
+            .format(match opts.target {
+                Some(Target::Docker) => ManifestFormat::Docker,
+                _ => ManifestFormat::Oci,
+            });
+        let builder = match opts.compress {
+            Some(c) => builder.compress(c),
+            None => builder.keep_compression(),
+        };
+        Converter {
+            opts,
+            builder,
+            dropped: Vec::new(),
+            recompressed: Vec::new(),
+            reported: HashSet::new(),
+        }
+    }
+
     fn drop_annotations(&mut self, desc: &Descriptor, doc: &mut Map<String, Value>) -> bool {
         match doc.shift_remove("annotations") {
             Some(Value::Object(a)) => {
@@ -593,60 +647,86 @@ impl Converter<'_> {
         }
     }
 
-    /// Recompress one layer (memoized per digest), checking its diff_id.
+    /// Recompress a manifest's layers (in parallel; a layer seen before is not read again),
+    /// each checked against its diff_id: the new blobs, in the order given.
     fn recompress(
         &mut self,
-        lock: &WriteLock<'_>,
+        layout: &Layout,
         manifest: &Digest,
-        layer: &Descriptor,
-        from: Compression,
-        expected: &Digest,
-        opts: CompressOptions,
-    ) -> Result<LayerInfo, ConvertError> {
-        if let Some(info) = self.layer_memo.get(&layer.digest) {
-            return check_diff(manifest, layer, expected, info.clone());
+        pending: &[Pending],
+        diff_ids: &[Digest],
+    ) -> Result<Vec<LayerInfo>, ConvertError> {
+        let inputs: Vec<LayerInput<'_>> = pending
+            .iter()
+            .map(|(_, l, from, _)| {
+                LayerInput::new(l.digest.to_string(), StoredLayer::new(layout, l))
+                    .at(layout.blob_path(&l.digest))
+                    .compressed(*from)
+            })
+            .collect();
+        let expected: Vec<Digest> = pending.iter().map(|p| diff_ids[p.0].clone()).collect();
+        let built = self
+            .builder
+            .write_layers(&inputs, Some(&expected))
+            .map_err(|e| layer_error(layout, manifest, pending, e))?;
+        let mut out = Vec::with_capacity(built.len());
+        for ((_, l, _, _), b) in pending.iter().zip(built) {
+            if self.reported.insert(l.digest.clone()) {
+                self.recompressed
+                    .push((l.digest.clone(), b.info.digest.clone()));
+            }
+            out.push(b.info);
         }
-        let layout = lock.layout();
-        let lerr = |source| ConvertError::Layer {
-            layer: layer.digest.clone(),
-            source,
-        };
-        let path = layout.blob_path(&layer.digest);
-        let mut src = layout
-            .open_blob(&layer.digest, Some(layer.size))
-            .map_err(lerr)?;
-        let mut w = LayerWriter::new(lock, opts).map_err(lerr)?;
-        {
-            let mut dec = decompressor(&mut src, from)
-                .map_err(|e| lerr(ocikit_layout::Error::io(&path, e)))?;
-            copy_large(&mut dec, &mut w).map_err(|e| lerr(ocikit_layout::unwrap_io(e, &path)))?;
-        }
-        // Read what the decompressor left, so the blob's digest is checked to its end.
-        copy_large(&mut src, &mut io::sink())
-            .map_err(|e| lerr(ocikit_layout::unwrap_io(e, &path)))?;
-        let info = w.finish().map_err(lerr)?;
-        self.layer_memo.insert(layer.digest.clone(), info.clone());
-        self.recompressed
-            .push((layer.digest.clone(), info.digest.clone()));
-        check_diff(manifest, layer, expected, info)
+        Ok(out)
     }
 }
 
-fn check_diff(
+/// The builder's error for one of `pending`, said as convert says it: naming the layer (and
+/// the manifest, for a diff_id mismatch).
+fn layer_error(
+    layout: &Layout,
     manifest: &Digest,
-    layer: &Descriptor,
-    expected: &Digest,
-    info: LayerInfo,
-) -> Result<LayerInfo, ConvertError> {
-    if &info.diff_id != expected {
-        return Err(ConvertError::DiffIdMismatch(Box::new(DiffIdMismatch {
+    pending: &[Pending],
+    e: BuildError,
+) -> ConvertError {
+    let (index, problem) = match e {
+        BuildError::Layout(e) => return e.into(),
+        // No config goes through the builder here; kept for completeness.
+        BuildError::Config(problem) => (0, problem),
+        BuildError::Layer { index, problem, .. } => (index, problem),
+    };
+    let Some(layer) = pending.get(index).map(|p| p.1.digest.clone()) else {
+        return ConvertError::Layout(ocikit_layout::Error::BadDocument {
+            digest: manifest.clone(),
+            reason: problem.to_string(),
+        });
+    };
+    match problem {
+        Problem::DiffId {
+            expected, found, ..
+        } => ConvertError::DiffIdMismatch(Box::new(DiffIdMismatch {
             manifest: manifest.clone(),
-            layer: layer.digest.clone(),
-            expected: expected.clone(),
-            found: info.diff_id,
-        })));
+            layer,
+            expected,
+            found,
+        })),
+        Problem::Layout(source) => ConvertError::Layer { layer, source },
+        Problem::Io(e) => ConvertError::Layer {
+            source: ocikit_layout::Error::io(layout.blob_path(&layer), e),
+            layer,
+        },
+        Problem::Source(s) => match s.downcast::<ocikit_layout::Error>() {
+            Ok(source) => ConvertError::Layer {
+                layer,
+                source: *source,
+            },
+            Err(s) => ConvertError::LayerContent {
+                layer,
+                problem: Problem::Source(s),
+            },
+        },
+        problem => ConvertError::LayerContent { layer, problem },
     }
-    Ok(info)
 }
 
 impl<'w, 'l> Transform<Store<'w, 'l>> for Converter<'_> {
@@ -725,9 +805,9 @@ impl<'w, 'l> Transform<Store<'w, 'l>> for Converter<'_> {
         }
         // Layers: relabel, and recompress when asked.
         let layers = descriptors(doc, "layers");
-        let mut diff_ids: Option<Vec<Digest>> = None;
+        let mut pending: Vec<Pending> = Vec::new();
         let mut new_layers: Vec<Option<Descriptor>> = Vec::with_capacity(layers.len());
-        for (i, l) in layers.iter().enumerate() {
+        for l in &layers {
             let Some(l) = l else {
                 new_layers.push(None);
                 continue;
@@ -757,31 +837,38 @@ impl<'w, 'l> Transform<Store<'w, 'l>> for Converter<'_> {
                 }
                 _ => None,
             };
-            if let Some((opts, from, to_type)) = recompress {
-                if diff_ids.is_none() {
-                    let cfg = lock
-                        .layout()
-                        .read_json::<ImageConfig>(&config.digest, Some(config.size))?;
-                    let ids = cfg.value.rootfs.map(|r| r.diff_ids).unwrap_or_default();
-                    if ids.len() != layers.len() {
-                        return Err(ConvertError::DiffIdCount {
-                            manifest: desc.digest.clone(),
-                            config: config.digest.clone(),
-                            layers: layers.len(),
-                            diff_ids: ids.len(),
-                        });
-                    }
-                    diff_ids = Some(ids);
-                }
-                if let Some(expected) = diff_ids.as_ref().map(|ids| ids[i].clone()) {
-                    let info = self.recompress(lock, &desc.digest, l, from, &expected, opts)?;
+            if let Some((_, from, to_type)) = recompress {
+                pending.push((new_layers.len(), l.clone(), from, to_type));
+            }
+            new_layers.push(Some(new));
+        }
+        if !pending.is_empty() {
+            let cfg = lock
+                .layout()
+                .read_json::<ImageConfig>(&config.digest, Some(config.size))?;
+            let diff_ids = cfg.value.rootfs.map(|r| r.diff_ids).unwrap_or_default();
+            if diff_ids.len() != layers.len() {
+                return Err(ConvertError::DiffIdCount {
+                    manifest: desc.digest.clone(),
+                    config: config.digest.clone(),
+                    layers: layers.len(),
+                    diff_ids: diff_ids.len(),
+                });
+            }
+            let infos = self.recompress(lock.layout(), &desc.digest, &pending, &diff_ids)?;
+            for ((i, _, _, to_type), info) in pending.into_iter().zip(infos) {
+                if let Some(new) = new_layers[i].as_mut() {
                     new.digest = info.digest;
                     new.size = info.size;
                     new.media_type = to_type;
                 }
             }
-            new_layers.push((new != *l).then_some(new));
         }
+        let new_layers: Vec<Option<Descriptor>> = new_layers
+            .into_iter()
+            .zip(&layers)
+            .map(|(new, old)| new.filter(|n| Some(n) != old.as_ref()))
+            .collect();
         if let Some(Value::Array(arr)) = doc.get_mut("layers") {
             for (v, new) in arr.iter_mut().zip(new_layers) {
                 if let (Value::Object(obj), Some(new)) = (v, new) {
@@ -850,17 +937,8 @@ mod tests {
         )
         .expect("init");
         let lock = layout.lock().expect("lock");
-        let opts = ConvertOptions {
-            target: Some(target),
-            refs: Vec::new(),
-            compress: None,
-        };
-        let mut conv = Converter {
-            opts: &opts,
-            dropped: Vec::new(),
-            recompressed: Vec::new(),
-            layer_memo: HashMap::new(),
-        };
+        let opts = ConvertOptions::new(Some(target), Vec::new(), None);
+        let mut conv = Converter::new(&lock, &opts);
         let mut doc = fixture_json(name);
         let desc = Descriptor::new(from, Digest::sha256(b"x"), 1);
         let edit = conv

@@ -1092,9 +1092,9 @@ mod tests {
     #[test]
     fn progress_has_a_total_and_reaches_it() {
         let (total, sum, calls) = progress_of("ggcr-test_image_1.tar", Format::DockerArchive);
-        assert_eq!((total, sum, calls), (154, 154, 1));
+        assert_eq!((total, sum, calls), (158, 158, 1));
         let (total, sum, calls) = progress_of("ggcr-test_image_1.tar", Format::OciArchive);
-        assert_eq!((total, sum, calls), (885, 885, 1));
+        assert_eq!((total, sum, calls), (889, 889, 1));
     }
 
     #[test]

@@ -3,8 +3,10 @@
 //!
 //! It lives in the engine, beside [`transfer`](super::transfer()), because it is the other way
 //! images enter a layout: `transfer` carries documents that exist, the builder makes new ones
-//! from a config and layer streams (docker-save and legacy archives, skopeo `dir:` copies, and
-//! the build verbs to come). Like `transfer`, it writes blobs only and commits nothing.
+//! from a config and layer streams (docker-save and legacy archives, skopeo `dir:` copies, the
+//! build verbs) and recompresses the layers `convert` rewrites ([`StoredLayer`]: a blob already
+//! in the layout, through [`ImageBuilder::write_layers`]). Like `transfer`, it writes blobs only
+//! and commits nothing.
 //!
 //! What it does, in order:
 //! - the config bytes are kept exactly (never re-serialized); they are checked as an import must
@@ -33,10 +35,10 @@ use serde_json::{Map, Value};
 
 use crate::compress::{decompressor, sniff, Sniffed, SNIFF_LEN};
 use crate::fsck::run_parallel_max;
-use crate::layer::{copy_layer, write_layer, CompressOptions, LayerInfo};
+use crate::layer::{copy_large, copy_layer, write_layer, CompressOptions, LayerInfo};
 use crate::validate::DocType;
 use crate::{
-    peek, unwrap_io, Class, Compression, Descriptor, Digest, Error, ImageConfig, Manifest,
+    peek, unwrap_io, Class, Compression, Descriptor, Digest, Error, ImageConfig, Layout, Manifest,
     MediaType, VerifyingReader, WriteLock,
 };
 
@@ -91,12 +93,49 @@ impl LayerSource for Vec<u8> {
     }
 }
 
+/// A layer blob already in a layout (what `convert` recompresses): read through
+/// [`Layout::open_blob`], so its size and digest are checked while it is read (a failure is a
+/// [`Problem::Source`] holding the store's [`Error`]), and keyed by its digest, so a layer that
+/// several images share is recompressed once per builder.
+#[derive(Debug)]
+pub struct StoredLayer<'a> {
+    layout: &'a Layout,
+    digest: Digest,
+    size: u64,
+}
+
+impl<'a> StoredLayer<'a> {
+    /// The blob `descriptor` names in `layout`.
+    pub fn new(layout: &'a Layout, descriptor: &Descriptor) -> StoredLayer<'a> {
+        StoredLayer {
+            layout,
+            digest: descriptor.digest.clone(),
+            size: descriptor.size,
+        }
+    }
+}
+
+impl LayerSource for StoredLayer<'_> {
+    fn size(&self) -> Result<u64, SourceError> {
+        Ok(self.size)
+    }
+    fn open(&self) -> Result<Box<dyn Read + '_>, SourceError> {
+        Ok(Box::new(
+            self.layout.open_blob(&self.digest, Some(self.size))?,
+        ))
+    }
+    fn key(&self) -> Result<Option<String>, SourceError> {
+        Ok(Some(format!("blob\0{}", self.digest)))
+    }
+}
+
 /// One layer of an image to build.
 pub struct LayerInput<'a> {
     name: String,
     path: Option<PathBuf>,
     source: Option<Box<dyn LayerSource + 'a>>,
     declared: Option<Descriptor>,
+    compression: Option<Compression>,
 }
 
 impl std::fmt::Debug for LayerInput<'_> {
@@ -106,6 +145,7 @@ impl std::fmt::Debug for LayerInput<'_> {
             .field("path", &self.path)
             .field("source", &self.source.is_some())
             .field("declared", &self.declared)
+            .field("compression", &self.compression)
             .finish()
     }
 }
@@ -118,6 +158,7 @@ impl<'a> LayerInput<'a> {
             path: None,
             source: Some(Box::new(source)),
             declared: None,
+            compression: None,
         }
     }
 
@@ -130,6 +171,7 @@ impl<'a> LayerInput<'a> {
             path: None,
             source: None,
             declared: Some(descriptor),
+            compression: None,
         }
     }
 
@@ -138,6 +180,13 @@ impl<'a> LayerInput<'a> {
     /// kept on the new descriptor.
     pub fn declared(mut self, descriptor: Descriptor) -> LayerInput<'a> {
         self.declared = Some(descriptor);
+        self
+    }
+
+    /// The compression its bytes must be in (a stored layer's media type says it): bytes in
+    /// another are refused ([`Problem::Compression`]) instead of being read as what they are.
+    pub fn compressed(mut self, compression: Compression) -> LayerInput<'a> {
+        self.compression = Some(compression);
         self
     }
 
@@ -238,6 +287,14 @@ pub enum Problem {
         found: u64,
         /// The declared size.
         declared: u64,
+    },
+    /// The bytes are not in the compression the layer must be in ([`LayerInput::compressed`]).
+    #[error("its bytes are {}, its media type says {}", compression_words(*.found), .expected.as_str())]
+    Compression {
+        /// The compression asked for.
+        expected: Compression,
+        /// The compression sniffed from its first bytes.
+        found: Compression,
     },
     /// A compression OCI layers cannot have (`bzip2`, `xz`).
     #[error("{0}-compressed layers are not supported")]
@@ -678,14 +735,27 @@ fn stream_layer(
         Sniffed::Xz => return Err(layer_err(Problem::Unsupported("xz"))),
         Sniffed::Unknown => return Err(layer_err(Problem::NotALayer)),
     };
+    if let Some(expected) = input.compression {
+        if found != expected {
+            return Err(layer_err(Problem::Compression { expected, found }));
+        }
+    }
     let stored = compress.map_or(found, |c| c.compression);
     if format == ManifestFormat::Docker && stored == Compression::Zstd {
         return Err(layer_err(Problem::ZstdForDocker));
     }
     let res = match compress {
         Some(opts) if opts.compression != found => {
-            let mut dec = decompressor(r, found).map_err(|e| layer_err(Problem::Io(e)))?;
-            write_layer(lock, &mut dec, opts)
+            let mut dec = decompressor(&mut r, found).map_err(|e| layer_err(Problem::Io(e)))?;
+            let res = write_layer(lock, &mut dec, opts);
+            drop(dec);
+            // Read what the decompressor left, so that a verifying source is checked to its
+            // end (a digest or size mismatch is found there).
+            res.and_then(|info| {
+                copy_large(&mut r, &mut std::io::sink())
+                    .map_err(|e| Error::io(Path::new(&input.name), e))?;
+                Ok(info)
+            })
         }
         _ => copy_layer(lock, &mut r, found),
     };
@@ -701,6 +771,14 @@ fn stream_layer(
             other => Problem::Layout(other),
         })
     })
+}
+
+fn compression_words(c: Compression) -> &'static str {
+    match c {
+        Compression::None => "an uncompressed tar",
+        Compression::Gzip => "gzip-compressed",
+        Compression::Zstd => "zstd-compressed",
+    }
 }
 
 /// Check an image config as a build must (see the module documentation) and parse it.
@@ -909,7 +987,7 @@ mod tests {
             .all(|l| l.descriptor.media_type == MediaType::OciLayerGzip));
         assert_eq!(
             a.manifest.digest.as_str(),
-            "sha256:294f209172fbd0d446841c31584aa8561406fab3b50a9ce37ad104263a88a413"
+            "sha256:f2ac7f2368aa70688608f09f236de5e8020f6f2ffc81781252a413ab59f541f4"
         );
     }
 

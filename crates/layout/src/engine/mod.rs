@@ -33,7 +33,7 @@ mod transfer;
 
 pub use builder::{
     parse_config, BuildError, BuildResult, BuiltImage, BuiltLayer, ImageBuilder, ImageInput,
-    LayerInput, LayerSource, ManifestFormat, Problem, SourceError, PARALLEL_LAYERS,
+    LayerInput, LayerSource, ManifestFormat, Problem, SourceError, StoredLayer, PARALLEL_LAYERS,
 };
 pub use plan::{plan, Plan, PlannedBlob};
 pub use refs::{merge_entry, RefChange, RefUpdate};
