@@ -493,7 +493,12 @@ fn rows(inp: &Inputs, ocikit: &Path, reg: Option<&RegistryCtx>) -> Vec<Row> {
         },
         warm: vec![a_gzip.clone()],
         limit: Some(Limit::Hash(a_gzip.join("blobs"))),
-        target: Target::default(),
+        // Issue 15: at the hashing limit, and close to tar (which neither verifies nor fsyncs).
+        target: Target {
+            min_ratio: Some(0.8),
+            max_vs_limit: Some(1.3),
+            ..Target::default()
+        },
         out_size: true,
         disk: false,
         check: None,
@@ -528,6 +533,7 @@ fn rows(inp: &Inputs, ocikit: &Path, reg: Option<&RegistryCtx>) -> Vec<Row> {
         limit: Some(Limit::ArchiveHash(bundle.clone())),
         target: Target {
             max_extra_disk: Some(largest_blob),
+            max_vs_limit: Some(1.3),
             ..Target::default()
         },
         out_size: true,
