@@ -25,7 +25,7 @@
 use std::path::PathBuf;
 
 use crate::walk::{reach, Root};
-use crate::{Algorithm, BlobFileKind, Digest, Error, Layout, Result};
+use crate::{Algorithm, BlobFile, BlobFileKind, Digest, Error, Layout, Result};
 
 /// What gc removed (or, with `dry_run`, would remove).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -51,6 +51,55 @@ pub enum GcError {
     Blocked(Vec<(Digest, String)>),
 }
 
+/// What gc's listing keeps: sha256 blobs as their bytes, and what else it may delete (blobs
+/// of other known algorithms, temp files, partials), all in directory order.
+struct Listed {
+    /// In blocks of [`LIST_BLOCK`], so that the list never doubles and copies itself.
+    sha256: Vec<Vec<[u8; 32]>>,
+    others: Vec<BlobFile>,
+}
+
+/// Digests per block of [`Listed::sha256`] (2 MiB).
+const LIST_BLOCK: usize = 1 << 16;
+
+/// The store's listing of `blobs/`, reduced to what gc may delete.
+fn list(layout: &Layout) -> Result<Listed> {
+    let mut out = Listed {
+        sha256: Vec::new(),
+        others: Vec::new(),
+    };
+    layout.each_blob_file(|f| {
+        if let BlobFileKind::Blob(d) = &f.kind {
+            if let Some(b) = d.sha256_bytes() {
+                match out.sha256.last_mut() {
+                    Some(block) if block.len() < LIST_BLOCK => block.push(b),
+                    _ => {
+                        let mut block = Vec::with_capacity(LIST_BLOCK);
+                        block.push(b);
+                        out.sha256.push(block);
+                    }
+                }
+                return Ok(());
+            }
+        }
+        let known_alg = f
+            .path
+            .parent()
+            .and_then(|d| d.file_name())
+            .is_some_and(|n| Algorithm::ALL.iter().any(|a| n == a.as_str()));
+        let may_go = match &f.kind {
+            BlobFileKind::Blob(d) => d.algorithm().is_some(),
+            BlobFileKind::Temp | BlobFileKind::Partial => true,
+            BlobFileKind::Other => false,
+        };
+        if known_alg && may_go {
+            out.others.push(f);
+        }
+        Ok(())
+    })?;
+    Ok(out)
+}
+
 /// Collect garbage in `layout`.
 pub fn gc(layout: &Layout, dry_run: bool) -> Result<GcReport, GcError> {
     let lock = layout.lock()?;
@@ -64,30 +113,53 @@ pub fn gc(layout: &Layout, dry_run: bool) -> Result<GcReport, GcError> {
             .into_iter()
             .map(|d| (d.digest, d.media_type, d.size)),
     );
-    let reach = reach(layout, roots);
+    // The listing runs beside the marking (gc holds the writer lock, so nothing is added
+    // meanwhile); what it keeps is compact: a sha256 blob is its 32 bytes.
+    let (reach, listed) = std::thread::scope(|s| {
+        let lister = s.spawn(|| list(layout));
+        let reach = reach(layout, roots);
+        let listed = lister.join().unwrap_or_else(|_| {
+            Err(Error::io(
+                layout.root(),
+                std::io::Error::other("listing failed"),
+            ))
+        });
+        (reach, listed)
+    });
     if !reach.unreadable.is_empty() {
         return Err(GcError::Blocked(reach.unreadable));
     }
+    let Listed { sha256, others } = listed?;
     let reachable = reach.digests;
     let mut report = GcReport {
         dry_run,
         ..GcReport::default()
     };
     let mut removal = lock.removal();
-    // The store lists `blobs/<alg>/` (refusing a `blobs` or `blobs/<alg>` that is a link, so
+    // The store listed `blobs/<alg>/` (refusing a `blobs` or `blobs/<alg>` that is a link, so
     // nothing outside the layout is ever deleted) and deletes (checking again what it is given).
     // Only what the store itself writes goes: unreachable blobs of an algorithm ocikit knows,
     // its temp files and bundle partials (gc holds the writer lock, so no load is using them).
     // Anything else is left alone.
-    layout.each_blob_file(|f| {
-        let known_alg = f
-            .path
-            .parent()
-            .and_then(|d| d.file_name())
-            .is_some_and(|n| Algorithm::ALL.iter().any(|a| n == a.as_str()));
-        if !known_alg {
-            return Ok(());
-        }
+    // Listed and reachable, both sorted: what is listed and not reached, in one merge.
+    let mut listed_sha256: Vec<[u8; 32]> = Vec::with_capacity(sha256.iter().map(Vec::len).sum());
+    listed_sha256.extend(sha256.into_iter().flatten());
+    listed_sha256.sort_unstable();
+    let mut reached = reachable.sha256().iter().peekable();
+    let unreachable = listed_sha256
+        .into_iter()
+        .filter(move |b| {
+            while reached.next_if(|r| *r < b).is_some() {}
+            reached.peek() != Some(&b)
+        })
+        .map(|b| {
+            let d = Digest::from_sha256_bytes(&b);
+            BlobFile {
+                path: layout.blob_path(&d),
+                kind: BlobFileKind::Blob(d),
+            }
+        });
+    for f in unreachable.chain(others) {
         let size = match &f.kind {
             BlobFileKind::Blob(d) if d.algorithm().is_some() && !reachable.contains(d) => {
                 let size = f.size()?;
@@ -98,15 +170,14 @@ pub fn gc(layout: &Layout, dry_run: bool) -> Result<GcReport, GcError> {
                 report.temp_files.push(f.path.clone());
                 f.size()?
             }
-            _ => return Ok(()),
+            _ => continue,
         };
         report.bytes += size;
         if !dry_run {
             crate::fault::point("gc-mid-delete");
             removal.remove(&f)?;
         }
-        Ok(())
-    })?;
+    }
     // Temp files of interrupted index.json writes, in the root.
     for path in layout.root_temp_files()? {
         report.temp_files.push(path.clone());

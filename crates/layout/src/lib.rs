@@ -51,7 +51,7 @@ pub use descriptor::{
     Descriptor, FsLayer, ImageConfig, Index, Manifest, Platform, PlatformSpec, RootFs, Schema1,
     Schema1History, REF_NAME,
 };
-pub use digest::{Algorithm, Digest, DigestError, DigestMap, DigestSet, Hasher};
+pub use digest::{Algorithm, Digest, DigestError, DigestList, DigestMap, DigestSet, Hasher};
 pub use error::{Error, Result};
 pub use layout::{
     check_layout_header, new_temp_in, open_regular, peek, sync_dir, sync_file, unwrap_io, BlobFile,

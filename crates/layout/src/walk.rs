@@ -20,8 +20,8 @@ use serde_json::Value;
 use crate::engine::ImageSource;
 use crate::media_type::Class;
 use crate::{
-    Descriptor, Digest, DigestMap, DigestSet, Error, Index, Layout, Manifest, MediaType, Platform,
-    Schema1, JSON_LIMIT,
+    Descriptor, Digest, DigestList, DigestMap, DigestSet, Error, Index, Layout, Manifest,
+    MediaType, Platform, Schema1, JSON_LIMIT,
 };
 
 /// Where a node stands in its parent.
@@ -300,8 +300,9 @@ impl Walk {
 /// What [`reach`] found: the digests reachable from `index.json`, without the tree.
 #[derive(Debug, Default)]
 pub struct Reach {
-    /// Every digest a reachable descriptor names (documents, configs, layers, unknown leaves).
-    pub digests: DigestSet,
+    /// Every digest a reachable descriptor names (documents, configs, layers, unknown leaves),
+    /// sealed.
+    pub digests: DigestList,
     /// Reachable documents that cannot be read, once each, in walk order, with why: absent
     /// (except as a `subject`), corrupt, unparseable, or of an unverifiable algorithm.
     pub unreadable: Vec<(Digest, String)>,
@@ -318,10 +319,10 @@ enum Seen {
     Bad(String),
 }
 
-/// Everything reachable from `roots` (the entries of `index.json`), as a set of digests: the same documents the
-/// [`Walk`] reads, read the same way, but each document is read once and dropped after its
-/// descriptors are noted, and no tree is built. Memory grows with the number of distinct
-/// digests only; this is what gc marks with.
+/// Everything reachable from `roots` (the entries of `index.json`), as a set of digests: the
+/// same documents the [`Walk`] reads, read the same way, but each document is read once and
+/// dropped after its descriptors are noted, and no tree is built. Memory grows with the number
+/// of distinct digests only; this is what gc marks with.
 ///
 /// The roots' documents are read ahead on every core, [`REACH_BATCH`] roots at a time (a
 /// layout of 100,000 refs is 100,000 documents to open, verify and parse); the marking itself
@@ -366,7 +367,7 @@ pub fn reach(layout: &Layout, roots: impl IntoIterator<Item = Root>) -> Reach {
         }));
         while let Some((digest, media_type, size, role, depth)) = stack.pop() {
             if !may_be_doc(&media_type, role) {
-                out.digests.insert(digest);
+                out.digests.push(digest);
                 continue;
             }
             let known = if fine.contains(&digest) {
@@ -380,7 +381,14 @@ pub fn reach(layout: &Layout, roots: impl IntoIterator<Item = Root>) -> Reach {
                 None if depth > MAX_DEPTH => Seen::Bad("nested too deep".into()),
                 None => {
                     let (seen, children) = match ahead.remove(&digest) {
-                        Some(e) => e,
+                        // Read ahead as a root; met here first, perhaps deeper (under an
+                        // earlier root): its children are one level below where it stands.
+                        Some((seen, mut children)) => {
+                            for c in &mut children {
+                                c.4 = depth + 1;
+                            }
+                            (seen, children)
+                        }
                         None => expand(layout, &digest, size, &media_type, depth),
                     };
                     stack.extend(children.into_iter().rev());
@@ -403,9 +411,10 @@ pub fn reach(layout: &Layout, roots: impl IntoIterator<Item = Root>) -> Reach {
                     out.unreadable.push((digest.clone(), why));
                 }
             }
-            out.digests.insert(digest);
+            out.digests.push(digest);
         }
     }
+    out.digests.seal();
     out
 }
 
@@ -876,6 +885,24 @@ mod tests {
             }
         }
         assert_eq!(w.path_of(MAX_DEPTH).len(), MAX_DEPTH + 1);
+    }
+
+    /// A document read ahead as a root but met first deeper, under an earlier root, stands
+    /// where it is met: a chain whose links are also roots is cut at the same depth as alone.
+    #[test]
+    fn reach_cuts_a_chain_of_roots_at_max_depth() {
+        let (_d, l) = layout();
+        let lock = l.lock().expect("lock");
+        let mut chain = vec![image(&lock, "bottom")];
+        for i in 0..MAX_DEPTH + 3 {
+            let d = put(&lock, MediaType::OciIndex, &index_of(&[chain[i].clone()]));
+            chain.push(d);
+        }
+        chain.reverse();
+        let too_deep = chain[MAX_DEPTH + 1].digest.clone();
+        let want = vec![(too_deep, "nested too deep".to_string())];
+        assert_eq!(reach(&l, [root_of(&chain[0])]).unreadable, want);
+        assert_eq!(reach(&l, chain.iter().map(root_of)).unreadable, want);
     }
 
     /// Digests make real cycles impossible, so the guard is checked with a document planted in
