@@ -56,13 +56,9 @@ pub enum GcError {
 /// What gc's listing keeps: sha256 blobs as their bytes, and what else it may delete (blobs
 /// of other known algorithms, temp files, partials), all in directory order.
 struct Listed {
-    /// In blocks of [`LIST_BLOCK`], so that the list never doubles and copies itself.
-    sha256: Vec<Vec<[u8; 32]>>,
+    sha256: Vec<[u8; 32]>,
     others: Vec<BlobFile>,
 }
-
-/// Digests per block of [`Listed::sha256`] (2 MiB).
-const LIST_BLOCK: usize = 1 << 16;
 
 /// The store's listing of `blobs/`, reduced to what gc may delete.
 fn list(layout: &Layout) -> Result<Listed> {
@@ -73,14 +69,7 @@ fn list(layout: &Layout) -> Result<Listed> {
     layout.each_blob_file(|f| {
         if let BlobFileKind::Blob(d) = &f.kind {
             if let Some(b) = d.sha256_bytes() {
-                match out.sha256.last_mut() {
-                    Some(block) if block.len() < LIST_BLOCK => block.push(b),
-                    _ => {
-                        let mut block = Vec::with_capacity(LIST_BLOCK);
-                        block.push(b);
-                        out.sha256.push(block);
-                    }
-                }
+                out.sha256.push(b);
                 return Ok(());
             }
         }
@@ -131,7 +120,10 @@ pub fn gc(layout: &Layout, dry_run: bool) -> Result<GcReport, GcError> {
     if !reach.unreadable.is_empty() {
         return Err(GcError::Blocked(reach.unreadable));
     }
-    let Listed { sha256, others } = listed?;
+    let Listed {
+        sha256: mut listed_sha256,
+        others,
+    } = listed?;
     let reachable = reach.digests;
     let mut report = GcReport {
         dry_run,
@@ -144,8 +136,6 @@ pub fn gc(layout: &Layout, dry_run: bool) -> Result<GcReport, GcError> {
     // its temp files and bundle partials (gc holds the writer lock, so no load is using them).
     // Anything else is left alone.
     // Listed and reachable, both sorted: what is listed and not reached, in one merge.
-    let mut listed_sha256: Vec<[u8; 32]> = Vec::with_capacity(sha256.iter().map(Vec::len).sum());
-    listed_sha256.extend(sha256.into_iter().flatten());
     listed_sha256.sort_unstable();
     let mut reached = reachable.sha256().iter().peekable();
     let unreachable = listed_sha256
